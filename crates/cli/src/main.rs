@@ -1,0 +1,52 @@
+//! `leakwatch`, the command line. Each subcommand is one module under
+//! `commands/`; this file only parses arguments and turns errors into one clear
+//! line and an exit code (1 for a failure, 2 for bad usage, as clap does).
+
+mod commands;
+mod output;
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::process::ExitCode;
+
+const JSON_HELP: &str =
+    "Print JSON instead of a table; field names are stable (see each command's --help)";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "leakwatch",
+    version,
+    about = "Watch long-running servers for descriptor leaks and orphaned processes",
+    long_about = "Leakwatch shows which processes hold how many file descriptors, of which \
+                  kind (kqueue, epoll, sockets, files...), against their limit, and the \
+                  process trees below them.\n\nEvery command takes --json."
+)]
+struct Cli {
+    #[arg(long, global = true, help = JSON_HELP)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Ps(commands::ps::Args),
+    Fds(commands::fds::Args),
+    Tree(commands::tree::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Ps(args) => commands::ps::run(args, cli.json),
+        Command::Fds(args) => commands::fds::run(args, cli.json),
+        Command::Tree(args) => commands::tree::run(args, cli.json),
+    };
+    match result.and_then(|text| output::print(&text)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let _ = writeln!(std::io::stderr(), "leakwatch: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! `leakwatch-core` is Leakwatch's one engine, shared by the CLI, the daemon and the
+//! menubar app so that all of them show the same numbers. Everything here is pure
+//! logic over the plain data of `leakwatch-probe`: summaries of descriptor tables,
+//! process trees, and (as the engine grows) trend, rules and actions. Being pure,
+//! it is tested with made-up snapshots as well as real processes.
+
+pub mod summary;
+pub mod tree;
+
+pub use summary::{Companion, EndpointGroup, FdSummary, PathGroup};
+pub use tree::{ProcessTree, TreeNode};

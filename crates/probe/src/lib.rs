@@ -1,0 +1,177 @@
+//! `leakwatch-probe` is the only part of Leakwatch that asks the operating system
+//! about processes. Everything above it (trend, rules, orphans, the CLI and the app)
+//! works on the plain data this crate returns, so it can be tested with made-up
+//! snapshots and so the per-OS code stays small and in one place.
+//!
+//! One public API, [`Probe`], is backed by one module per OS, chosen at compile
+//! time: `linux` reads `/proc`, `macos` uses libproc and `sysctl`, and every other
+//! target gets a backend whose every call fails with [`ErrorKind::Unsupported`].
+//!
+//! Two rules hold for every backend:
+//! - a process that exits while it is being read is [`ErrorKind::NoSuchProcess`],
+//!   never a panic and never a half-filled record;
+//! - the probe never `open`s or synchronously `stat`s the files a target holds, so a
+//!   dead network mount cannot hang the watchdog.
+
+mod backend;
+mod error;
+mod model;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+mod unsupported;
+
+#[cfg(target_os = "linux")]
+use linux::Os;
+#[cfg(target_os = "macos")]
+use macos::Os;
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+use unsupported::Os;
+
+pub use error::{Error, ErrorKind, Result};
+pub use model::{
+    Fd, FdClass, FdKind, FdLimit, FdTable, LimitSource, ProcessId, ProcessInfo, ProcessState,
+    StartTime,
+};
+
+use backend::{Backend, ProcessDetails};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A handle on the operating system's process information.
+///
+/// It is cheap to create, but keep one around: it caches each process's argv and
+/// executable path per identity, which on macOS costs a `KERN_PROCARGS2` sysctl per
+/// process. The cache holds only identities seen alive by the last full scan, so it
+/// cannot grow without bound.
+#[derive(Debug)]
+pub struct Probe {
+    os: Os,
+    details: HashMap<ProcessId, CachedDetails>,
+}
+
+/// Argv and executable of one identity, remembered with the name they were read
+/// under: `execve` keeps the pid and start time but changes the name, and a changed
+/// name makes us read them again.
+#[derive(Debug, Clone)]
+struct CachedDetails {
+    name: Arc<str>,
+    argv: Arc<[String]>,
+    exe: Option<Arc<str>>,
+}
+
+impl Probe {
+    /// Opens the probe. Fails only where the platform's process interface itself is
+    /// missing (no `/proc` mounted, or an unsupported OS).
+    pub fn new() -> Result<Self> {
+        Ok(Self { os: Os::new()?, details: HashMap::new() })
+    }
+
+    /// Every process the caller may see, in pid order. Processes that exit during
+    /// the scan are left out; ones whose details are restricted keep what could be
+    /// read (see the `Option` fields of [`ProcessInfo`]).
+    pub fn processes(&mut self) -> Result<Vec<ProcessInfo>> {
+        let pids = self.os.pids()?;
+        let mut out = Vec::with_capacity(pids.len());
+        for pid in pids {
+            match self.read_process(pid) {
+                Ok(info) => out.push(info),
+                Err(e) if e.kind() == ErrorKind::NoSuchProcess => {}
+                Err(e) if e.kind() == ErrorKind::PermissionDenied => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // Forget identities that are gone, so the cache tracks the live table only.
+        let mut live: std::collections::HashSet<ProcessId> = std::collections::HashSet::new();
+        live.extend(out.iter().map(|p| p.id));
+        self.details.retain(|id, _| live.contains(id));
+        Ok(out)
+    }
+
+    /// One process by pid.
+    pub fn process(&mut self, pid: u32) -> Result<ProcessInfo> {
+        self.read_process(pid)
+    }
+
+    /// The identity of the process that has `pid` now: the cheapest read that tells
+    /// a process from a later one that reused its pid. Call it right before acting on
+    /// a pid.
+    pub fn identity(&self, pid: u32) -> Result<ProcessId> {
+        Ok(ProcessId { pid, start_time: self.os.start_time(pid)? })
+    }
+
+    /// Every open descriptor of `pid`, classified by [`FdKind`].
+    pub fn fd_table(&self, pid: u32) -> Result<FdTable> {
+        let start_time = self.os.start_time(pid)?;
+        let mut fds = self.os.fd_table(pid)?;
+        fds.sort_unstable_by_key(|fd| fd.fd);
+        // A pid reused while we read would give us another process's table.
+        if self.os.start_time(pid)? != start_time {
+            return Err(Error::no_such_process(pid));
+        }
+        Ok(FdTable { id: ProcessId { pid, start_time }, fds })
+    }
+
+    /// How many descriptors `pid` has open, by the cheapest means the OS offers.
+    pub fn fd_count(&self, pid: u32) -> Result<usize> {
+        self.os.fd_count(pid)
+    }
+
+    /// The descriptor limit of `pid` and where it was learned.
+    pub fn fd_limit(&self, pid: u32) -> Result<FdLimit> {
+        self.os.fd_limit(pid)
+    }
+
+    fn read_process(&mut self, pid: u32) -> Result<ProcessInfo> {
+        let raw = self.os.process(pid)?;
+        let id = ProcessId { pid, start_time: raw.start_time };
+        let details = match self.details.get(&id) {
+            Some(cached) if *cached.name == *raw.name => cached.clone(),
+            _ => {
+                let ProcessDetails { argv, exe } = match self.os.details(pid) {
+                    Ok(details) => details,
+                    // Another user's process: its argv may be private, its stat not.
+                    Err(e) if e.kind() == ErrorKind::PermissionDenied => ProcessDetails::default(),
+                    Err(e) => return Err(e),
+                };
+                let cached = CachedDetails {
+                    name: Arc::from(raw.name.as_str()),
+                    argv: argv.into(),
+                    exe: exe.map(Arc::from),
+                };
+                self.details.insert(id, cached.clone());
+                cached
+            }
+        };
+        Ok(ProcessInfo {
+            id,
+            ppid: raw.ppid,
+            pgid: raw.pgid,
+            sid: raw.sid,
+            uid: raw.uid,
+            state: raw.state,
+            name: raw.name,
+            exe: details.exe.map(|e| e.to_string()),
+            argv: details.argv,
+            rss_bytes: raw.rss_bytes,
+            cpu_time: raw.cpu_time,
+            threads: raw.threads,
+            started_at: raw.started_at,
+            is_kernel_thread: raw.is_kernel_thread,
+        })
+    }
+}
+
+/// The real user id of the calling process: "my processes" in listings.
+#[cfg(unix)]
+pub fn current_uid() -> u32 {
+    rustix::process::getuid().as_raw()
+}
+
+/// This process's own pid.
+pub fn current_pid() -> u32 {
+    std::process::id()
+}
