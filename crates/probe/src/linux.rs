@@ -129,7 +129,9 @@ impl Backend for Os {
         while let Some(entry) = dir.read() {
             let entry = entry.map_err(|e| fd_dir_error(pid, e))?;
             let name = entry.file_name();
-            let Some(fd) = parse_decimal::<i32>(name.to_bytes()) else { continue };
+            let Some(fd) = parse_decimal::<i32>(name.to_bytes()) else {
+                continue;
+            };
             let len = match rustix::fs::readlinkat_raw(dir_fd, name, &mut link) {
                 Ok(len) => len,
                 // Closed between readdir and readlink: it is simply not open any more.
@@ -137,17 +139,32 @@ impl Backend for Os {
                 Err(e) => return Err(fd_dir_error(pid, e)),
             };
             let entry = match classify_link(&link[..len]) {
-                Link::Kind(kind) => Fd { fd, kind, path: None, endpoint: None },
+                Link::Kind(kind) => Fd {
+                    fd,
+                    kind,
+                    path: None,
+                    endpoint: None,
+                },
                 Link::Socket(inode) => {
                     sockets.entry(inode).or_default().push(fds.len());
-                    Fd { fd, kind: FdKind::Socket, path: None, endpoint: None }
+                    Fd {
+                        fd,
+                        kind: FdKind::Socket,
+                        path: None,
+                        endpoint: None,
+                    }
                 }
                 Link::Path { kind, path } => {
                     let kind = match kind {
                         Some(kind) => kind,
                         None => file_or_dir(dir_fd, name),
                     };
-                    Fd { fd, kind, path: Some(path), endpoint: None }
+                    Fd {
+                        fd,
+                        kind,
+                        path: Some(path),
+                        endpoint: None,
+                    }
                 }
             };
             fds.push(entry);
@@ -187,7 +204,11 @@ impl Backend for Os {
         let limits = self.read_pid_file(pid, "limits")?;
         let (soft, hard) =
             parse_open_files_limit(&limits).ok_or_else(|| Error::malformed(Some(pid), "limits"))?;
-        Ok(FdLimit { soft, hard, source: LimitSource::ProcLimits })
+        Ok(FdLimit {
+            soft,
+            hard,
+            source: LimitSource::ProcLimits,
+        })
     }
 }
 
@@ -283,7 +304,8 @@ fn parse_decimal<T: std::str::FromStr>(bytes: &[u8]) -> Option<T> {
 
 fn parse_btime(stat: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(stat).ok()?;
-    text.lines().find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
+    text.lines()
+        .find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
 }
 
 /// The fields of `/proc/PID/stat` Leakwatch uses.
@@ -348,7 +370,9 @@ fn parse_state(code: &str) -> ProcessState {
 #[allow(clippy::type_complexity)]
 fn parse_open_files_limit(bytes: &[u8]) -> Option<(Option<u64>, Option<u64>)> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let row = text.lines().find_map(|line| line.strip_prefix("Max open files"))?;
+    let row = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))?;
     let mut columns = row.split_ascii_whitespace();
     let mut value = || -> Option<Option<u64>> {
         match columns.next()? {
@@ -366,7 +390,10 @@ enum Link {
     /// `socket:[inode]`, to be looked up in the net tables.
     Socket(u64),
     /// A path; `kind` is `None` when only the file type can tell file from dir.
-    Path { kind: Option<FdKind>, path: String },
+    Path {
+        kind: Option<FdKind>,
+        path: String,
+    },
 }
 
 /// Classifies a descriptor by its link text alone (DESIGN.md, "File descriptor
@@ -386,7 +413,10 @@ fn classify_link(link: &[u8]) -> Link {
         return Link::Kind(FdKind::Pidfd);
     }
     if let Some(anon) = link.strip_prefix(b"anon_inode:") {
-        let anon = anon.strip_prefix(b"[").and_then(|a| a.strip_suffix(b"]")).unwrap_or(anon);
+        let anon = anon
+            .strip_prefix(b"[")
+            .and_then(|a| a.strip_suffix(b"]"))
+            .unwrap_or(anon);
         let kind = match anon {
             b"eventpoll" => FdKind::Epoll,
             b"eventfd" => FdKind::Eventfd,
@@ -423,8 +453,13 @@ enum SocketTable {
 }
 
 impl SocketTable {
-    const ALL: [SocketTable; 5] =
-        [SocketTable::Unix, SocketTable::Tcp, SocketTable::Tcp6, SocketTable::Udp, SocketTable::Udp6];
+    const ALL: [SocketTable; 5] = [
+        SocketTable::Unix,
+        SocketTable::Tcp,
+        SocketTable::Tcp6,
+        SocketTable::Udp,
+        SocketTable::Udp6,
+    ];
 
     fn file(self) -> &'static str {
         match self {
@@ -462,7 +497,11 @@ impl SocketTable {
                     let local = parse_inet_address(columns.get(1)?)?;
                     let remote = parse_inet_address(columns.get(2)?)?;
                     let state = u8::from_str_radix(columns.get(3)?, 16).ok()?;
-                    Some((inode, kind, Some(inet_endpoint(kind, &local, &remote, state))))
+                    Some((
+                        inode,
+                        kind,
+                        Some(inet_endpoint(kind, &local, &remote, state)),
+                    ))
                 })
                 .collect()
             }
@@ -564,15 +603,24 @@ mod tests {
         assert_eq!(kind(b"net:[4026531840]"), Link::Kind(FdKind::Other));
         assert_eq!(
             kind(b"/dev/null"),
-            Link::Path { kind: Some(FdKind::Device), path: "/dev/null".into() }
+            Link::Path {
+                kind: Some(FdKind::Device),
+                path: "/dev/null".into()
+            }
         );
         assert_eq!(
             kind(b"/dev/shm/sem.x"),
-            Link::Path { kind: Some(FdKind::Shm), path: "/dev/shm/sem.x".into() }
+            Link::Path {
+                kind: Some(FdKind::Shm),
+                path: "/dev/shm/sem.x".into()
+            }
         );
         assert_eq!(
             kind(b"/srv/state.db-wal"),
-            Link::Path { kind: None, path: "/srv/state.db-wal".into() }
+            Link::Path {
+                kind: None,
+                path: "/srv/state.db-wal".into()
+            }
         );
     }
 
@@ -580,16 +628,26 @@ mod tests {
     fn limits_row_parses_numbers_and_unlimited() {
         let limits = b"Limit                     Soft Limit           Hard Limit           Units\n\
             Max open files            1024                 524288               files\n";
-        assert_eq!(parse_open_files_limit(limits), Some((Some(1024), Some(524288))));
-        let unlimited = b"Max open files            unlimited            unlimited            files\n";
+        assert_eq!(
+            parse_open_files_limit(limits),
+            Some((Some(1024), Some(524288)))
+        );
+        let unlimited =
+            b"Max open files            unlimited            unlimited            files\n";
         assert_eq!(parse_open_files_limit(unlimited), Some((None, None)));
-        assert_eq!(parse_open_files_limit(b"Max processes 1 2 processes\n"), None);
+        assert_eq!(
+            parse_open_files_limit(b"Max processes 1 2 processes\n"),
+            None
+        );
     }
 
     #[test]
     fn inet_addresses_decode_host_order_words() {
         if cfg!(target_endian = "little") {
-            assert_eq!(parse_inet_address("0100007F:1F90").as_deref(), Some("127.0.0.1:8080"));
+            assert_eq!(
+                parse_inet_address("0100007F:1F90").as_deref(),
+                Some("127.0.0.1:8080")
+            );
             assert_eq!(
                 parse_inet_address("00000000000000000000000001000000:0050").as_deref(),
                 Some("[::1]:80")
@@ -609,7 +667,11 @@ mod tests {
         if cfg!(target_endian = "little") {
             assert_eq!(
                 rows,
-                vec![(5555, FdKind::Tcp, Some("127.0.0.1:8080 (LISTEN)".to_owned()))]
+                vec![(
+                    5555,
+                    FdKind::Tcp,
+                    Some("127.0.0.1:8080 (LISTEN)".to_owned())
+                )]
             );
         }
     }

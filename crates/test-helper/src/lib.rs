@@ -1,0 +1,57 @@
+//! Test support for Leakwatch: [`Helper`] drives `lw-helper`, a real process that holds
+//! descriptors, leaks them, builds process trees and double-forks on command, so that
+//! the probe, the engine, the actions and the CLI are tested against the real OS
+//! rather than against what we believe the OS does.
+//!
+//! Use it as a dev-dependency. A test starts a helper, tells it what to do, then looks
+//! at it the way Leakwatch would:
+//!
+//! ```no_run
+//! use leakwatch_test_helper::Helper;
+//!
+//! let mut h = Helper::spawn()?;
+//! h.cmd("open pipe 3").expect("pipes"); // 6 more fds
+//! let kids = h.cmd("tree 2 2").expect("tree"); // 6 descendant pids
+//! // ... probe h.pid() and kids ...
+//! drop(h); // SIGKILLs the helper, its whole process group and any double-forked pid
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! # The protocol of `lw-helper`
+//!
+//! `lw-helper [--stay] [--exec CMD]... [--ready-file PATH]`. Each `--exec` runs a
+//! command before `ready` (silently; on failure: message on stderr, exit 2). `--stay`:
+//! stdin EOF does not end the helper. `--ready-file`: write `ready` to PATH once up.
+//! At startup it raises its soft RLIMIT_NOFILE to the hard limit, resets SIGTERM to
+//! the default, then prints `ready <pid>`. Each line on stdin gets exactly one line
+//! back: `ok [DATA...]` or `err MESSAGE`. On stdin EOF it exits 0.
+//!
+//! | command | reply data |
+//! |---|---|
+//! | `open KIND [N]`, `open file PATH [N]`, `open dir PATH [N]`, `open unix-listen PATH` | fds added |
+//! | `open tcp-conn N` | `ADDED listener=0/1 client=N accepted=N` |
+//! | `close KIND [N\|all]` (the last N of that kind) | fds closed |
+//! | `count` | `KIND=N`... then `leaked= leaking= leak-errors= http= total=` |
+//! | `leak KIND[:PATH] EVERY_MS` / `stop-leak` / `close-leaked` | — / leaked fds held / closed |
+//! | `ignore-term` / `term-marker PATH` | — |
+//! | `spawn N [CMD [; CMD]...]` | child pids |
+//! | `tree DEPTH WIDTH [ignore-term]` | all descendant pids |
+//! | `double-fork [tcp-listen PORT]` | `GRANDCHILD_PID PORT` (0 when not listening) |
+//! | `serve-http [PORT]` | port |
+//! | `pid` / `exit [CODE]` / `sleep-forever` / `detach` / `help` | pid / — / — / — / usage |
+//!
+//! KIND is one of `file dir device pipe unix unix-listen tcp-listen tcp-conn udp shm`,
+//! plus `epoll eventfd timerfd signalfd inotify` on Linux and `kqueue` on macOS (on
+//! the other OS they answer `err unsupported on this OS`). N defaults to 1; `pipe`
+//! and `unix` open two fds per unit. If opening fails part-way, what was opened is
+//! kept and the error says how many. Children of `spawn` and `tree` run with
+//! `--stay`, so they outlive a SIGKILLed parent; `tree ... ignore-term` makes every
+//! member, this helper included, ignore SIGTERM.
+
+mod helper;
+mod locate;
+#[doc(hidden)]
+pub mod shm;
+
+pub use helper::{DEFAULT_TIMEOUT, Helper, wait_until};
+pub use locate::{OVERRIDE_ENV, helper_binary, try_helper_binary};
