@@ -8,10 +8,7 @@ use std::time::Duration;
 /// Writes `text` to stdout; a reader that went away early is not an error.
 pub(crate) fn print(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
     }
@@ -40,10 +37,7 @@ pub(crate) struct Table {
 
 impl Table {
     pub(crate) fn new(columns: &[(&'static str, Align)]) -> Self {
-        Self {
-            columns: columns.to_vec(),
-            rows: Vec::new(),
-        }
+        Self { columns: columns.to_vec(), rows: Vec::new() }
     }
 
     pub(crate) fn row(&mut self, cells: Vec<String>) {
@@ -51,22 +45,15 @@ impl Table {
     }
 
     pub(crate) fn render(&self) -> String {
-        let mut widths: Vec<usize> = self
-            .columns
-            .iter()
-            .map(|(name, _)| name.chars().count())
-            .collect();
+        let mut widths: Vec<usize> =
+            self.columns.iter().map(|(name, _)| name.chars().count()).collect();
         for row in &self.rows {
             for (width, cell) in widths.iter_mut().zip(row) {
                 *width = (*width).max(cell.chars().count());
             }
         }
         let mut out = String::new();
-        let header: Vec<String> = self
-            .columns
-            .iter()
-            .map(|(name, _)| (*name).to_owned())
-            .collect();
+        let header: Vec<String> = self.columns.iter().map(|(name, _)| (*name).to_owned()).collect();
         for row in std::iter::once(&header).chain(&self.rows) {
             let last = row.len().saturating_sub(1);
             let mut line = String::new();
@@ -104,11 +91,7 @@ pub(crate) fn bytes(n: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 /// `3d 4h`, `2h 5m`, `4m 10s`, `12s`: the two largest units.

@@ -7,19 +7,12 @@ use serde_json::Value;
 use std::process::{Command, Output};
 
 fn leakwatch(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leakwatch"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_leakwatch")).args(args).output().unwrap()
 }
 
 fn leakwatch_json(args: &[&str]) -> Value {
     let out = leakwatch(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -29,22 +22,14 @@ fn fds_json_counts_kinds_and_groups_sqlite_files() {
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("state.db");
     let mut helper = Helper::spawn().unwrap();
-    helper
-        .cmd(&format!("open file {} 48", db.display()))
-        .unwrap();
-    helper
-        .cmd(&format!("open file {}-wal 46", db.display()))
-        .unwrap();
-    helper
-        .cmd(&format!("open file {}-shm 46", db.display()))
-        .unwrap();
+    helper.cmd(&format!("open file {} 48", db.display())).unwrap();
+    helper.cmd(&format!("open file {}-wal 46", db.display())).unwrap();
+    helper.cmd(&format!("open file {}-shm 46", db.display())).unwrap();
     helper.cmd("open epoll 7").unwrap();
     let pid = helper.pid().to_string();
 
     let json = leakwatch_json(&["fds", &pid, "--json"]);
-    let on_disk = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
+    let on_disk = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
     assert_eq!(json["pid"], helper.pid());
     assert_eq!(json["name"], "lw-helper");
     assert_eq!(json["total"], on_disk);
@@ -71,29 +56,19 @@ fn fds_json_counts_kinds_and_groups_sqlite_files() {
 #[test]
 fn tree_json_lists_every_descendant() {
     let mut helper = Helper::spawn().unwrap();
-    let mut children: Vec<u64> = helper
-        .cmd("tree 2 2")
-        .unwrap()
-        .iter()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let mut children: Vec<u64> =
+        helper.cmd("tree 2 2").unwrap().iter().map(|p| p.parse().unwrap()).collect();
     let json = leakwatch_json(&["tree", &helper.pid().to_string(), "--json"]);
     let processes = json["processes"].as_array().unwrap();
     assert_eq!(processes[0]["pid"], helper.pid());
     assert_eq!(processes[0]["depth"], 0);
-    let mut listed: Vec<u64> = processes[1..]
-        .iter()
-        .map(|p| p["pid"].as_u64().unwrap())
-        .collect();
+    let mut listed: Vec<u64> = processes[1..].iter().map(|p| p["pid"].as_u64().unwrap()).collect();
     listed.sort_unstable();
     children.sort_unstable();
     assert_eq!(listed, children);
     let deepest = processes.iter().map(|p| p["depth"].as_u64().unwrap()).max();
     assert_eq!(deepest, Some(2));
-    let rss: u64 = processes
-        .iter()
-        .map(|p| p["rss_bytes"].as_u64().unwrap())
-        .sum();
+    let rss: u64 = processes.iter().map(|p| p["rss_bytes"].as_u64().unwrap()).sum();
     assert_eq!(json["total_rss_bytes"], rss);
 }
 
@@ -104,15 +79,9 @@ fn ps_sorts_by_descriptors_and_limits_rows() {
     let json = leakwatch_json(&["ps", "--json", "--sort", "fds", "--limit", "5"]);
     let rows = json.as_array().unwrap();
     assert!(rows.len() <= 5);
-    let fds: Vec<u64> = rows
-        .iter()
-        .map(|r| r["fds"].as_u64().unwrap_or(0))
-        .collect();
+    let fds: Vec<u64> = rows.iter().map(|r| r["fds"].as_u64().unwrap_or(0)).collect();
     assert!(fds.windows(2).all(|w| w[0] >= w[1]), "{fds:?}");
-    let row = rows
-        .iter()
-        .find(|r| r["pid"] == helper.pid())
-        .expect("helper among the top 5");
+    let row = rows.iter().find(|r| r["pid"] == helper.pid()).expect("helper among the top 5");
     assert!(row["fds"].as_u64().unwrap() >= 3000);
     assert!(row["fd_limit"]["soft"].as_u64().unwrap() >= 3000);
     assert!(row["argv"][0].as_str().unwrap().ends_with("lw-helper"));
@@ -122,10 +91,7 @@ fn ps_sorts_by_descriptors_and_limits_rows() {
 fn unknown_pid_is_one_clear_line_and_exit_1() {
     let out = leakwatch(&["fds", "4194304"]);
     assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "leakwatch: pid 4194304: no such process\n"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "leakwatch: pid 4194304: no such process\n");
     let out = leakwatch(&["tree", "4194304", "--json"]);
     assert_eq!(out.status.code(), Some(1));
 }

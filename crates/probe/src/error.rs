@@ -43,32 +43,17 @@ impl Error {
     }
 
     pub(crate) fn no_such_process(pid: u32) -> Self {
-        Self {
-            kind: ErrorKind::NoSuchProcess,
-            pid: Some(pid),
-            what: String::new(),
-            source: None,
-        }
+        Self { kind: ErrorKind::NoSuchProcess, pid: Some(pid), what: String::new(), source: None }
     }
 
     #[cfg_attr(target_os = "linux", allow(dead_code))]
     pub(crate) fn permission_denied(pid: u32, what: impl Into<String>) -> Self {
-        Self {
-            kind: ErrorKind::PermissionDenied,
-            pid: Some(pid),
-            what: what.into(),
-            source: None,
-        }
+        Self { kind: ErrorKind::PermissionDenied, pid: Some(pid), what: what.into(), source: None }
     }
 
     #[cfg_attr(any(target_os = "linux", target_os = "macos"), allow(dead_code))]
     pub(crate) fn unsupported(what: impl Into<String>) -> Self {
-        Self {
-            kind: ErrorKind::Unsupported,
-            pid: None,
-            what: what.into(),
-            source: None,
-        }
+        Self { kind: ErrorKind::Unsupported, pid: None, what: what.into(), source: None }
     }
 
     /// Classifies an OS error met while reading `what` about `pid`: ENOENT and ESRCH
@@ -81,34 +66,17 @@ impl Error {
             _ => ErrorKind::Io,
         };
         if kind == ErrorKind::NoSuchProcess && pid.is_some() {
-            return Self {
-                kind,
-                pid,
-                what: what.into(),
-                source: None,
-            };
+            return Self { kind, pid, what: what.into(), source: None };
         }
-        Self {
-            kind,
-            pid,
-            what: what.into(),
-            source: Some(source),
-        }
+        Self { kind, pid, what: what.into(), source: Some(source) }
     }
 
     /// A malformed answer from the OS (a `/proc` file we could not parse, say).
     pub(crate) fn malformed(pid: Option<u32>, what: impl Into<String>) -> Self {
         let what = what.into();
-        let source = io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("unexpected format of {what}"),
-        );
-        Self {
-            kind: ErrorKind::Io,
-            pid,
-            what,
-            source: Some(source),
-        }
+        let source =
+            io::Error::new(io::ErrorKind::InvalidData, format!("unexpected format of {what}"));
+        Self { kind: ErrorKind::Io, pid, what, source: Some(source) }
     }
 }
 

@@ -67,10 +67,7 @@ impl Probe {
     /// Opens the probe. Fails only where the platform's process interface itself is
     /// missing (no `/proc` mounted, or an unsupported OS).
     pub fn new() -> Result<Self> {
-        Ok(Self {
-            os: Os::new()?,
-            details: HashMap::new(),
-        })
+        Ok(Self { os: Os::new()?, details: HashMap::new() })
     }
 
     /// Every process the caller may see, in pid order. Processes that exit during
@@ -103,10 +100,7 @@ impl Probe {
     /// a process from a later one that reused its pid. Call it right before acting on
     /// a pid.
     pub fn identity(&self, pid: u32) -> Result<ProcessId> {
-        Ok(ProcessId {
-            pid,
-            start_time: self.os.start_time(pid)?,
-        })
+        Ok(ProcessId { pid, start_time: self.os.start_time(pid)? })
     }
 
     /// Every open descriptor of `pid`, classified by [`FdKind`].
@@ -118,10 +112,7 @@ impl Probe {
         if self.os.start_time(pid)? != start_time {
             return Err(Error::no_such_process(pid));
         }
-        Ok(FdTable {
-            id: ProcessId { pid, start_time },
-            fds,
-        })
+        Ok(FdTable { id: ProcessId { pid, start_time }, fds })
     }
 
     /// How many descriptors `pid` has open, by the cheapest means the OS offers.
@@ -136,10 +127,7 @@ impl Probe {
 
     fn read_process(&mut self, pid: u32) -> Result<ProcessInfo> {
         let raw = self.os.process(pid)?;
-        let id = ProcessId {
-            pid,
-            start_time: raw.start_time,
-        };
+        let id = ProcessId { pid, start_time: raw.start_time };
         let details = match self.details.get(&id) {
             Some(cached) if *cached.name == *raw.name => cached.clone(),
             _ => {

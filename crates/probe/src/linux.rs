@@ -69,14 +69,9 @@ impl Backend for Os {
         let stat = self.read_pid_file(pid, "stat")?;
         let stat = parse_stat(&stat).ok_or_else(|| Error::malformed(Some(pid), "stat"))?;
         // The owner of /proc/PID is the process's effective uid (proc(5)).
-        let uid = rustix::fs::statx(
-            &self.proc,
-            pid.to_string(),
-            AtFlags::empty(),
-            StatxFlags::UID,
-        )
-        .map_err(|e| Error::from_io(Some(pid), "owner", e.into()))?
-        .stx_uid;
+        let uid = rustix::fs::statx(&self.proc, pid.to_string(), AtFlags::empty(), StatxFlags::UID)
+            .map_err(|e| Error::from_io(Some(pid), "owner", e.into()))?
+            .stx_uid;
         Ok(RawProcess {
             start_time: StartTime(stat.start_ticks),
             started_at: self.boot_time
@@ -139,32 +134,17 @@ impl Backend for Os {
                 Err(e) => return Err(fd_dir_error(pid, e)),
             };
             let entry = match classify_link(&link[..len]) {
-                Link::Kind(kind) => Fd {
-                    fd,
-                    kind,
-                    path: None,
-                    endpoint: None,
-                },
+                Link::Kind(kind) => Fd { fd, kind, path: None, endpoint: None },
                 Link::Socket(inode) => {
                     sockets.entry(inode).or_default().push(fds.len());
-                    Fd {
-                        fd,
-                        kind: FdKind::Socket,
-                        path: None,
-                        endpoint: None,
-                    }
+                    Fd { fd, kind: FdKind::Socket, path: None, endpoint: None }
                 }
                 Link::Path { kind, path } => {
                     let kind = match kind {
                         Some(kind) => kind,
                         None => file_or_dir(dir_fd, name),
                     };
-                    Fd {
-                        fd,
-                        kind,
-                        path: Some(path),
-                        endpoint: None,
-                    }
+                    Fd { fd, kind, path: Some(path), endpoint: None }
                 }
             };
             fds.push(entry);
@@ -178,13 +158,9 @@ impl Backend for Os {
     fn fd_count(&self, pid: u32) -> Result<usize> {
         // Since Linux 6.2, the size of /proc/PID/fd is its number of entries,
         // answered without listing them. Older kernels report 0: count by hand.
-        let stat = rustix::fs::statx(
-            &self.proc,
-            format!("{pid}/fd"),
-            AtFlags::empty(),
-            StatxFlags::SIZE,
-        )
-        .map_err(|e| fd_dir_error(pid, e))?;
+        let stat =
+            rustix::fs::statx(&self.proc, format!("{pid}/fd"), AtFlags::empty(), StatxFlags::SIZE)
+                .map_err(|e| fd_dir_error(pid, e))?;
         if stat.stx_size > 0 {
             return usize::try_from(stat.stx_size).map_err(|_| Error::malformed(Some(pid), "fd"));
         }
@@ -204,11 +180,7 @@ impl Backend for Os {
         let limits = self.read_pid_file(pid, "limits")?;
         let (soft, hard) =
             parse_open_files_limit(&limits).ok_or_else(|| Error::malformed(Some(pid), "limits"))?;
-        Ok(FdLimit {
-            soft,
-            hard,
-            source: LimitSource::ProcLimits,
-        })
+        Ok(FdLimit { soft, hard, source: LimitSource::ProcLimits })
     }
 }
 
@@ -304,8 +276,7 @@ fn parse_decimal<T: std::str::FromStr>(bytes: &[u8]) -> Option<T> {
 
 fn parse_btime(stat: &[u8]) -> Option<u64> {
     let text = std::str::from_utf8(stat).ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
+    text.lines().find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
 }
 
 /// The fields of `/proc/PID/stat` Leakwatch uses.
@@ -370,9 +341,7 @@ fn parse_state(code: &str) -> ProcessState {
 #[allow(clippy::type_complexity)]
 fn parse_open_files_limit(bytes: &[u8]) -> Option<(Option<u64>, Option<u64>)> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let row = text
-        .lines()
-        .find_map(|line| line.strip_prefix("Max open files"))?;
+    let row = text.lines().find_map(|line| line.strip_prefix("Max open files"))?;
     let mut columns = row.split_ascii_whitespace();
     let mut value = || -> Option<Option<u64>> {
         match columns.next()? {
@@ -413,10 +382,7 @@ fn classify_link(link: &[u8]) -> Link {
         return Link::Kind(FdKind::Pidfd);
     }
     if let Some(anon) = link.strip_prefix(b"anon_inode:") {
-        let anon = anon
-            .strip_prefix(b"[")
-            .and_then(|a| a.strip_suffix(b"]"))
-            .unwrap_or(anon);
+        let anon = anon.strip_prefix(b"[").and_then(|a| a.strip_suffix(b"]")).unwrap_or(anon);
         let kind = match anon {
             b"eventpoll" => FdKind::Epoll,
             b"eventfd" => FdKind::Eventfd,
@@ -497,11 +463,7 @@ impl SocketTable {
                     let local = parse_inet_address(columns.get(1)?)?;
                     let remote = parse_inet_address(columns.get(2)?)?;
                     let state = u8::from_str_radix(columns.get(3)?, 16).ok()?;
-                    Some((
-                        inode,
-                        kind,
-                        Some(inet_endpoint(kind, &local, &remote, state)),
-                    ))
+                    Some((inode, kind, Some(inet_endpoint(kind, &local, &remote, state))))
                 })
                 .collect()
             }
@@ -603,24 +565,15 @@ mod tests {
         assert_eq!(kind(b"net:[4026531840]"), Link::Kind(FdKind::Other));
         assert_eq!(
             kind(b"/dev/null"),
-            Link::Path {
-                kind: Some(FdKind::Device),
-                path: "/dev/null".into()
-            }
+            Link::Path { kind: Some(FdKind::Device), path: "/dev/null".into() }
         );
         assert_eq!(
             kind(b"/dev/shm/sem.x"),
-            Link::Path {
-                kind: Some(FdKind::Shm),
-                path: "/dev/shm/sem.x".into()
-            }
+            Link::Path { kind: Some(FdKind::Shm), path: "/dev/shm/sem.x".into() }
         );
         assert_eq!(
             kind(b"/srv/state.db-wal"),
-            Link::Path {
-                kind: None,
-                path: "/srv/state.db-wal".into()
-            }
+            Link::Path { kind: None, path: "/srv/state.db-wal".into() }
         );
     }
 
@@ -628,26 +581,17 @@ mod tests {
     fn limits_row_parses_numbers_and_unlimited() {
         let limits = b"Limit                     Soft Limit           Hard Limit           Units\n\
             Max open files            1024                 524288               files\n";
-        assert_eq!(
-            parse_open_files_limit(limits),
-            Some((Some(1024), Some(524288)))
-        );
+        assert_eq!(parse_open_files_limit(limits), Some((Some(1024), Some(524288))));
         let unlimited =
             b"Max open files            unlimited            unlimited            files\n";
         assert_eq!(parse_open_files_limit(unlimited), Some((None, None)));
-        assert_eq!(
-            parse_open_files_limit(b"Max processes 1 2 processes\n"),
-            None
-        );
+        assert_eq!(parse_open_files_limit(b"Max processes 1 2 processes\n"), None);
     }
 
     #[test]
     fn inet_addresses_decode_host_order_words() {
         if cfg!(target_endian = "little") {
-            assert_eq!(
-                parse_inet_address("0100007F:1F90").as_deref(),
-                Some("127.0.0.1:8080")
-            );
+            assert_eq!(parse_inet_address("0100007F:1F90").as_deref(), Some("127.0.0.1:8080"));
             assert_eq!(
                 parse_inet_address("00000000000000000000000001000000:0050").as_deref(),
                 Some("[::1]:80")
@@ -665,14 +609,7 @@ mod tests {
         let table = b"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 5555 1 0000000000000000 100 0 0 10 0\n";
         let rows = SocketTable::Tcp.parse(table);
         if cfg!(target_endian = "little") {
-            assert_eq!(
-                rows,
-                vec![(
-                    5555,
-                    FdKind::Tcp,
-                    Some("127.0.0.1:8080 (LISTEN)".to_owned())
-                )]
-            );
+            assert_eq!(rows, vec![(5555, FdKind::Tcp, Some("127.0.0.1:8080 (LISTEN)".to_owned()))]);
         }
     }
 
@@ -683,10 +620,7 @@ mod tests {
             0000000000000000: 00000003 00000000 00000000 0001 03 778\n";
         assert_eq!(
             SocketTable::Unix.parse(table),
-            vec![
-                (777, FdKind::Unix, Some("/run/app.sock".to_owned())),
-                (778, FdKind::Unix, None)
-            ]
+            vec![(777, FdKind::Unix, Some("/run/app.sock".to_owned())), (778, FdKind::Unix, None)]
         );
     }
 }

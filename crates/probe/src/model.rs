@@ -75,11 +75,7 @@ impl ProcessInfo {
     /// The command line joined for display, or the name in brackets when argv is
     /// empty (kernel threads, zombies, restricted processes), as `ps` does.
     pub fn command_line(&self) -> String {
-        if self.argv.is_empty() {
-            format!("[{}]", self.name)
-        } else {
-            self.argv.join(" ")
-        }
+        if self.argv.is_empty() { format!("[{}]", self.name) } else { self.argv.join(" ") }
     }
 }
 
@@ -184,10 +180,7 @@ impl FdKind {
 
     /// Whether descriptors of this kind carry a filesystem path worth grouping.
     pub const fn has_path(self) -> bool {
-        matches!(
-            self,
-            FdKind::File | FdKind::Dir | FdKind::Device | FdKind::Shm | FdKind::Sem
-        )
+        matches!(self, FdKind::File | FdKind::Dir | FdKind::Device | FdKind::Shm | FdKind::Sem)
     }
 }
 
@@ -210,13 +203,8 @@ pub enum FdClass {
 
 impl FdClass {
     /// Every class, in gauge order.
-    pub const ALL: [FdClass; 5] = [
-        FdClass::EventLoops,
-        FdClass::Sockets,
-        FdClass::Files,
-        FdClass::Pipes,
-        FdClass::Other,
-    ];
+    pub const ALL: [FdClass; 5] =
+        [FdClass::EventLoops, FdClass::Sockets, FdClass::Files, FdClass::Pipes, FdClass::Other];
 
     /// The canonical name, as in JSON and metrics.
     pub const fn name(self) -> &'static str {

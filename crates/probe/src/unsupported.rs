@@ -9,9 +9,7 @@ pub(crate) struct Os;
 
 impl Backend for Os {
     fn new() -> Result<Self> {
-        Err(Error::unsupported(
-            "process inspection on this operating system",
-        ))
+        Err(Error::unsupported("process inspection on this operating system"))
     }
     fn pids(&self) -> Result<Vec<u32>> {
         Err(Error::unsupported("process table"))

@@ -39,11 +39,7 @@ fn every_kind_is_classified_exactly() {
     let db = dir.join("state.db");
     let opened: &[(&str, FdKind, usize)] = &[
         (&format!("open file {} 3", db.display()), FdKind::File, 3),
-        (
-            &format!("open file {}-wal 2", db.display()),
-            FdKind::File,
-            2,
-        ),
+        (&format!("open file {}-wal 2", db.display()), FdKind::File, 2),
         (&format!("open dir {} 2", dir.display()), FdKind::Dir, 2),
         ("open device 2", FdKind::Device, 2),
         ("open pipe 3", FdKind::Pipe, 6),
@@ -59,9 +55,7 @@ fn every_kind_is_classified_exactly() {
     ];
     let mut expected = before.clone();
     for (command, kind, count) in opened {
-        helper
-            .cmd(command)
-            .unwrap_or_else(|e| panic!("{command}: {e}"));
+        helper.cmd(command).unwrap_or_else(|e| panic!("{command}: {e}"));
         *expected.entry(*kind).or_insert(0) += count;
     }
 
@@ -91,11 +85,7 @@ fn every_kind_is_classified_exactly() {
             }
             _ => true,
         };
-        assert!(
-            prefix_ok,
-            "fd {} classified {:?} but links to {link}",
-            fd.fd, fd.kind
-        );
+        assert!(prefix_ok, "fd {} classified {:?} but links to {link}", fd.fd, fd.kind);
         if fd.kind == FdKind::Tcp {
             let endpoint = fd.endpoint.as_deref().unwrap_or_default();
             assert!(endpoint.starts_with("127.0.0.1:"), "{endpoint}");
@@ -103,11 +93,7 @@ fn every_kind_is_classified_exactly() {
         }
     }
     let wal = format!("{}-wal", db.display());
-    let wal_count = table
-        .fds
-        .iter()
-        .filter(|fd| fd.path.as_deref() == Some(&wal))
-        .count();
+    let wal_count = table.fds.iter().filter(|fd| fd.path.as_deref() == Some(&wal)).count();
     assert_eq!(wal_count, 2);
     std::fs::remove_dir_all(dir).ok();
 }
@@ -124,11 +110,7 @@ fn connected_tcp_sockets_show_both_ends() {
         .filter_map(|fd| fd.endpoint.as_deref())
         .filter(|e| e.contains(" -> ") && e.ends_with("(ESTABLISHED)"))
         .collect();
-    assert_eq!(
-        established.len(),
-        4,
-        "two client and two accepted ends: {established:?}"
-    );
+    assert_eq!(established.len(), 4, "two client and two accepted ends: {established:?}");
 }
 
 #[test]
@@ -154,11 +136,7 @@ fn limit_matches_proc_limits() {
         .split_whitespace()
         .collect();
     let parse = |s: &str| {
-        if s == "unlimited" {
-            None
-        } else {
-            Some(s.parse::<u64>().unwrap())
-        }
+        if s == "unlimited" { None } else { Some(s.parse::<u64>().unwrap()) }
     };
     assert_eq!(limit.soft, parse(row[3]));
     assert_eq!(limit.hard, parse(row[4]));
@@ -170,10 +148,7 @@ fn process_table_has_the_helper_with_identity_and_argv() {
     let helper = Helper::spawn().unwrap();
     let mut probe = Probe::new().unwrap();
     let table = probe.processes().unwrap();
-    let me = table
-        .iter()
-        .find(|p| p.id.pid == helper.pid())
-        .expect("helper listed");
+    let me = table.iter().find(|p| p.id.pid == helper.pid()).expect("helper listed");
     assert_eq!(me.ppid, std::process::id());
     assert_eq!(me.name, "lw-helper");
     assert!(me.argv[0].ends_with("lw-helper"), "{:?}", me.argv);
@@ -195,22 +170,10 @@ fn a_vanished_process_is_no_such_process() {
     let pid = helper.pid();
     helper.kill();
     let mut probe = Probe::new().unwrap();
-    assert_eq!(
-        probe.process(pid).unwrap_err().kind(),
-        ErrorKind::NoSuchProcess
-    );
-    assert_eq!(
-        probe.fd_table(pid).unwrap_err().kind(),
-        ErrorKind::NoSuchProcess
-    );
-    assert_eq!(
-        probe.fd_count(pid).unwrap_err().kind(),
-        ErrorKind::NoSuchProcess
-    );
-    assert_eq!(
-        probe.identity(pid).unwrap_err().kind(),
-        ErrorKind::NoSuchProcess
-    );
+    assert_eq!(probe.process(pid).unwrap_err().kind(), ErrorKind::NoSuchProcess);
+    assert_eq!(probe.fd_table(pid).unwrap_err().kind(), ErrorKind::NoSuchProcess);
+    assert_eq!(probe.fd_count(pid).unwrap_err().kind(), ErrorKind::NoSuchProcess);
+    assert_eq!(probe.identity(pid).unwrap_err().kind(), ErrorKind::NoSuchProcess);
     assert!(probe.processes().unwrap().iter().all(|p| p.id.pid != pid));
 }
 

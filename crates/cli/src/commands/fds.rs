@@ -64,20 +64,12 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
 fn render(report: &Report, top: usize) -> String {
     let mut out = String::new();
     let summary = &report.summary;
-    let _ = write!(
-        out,
-        "pid {} ({}): {} descriptors",
-        report.pid, report.name, summary.total
-    );
+    let _ = write!(out, "pid {} ({}): {} descriptors", report.pid, report.name, summary.total);
     match report.limit {
         Some(limit) => {
             let _ = write!(out, ", limit {}", output::limit(limit.soft));
             if let Some(soft) = limit.soft.filter(|soft| *soft > 0) {
-                let _ = write!(
-                    out,
-                    " ({:.0}% used)",
-                    summary.total as f64 * 100.0 / soft as f64
-                );
+                let _ = write!(out, " ({:.0}% used)", summary.total as f64 * 100.0 / soft as f64);
             }
             let _ = writeln!(
                 out,
@@ -94,11 +86,8 @@ fn render(report: &Report, top: usize) -> String {
         kinds.row(vec![kind.to_string(), count.to_string()]);
     }
     out.push_str(&kinds.render());
-    let classes: Vec<String> = summary
-        .classes
-        .iter()
-        .map(|(class, count)| format!("{class} {count}"))
-        .collect();
+    let classes: Vec<String> =
+        summary.classes.iter().map(|(class, count)| format!("{class} {count}")).collect();
     let _ = writeln!(out, "\nby class: {}", classes.join(", "));
     if !summary.paths.is_empty() {
         out.push_str("\ntop paths:\n");
@@ -110,28 +99,16 @@ fn render(report: &Report, top: usize) -> String {
         out.push_str("\nsockets:\n");
         for group in summary.endpoints.iter().take(top) {
             let endpoint = group.endpoint.as_deref().unwrap_or("(unnamed)");
-            let _ = writeln!(
-                out,
-                "  {:<6} {endpoint} ×{}",
-                group.kind.name(),
-                group.count
-            );
+            let _ = writeln!(out, "  {:<6} {endpoint} ×{}", group.kind.name(), group.count);
         }
     }
     if let Some(fds) = &report.fds {
         out.push('\n');
-        let mut list = Table::new(&[
-            ("FD", Align::Right),
-            ("KIND", Align::Left),
-            ("NAME", Align::Left),
-        ]);
+        let mut list =
+            Table::new(&[("FD", Align::Right), ("KIND", Align::Left), ("NAME", Align::Left)]);
         for fd in fds {
             let name = fd.path.as_deref().or(fd.endpoint.as_deref()).unwrap_or("");
-            list.row(vec![
-                fd.fd.to_string(),
-                fd.kind.to_string(),
-                name.to_owned(),
-            ]);
+            list.row(vec![fd.fd.to_string(), fd.kind.to_string(), name.to_owned()]);
         }
         out.push_str(&list.render());
     }

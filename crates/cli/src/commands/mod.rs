@@ -25,7 +25,5 @@ pub(crate) fn explain(error: leakwatch_probe::Error) -> anyhow::Error {
 
 /// How long ago `started_at` was.
 pub(crate) fn age_since(started_at: SystemTime) -> Duration {
-    SystemTime::now()
-        .duration_since(started_at)
-        .unwrap_or_default()
+    SystemTime::now().duration_since(started_at).unwrap_or_default()
 }

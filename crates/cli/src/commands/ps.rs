@@ -8,12 +8,10 @@ use serde::Serialize;
 
 /// List processes with their FD count, FD limit, RSS, age and command.
 #[derive(Debug, clap::Args)]
-#[command(
-    after_long_help = "JSON (--json): an array of objects with the fields\n  \
+#[command(after_long_help = "JSON (--json): an array of objects with the fields\n  \
     pid, start_time (identity token), ppid, uid, name, state, fds (null when not \
     permitted), fd_limit {soft, hard, source} (null when not permitted; soft/hard null = \
-    unlimited), rss_bytes, cpu_seconds, started_at (Unix ms), age_seconds, argv."
-)]
+    unlimited), rss_bytes, cpu_seconds, started_at (Unix ms), age_seconds, argv.")]
 pub(crate) struct Args {
     /// Sort by this column (largest first; name alphabetically).
     #[arg(long, value_enum, default_value_t = SortKey::Fds)]
@@ -93,11 +91,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 age_seconds: age_since(process.started_at).as_secs(),
-                argv: if process.argv.is_empty() {
-                    Vec::new()
-                } else {
-                    process.argv.to_vec()
-                },
+                argv: if process.argv.is_empty() { Vec::new() } else { process.argv.to_vec() },
                 name: process.name,
             }
         })
@@ -114,16 +108,12 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         ("COMMAND", Align::Left),
     ]);
     for row in &rows {
-        let command = if row.argv.is_empty() {
-            format!("[{}]", row.name)
-        } else {
-            row.argv.join(" ")
-        };
+        let command =
+            if row.argv.is_empty() { format!("[{}]", row.name) } else { row.argv.join(" ") };
         table.row(vec![
             row.pid.to_string(),
             row.fds.map_or_else(|| "-".to_owned(), |n| n.to_string()),
-            row.fd_limit
-                .map_or_else(|| "-".to_owned(), |l| output::limit(l.soft)),
+            row.fd_limit.map_or_else(|| "-".to_owned(), |l| output::limit(l.soft)),
             row.rss_bytes.map_or_else(|| "-".to_owned(), output::bytes),
             output::age(std::time::Duration::from_secs(row.age_seconds)),
             command,

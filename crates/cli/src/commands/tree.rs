@@ -79,11 +79,8 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         ("COMMAND", Align::Left),
     ]);
     for node in &report.processes {
-        let command = if node.argv.is_empty() {
-            format!("[{}]", node.name)
-        } else {
-            node.argv.join(" ")
-        };
+        let command =
+            if node.argv.is_empty() { format!("[{}]", node.name) } else { node.argv.join(" ") };
         out.row(vec![
             node.pid.to_string(),
             node.rss_bytes.map_or_else(|| "-".to_owned(), output::bytes),

@@ -1,0 +1,1044 @@
+//! `cargo xtask bench`: times Leakwatch's probe against the tools a user would
+//! otherwise reach for (`lsof -p`, `ps`, the `sysinfo` crate) in one run on this
+//! machine, and prints medians and ratios as Markdown tables for the README.
+//!
+//! Every contender is timed as a whole process, spawn to exit with stdout to
+//! /dev/null, because that is how `lsof` and `ps` are used; Leakwatch's side runs
+//! through `leakwatch-bench` (crates/bench), one short-lived process per mode. The
+//! contenders of a section run interleaved, round by round, so a machine that slows
+//! down mid-run slows all of them alike. The targets come from the issue; a missed
+//! target is printed, never turned into a failure, while a real error (a tool
+//! missing, a helper refusing a command) fails the task.
+//!
+//! The processes measured are `lw-helper`s (crates/test-helper), driven over their
+//! line protocol: one holding 10,000 descriptors in the mix of the leaks in the
+//! seeds, one holding 10, and 1,000 idle ones for the process table. A guard kills
+//! them all, and every child they spawned, on the way out, error or not.
+
+use crate::util;
+use anyhow::{Context, Result, bail, ensure};
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Benchmark the probe against lsof, ps and sysinfo and print Markdown tables.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Timed runs of each contender; medians and minimums are over these.
+    #[arg(long, value_name = "N", default_value_t = 21)]
+    runs: usize,
+    /// Untimed warm-up runs of each contender before the timed ones.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    warmups: usize,
+    /// Descriptors the FD-table helper holds (the mix is scaled to it).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    fds: usize,
+    /// Extra helper processes in the table for the process-table scan.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    processes: usize,
+    /// In-process `Probe::fd_count` calls per helper in the FD-count section.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    calls: usize,
+    /// Use the release binaries already built instead of running `cargo build`.
+    #[arg(long)]
+    no_build: bool,
+}
+
+pub(crate) fn run(args: &Args) -> Result<()> {
+    if !cfg!(target_os = "linux") {
+        bail!(
+            "`cargo xtask bench` measures the Linux /proc probe (its floor and descriptor mix \
+             are Linux-only); run it on Linux"
+        );
+    }
+    ensure!(args.runs >= 1, "--runs must be at least 1");
+    ensure!(args.fds >= 100, "--fds must be at least 100");
+    ensure!(args.processes >= 1, "--processes must be at least 1");
+    ensure!(args.calls >= 1, "--calls must be at least 1");
+    util::ensure_debian_packages(&["lsof", "procps"])?;
+    if !args.no_build {
+        util::run(util::cargo().args([
+            "build",
+            "--release",
+            "-p",
+            "leakwatch-bench",
+            "-p",
+            "leakwatch",
+            "-p",
+            "leakwatch-test-helper",
+        ]))?;
+    }
+    let bins = Bins::find()?;
+
+    let mut out = String::new();
+    header(&mut out, args, &bins);
+    let mut targets = Vec::new();
+    {
+        let mut helpers = Helpers::default();
+        let scratch = Scratch::new()?;
+        fd_sections(&mut out, &mut targets, args, &bins, &mut helpers, &scratch)?;
+        helpers.kill_all();
+    }
+    {
+        let mut helpers = Helpers::default();
+        process_section(&mut out, &mut targets, args, &bins, &mut helpers)?;
+        helpers.kill_all();
+    }
+    out.push_str("\n### Targets\n\n");
+    for target in &targets {
+        let _ = writeln!(out, "- {target}");
+    }
+    let _ = writeln!(out, "\nLoad average at the end: {}.", load_average());
+    print!("{out}");
+    Ok(())
+}
+
+/// The release binaries the bench runs.
+#[derive(Debug)]
+struct Bins {
+    bench: PathBuf,
+    leakwatch: PathBuf,
+    helper: PathBuf,
+}
+
+impl Bins {
+    fn find() -> Result<Bins> {
+        let target = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => util::workspace_root().join(dir),
+            None => util::workspace_root().join("target"),
+        };
+        let release = target.join("release");
+        let bins = Bins {
+            bench: release.join("leakwatch-bench"),
+            leakwatch: release.join("leakwatch"),
+            helper: release.join("lw-helper"),
+        };
+        for bin in [&bins.bench, &bins.leakwatch, &bins.helper] {
+            ensure!(bin.is_file(), "{} is missing; run without --no-build", bin.display());
+        }
+        Ok(bins)
+    }
+}
+
+fn header(out: &mut String, args: &Args, bins: &Bins) {
+    let kernel = read_trimmed("/proc/sys/kernel/osrelease").unwrap_or_else(|| "?".into());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim().to_owned())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let lsof = command_text(Command::new("lsof").arg("-v"))
+        .and_then(|t| {
+            t.lines().find_map(|l| Some(l.trim().strip_prefix("revision:")?.trim().to_owned()))
+        })
+        .unwrap_or_else(|| "?".into());
+    let ps = command_text(Command::new("ps").arg("--version"))
+        .map(|t| t.trim().trim_start_matches("ps from ").to_owned())
+        .unwrap_or_else(|| "?".into());
+    let sysinfo = locked_version("sysinfo").unwrap_or_else(|| "?".into());
+    let leakwatch = command_text(Command::new(&bins.leakwatch).arg("--version"))
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_else(|| "leakwatch ?".into());
+    let _ = writeln!(out, "## Leakwatch benchmark\n");
+    let _ = writeln!(
+        out,
+        "Linux {kernel}, {cpu}, {cpus} CPUs; {leakwatch} (release), lsof {lsof}, {ps}, \
+         sysinfo {sysinfo}.\n"
+    );
+    let _ = writeln!(
+        out,
+        "Unless marked in-process, each time is a whole process, spawn to exit with stdout \
+         to /dev/null (process start included, as for `lsof` and `ps`): {} warm-up and {} \
+         timed runs of each, contenders interleaved round by round. Median and minimum are \
+         wall time; CPU is the median user + system time per run, which other work on the \
+         machine does not inflate (load average at the start: {}).",
+        args.warmups,
+        args.runs,
+        load_average()
+    );
+}
+
+/// The descriptor mix of the big helper: mostly event loops and unix sockets, as in
+/// the leaks of the seeds, then SQLite-like files, pipes, some TCP, and `/dev/null`
+/// filling up to the exact total.
+#[derive(Debug)]
+struct Mix {
+    epoll: usize,
+    eventfd: usize,
+    socketpairs: usize,
+    pipes: usize,
+    /// (file name, descriptors)
+    files: Vec<(&'static str, usize)>,
+    tcp_pairs: usize,
+    tcp_listeners: usize,
+}
+
+impl Mix {
+    fn for_total(total: usize) -> Mix {
+        let pct = |p: usize| total * p / 100;
+        let files = pct(15);
+        let (db, wal, shm) = (files * 40 / 100, files * 36 / 100, files * 16 / 100);
+        let tcp = pct(3);
+        // `tcp-conn N` holds 2N descriptors plus the one listener they connect to.
+        let tcp_pairs = tcp / 3;
+        Mix {
+            epoll: pct(40),
+            eventfd: pct(10),
+            socketpairs: pct(20) / 2,
+            pipes: pct(10) / 2,
+            files: vec![
+                ("state.db", db),
+                ("state.db-wal", wal),
+                ("state.db-shm", shm),
+                ("app.log", files - db - wal - shm),
+            ],
+            tcp_pairs,
+            tcp_listeners: tcp - (2 * tcp_pairs + usize::from(tcp_pairs > 0)),
+        }
+    }
+
+    fn tcp_fds(&self) -> usize {
+        2 * self.tcp_pairs + usize::from(self.tcp_pairs > 0) + self.tcp_listeners
+    }
+
+    fn file_fds(&self) -> usize {
+        self.files.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Everything but the devices that fill up to the total.
+    fn fds(&self) -> usize {
+        self.epoll
+            + self.eventfd
+            + 2 * self.socketpairs
+            + 2 * self.pipes
+            + self.file_fds()
+            + self.tcp_fds()
+    }
+
+    /// Opens the mix in `helper`, then `/dev/null` up to `total` descriptors in all
+    /// (counting what the helper holds from the start), and checks the total in
+    /// /proc. Returns a one-line description of exactly what is held.
+    fn open(&self, helper: &mut Helper, scratch: &Scratch, total: usize) -> Result<String> {
+        let base = helper.fd_count()?;
+        let devices = total
+            .checked_sub(base + self.fds())
+            .with_context(|| format!("the mix needs more than {total} descriptors"))?;
+        helper.open("epoll", None, self.epoll)?;
+        helper.open("eventfd", None, self.eventfd)?;
+        helper.open("unix", None, self.socketpairs)?;
+        helper.open("pipe", None, self.pipes)?;
+        for (name, n) in &self.files {
+            helper.open("file", Some(&scratch.path.join(name)), *n)?;
+        }
+        helper.open("tcp-conn", None, self.tcp_pairs)?;
+        helper.open("tcp-listen", None, self.tcp_listeners)?;
+        helper.open("device", None, devices)?;
+        let held = helper.fd_count()?;
+        ensure!(held == total, "helper {} holds {held} descriptors, not {total}", helper.pid);
+        let files = self
+            .files
+            .iter()
+            .map(|(name, n)| format!("{} {name}", thousands(*n)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(format!(
+            "{} epoll, {} eventfd, {} unix ({} socketpairs), {} pipe ({} pipes), {} file ({files}), \
+             {} tcp ({} loopback connections, both ends, + their listener + {} listeners), \
+             {} device (/dev/null), {base} it held from the start (stdio and whatever it inherited)",
+            thousands(self.epoll),
+            thousands(self.eventfd),
+            thousands(2 * self.socketpairs),
+            thousands(self.socketpairs),
+            thousands(2 * self.pipes),
+            thousands(self.pipes),
+            thousands(self.file_fds()),
+            thousands(self.tcp_fds()),
+            thousands(self.tcp_pairs),
+            thousands(self.tcp_listeners),
+            thousands(devices),
+        ))
+    }
+}
+
+/// Sections 1 and 2: the FD table of the big helper, and `fd_count` on a small and
+/// the big one.
+fn fd_sections(
+    out: &mut String,
+    targets: &mut Vec<String>,
+    args: &Args,
+    bins: &Bins,
+    helpers: &mut Helpers,
+    scratch: &Scratch,
+) -> Result<()> {
+    let total = args.fds;
+    eprintln!("bench: starting a helper with {} descriptors", thousands(total));
+    let big = helpers.start(&bins.helper)?;
+    let soft = helpers.get(big).fd_soft_limit()?;
+    ensure!(
+        soft.is_none_or(|soft| soft >= total as u64 + 64),
+        "the helper's descriptor limit is {} (it raises its soft limit to the hard one): too low \
+         for {total} descriptors; raise the hard limit (`ulimit -Hn`) or pass a smaller --fds",
+        soft.map_or("unlimited".into(), |s| s.to_string())
+    );
+    let mix = Mix::for_total(total).open(helpers.get(big), scratch, total)?;
+    let big_pid = helpers.get(big).pid;
+
+    let small_total: usize = 10;
+    let small = helpers.start(&bins.helper)?;
+    let small_helper = helpers.get(small);
+    let small_base = small_helper.fd_count()?;
+    small_helper.open("device", None, small_total.saturating_sub(small_base))?;
+    let small_pid = small_helper.pid;
+    let small_total = small_helper.fd_count()?;
+
+    let pid = big_pid.to_string();
+    let count_is = move |expected: usize| {
+        move |stdout: &str| -> Result<()> {
+            let got: usize =
+                stdout.trim().parse().with_context(|| format!("not a count: {stdout:?}"))?;
+            ensure!(got == expected, "counted {got} descriptors, expected {expected}");
+            Ok(())
+        }
+    };
+    let contenders = vec![
+        Contender::new(
+            "floor: readdir `/proc/PID/fd` + `readlinkat` per entry",
+            &bins.bench,
+            &["floor", &pid],
+            count_is(total),
+        ),
+        Contender::new(
+            "Leakwatch probe: `leakwatch-bench fd-table PID` (classified)",
+            &bins.bench,
+            &["fd-table", &pid],
+            count_is(total),
+        ),
+        Contender::new(
+            "Leakwatch CLI: `leakwatch fds --json PID`",
+            &bins.leakwatch,
+            &["fds", "--json", &pid],
+            move |stdout: &str| {
+                ensure!(
+                    stdout.contains(&format!("\"total\": {total},")),
+                    "`leakwatch fds --json` did not report {total} descriptors"
+                );
+                Ok(())
+            },
+        ),
+        Contender::new(
+            "`lsof -n -P -p PID`",
+            Path::new("lsof"),
+            &["-n", "-P", "-p", &pid],
+            lsof_lists(total),
+        ),
+        Contender::new("`lsof -p PID`", Path::new("lsof"), &["-p", &pid], lsof_lists(total)),
+    ];
+    eprintln!("bench: timing the FD table ({} contenders)", contenders.len());
+    let stats = measure(&contenders, args, &bins.bench)?;
+    let (floor, probe, cli, lsof) = (stats[0], stats[1], stats[2], stats[4]);
+
+    let _ =
+        writeln!(out, "\n### FD table of one process holding {} descriptors\n", thousands(total));
+    let _ = writeln!(out, "The helper (pid {big_pid}) holds: {mix}.\n");
+    let _ = writeln!(
+        out,
+        "| contender | median | min | CPU | median ÷ floor | CPU ÷ floor | `lsof -p` ÷ median |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for (contender, s) in contenders.iter().zip(&stats) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            contender.label,
+            duration(s.median),
+            duration(s.min),
+            duration(s.cpu),
+            ratio(s.median, floor.median),
+            ratio(s.cpu, floor.cpu),
+            ratio(lsof.median, s.median),
+        );
+    }
+    targets.push(verdict(
+        "classified FD table (probe) ÷ the floor",
+        &probe,
+        &floor,
+        "≤ 1.25×",
+        |r| r <= 1.25,
+    ));
+    targets.push(format!(
+        "for reference: the CLI (`leakwatch fds --json`) is {} the floor; `lsof -p` takes {} \
+         the probe's time and {} the CLI's",
+        ratio(cli.median, floor.median),
+        ratio(lsof.median, probe.median),
+        ratio(lsof.median, cli.median),
+    ));
+
+    eprintln!("bench: timing Probe::fd_count in-process ({} calls per helper)", args.calls);
+    let calls = args.calls.to_string();
+    let small_stats = in_process(&bins.bench, &["fd-count", &small_pid.to_string(), &calls])?;
+    let big_stats = in_process(&bins.bench, &["fd-count", &pid, &calls])?;
+    ensure!(
+        small_stats.count == small_total,
+        "fd_count said {} for the small helper, not {small_total}",
+        small_stats.count
+    );
+    ensure!(
+        big_stats.count == total,
+        "fd_count said {} for the big helper, not {total}",
+        big_stats.count
+    );
+    let _ = writeln!(
+        out,
+        "\n### FD count only: `Probe::fd_count`, in-process, {} calls per helper\n",
+        thousands(args.calls)
+    );
+    let _ = writeln!(out, "| helper | descriptors | median | min | time ÷ small |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+    for (name, pid, n, s) in
+        [("small", small_pid, small_total, small_stats), ("big", big_pid, total, big_stats)]
+    {
+        let _ = writeln!(
+            out,
+            "| {name} (pid {pid}) | {} | {} | {} | {} |",
+            thousands(n),
+            duration(s.median),
+            duration(s.min),
+            ratio(s.median, small_stats.median),
+        );
+    }
+    let growth = big_stats.median.as_secs_f64() / small_stats.median.as_secs_f64();
+    targets.push(format!(
+        "count-only path, {} ÷ {small_total} descriptors: {growth:.2}× by median time per call \
+         (target: independent of the count, ≤ 1.5×): {}",
+        thousands(total),
+        met(growth <= 1.5)
+    ));
+    Ok(())
+}
+
+/// `lsof -p` lists at least every descriptor (plus cwd, rtd, txt, mem rows).
+fn lsof_lists(total: usize) -> impl Fn(&str) -> Result<()> {
+    move |stdout: &str| {
+        let rows = stdout.lines().count().saturating_sub(1);
+        ensure!(rows >= total, "lsof listed {rows} rows, fewer than {total} descriptors");
+        Ok(())
+    }
+}
+
+/// Section 3: the process table with `args.processes` extra helpers.
+fn process_section(
+    out: &mut String,
+    targets: &mut Vec<String>,
+    args: &Args,
+    bins: &Bins,
+    helpers: &mut Helpers,
+) -> Result<()> {
+    let before = process_table().len();
+    // Parents of at most 100 processes each (themselves included), children spread evenly.
+    let parents = args.processes.div_ceil(100);
+    let children = args.processes - parents;
+    eprintln!(
+        "bench: starting {} helper processes ({parents} spawning {children})",
+        thousands(args.processes)
+    );
+    let mut parent_pids = Vec::new();
+    for i in 0..parents {
+        let id = helpers.start(&bins.helper)?;
+        let n = children / parents + usize::from(i < children % parents);
+        let helper = helpers.get(id);
+        parent_pids.push(helper.pid);
+        let reply = helper.send(&format!("spawn {n}"))?;
+        let pids: Vec<u32> = reply.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        ensure!(pids.len() == n, "spawn {n} answered {} pids", pids.len());
+        helpers.extra.extend(pids);
+    }
+    let table = process_table();
+    let ours = descendants(&table, &parent_pids);
+    ensure!(
+        ours.len() == args.processes,
+        "expected {} helper processes alive, found {}",
+        args.processes,
+        ours.len()
+    );
+    let in_table = table.len();
+
+    let at_least = move |floor: usize| {
+        move |stdout: &str| -> Result<()> {
+            let got: usize =
+                stdout.trim().parse().with_context(|| format!("not a count: {stdout:?}"))?;
+            ensure!(got >= floor, "saw {got} processes, fewer than the {floor} helpers");
+            Ok(())
+        }
+    };
+    let n = args.processes;
+    let contenders = vec![
+        Contender::new(
+            "Leakwatch probe: `leakwatch-bench processes`",
+            &bins.bench,
+            &["processes"],
+            at_least(n),
+        ),
+        Contender::new(
+            "`ps -eo pid,ppid,rss,etime,args`",
+            Path::new("ps"),
+            &["-eo", "pid,ppid,rss,etime,args"],
+            move |stdout: &str| {
+                let rows = stdout.lines().count().saturating_sub(1);
+                ensure!(rows >= n, "ps listed {rows} processes, fewer than the {n} helpers");
+                Ok(())
+            },
+        ),
+        Contender::new(
+            "sysinfo: `leakwatch-bench sysinfo` (one `refresh_processes_specifics`)",
+            &bins.bench,
+            &["sysinfo"],
+            at_least(n),
+        ),
+    ];
+    eprintln!("bench: timing the process table ({} contenders)", contenders.len());
+    let stats = measure(&contenders, args, &bins.bench)?;
+    let (probe, ps, sysinfo) = (stats[0], stats[1], stats[2]);
+
+    let _ = writeln!(
+        out,
+        "\n### Process table with {} extra processes ({} in the table, {before} before)\n",
+        thousands(n),
+        thousands(in_table)
+    );
+    let _ =
+        writeln!(out, "| contender | median | min | CPU | median ÷ Leakwatch | CPU ÷ Leakwatch |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for (contender, s) in contenders.iter().zip(&stats) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            contender.label,
+            duration(s.median),
+            duration(s.min),
+            duration(s.cpu),
+            ratio(s.median, probe.median),
+            ratio(s.cpu, probe.cpu),
+        );
+    }
+
+    eprintln!("bench: timing steady-state scans in-process ({} scans each)", args.runs);
+    let scans = args.runs.to_string();
+    let warm = [
+        (
+            "Leakwatch: `Probe::processes` (argv/exe cached per identity)",
+            vec!["warm-processes", scans.as_str()],
+        ),
+        (
+            "sysinfo: refresh, cmd/exe `UpdateKind::OnlyIfNotSet` (cached, like the probe)",
+            vec!["warm-sysinfo", scans.as_str(), "cached"],
+        ),
+        (
+            "sysinfo: refresh, cmd/exe `UpdateKind::Always` (re-read each scan)",
+            vec!["warm-sysinfo", scans.as_str(), "always"],
+        ),
+    ];
+    let mut warm_stats = Vec::new();
+    for (_, words) in &warm {
+        let s = in_process(&bins.bench, words)?;
+        ensure!(s.count >= n, "a steady-state scan saw {} processes, fewer than {n}", s.count);
+        warm_stats.push(s);
+    }
+    let _ = writeln!(
+        out,
+        "\nSteady state: one handle kept, {} scans in-process, time per scan:\n",
+        args.runs
+    );
+    let _ = writeln!(out, "| contender | median | min | time ÷ Leakwatch |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    for ((label, _), s) in warm.iter().zip(&warm_stats) {
+        let _ = writeln!(
+            out,
+            "| {label} | {} | {} | {} |",
+            duration(s.median),
+            duration(s.min),
+            ratio(s.median, warm_stats[0].median)
+        );
+    }
+
+    targets.push(verdict("process table: `ps` ÷ Leakwatch", &ps, &probe, "≥ 2×", |r| r >= 2.0));
+    targets.push(verdict(
+        "process table: sysinfo ÷ Leakwatch (whole process)",
+        &sysinfo,
+        &probe,
+        "> 1×",
+        |r| r > 1.0,
+    ));
+    let warm_ratio = warm_stats[1].median.as_secs_f64() / warm_stats[0].median.as_secs_f64();
+    targets.push(format!(
+        "process table: sysinfo ÷ Leakwatch (steady state, both caching argv): {warm_ratio:.2}× \
+         by median time per scan (target > 1×): {}",
+        met(warm_ratio > 1.0)
+    ));
+    Ok(())
+}
+
+/// `what: 1.08× by median wall time, 1.05× by CPU time (target ≤ 1.25×): met`;
+/// the verdict is on the median wall time, as the targets are stated.
+fn verdict(
+    what: &str,
+    stats: &Stats,
+    reference: &Stats,
+    target: &str,
+    ok: impl Fn(f64) -> bool,
+) -> String {
+    let wall = stats.median.as_secs_f64() / reference.median.as_secs_f64();
+    let cpu = stats.cpu.as_secs_f64() / reference.cpu.as_secs_f64();
+    let cpu_note = if ok(cpu) { "" } else { ", which would miss" };
+    format!(
+        "{what}: {wall:.2}× by median wall time, {cpu:.2}× by CPU time{cpu_note} \
+         (target {target}): {}",
+        met(ok(wall))
+    )
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "**NOT met**" }
+}
+
+/// Checks the stdout of a verification run.
+type Check = Box<dyn Fn(&str) -> Result<()>>;
+
+/// One program and arguments to time, with a check of its output run once first.
+struct Contender {
+    label: String,
+    program: PathBuf,
+    args: Vec<String>,
+    check: Check,
+}
+
+impl std::fmt::Debug for Contender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Contender").field("label", &self.label).field("args", &self.args).finish()
+    }
+}
+
+impl Contender {
+    fn new(
+        label: &str,
+        program: &Path,
+        args: &[&str],
+        check: impl Fn(&str) -> Result<()> + 'static,
+    ) -> Self {
+        Contender {
+            label: label.to_owned(),
+            program: program.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            check: Box::new(check),
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args).stdin(Stdio::null());
+        cmd
+    }
+
+    fn display(&self) -> String {
+        format!("{} {}", self.program.display(), self.args.join(" "))
+    }
+
+    /// Runs it once with its output captured, failing unless it succeeds and its
+    /// output passes the check (so a timed run is known to do the whole job).
+    fn verify(&self) -> Result<()> {
+        let output = self
+            .command()
+            .output()
+            .with_context(|| format!("could not start `{}`", self.display()))?;
+        ensure!(
+            output.status.success(),
+            "`{}` failed with {}: {}",
+            self.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        (self.check)(&String::from_utf8_lossy(&output.stdout))
+            .with_context(|| format!("`{}`", self.display()))
+    }
+
+    /// Wall and CPU time of one run, measured by `leakwatch-bench time`, which
+    /// spawns it and waits as we would, and reads its rusage (exact, unlike the
+    /// clock ticks of /proc).
+    fn time(&self, bench: &Path) -> Result<(Duration, Duration)> {
+        let output = Command::new(bench)
+            .arg("time")
+            .arg(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("could not start {}", bench.display()))?;
+        ensure!(
+            output.status.success(),
+            "timing `{}` failed: {}",
+            self.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        let text = String::from_utf8_lossy(&output.stdout);
+        let numbers: Vec<u64> = text.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        let [wall, cpu] = numbers[..] else {
+            bail!("`leakwatch-bench time` printed {text:?}");
+        };
+        Ok((Duration::from_nanos(wall), Duration::from_nanos(cpu)))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stats {
+    median: Duration,
+    min: Duration,
+    /// Median user + system CPU time per run: unlike wall time, not inflated by
+    /// other work on the machine.
+    cpu: Duration,
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort_unstable();
+    let n = times.len();
+    if n % 2 == 1 { times[n / 2] } else { (times[n / 2 - 1] + times[n / 2]) / 2 }
+}
+
+/// Verifies every contender, then times them round by round.
+fn measure(contenders: &[Contender], args: &Args, bench: &Path) -> Result<Vec<Stats>> {
+    for contender in contenders {
+        contender.verify()?;
+    }
+    let mut walls: Vec<Vec<Duration>> = vec![Vec::with_capacity(args.runs); contenders.len()];
+    let mut cpus = walls.clone();
+    for round in 0..args.warmups + args.runs {
+        for (i, contender) in contenders.iter().enumerate() {
+            let (wall, cpu) = contender.time(bench)?;
+            if round >= args.warmups {
+                walls[i].push(wall);
+                cpus[i].push(cpu);
+            }
+        }
+    }
+    Ok(walls
+        .into_iter()
+        .zip(cpus)
+        .map(|(walls, cpus)| Stats {
+            min: walls.iter().copied().min().unwrap_or_default(),
+            median: median(walls),
+            cpu: median(cpus),
+        })
+        .collect())
+}
+
+/// The `median_ns min_ns count` a warm mode of leakwatch-bench prints.
+#[derive(Debug, Clone, Copy)]
+struct InProcess {
+    median: Duration,
+    min: Duration,
+    count: usize,
+}
+
+fn in_process(bench: &Path, words: &[&str]) -> Result<InProcess> {
+    let line = command_text(Command::new(bench).args(words).stderr(Stdio::inherit()))
+        .with_context(|| format!("`leakwatch-bench {}` failed", words.join(" ")))?;
+    let fields: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    let [median, min, count] = fields[..] else {
+        bail!("`leakwatch-bench {}` printed {line:?}", words.join(" "));
+    };
+    Ok(InProcess {
+        median: Duration::from_nanos(median),
+        min: Duration::from_nanos(min),
+        count: usize::try_from(count)?,
+    })
+}
+
+/// One running `lw-helper`, spoken to over its stdin/stdout line protocol.
+#[derive(Debug)]
+struct Helper {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    pid: u32,
+}
+
+impl Helper {
+    /// Sends one command and returns the data of its `ok` reply.
+    fn send(&mut self, command: &str) -> Result<String> {
+        writeln!(self.stdin, "{command}")
+            .and_then(|()| self.stdin.flush())
+            .with_context(|| format!("helper {} is gone (sending `{command}`)", self.pid))?;
+        let line =
+            self.line().with_context(|| format!("helper {}: no reply to `{command}`", self.pid))?;
+        if let Some(data) = line.strip_prefix("ok") {
+            return Ok(data.trim().to_owned());
+        }
+        bail!("helper {} refused `{command}`: {line}", self.pid)
+    }
+
+    fn line(&mut self) -> Result<String> {
+        let mut line = String::new();
+        let read = self.stdout.read_line(&mut line)?;
+        ensure!(read > 0, "the helper closed its stdout");
+        Ok(line.trim_end().to_owned())
+    }
+
+    /// `open KIND [PATH] N`, checking the helper says it opened what was asked for.
+    fn open(&mut self, kind: &str, path: Option<&Path>, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let command = match path {
+            Some(path) => format!("open {kind} {} {n}", path.display()),
+            None => format!("open {kind} {n}"),
+        };
+        let reply = self.send(&command)?;
+        let opened: usize =
+            reply.split_whitespace().next().and_then(|w| w.parse().ok()).unwrap_or(0);
+        let per_unit = match kind {
+            "pipe" | "unix" => 2,
+            "tcp-conn" => return Ok(()),
+            _ => 1,
+        };
+        ensure!(opened == per_unit * n, "`{command}` opened {opened} descriptors");
+        Ok(())
+    }
+
+    /// Descriptors open in the helper, as /proc lists them.
+    fn fd_count(&self) -> Result<usize> {
+        let dir = format!("/proc/{}/fd", self.pid);
+        Ok(std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))?.count())
+    }
+
+    /// The soft "Max open files" of the helper; `None` is unlimited.
+    fn fd_soft_limit(&self) -> Result<Option<u64>> {
+        let path = format!("/proc/{}/limits", self.pid);
+        let limits = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let soft = limits
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Max open files")?.split_whitespace().next().map(str::to_owned)
+            })
+            .with_context(|| format!("no open-files row in {path}"))?;
+        Ok(soft.parse().ok())
+    }
+}
+
+/// Every helper started, and every process they spawned: killed on drop, so an
+/// error part-way leaves nothing behind.
+#[derive(Debug, Default)]
+struct Helpers {
+    list: Vec<Helper>,
+    /// Pids the helpers reported spawning (they outlive their parent by design).
+    extra: Vec<u32>,
+}
+
+impl Helpers {
+    /// Starts `lw-helper` and waits for `ready PID`; returns its index.
+    fn start(&mut self, exe: &Path) -> Result<usize> {
+        let mut child = Command::new(exe)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("could not start {}", exe.display()))?;
+        let pid = child.id();
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("helper {pid} has no stdio pipes");
+        };
+        self.list.push(Helper { child, stdin, stdout: BufReader::new(stdout), pid });
+        let index = self.list.len() - 1;
+        let line =
+            self.list[index].line().with_context(|| format!("helper {pid} did not start"))?;
+        ensure!(
+            line == format!("ready {pid}"),
+            "helper {pid} said {line:?} instead of `ready {pid}`"
+        );
+        Ok(index)
+    }
+
+    fn get(&mut self, index: usize) -> &mut Helper {
+        &mut self.list[index]
+    }
+
+    /// SIGKILLs every helper and everything below them, then waits until they are
+    /// gone. Idempotent.
+    fn kill_all(&mut self) {
+        if self.list.is_empty() && self.extra.is_empty() {
+            return;
+        }
+        let roots: Vec<u32> = self.list.iter().map(|h| h.pid).collect();
+        let mut pids: HashSet<u32> = descendants(&process_table(), &roots);
+        pids.extend(self.extra.drain(..));
+        pids.extend(&roots);
+        let alive: Vec<u32> = pids.into_iter().filter(|&pid| is_alive(pid)).collect();
+        for chunk in alive.chunks(500) {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg("--")
+                .args(chunk.iter().map(u32::to_string))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        for mut helper in self.list.drain(..) {
+            let _ = helper.child.kill();
+            let _ = helper.child.wait();
+        }
+        // The spawned ones are reaped by init; wait for that so the next section
+        // starts from a quiet table.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive.iter().any(|&pid| is_alive(pid)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Helpers {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
+/// A scratch directory for the helper's files, removed on drop.
+#[derive(Debug)]
+struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Result<Scratch> {
+        let path = std::env::temp_dir().join(format!("leakwatch-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Scratch { path })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// pid → ppid for every process in /proc.
+fn process_table() -> HashMap<u32, u32> {
+    let mut table = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return table;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(ppid) = stat_field(pid, 1).and_then(|f| f.parse().ok()) {
+            table.insert(pid, ppid);
+        }
+    }
+    table
+}
+
+/// Field `n` after the `(comm)` of /proc/PID/stat (0 is the state, 1 the ppid).
+fn stat_field(pid: u32, n: usize) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(n).map(str::to_owned)
+}
+
+/// Alive and not yet a zombie.
+fn is_alive(pid: u32) -> bool {
+    stat_field(pid, 0).is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// The roots and all their descendants in `table`.
+fn descendants(table: &HashMap<u32, u32>, roots: &[u32]) -> HashSet<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (&pid, &ppid) in table {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut found: HashSet<u32> = HashSet::new();
+    let mut stack: Vec<u32> = roots.iter().copied().filter(|pid| table.contains_key(pid)).collect();
+    while let Some(pid) = stack.pop() {
+        if found.insert(pid) {
+            stack.extend(children.get(&pid).into_iter().flatten());
+        }
+    }
+    found
+}
+
+/// Stdout of a command that must succeed.
+fn command_text(cmd: &mut Command) -> Option<String> {
+    let output = cmd.stdin(Stdio::null()).output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    if text.trim().is_empty() {
+        // `lsof -v` answers on stderr.
+        text = String::from_utf8_lossy(&output.stderr).into_owned();
+    }
+    Some(text)
+}
+
+/// The 1, 5 and 15 minute load averages, `?` where unknown.
+fn load_average() -> String {
+    read_trimmed("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned())
+}
+
+/// The version of `package` in the workspace's Cargo.lock.
+fn locked_version(package: &str) -> Option<String> {
+    let lock = std::fs::read_to_string(util::workspace_root().join("Cargo.lock")).ok()?;
+    let mut lines = lock.lines();
+    let wanted = format!("name = \"{package}\"");
+    while let Some(line) = lines.next() {
+        if line == wanted {
+            let version = lines.next()?.strip_prefix("version = \"")?.strip_suffix('"')?;
+            return Some(version.to_owned());
+        }
+    }
+    None
+}
+
+/// `12.3 ms`, `456 µs`, `1.23 s`.
+fn duration(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs >= 1.0 {
+        format!("{secs:.2} s")
+    } else if secs >= 0.01 {
+        format!("{:.1} ms", secs * 1e3)
+    } else if secs >= 0.001 {
+        format!("{:.2} ms", secs * 1e3)
+    } else if secs >= 0.000_01 {
+        format!("{:.1} µs", secs * 1e6)
+    } else {
+        format!("{:.2} µs", secs * 1e6)
+    }
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    format!("{:.2}×", a.as_secs_f64() / b.as_secs_f64())
+}
+
+/// `10,000`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}

@@ -1,0 +1,22 @@
+//! `cargo xtask ci`: the one command CI and developers run. Every check a change
+//! must pass is listed here, in the order that fails fastest.
+
+use crate::util::{cargo, run as run_command};
+use anyhow::Result;
+
+pub(crate) fn run() -> Result<()> {
+    run_command(cargo().args(["fmt", "--all", "--check"]))?;
+    run_command(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    run_command(cargo().args(["test", "--workspace", "--locked"]))?;
+    crate::macos_check::run()?;
+    eprintln!("xtask ci: all checks passed");
+    Ok(())
+}

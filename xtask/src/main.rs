@@ -1,0 +1,35 @@
+//! `cargo xtask`: the project's automation, written in Rust so it runs wherever
+//! cargo does and needs no shell scripts. `.ci/run` calls `cargo xtask ci`.
+
+mod bench;
+mod ci;
+mod macos_check;
+mod util;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Leakwatch's build, check and benchmark automation")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Everything CI checks: rustfmt, clippy -D warnings, all tests, the macOS type-check.
+    Ci,
+    /// Type-check and lint the workspace for aarch64-apple-darwin (see DESIGN.md).
+    MacosCheck,
+    /// Time Leakwatch's probe against lsof, ps and sysinfo, side by side.
+    Bench(bench::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Ci => ci::run(),
+        Task::MacosCheck => macos_check::run(),
+        Task::Bench(args) => bench::run(&args),
+    }
+}
