@@ -55,7 +55,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         );
     }
     ensure!(args.runs >= 1, "--runs must be at least 1");
-    ensure!(args.fds >= 100, "--fds must be at least 100");
+    ensure!(args.fds >= 1_000, "--fds must be at least 1000");
     ensure!(args.processes >= 1, "--processes must be at least 1");
     ensure!(args.calls >= 1, "--calls must be at least 1");
     util::ensure_debian_packages(&["lsof", "procps"])?;
@@ -891,10 +891,17 @@ impl Helpers {
             let _ = helper.child.kill();
             let _ = helper.child.wait();
         }
-        // The spawned ones are reaped by init; wait for that so the next section
-        // starts from a quiet table.
+        // The spawned ones are reaped by init (or a subreaper): wait until they are
+        // dead, then a little longer until they have left the table, so the next
+        // section, or the user, finds it as it was.
         let deadline = Instant::now() + Duration::from_secs(10);
         while alive.iter().any(|&pid| is_alive(pid)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while alive.iter().any(|&pid| Path::new(&format!("/proc/{pid}")).exists())
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(20));
         }
     }

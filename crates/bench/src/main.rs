@@ -1,0 +1,235 @@
+//! `leakwatch-bench`: the contenders that `cargo xtask bench` times against `lsof`
+//! and `ps`. Those tools are whole processes, so every mode here is one too: it does
+//! one thing, prints a count (so the work cannot be skipped and xtask can check it
+//! saw the whole table) and exits. Process start is then included for everyone.
+//!
+//! Cold modes (timed from the outside, spawn to exit):
+//! - `fd-table PID`: `Probe::new` and one classified `fd_table`, as the CLI does;
+//! - `floor PID` (Linux): the least work that classifies every descriptor, one
+//!   readdir of `/proc/PID/fd` and one `readlinkat` per entry, nothing else;
+//! - `processes`: `Probe::new` and one `processes` scan;
+//! - `sysinfo`: the `sysinfo` crate's process refresh, for the fields `ps -eo
+//!   pid,ppid,rss,etime,args` prints (and the executable, which the probe reads too).
+//!
+//! Warm modes (timed from the inside, for the steady state of a watchdog that keeps
+//! its handle): `warm-processes N`, `warm-sysinfo N [cached|always]` and
+//! `fd-count PID N` print `median_ns min_ns count` over N timed calls.
+//!
+//! And one helper for xtask: `time PROG [ARGS...]` runs PROG once with stdio on
+//! /dev/null and prints `wall_ns cpu_ns`, the wall time from spawn to exit and the
+//! user + system time the kernel charged to it (`getrusage(RUSAGE_CHILDREN)`, exact
+//! to the microsecond, where /proc's tick counts are not).
+
+use anyhow::{Context, Result, bail};
+use leakwatch_probe::Probe;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
+
+const USAGE: &str = "usage: leakwatch-bench MODE
+  fd-table PID                  classified FD table through leakwatch-probe; prints the count
+  floor PID                     readdir /proc/PID/fd + readlinkat per entry (Linux); prints the count
+  processes                     one leakwatch-probe process scan; prints the count
+  sysinfo                       one sysinfo process refresh (pid, ppid, rss, start, cmd, exe); prints the count
+  warm-processes N              one Probe, N timed scans; prints `median_ns min_ns count`
+  warm-sysinfo N [cached|always]  one System, N timed refreshes; prints `median_ns min_ns count`
+  fd-count PID N                N timed Probe::fd_count calls; prints `median_ns min_ns count`
+  time PROG [ARGS...]           runs PROG once, stdio on /dev/null; prints `wall_ns cpu_ns`";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(out) => {
+            println!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("leakwatch-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = match words.as_slice() {
+        ["fd-table", pid] => fd_table(parse(pid, "PID")?)?.to_string(),
+        ["floor", pid] => floor::count(parse(pid, "PID")?)?.to_string(),
+        ["processes"] => Probe::new()?.processes()?.len().to_string(),
+        ["sysinfo"] => sysinfo_scan(&mut System::new(), Cmd::Cached).to_string(),
+        ["warm-processes", n] => warm_processes(parse(n, "N")?)?,
+        ["warm-sysinfo", n] => warm_sysinfo(parse(n, "N")?, Cmd::Cached)?,
+        ["warm-sysinfo", n, "cached"] => warm_sysinfo(parse(n, "N")?, Cmd::Cached)?,
+        ["warm-sysinfo", n, "always"] => warm_sysinfo(parse(n, "N")?, Cmd::Always)?,
+        ["fd-count", pid, n] => fd_count(parse(pid, "PID")?, parse(n, "N")?)?,
+        ["time", program, args @ ..] => time(program, args)?,
+        _ => bail!("{USAGE}"),
+    };
+    Ok(out)
+}
+
+fn parse<T: std::str::FromStr>(word: &str, what: &str) -> Result<T> {
+    word.parse().ok().with_context(|| format!("{what} must be a number, not `{word}`\n{USAGE}"))
+}
+
+fn fd_table(pid: u32) -> Result<usize> {
+    Ok(Probe::new()?.fd_table(pid)?.fds.len())
+}
+
+/// How `sysinfo` treats argv and the executable on a refresh.
+#[derive(Debug, Clone, Copy)]
+enum Cmd {
+    /// Read once per process and kept (`UpdateKind::OnlyIfNotSet`): what the probe's
+    /// per-identity cache does. On a first refresh it is the same as `Always`.
+    Cached,
+    /// Read again on every refresh (`UpdateKind::Always`).
+    Always,
+}
+
+/// One refresh of every process for the fields of `ps -eo pid,ppid,rss,etime,args`:
+/// the parent and start time come with the `stat` read sysinfo always does, memory
+/// is rss, cmd is args; the executable is asked too because the probe reads it.
+/// Threads are left out (`without_tasks`), as `ps -e` and the probe leave them out.
+fn sysinfo_scan(system: &mut System, cmd: Cmd) -> usize {
+    let update = match cmd {
+        Cmd::Cached => UpdateKind::OnlyIfNotSet,
+        Cmd::Always => UpdateKind::Always,
+    };
+    let kind = ProcessRefreshKind::nothing()
+        .with_memory()
+        .with_cmd(update)
+        .with_exe(update)
+        .without_tasks();
+    system.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
+    system.processes().len()
+}
+
+fn warm_processes(n: usize) -> Result<String> {
+    let mut probe = Probe::new()?;
+    // The first scan fills the argv cache; the steady state is what follows.
+    probe.processes()?;
+    timed(n, || Ok(probe.processes()?.len()))
+}
+
+fn warm_sysinfo(n: usize, cmd: Cmd) -> Result<String> {
+    let mut system = System::new();
+    sysinfo_scan(&mut system, cmd);
+    timed(n, || Ok(sysinfo_scan(&mut system, cmd)))
+}
+
+fn fd_count(pid: u32, n: usize) -> Result<String> {
+    let probe = Probe::new()?;
+    probe.fd_count(pid)?;
+    timed(n, || Ok(probe.fd_count(pid)?))
+}
+
+/// Runs `program` once and renders `wall_ns cpu_ns`.
+fn time(program: &str, args: &[&str]) -> Result<String> {
+    let mut cmd = Command::new(program);
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let start = Instant::now();
+    let status = cmd.status().with_context(|| format!("could not start {program}"))?;
+    let wall = start.elapsed();
+    if !status.success() {
+        bail!("`{program} {}` failed with {status}", args.join(" "));
+    }
+    Ok(format!("{} {}", wall.as_nanos(), children_cpu()?.as_nanos()))
+}
+
+/// User + system time of the children this process has waited for.
+#[cfg(unix)]
+fn children_cpu() -> Result<Duration> {
+    // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `usage` is a valid, writable rusage that outlives the call.
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+        bail!("getrusage: {}", std::io::Error::last_os_error());
+    }
+    let micros = |t: libc::timeval| {
+        u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(t.tv_usec).unwrap_or(0)
+    };
+    Ok(Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime)))
+}
+
+#[cfg(not(unix))]
+fn children_cpu() -> Result<Duration> {
+    bail!("`time` needs getrusage, which this OS lacks")
+}
+
+/// Calls `f` `n` times and renders `median_ns min_ns count` (count from the last call).
+fn timed(n: usize, mut f: impl FnMut() -> Result<usize>) -> Result<String> {
+    if n == 0 {
+        bail!("N must be at least 1");
+    }
+    let mut times: Vec<Duration> = Vec::with_capacity(n);
+    let mut count = 0;
+    for _ in 0..n {
+        let start = Instant::now();
+        count = f()?;
+        times.push(start.elapsed());
+    }
+    times.sort_unstable();
+    let median = times[times.len() / 2];
+    let min = times[0];
+    Ok(format!("{} {} {count}", median.as_nanos(), min.as_nanos()))
+}
+
+#[cfg(target_os = "linux")]
+mod floor {
+    //! The floor: the fewest syscalls that tell every descriptor's kind on Linux. It
+    //! is deliberately plain libc, opendir/readdir/readlinkat and nothing else, so it
+    //! measures the kernel's cost of answering, not any library's.
+
+    use anyhow::{Result, bail};
+    use std::ffi::CString;
+
+    pub(crate) fn count(pid: u32) -> Result<usize> {
+        let path = CString::new(format!("/proc/{pid}/fd"))?;
+        // SAFETY: `path` is a valid NUL-terminated string that outlives the call.
+        let dir = unsafe { libc::opendir(path.as_ptr()) };
+        if dir.is_null() {
+            bail!("opendir /proc/{pid}/fd: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: `dir` is the open, non-null stream opendir just returned.
+        let dir_fd = unsafe { libc::dirfd(dir) };
+        let mut link = [0u8; 4096];
+        let mut count = 0;
+        let mut link_bytes = 0usize;
+        loop {
+            // SAFETY: `dir` is open and only used by this thread.
+            let entry = unsafe { libc::readdir(dir) };
+            if entry.is_null() {
+                break;
+            }
+            // SAFETY: readdir returned a valid entry whose d_name is NUL-terminated
+            // and stays valid until the next readdir on `dir`, which comes after.
+            let name = unsafe { (*entry).d_name.as_ptr() };
+            // SAFETY: `name` is the entry's NUL-terminated name (see above).
+            if unsafe { *name } == b'.' as libc::c_char {
+                continue;
+            }
+            // SAFETY: `dir_fd` is the stream's open descriptor, `name` a valid C
+            // string and `link` a writable buffer of the length passed.
+            let len =
+                unsafe { libc::readlinkat(dir_fd, name, link.as_mut_ptr().cast(), link.len()) };
+            if len >= 0 {
+                count += 1;
+                link_bytes += len.unsigned_abs();
+            }
+        }
+        // SAFETY: `dir` is open and not used after this.
+        unsafe { libc::closedir(dir) };
+        // Keep the links' contents observable so no step can be dropped.
+        std::hint::black_box(link_bytes);
+        Ok(count)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod floor {
+    //! The floor mode measures Linux's /proc; other systems have no equivalent here.
+
+    pub(crate) fn count(_pid: u32) -> anyhow::Result<usize> {
+        anyhow::bail!("the `floor` mode reads /proc/PID/fd and exists on Linux only")
+    }
+}
