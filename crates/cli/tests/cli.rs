@@ -1,6 +1,8 @@
 //! The `leakwatch` binary end to end: its JSON against a helper process whose
 //! descriptors and children the test controls, and its errors for bad input.
 #![cfg(target_os = "linux")]
+// Helpers shared by the tests unwrap too: a panic is the failure report we want.
+#![allow(clippy::unwrap_used)]
 
 use leakwatch_test_helper::Helper;
 use serde_json::Value;

@@ -120,6 +120,7 @@ impl Backend for Os {
         let mut dir = Dir::read_from(dir_fd).map_err(|e| fd_dir_error(pid, e))?;
         let mut fds = Vec::new();
         let mut sockets: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut path_kinds: HashMap<String, FdKind> = HashMap::new();
         let mut link = [0u8; 4096];
         while let Some(entry) = dir.read() {
             let entry = entry.map_err(|e| fd_dir_error(pid, e))?;
@@ -140,9 +141,17 @@ impl Backend for Os {
                     Fd { fd, kind: FdKind::Socket, path: None, endpoint: None }
                 }
                 Link::Path { kind, path } => {
+                    // A leak is many descriptors on one path: ask its type once.
                     let kind = match kind {
                         Some(kind) => kind,
-                        None => file_or_dir(dir_fd, name),
+                        None => match path_kinds.get(&path) {
+                            Some(kind) => *kind,
+                            None => {
+                                let kind = file_or_dir(dir_fd, name);
+                                path_kinds.insert(path.clone(), kind);
+                                kind
+                            }
+                        },
                     };
                     Fd { fd, kind, path: Some(path), endpoint: None }
                 }

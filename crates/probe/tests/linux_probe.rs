@@ -1,6 +1,8 @@
 //! The probe against real processes: a helper opens descriptors of every kind and
 //! the probe's answers are checked against `/proc` read independently here.
 #![cfg(target_os = "linux")]
+// Helpers shared by the tests unwrap too: a panic is the failure report we want.
+#![allow(clippy::unwrap_used)]
 
 use leakwatch_probe::{ErrorKind, FdKind, LimitSource, Probe};
 use leakwatch_test_helper::Helper;

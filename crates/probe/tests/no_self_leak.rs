@@ -1,6 +1,8 @@
 //! The probe must not leak its own descriptors over many scans. Alone in its own
 //! test binary, so no other test's helpers change this process's descriptor count.
 #![cfg(target_os = "linux")]
+// Helpers shared by the tests unwrap too: a panic is the failure report we want.
+#![allow(clippy::unwrap_used)]
 
 use leakwatch_probe::Probe;
 

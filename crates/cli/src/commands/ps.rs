@@ -125,8 +125,8 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
 fn sort(rows: &mut [(ProcessInfo, Option<usize>)], key: SortKey) {
     match key {
         SortKey::Fds => rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.id.pid.cmp(&b.0.id.pid))),
-        SortKey::Rss => rows.sort_by(|a, b| b.0.rss_bytes.cmp(&a.0.rss_bytes)),
-        SortKey::Cpu => rows.sort_by(|a, b| b.0.cpu_time.cmp(&a.0.cpu_time)),
+        SortKey::Rss => rows.sort_by_key(|row| std::cmp::Reverse(row.0.rss_bytes)),
+        SortKey::Cpu => rows.sort_by_key(|row| std::cmp::Reverse(row.0.cpu_time)),
         SortKey::Name => rows.sort_by(|a, b| a.0.name.cmp(&b.0.name)),
     }
 }
