@@ -4,8 +4,24 @@
 //! process trees, and (as the engine grows) trend, rules and actions. Being pure,
 //! it is tested with made-up snapshots as well as real processes.
 
+pub mod config;
+pub mod locate;
+pub mod metrics;
+pub mod model;
+pub mod notifier;
+pub mod rules;
+pub mod service;
+pub mod status;
+pub mod store;
 pub mod summary;
 pub mod tree;
+pub mod trend;
 
+pub use config::{Config, ConfigError, RuleSpec};
+pub use rules::{MetricValue, RuleOutcome, RuleState};
+pub use store::{
+    Opened, PruneReport, Retention, SeriesId, SeriesInfo, Snapshot, Store, StoreError,
+};
 pub use summary::{Companion, EndpointGroup, FdSummary, PathGroup};
 pub use tree::{ProcessTree, TreeNode};
+pub use trend::Trend;

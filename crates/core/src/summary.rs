@@ -65,16 +65,14 @@ impl FdSummary {
                 *paths.entry((path, fd.kind)).or_insert(0) += 1;
             }
             if fd.kind.class() == FdClass::Sockets {
-                *endpoints
-                    .entry((fd.kind, fd.endpoint.as_deref()))
-                    .or_insert(0) += 1;
+                *endpoints.entry((fd.kind, fd.endpoint.as_deref())).or_insert(0) += 1;
             }
         }
         Self {
             total: fds.len(),
             kinds,
             classes,
-            paths: group_paths(paths),
+            paths: group_paths(&paths),
             endpoints: sort_endpoints(endpoints),
         }
     }
@@ -94,15 +92,13 @@ impl FdSummary {
     }
 }
 
-fn group_paths(counts: HashMap<(&str, FdKind), usize>) -> Vec<PathGroup> {
+fn group_paths(counts: &HashMap<(&str, FdKind), usize>) -> Vec<PathGroup> {
     let mut groups: Vec<PathGroup> = Vec::new();
     let mut companions: Vec<(&str, &str, usize)> = Vec::new();
-    for ((path, kind), count) in &counts {
+    for ((path, kind), count) in counts {
         let database = SQLITE_COMPANION_SUFFIXES.iter().find_map(|suffix| {
             let base = path.strip_suffix(suffix)?;
-            counts
-                .contains_key(&(base, FdKind::File))
-                .then_some((base, *suffix))
+            counts.contains_key(&(base, FdKind::File)).then_some((base, *suffix))
         });
         match database {
             Some((base, suffix)) if *kind == FdKind::File => {
@@ -117,14 +113,8 @@ fn group_paths(counts: HashMap<(&str, FdKind), usize>) -> Vec<PathGroup> {
         }
     }
     for (base, suffix, count) in companions {
-        if let Some(group) = groups
-            .iter_mut()
-            .find(|g| g.path == base && g.kind == FdKind::File)
-        {
-            group.companions.push(Companion {
-                suffix: suffix.to_owned(),
-                count,
-            });
+        if let Some(group) = groups.iter_mut().find(|g| g.path == base && g.kind == FdKind::File) {
+            group.companions.push(Companion { suffix: suffix.to_owned(), count });
         }
     }
     for group in &mut groups {
@@ -148,10 +138,7 @@ fn sort_endpoints(counts: HashMap<(FdKind, Option<&str>), usize>) -> Vec<Endpoin
         })
         .collect();
     groups.sort_by(|a, b| {
-        b.count
-            .cmp(&a.count)
-            .then(a.kind.cmp(&b.kind))
-            .then_with(|| a.endpoint.cmp(&b.endpoint))
+        b.count.cmp(&a.count).then(a.kind.cmp(&b.kind)).then_with(|| a.endpoint.cmp(&b.endpoint))
     });
     groups
 }
@@ -172,12 +159,7 @@ mod tests {
     use super::*;
 
     fn fd(n: i32, kind: FdKind, path: Option<&str>, endpoint: Option<&str>) -> Fd {
-        Fd {
-            fd: n,
-            kind,
-            path: path.map(Into::into),
-            endpoint: endpoint.map(Into::into),
-        }
+        Fd { fd: n, kind, path: path.map(Into::into), endpoint: endpoint.map(Into::into) }
     }
 
     fn many(kind: FdKind, path: Option<&str>, count: usize, start: &mut i32) -> Vec<Fd> {
@@ -201,10 +183,7 @@ mod tests {
         let summary = FdSummary::from_fds(&fds);
         assert_eq!(summary.total, 143);
         assert_eq!(summary.paths.len(), 3);
-        assert_eq!(
-            summary.paths[0].label(),
-            "/srv/state.db ×48, -wal ×46, -shm ×46"
-        );
+        assert_eq!(summary.paths[0].label(), "/srv/state.db ×48, -wal ×46, -shm ×46");
         assert_eq!(summary.paths[1].label(), "/srv/log.txt ×2");
         assert_eq!(summary.paths[2].path, "/srv/other.db-wal");
     }
@@ -226,11 +205,7 @@ mod tests {
         assert_eq!(summary.top_kind(), Some((FdKind::Kqueue, 5)));
         assert_eq!(
             summary.endpoints[0],
-            EndpointGroup {
-                kind: FdKind::Unix,
-                endpoint: None,
-                count: 3
-            }
+            EndpointGroup { kind: FdKind::Unix, endpoint: None, count: 3 }
         );
     }
 

@@ -52,18 +52,12 @@ impl<'a> ProcessTree<'a> {
     pub fn subtree(&self, root: u32) -> Option<Vec<TreeNode<'a>>> {
         let root = self.get(root)?;
         let mut out = Vec::new();
-        let mut stack = vec![TreeNode {
-            depth: 0,
-            process: root,
-        }];
+        let mut stack = vec![TreeNode { depth: 0, process: root }];
         while let Some(node) = stack.pop() {
             out.push(node);
             // Reverse so the lowest pid is visited first.
             for child in self.children(node.process.id.pid).iter().rev() {
-                stack.push(TreeNode {
-                    depth: node.depth + 1,
-                    process: child,
-                });
+                stack.push(TreeNode { depth: node.depth + 1, process: child });
             }
         }
         Some(out)
@@ -71,11 +65,7 @@ impl<'a> ProcessTree<'a> {
 
     /// Identities of `root` and its descendants.
     pub fn subtree_ids(&self, root: u32) -> Vec<ProcessId> {
-        self.subtree(root)
-            .unwrap_or_default()
-            .iter()
-            .map(|n| n.process.id)
-            .collect()
+        self.subtree(root).unwrap_or_default().iter().map(|n| n.process.id).collect()
     }
 
     /// The chain of ancestors of `pid`, nearest first (its parent, grandparent...).
@@ -103,10 +93,7 @@ pub(crate) mod tests {
 
     pub(crate) fn process(pid: u32, ppid: u32) -> ProcessInfo {
         ProcessInfo {
-            id: ProcessId {
-                pid,
-                start_time: StartTime(u64::from(pid) * 10),
-            },
+            id: ProcessId { pid, start_time: StartTime(u64::from(pid) * 10) },
             ppid,
             pgid: pid,
             sid: pid,

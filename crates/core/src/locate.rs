@@ -1,0 +1,172 @@
+//! Finding the process behind a target. A server is found by what stays true when
+//! it restarts (its pidfile, its port, its launchd label or systemd unit, its
+//! name or command line), never by a pid remembered from last time: the port in
+//! particular follows a launcher that double-forks and exits, as in the
+//! `bootstrap.py` report in the seeds.
+
+use crate::service;
+use leakwatch_probe::{ErrorKind, FdKind, Probe, ProcessInfo};
+use regex::Regex;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// How a target is found.
+#[derive(Debug, Clone)]
+pub enum Locator {
+    Pidfile(PathBuf),
+    /// The process listening on this TCP port.
+    Port(u16),
+    Launchd(String),
+    Systemd(String),
+    /// A regex on the process name.
+    Process(Regex),
+    /// A regex on the command line, joined with spaces.
+    Argv(Regex),
+}
+
+impl Locator {
+    /// The selector as the config writes it, for display.
+    pub fn describe(&self) -> String {
+        match self {
+            Locator::Pidfile(path) => format!("pidfile {}", path.display()),
+            Locator::Port(port) => format!("port {port}"),
+            Locator::Launchd(label) => format!("launchd {label}"),
+            Locator::Systemd(unit) => format!("systemd {unit}"),
+            Locator::Process(re) => format!("process {}", re.as_str()),
+            Locator::Argv(re) => format!("argv {}", re.as_str()),
+        }
+    }
+}
+
+/// Why a target has no process now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotFound {
+    #[error("no process matches")]
+    NoMatch,
+    #[error("pidfile {0}: {1}")]
+    Pidfile(String, String),
+    #[error("nothing listens on port {0}")]
+    PortFree(u16),
+    #[error("{0}")]
+    Service(String),
+}
+
+/// Remembers, per port target, who held the port last, so that the common case
+/// (the same process still holds it) costs one descriptor table, and a fruitless
+/// search of every process is not repeated on every tick.
+#[derive(Debug, Default)]
+pub struct PortMemo {
+    owners: Vec<u32>,
+    last_search: Option<Instant>,
+}
+
+/// How long after a fruitless search for a port's owner the next one may run.
+const PORT_SEARCH_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The processes of `table` that `locator` selects, lowest pid first.
+pub fn locate<'a>(
+    locator: &Locator,
+    table: &'a [ProcessInfo],
+    probe: &Probe,
+    memo: &mut PortMemo,
+) -> Result<Vec<&'a ProcessInfo>, NotFound> {
+    let by_pid = |pid: u32| table.iter().find(|p| p.id.pid == pid);
+    let found: Vec<&ProcessInfo> = match locator {
+        Locator::Pidfile(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| NotFound::Pidfile(path.display().to_string(), e.to_string()))?;
+            let pid: u32 = text.trim().parse().map_err(|_| {
+                NotFound::Pidfile(
+                    path.display().to_string(),
+                    format!("not a pid: {:?}", text.trim()),
+                )
+            })?;
+            by_pid(pid).into_iter().collect()
+        }
+        Locator::Port(port) => {
+            let owners = port_owners(*port, table, probe, memo);
+            if owners.is_empty() {
+                return Err(NotFound::PortFree(*port));
+            }
+            owners.into_iter().filter_map(by_pid).collect()
+        }
+        Locator::Launchd(label) => {
+            let pid = service::launchd_pid(label).map_err(|e| NotFound::Service(e.to_string()))?;
+            pid.and_then(by_pid).into_iter().collect()
+        }
+        Locator::Systemd(unit) => {
+            let pid =
+                service::systemd_main_pid(unit).map_err(|e| NotFound::Service(e.to_string()))?;
+            pid.and_then(by_pid).into_iter().collect()
+        }
+        Locator::Process(re) => {
+            table.iter().filter(|p| !p.is_kernel_thread && re.is_match(&p.name)).collect()
+        }
+        Locator::Argv(re) => table
+            .iter()
+            .filter(|p| !p.is_kernel_thread && !p.argv.is_empty() && re.is_match(&p.argv.join(" ")))
+            .collect(),
+    };
+    if found.is_empty() { Err(NotFound::NoMatch) } else { Ok(found) }
+}
+
+/// Pids holding a listening TCP socket on `port`: the remembered owners if they
+/// still hold it, else a search over the table (at most every
+/// [`PORT_SEARCH_BACKOFF`]). Processes that share one inherited listener (a
+/// pre-forking server) are all owners; the one whose parent is not an owner leads.
+fn port_owners(port: u16, table: &[ProcessInfo], probe: &Probe, memo: &mut PortMemo) -> Vec<u32> {
+    if !memo.owners.is_empty() && memo.owners.iter().all(|pid| listens_on(probe, *pid, port)) {
+        return memo.owners.clone();
+    }
+    memo.owners.clear();
+    if memo.last_search.is_some_and(|at| at.elapsed() < PORT_SEARCH_BACKOFF) {
+        return Vec::new();
+    }
+    memo.last_search = Some(Instant::now());
+    let own = std::process::id();
+    memo.owners = table
+        .iter()
+        .filter(|p| !p.is_kernel_thread && p.id.pid != own)
+        .filter(|p| listens_on(probe, p.id.pid, port))
+        .map(|p| p.id.pid)
+        .collect();
+    if !memo.owners.is_empty() {
+        memo.last_search = None;
+    }
+    memo.owners.clone()
+}
+
+/// Whether `pid` holds a TCP socket listening on `port`.
+pub fn listens_on(probe: &Probe, pid: u32, port: u16) -> bool {
+    match probe.fd_table(pid) {
+        Ok(table) => table.fds.iter().any(|fd| {
+            fd.kind == FdKind::Tcp
+                && fd.endpoint.as_deref().is_some_and(|e| listening_port(e) == Some(port))
+        }),
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => false,
+        Err(_) => false,
+    }
+}
+
+/// The local port of a `LISTEN` endpoint as the probe renders it:
+/// `127.0.0.1:8080 (LISTEN)` or `[::]:8080 (LISTEN)`.
+pub fn listening_port(endpoint: &str) -> Option<u16> {
+    let local = endpoint.strip_suffix(" (LISTEN)")?;
+    if local.contains(" -> ") {
+        return None;
+    }
+    local.rsplit_once(':')?.1.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_endpoints_parse() {
+        assert_eq!(listening_port("127.0.0.1:8787 (LISTEN)"), Some(8787));
+        assert_eq!(listening_port("[::]:443 (LISTEN)"), Some(443));
+        assert_eq!(listening_port("127.0.0.1:5 -> 127.0.0.1:6 (ESTABLISHED)"), None);
+        assert_eq!(listening_port("127.0.0.1:53"), None);
+    }
+}

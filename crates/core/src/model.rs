@@ -1,0 +1,171 @@
+//! The engine's shared vocabulary: samples, series, severities and events. Every
+//! face (CLI, daemon, app, metrics) and the store speak in these types, so their
+//! field names are the JSON names too.
+
+use leakwatch_probe::{FdClass, FdKind, FdLimit, ProcessId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch: the one time unit of samples and events.
+pub type UnixMillis = u64;
+
+/// `now` as [`UnixMillis`].
+pub fn unix_millis(at: SystemTime) -> UnixMillis {
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// One poll of one watched process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub at: UnixMillis,
+    /// All open descriptors.
+    pub total: u64,
+    /// Descriptors per canonical kind; absent kinds are zero.
+    #[serde(default)]
+    pub kinds: BTreeMap<FdKind, u64>,
+    /// The soft limit the percentages and the ETA are measured against.
+    pub limit: Option<u64>,
+    pub rss_bytes: Option<u64>,
+    pub cpu_seconds: Option<f64>,
+    pub threads: Option<u32>,
+    /// Number of descendants (the whole tree below the process).
+    #[serde(default)]
+    pub descendants: u32,
+}
+
+impl Sample {
+    /// Count of one kind.
+    pub fn kind(&self, kind: FdKind) -> u64 {
+        self.kinds.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Count of one class of kinds.
+    pub fn class(&self, class: FdClass) -> u64 {
+        self.kinds.iter().filter(|(k, _)| k.class() == class).map(|(_, n)| n).sum()
+    }
+
+    /// Descriptors used, as a percentage of the limit.
+    pub fn percent_of_limit(&self) -> Option<f64> {
+        let limit = self.limit.filter(|l| *l > 0)?;
+        Some(self.total as f64 * 100.0 / limit as f64)
+    }
+}
+
+/// The identity a series of samples belongs to: a target as matched by one process.
+/// A restart (a new process for the target) starts a new series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SeriesKey {
+    pub target: String,
+    #[serde(flatten)]
+    pub process: ProcessId,
+}
+
+/// How bad a rule's state is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Ok,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    /// The canonical name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Severity::Ok => "ok",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// What happened, in the event log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A rule crossed its threshold for enough samples.
+    Raised,
+    /// A raised rule got worse (warning → critical).
+    Escalated,
+    /// A raised rule is still beyond its threshold after its cooldown.
+    Reminded,
+    /// A rule fell below its clear threshold.
+    Cleared,
+    /// The target's process changed (restart, new pid on the port): a new series.
+    SeriesStarted,
+    /// The configuration could not be loaded; the last good one stays in force.
+    ConfigError,
+    /// The configuration was reloaded.
+    ConfigReloaded,
+    /// An action (restart, cleanup) ran; the message says what it did.
+    Action,
+}
+
+/// One entry of the event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub at: UnixMillis,
+    pub target: String,
+    pub pid: Option<u32>,
+    pub kind: EventKind,
+    /// The rule's metric name (`fds`, `kqueue`, `eta`, ...), if a rule raised it.
+    pub rule: Option<String>,
+    pub severity: Severity,
+    /// The metric's value when the event was raised.
+    pub value: Option<f64>,
+    /// Text a person can act on: "copilot: 812 kqueues, +96/h, limit in 2 h 40 min".
+    pub message: String,
+}
+
+/// A descriptor limit as the engine uses it: the probe's reading, or the target's
+/// configured `fd_limit` where the OS cannot tell (macOS).
+pub type EffectiveLimit = FdLimit;
+
+/// A duration rendered the way the UI and notifications say it: "2 h 40 min".
+pub fn human_duration(d: Duration) -> String {
+    let minutes = d.as_secs() / 60;
+    let (days, hours, mins) = (minutes / 1440, minutes / 60 % 24, minutes % 60);
+    match (days, hours) {
+        (0, 0) if minutes == 0 => format!("{} s", d.as_secs()),
+        (0, 0) => format!("{mins} min"),
+        (0, _) if mins == 0 => format!("{hours} h"),
+        (0, _) => format!("{hours} h {mins} min"),
+        _ => format!("{days} d {hours} h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations() {
+        assert_eq!(human_duration(Duration::from_secs(40)), "40 s");
+        assert_eq!(human_duration(Duration::from_secs(600)), "10 min");
+        assert_eq!(human_duration(Duration::from_secs(9600)), "2 h 40 min");
+        assert_eq!(human_duration(Duration::from_secs(7200)), "2 h");
+        assert_eq!(human_duration(Duration::from_secs(3 * 86400 + 7200)), "3 d 2 h");
+    }
+
+    #[test]
+    fn sample_percent_and_classes() {
+        let mut kinds = BTreeMap::new();
+        kinds.insert(FdKind::Kqueue, 150);
+        kinds.insert(FdKind::Unix, 50);
+        let sample = Sample {
+            at: 0,
+            total: 200,
+            kinds,
+            limit: Some(256),
+            rss_bytes: None,
+            cpu_seconds: None,
+            threads: None,
+            descendants: 0,
+        };
+        assert_eq!(sample.class(FdClass::EventLoops), 150);
+        assert_eq!(sample.kind(FdKind::Epoll), 0);
+        assert!((sample.percent_of_limit().unwrap() - 78.125).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,98 @@
+//! The two service managers a watched server usually runs under: launchd on macOS
+//! (launchctl(1)) and systemd on Linux (systemctl(1)). Leakwatch asks them which
+//! process a job has now and, to restart one, asks them to do it: a supervised
+//! server must be restarted by its supervisor, or the supervisor fights back.
+
+use std::process::Command;
+
+/// What went wrong talking to a service manager.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("could not run {program}: {source}")]
+    Spawn {
+        program: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} {args} failed: {stderr}")]
+    Failed { program: &'static str, args: String, stderr: String },
+}
+
+/// The pid launchd reports for job `label` in the caller's domain, `None` when the
+/// job is loaded but not running or not loaded at all.
+pub fn launchd_pid(label: &str) -> Result<Option<u32>, ServiceError> {
+    let out = run("launchctl", &["list", label])?;
+    if !out.status.success() {
+        return Ok(None);
+    }
+    Ok(parse_launchctl_list_pid(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// `MainPID` of a systemd unit, trying the user's manager first, then the system's.
+pub fn systemd_main_pid(unit: &str) -> Result<Option<u32>, ServiceError> {
+    for scope in [Some("--user"), None] {
+        let mut args = Vec::with_capacity(5);
+        args.extend(scope);
+        args.extend(["show", "--property=MainPID", "--value", unit]);
+        let out = run("systemctl", &args)?;
+        if out.status.success() {
+            let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+            if pid != 0 {
+                return Ok(Some(pid));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// `launchctl kickstart -k gui/UID/label`: launchd kills the job and starts it again.
+pub fn launchd_restart(label: &str, uid: u32) -> Result<(), ServiceError> {
+    let target = format!("gui/{uid}/{label}");
+    checked("launchctl", &["kickstart", "-k", &target])
+}
+
+/// `systemctl --user restart unit`.
+pub fn systemd_restart(unit: &str) -> Result<(), ServiceError> {
+    checked("systemctl", &["--user", "restart", unit])
+}
+
+fn run(program: &'static str, args: &[&str]) -> Result<std::process::Output, ServiceError> {
+    Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|source| ServiceError::Spawn { program, source })
+}
+
+fn checked(program: &'static str, args: &[&str]) -> Result<(), ServiceError> {
+    let out = run(program, args)?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(ServiceError::Failed {
+        program,
+        args: args.join(" "),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+    })
+}
+
+/// `launchctl list LABEL` prints a plist-like dictionary with `"PID" = 123;`
+/// while the job runs.
+fn parse_launchctl_list_pid(text: &str) -> Option<u32> {
+    text.lines().find_map(|line| {
+        let value = line.trim().strip_prefix("\"PID\" = ")?;
+        value.trim_end_matches(';').trim().parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn launchctl_list_output() {
+        let running = "{\n\t\"LimitLoadToSessionType\" = \"Aqua\";\n\t\"Label\" = \"com.example.webui\";\n\t\"PID\" = 4821;\n\t\"LastExitStatus\" = 0;\n};\n";
+        assert_eq!(parse_launchctl_list_pid(running), Some(4821));
+        let stopped = "{\n\t\"Label\" = \"com.example.webui\";\n\t\"LastExitStatus\" = 256;\n};\n";
+        assert_eq!(parse_launchctl_list_pid(stopped), None);
+    }
+}
