@@ -60,16 +60,14 @@ impl Helper {
         };
         // A reader thread turns stdout into a channel so every read can time out.
         let (tx, lines) = mpsc::channel();
-        thread::Builder::new()
-            .name(format!("lw-helper-{pid}"))
-            .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
+        thread::Builder::new().name(format!("lw-helper-{pid}")).spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
                 }
-            })?;
+            }
+        })?;
         let mut helper = Helper {
             child,
             pid,
@@ -160,10 +158,7 @@ impl Helper {
     /// [`ok`](Self::ok), then every word parsed as a pid (for `spawn`, `tree`).
     #[track_caller]
     pub fn pids(&mut self, line: &str) -> Vec<u32> {
-        self.ok(line)
-            .iter()
-            .filter_map(|w| w.parse().ok())
-            .collect()
+        self.ok(line).iter().filter_map(|w| w.parse().ok()).collect()
     }
 
     /// Adds a pid that drop must SIGKILL too (one outside the helper's process group,

@@ -53,10 +53,8 @@ impl Layout {
         let profile_dir = dir.file_name()?.to_owned();
         let above = dir.parent()?;
         let is_target = |p: &Path| p.join("CACHEDIR.TAG").is_file();
-        let looks_like_triple = above
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.matches('-').count() >= 2);
+        let looks_like_triple =
+            above.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.matches('-').count() >= 2);
         if looks_like_triple && above.parent().is_some_and(is_target) {
             return Some(Layout {
                 target_dir: above.parent()?.to_path_buf(),
@@ -65,11 +63,7 @@ impl Layout {
             });
         }
         if is_target(above) {
-            return Some(Layout {
-                target_dir: above.to_path_buf(),
-                triple: None,
-                profile_dir,
-            });
+            return Some(Layout { target_dir: above.to_path_buf(), triple: None, profile_dir });
         }
         None
     }
@@ -80,11 +74,7 @@ impl Layout {
         let target_dir = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(MANIFEST_DIR).join("../../target"));
-        Layout {
-            target_dir,
-            triple: None,
-            profile_dir: "debug".into(),
-        }
+        Layout { target_dir, triple: None, profile_dir: "debug".into() }
     }
 
     fn build(&self) -> io::Result<()> {
@@ -108,10 +98,7 @@ impl Layout {
         if let Some(t) = &self.triple {
             cmd.arg("--target").arg(t);
         }
-        eprintln!(
-            "leakwatch-test-helper: building lw-helper into {}",
-            self.bin_dir().display()
-        );
+        eprintln!("leakwatch-test-helper: building lw-helper into {}", self.bin_dir().display());
         let status = cmd.status()?;
         if status.success() {
             Ok(())

@@ -35,11 +35,7 @@ fn count_exact(pid: u32, text: &str) -> usize {
 fn socket_inodes(pid: u32) -> Vec<String> {
     links(pid)
         .iter()
-        .filter_map(|l| {
-            l.strip_prefix("socket:[")?
-                .strip_suffix(']')
-                .map(str::to_owned)
-        })
+        .filter_map(|l| l.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
         .collect()
 }
 
@@ -56,10 +52,7 @@ fn net_inodes(pid: u32, table: &str) -> Vec<String> {
 /// How many of `pid`'s sockets are in /proc/<pid>/net/<table>.
 fn sockets_in(pid: u32, table: &str) -> usize {
     let known = net_inodes(pid, table);
-    socket_inodes(pid)
-        .iter()
-        .filter(|i| known.contains(i))
-        .count()
+    socket_inodes(pid).iter().filter(|i| known.contains(i)).count()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,14 +109,8 @@ fn starts_and_says_its_pid() {
     assert_eq!(h.ok("pid"), [h.pid().to_string()]);
     let comm = std::fs::read_to_string(format!("/proc/{}/comm", h.pid())).unwrap();
     assert_eq!(comm.trim(), "lw-helper");
-    assert_eq!(
-        h.cmd("frobnicate").unwrap_err(),
-        "unknown command `frobnicate` (try help)"
-    );
-    assert_eq!(
-        h.cmd("open kqueue 1").unwrap_err(),
-        "unsupported on this OS"
-    );
+    assert_eq!(h.cmd("frobnicate").unwrap_err(), "unknown command `frobnicate` (try help)");
+    assert_eq!(h.cmd("open kqueue 1").unwrap_err(), "unsupported on this OS");
     assert!(h.cmd("two\nlines").is_err());
 }
 
@@ -171,14 +158,8 @@ fn pipes_and_sockets_show_in_proc() {
     let tcp = sockets_in(pid, "tcp");
     assert_eq!(h.ok("open tcp-listen 2"), ["2"]);
     assert_eq!(sockets_in(pid, "tcp"), tcp + 2);
-    assert_eq!(
-        h.ok("open tcp-conn 3"),
-        ["7", "listener=1", "client=3", "accepted=3"]
-    );
-    assert_eq!(
-        h.ok("open tcp-conn 1"),
-        ["2", "listener=0", "client=1", "accepted=1"]
-    );
+    assert_eq!(h.ok("open tcp-conn 3"), ["7", "listener=1", "client=3", "accepted=3"]);
+    assert_eq!(h.ok("open tcp-conn 1"), ["2", "listener=0", "client=1", "accepted=1"]);
     assert_eq!(sockets_in(pid, "tcp"), tcp + 2 + 9);
 
     let udp = sockets_in(pid, "udp");
@@ -186,14 +167,7 @@ fn pipes_and_sockets_show_in_proc() {
     assert_eq!(sockets_in(pid, "udp"), udp + 2);
 
     let count = h.ok("count");
-    for want in [
-        "pipe=4",
-        "unix=4",
-        "unix-listen=0",
-        "tcp-listen=2",
-        "tcp-conn=9",
-        "udp=2",
-    ] {
+    for want in ["pipe=4", "unix=4", "unix-listen=0", "tcp-listen=2", "tcp-conn=9", "udp=2"] {
         assert!(count.iter().any(|w| w == want), "{want} not in {count:?}");
     }
     assert_eq!(h.ok("close tcp-conn all"), ["9"]);
@@ -219,20 +193,12 @@ fn files_dirs_devices_and_shm_show_in_proc() {
     assert_eq!(count_exact(pid, "/dev/null"), null + 2);
 
     assert_eq!(h.ok("open shm 2"), ["2"]);
-    let shm: Vec<String> = links(pid)
-        .into_iter()
-        .filter(|l| l.starts_with("/dev/shm/lw-helper-"))
-        .collect();
+    let shm: Vec<String> =
+        links(pid).into_iter().filter(|l| l.starts_with("/dev/shm/lw-helper-")).collect();
     assert_eq!(shm.len(), 2, "{shm:?}");
-    assert!(
-        shm.iter()
-            .all(|l| !l.contains("(deleted)") && Path::new(l).exists())
-    );
+    assert!(shm.iter().all(|l| !l.contains("(deleted)") && Path::new(l).exists()));
     assert_eq!(h.ok("close shm all"), ["2"]);
-    assert!(
-        shm.iter().all(|l| !Path::new(l).exists()),
-        "removed on close"
-    );
+    assert!(shm.iter().all(|l| !Path::new(l).exists()), "removed on close");
 
     assert_eq!(h.ok("close file 3"), ["3"]);
     assert_eq!(count_exact(pid, &file.display().to_string()), 0);
@@ -245,15 +211,9 @@ fn holds_ten_thousand_descriptors() {
     let mut h = Helper::spawn().unwrap();
     let pid = h.pid();
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
     let nums: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
-    assert_eq!(
-        nums[0], nums[1],
-        "soft limit raised to the hard one: {line}"
-    );
+    assert_eq!(nums[0], nums[1], "soft limit raised to the hard one: {line}");
     if nums[0].parse::<u64>().is_ok_and(|soft| soft < 10_200) {
         eprintln!("skipping the 10,000-fd part: {line}");
         return;
@@ -290,10 +250,7 @@ fn leak_grows_until_stopped() {
     assert!(wait_until(5 * SECOND, || {
         count_exact(pid, &file.display().to_string()) >= 3 && count_prefix(pid, "pipe:[") >= 8
     }));
-    assert_eq!(
-        h.ok("count").iter().filter(|w| *w == "leaking=2").count(),
-        1
-    );
+    assert_eq!(h.ok("count").iter().filter(|w| *w == "leaking=2").count(), 1);
     h.ok("stop-leak");
     h.ok("close-leaked");
     assert_eq!(count_exact(pid, &file.display().to_string()), 0);
@@ -309,21 +266,14 @@ fn tree_has_the_right_shape_and_outlives_its_root() {
     let pids = h.pids("tree 2 2");
     assert_eq!(pids.len(), 6, "{pids:?}");
     let stats: Vec<Stat> = pids.iter().map(|&p| stat(p).unwrap()).collect();
-    let children: Vec<u32> = pids
-        .iter()
-        .zip(&stats)
-        .filter(|(_, s)| s.ppid == root)
-        .map(|(&p, _)| p)
-        .collect();
+    let children: Vec<u32> =
+        pids.iter().zip(&stats).filter(|(_, s)| s.ppid == root).map(|(&p, _)| p).collect();
     assert_eq!(children.len(), 2, "{stats:?}");
     for &c in &children {
         let grandchildren = stats.iter().filter(|s| s.ppid == c).count();
         assert_eq!(grandchildren, 2, "children of {c}: {stats:?}");
     }
-    assert!(
-        stats.iter().all(|s| s.pgrp == root),
-        "one process group: {stats:?}"
-    );
+    assert!(stats.iter().all(|s| s.pgrp == root), "one process group: {stats:?}");
     // Pre-order: each child is followed by its own children.
     assert_eq!(stat(pids[1]).unwrap().ppid, pids[0]);
     assert_eq!(stat(pids[2]).unwrap().ppid, pids[0]);
@@ -347,10 +297,7 @@ fn tree_members_can_ignore_sigterm() {
     assert_eq!(pids.len(), 2);
     for &p in pids.iter().chain([h.pid()].iter()) {
         let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap();
-        let ign = status
-            .lines()
-            .find_map(|l| l.strip_prefix("SigIgn:"))
-            .unwrap();
+        let ign = status.lines().find_map(|l| l.strip_prefix("SigIgn:")).unwrap();
         let mask = u64::from_str_radix(ign.trim(), 16).unwrap();
         assert_ne!(mask & (1 << (sigterm() - 1)), 0, "{p} ignores SIGTERM");
         nix::sys::signal::kill(
@@ -390,10 +337,7 @@ fn double_fork_escapes_and_serves_http() {
     assert_ne!(s.ppid, h.pid(), "the grandchild is not the helper's child");
     let helper_session = stat(h.pid()).unwrap().session;
     assert_ne!(s.session, helper_session, "it left the helper's session");
-    assert_ne!(
-        s.session, pid,
-        "the middle process, not it, leads the new session"
-    );
+    assert_ne!(s.session, pid, "the middle process, not it, leads the new session");
     assert_eq!(s.pgrp, s.session);
     let reply = http_get(port, "/health");
     assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
@@ -446,10 +390,7 @@ fn default_sigterm_kills() {
     let mut h = Helper::spawn().unwrap();
     h.signal(sigterm()).unwrap();
     let status = h.wait_timeout(5 * SECOND).unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(sigterm())
-    );
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(sigterm()));
 }
 
 #[test]
@@ -512,10 +453,7 @@ fn drop_leaves_no_process() {
     pids.push(daemon);
     assert!(pids.iter().all(|&p| alive(p)));
     drop(h);
-    assert!(
-        !Path::new(&format!("/proc/{helper}")).exists(),
-        "the helper is reaped"
-    );
+    assert!(!Path::new(&format!("/proc/{helper}")).exists(), "the helper is reaped");
     assert!(
         wait_until(5 * SECOND, || pids.iter().all(|&p| dead(p))),
         "left behind: {:?}",

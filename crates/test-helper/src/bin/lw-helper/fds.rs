@@ -119,17 +119,11 @@ pub(crate) struct Held {
 
 impl Held {
     fn new(fd: impl Into<OwnedFd>) -> Held {
-        Held {
-            _fd: fd.into(),
-            remove_on_close: None,
-        }
+        Held { _fd: fd.into(), remove_on_close: None }
     }
 
     fn removing(fd: impl Into<OwnedFd>, path: PathBuf) -> Held {
-        Held {
-            _fd: fd.into(),
-            remove_on_close: Some(path),
-        }
+        Held { _fd: fd.into(), remove_on_close: Some(path) }
     }
 }
 
@@ -298,19 +292,13 @@ impl Table {
             }
             Kind::TcpConn => return self.open_tcp_pair(),
         }
-        Ok(Added {
-            fds,
-            ..Added::default()
-        })
+        Ok(Added { fds, ..Added::default() })
     }
 
     /// One connected loopback pair for `tcp-conn`: the client end and the accepted end,
     /// plus the shared listener the first time.
     fn open_tcp_pair(&mut self) -> Result<Added, String> {
-        let mut added = Added {
-            pairs: 1,
-            ..Added::default()
-        };
+        let mut added = Added { pairs: 1, ..Added::default() };
         if self.tcp_conn_listener.is_none() {
             let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("tcp listen: {e}"))?;
             self.tcp_conn_listener = Some(l);
@@ -319,9 +307,7 @@ impl Table {
         let Some(listener) = &self.tcp_conn_listener else {
             return Err("tcp-conn listener vanished".to_owned());
         };
-        let addr = listener
-            .local_addr()
-            .map_err(|e| format!("listener address: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| format!("listener address: {e}"))?;
         let client = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
         let (server, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
         let list = &mut self.held[Kind::TcpConn.index()];
@@ -351,9 +337,7 @@ mod os {
         let word = kind.word();
         let err = |e: nix::Error| format!("{word}: {e}");
         match kind {
-            Kind::Epoll => Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
-                .map(|e| e.0)
-                .map_err(err),
+            Kind::Epoll => Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map(|e| e.0).map_err(err),
             Kind::Eventfd => EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC)
                 .map(OwnedFd::from)
                 .map_err(err),
@@ -364,9 +348,7 @@ mod os {
             Kind::Signalfd => SignalFd::with_flags(&SigSet::empty(), SfdFlags::SFD_CLOEXEC)
                 .map(OwnedFd::from)
                 .map_err(err),
-            Kind::Inotify => Inotify::init(InitFlags::IN_CLOEXEC)
-                .map(OwnedFd::from)
-                .map_err(err),
+            Kind::Inotify => Inotify::init(InitFlags::IN_CLOEXEC).map(OwnedFd::from).map_err(err),
             _ => Err(format!("{word} is not an anon-inode kind")),
         }
     }
@@ -404,9 +386,7 @@ mod os {
     }
 
     pub(super) fn open_kqueue() -> Result<OwnedFd, String> {
-        nix::sys::event::Kqueue::new()
-            .map(OwnedFd::from)
-            .map_err(|e| format!("kqueue: {e}"))
+        nix::sys::event::Kqueue::new().map(OwnedFd::from).map_err(|e| format!("kqueue: {e}"))
     }
 
     /// `shm_open` with a unique name (at most 31 bytes on macOS), unlinked at once:
@@ -425,20 +405,14 @@ mod os {
             )
         };
         if raw < 0 {
-            return Err(format!(
-                "shm_open {name}: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(format!("shm_open {name}: {}", std::io::Error::last_os_error()));
         }
         // SAFETY: shm_open just returned this descriptor and nothing else owns it.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // SAFETY: `cname` is a valid NUL-terminated string that outlives the call.
         unsafe { libc::shm_unlink(cname.as_ptr()) };
-        nix::fcntl::fcntl(
-            &fd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(|e| format!("shm cloexec: {e}"))?;
+        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))
+            .map_err(|e| format!("shm cloexec: {e}"))?;
         Ok(Held::new(fd))
     }
 }

@@ -15,19 +15,15 @@ pub(crate) fn bind(port: u16) -> Result<TcpListener, String> {
 /// Serves `listener` on a background thread for the life of the process; returns the
 /// port it listens on.
 pub(crate) fn serve(listener: TcpListener) -> Result<u16, String> {
-    let port = listener
-        .local_addr()
-        .map_err(|e| format!("listener address: {e}"))?
-        .port();
+    let port = listener.local_addr().map_err(|e| format!("listener address: {e}"))?.port();
     thread::Builder::new()
         .name("http".to_owned())
         .spawn(move || {
             for conn in listener.incoming().flatten() {
                 // One thread per connection: a client that never sends its request
                 // must not stall the health checks behind it.
-                let _ = thread::Builder::new()
-                    .name("http-conn".to_owned())
-                    .spawn(move || answer(conn));
+                let _ =
+                    thread::Builder::new().name("http-conn".to_owned()).spawn(move || answer(conn));
             }
         })
         .map_err(|e| format!("spawn http thread: {e}"))?;

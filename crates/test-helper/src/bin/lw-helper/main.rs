@@ -284,15 +284,11 @@ fn kind_arg<'a>(args: &'a [&'a str]) -> Result<(Kind, &'a [&'a str]), String> {
 }
 
 fn number(word: &str) -> Result<usize, String> {
-    word.parse::<usize>()
-        .map_err(|_| format!("`{word}` is not a count"))
+    word.parse::<usize>().map_err(|_| format!("`{word}` is not a count"))
 }
 
 fn join_pids(pids: &[u32]) -> String {
-    pids.iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(" ")
+    pids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
 }
 
 /// Formats a reply as its one line.
@@ -322,10 +318,7 @@ pub(crate) fn sleep_forever() -> ! {
 /// 10,000+ descriptors. macOS refuses RLIM_INFINITY (and values above
 /// kern.maxfilesperproc) as a soft limit, hence the descending fallbacks.
 fn raise_fd_limit() {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes into the struct we pass, which lives on our stack.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return;
@@ -335,10 +328,7 @@ fn raise_fd_limit() {
         if want <= lim.rlim_cur || want > hard {
             continue;
         }
-        let new = libc::rlimit {
-            rlim_cur: want,
-            rlim_max: hard,
-        };
+        let new = libc::rlimit { rlim_cur: want, rlim_max: hard };
         // SAFETY: setrlimit only reads the struct we pass.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
             return;
@@ -452,10 +442,7 @@ mod tests {
         assert_eq!(run(&mut s, "close pipe 3"), "ok 3");
         assert!(run(&mut s, "count").contains(" pipe=1 "));
         assert!(run(&mut s, "open frob 1").starts_with("err unknown kind"));
-        assert_eq!(
-            run(&mut s, "open unix-listen"),
-            "err usage: open unix-listen PATH [N]"
-        );
+        assert_eq!(run(&mut s, "open unix-listen"), "err usage: open unix-listen PATH [N]");
         s.clean_up();
     }
 
@@ -478,15 +465,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut s = State::default();
         let path = dir.join("a b");
-        assert_eq!(
-            run(&mut s, &format!("open file {} 2", path.display())),
-            "ok 2"
-        );
+        assert_eq!(run(&mut s, &format!("open file {} 2", path.display())), "ok 2");
         assert!(path.exists());
-        assert_eq!(
-            run(&mut s, &format!("open file {}", path.display())),
-            "ok 1"
-        );
+        assert_eq!(run(&mut s, &format!("open file {}", path.display())), "ok 1");
         s.clean_up();
         std::fs::remove_dir_all(&dir).unwrap();
     }

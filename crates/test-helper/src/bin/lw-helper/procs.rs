@@ -31,21 +31,16 @@ pub(crate) struct Children {
 
 impl Children {
     fn keep(&mut self, child: Child) {
-        self.list
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(child);
+        self.list.lock().unwrap_or_else(PoisonError::into_inner).push(child);
         if !self.reaper_started {
             let list = Arc::clone(&self.list);
-            let started = thread::Builder::new()
-                .name("reaper".to_owned())
-                .spawn(move || {
-                    loop {
-                        thread::sleep(Duration::from_millis(100));
-                        let mut list = list.lock().unwrap_or_else(PoisonError::into_inner);
-                        list.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
-                    }
-                });
+            let started = thread::Builder::new().name("reaper".to_owned()).spawn(move || {
+                loop {
+                    thread::sleep(Duration::from_millis(100));
+                    let mut list = list.lock().unwrap_or_else(PoisonError::into_inner);
+                    list.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+                }
+            });
             self.reaper_started = started.is_ok();
         }
     }
@@ -90,11 +85,7 @@ impl Children {
             pids.push(pid);
             // The echoed reply of the child's own `tree` lists its descendants.
             for reply in replies {
-                pids.extend(
-                    reply
-                        .split_whitespace()
-                        .filter_map(|w| w.parse::<u32>().ok()),
-                );
+                pids.extend(reply.split_whitespace().filter_map(|w| w.parse::<u32>().ok()));
             }
         }
         Ok(pids)
@@ -108,9 +99,7 @@ impl Children {
         for e in execs {
             cmd.arg("--exec").arg(e);
         }
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = cmd.spawn().map_err(|e| format!("spawn child: {e}"))?;
         let pid = child.id();
         let Some(stdout) = child.stdout.take() else {
@@ -232,11 +221,7 @@ fn grandchild(port: Option<u16>) -> ! {
         Err(e) => fail(&format!("{pid} {e}")),
     }
     // Let go of the pipe to our grandparent, as a daemon would.
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         let _ = nix::unistd::dup2_stdout(&null);
         let _ = nix::unistd::dup2_stdin(&null);
     }

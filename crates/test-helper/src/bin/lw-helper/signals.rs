@@ -54,9 +54,7 @@ fn set(handler: SigHandler) -> Result<(), String> {
     let action = SigAction::new(handler, SaFlags::SA_RESTART, SigSet::empty());
     // SAFETY: the handlers we install are SIG_DFL, SIG_IGN or `on_sigterm`, which only
     // makes async-signal-safe calls.
-    unsafe { sigaction(Signal::SIGTERM, &action) }
-        .map(drop)
-        .map_err(|e| format!("sigaction: {e}"))
+    unsafe { sigaction(Signal::SIGTERM, &action) }.map(drop).map_err(|e| format!("sigaction: {e}"))
 }
 
 /// SIGTERM back to its default. Run at startup: SIG_IGN is inherited across
