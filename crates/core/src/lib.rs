@@ -5,6 +5,7 @@
 //! it is tested with made-up snapshots as well as real processes.
 
 pub mod config;
+pub mod engine;
 pub mod locate;
 pub mod metrics;
 pub mod model;

@@ -4,39 +4,10 @@
 //! particular follows a launcher that double-forks and exits, as in the
 //! `bootstrap.py` report in the seeds.
 
+use crate::config::Selector;
 use crate::service;
 use leakwatch_probe::{ErrorKind, FdKind, Probe, ProcessInfo};
-use regex::Regex;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// How a target is found.
-#[derive(Debug, Clone)]
-pub enum Locator {
-    Pidfile(PathBuf),
-    /// The process listening on this TCP port.
-    Port(u16),
-    Launchd(String),
-    Systemd(String),
-    /// A regex on the process name.
-    Process(Regex),
-    /// A regex on the command line, joined with spaces.
-    Argv(Regex),
-}
-
-impl Locator {
-    /// The selector as the config writes it, for display.
-    pub fn describe(&self) -> String {
-        match self {
-            Locator::Pidfile(path) => format!("pidfile {}", path.display()),
-            Locator::Port(port) => format!("port {port}"),
-            Locator::Launchd(label) => format!("launchd {label}"),
-            Locator::Systemd(unit) => format!("systemd {unit}"),
-            Locator::Process(re) => format!("process {}", re.as_str()),
-            Locator::Argv(re) => format!("argv {}", re.as_str()),
-        }
-    }
-}
 
 /// Why a target has no process now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,16 +34,19 @@ pub struct PortMemo {
 /// How long after a fruitless search for a port's owner the next one may run.
 const PORT_SEARCH_BACKOFF: Duration = Duration::from_secs(10);
 
-/// The processes of `table` that `locator` selects, lowest pid first.
-pub fn locate<'a>(
-    locator: &Locator,
-    table: &'a [ProcessInfo],
+/// The pids that `selector` selects now, lowest first. `table` is a recent process
+/// table: name and argv selectors match against it, while pidfile, port and
+/// service-manager selectors ask afresh and need not find their pid in it (the
+/// table may be a few seconds old, and a restarted server is new).
+pub fn locate(
+    selector: &Selector,
+    table: &[ProcessInfo],
     probe: &Probe,
     memo: &mut PortMemo,
-) -> Result<Vec<&'a ProcessInfo>, NotFound> {
-    let by_pid = |pid: u32| table.iter().find(|p| p.id.pid == pid);
-    let found: Vec<&ProcessInfo> = match locator {
-        Locator::Pidfile(path) => {
+) -> Result<Vec<u32>, NotFound> {
+    let alive = |pid: u32| probe.identity(pid).is_ok();
+    let mut found: Vec<u32> = match selector {
+        Selector::Pidfile(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| NotFound::Pidfile(path.display().to_string(), e.to_string()))?;
             let pid: u32 = text.trim().parse().map_err(|_| {
@@ -81,32 +55,38 @@ pub fn locate<'a>(
                     format!("not a pid: {:?}", text.trim()),
                 )
             })?;
-            by_pid(pid).into_iter().collect()
+            vec![pid].into_iter().filter(|pid| alive(*pid)).collect()
         }
-        Locator::Port(port) => {
+        Selector::Port(port) => {
             let owners = port_owners(*port, table, probe, memo);
             if owners.is_empty() {
                 return Err(NotFound::PortFree(*port));
             }
-            owners.into_iter().filter_map(by_pid).collect()
+            owners
         }
-        Locator::Launchd(label) => {
+        Selector::Launchd(label) => {
             let pid = service::launchd_pid(label).map_err(|e| NotFound::Service(e.to_string()))?;
-            pid.and_then(by_pid).into_iter().collect()
+            pid.into_iter().filter(|pid| alive(*pid)).collect()
         }
-        Locator::Systemd(unit) => {
+        Selector::Systemd(unit) => {
             let pid =
                 service::systemd_main_pid(unit).map_err(|e| NotFound::Service(e.to_string()))?;
-            pid.and_then(by_pid).into_iter().collect()
+            pid.into_iter().filter(|pid| alive(*pid)).collect()
         }
-        Locator::Process(re) => {
-            table.iter().filter(|p| !p.is_kernel_thread && re.is_match(&p.name)).collect()
-        }
-        Locator::Argv(re) => table
+        Selector::Process(re) => table
+            .iter()
+            .filter(|p| !p.is_kernel_thread && re.is_match(&p.name))
+            .map(|p| p.id.pid)
+            .collect(),
+        Selector::Argv(re) => table
             .iter()
             .filter(|p| !p.is_kernel_thread && !p.argv.is_empty() && re.is_match(&p.argv.join(" ")))
+            .map(|p| p.id.pid)
             .collect(),
     };
+    found.retain(|pid| *pid != std::process::id());
+    found.sort_unstable();
+    found.dedup();
     if found.is_empty() { Err(NotFound::NoMatch) } else { Ok(found) }
 }
 

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 /// A window is reduced to at most this many points before fitting.
 pub const MAX_FIT_POINTS: usize = 60;
-/// No slope is fitted over less history than this: the first seconds of a
+/// No slope is fitted over less history than this (or a quarter of the window,
+/// if the window is shorter than four minutes): the first seconds of a
 /// (re)started process are its start-up burst, not a leak, and an ETA projected
 /// from them would raise a false alarm on every restart.
 pub const MIN_FIT_SPAN: Duration = Duration::from_secs(60);
@@ -113,6 +114,7 @@ impl Trend {
     /// outside it are ignored, and so are any after `now`). Samples need not be
     /// sorted. The limit is the last sample's.
     pub fn from_samples(samples: &[Sample], window: Duration, now: UnixMillis) -> Trend {
+        let min_span = MIN_FIT_SPAN.min(window / 4);
         let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
         let start = now.saturating_sub(window);
         let mut series: Vec<&Sample> =
@@ -125,7 +127,7 @@ impl Trend {
             return trend;
         };
         let span = last.at - first.at;
-        if span < u64::try_from(MIN_FIT_SPAN.as_millis()).unwrap_or(u64::MAX) {
+        if span < u64::try_from(min_span.as_millis()).unwrap_or(u64::MAX) {
             return trend;
         }
         let buckets = Buckets::new(&series, now);

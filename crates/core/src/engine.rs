@@ -1,0 +1,1057 @@
+//! The watch engine: the one poll loop behind `leakwatch watch`, the daemon and the
+//! menubar app. Each tick it locates every target's process, samples its
+//! descriptors by kind, fits the leak trend, evaluates the rules, writes history
+//! and raises events; the faces only render the [`Status`] it publishes.
+//!
+//! A tick is synchronous work (the probe reads `/proc` or calls libproc) and runs
+//! on a blocking thread. The async loop in [`Engine::spawn`] only schedules ticks
+//! and handles commands, and it never waits on a tick: when a tick is still
+//! running at the next interval, that interval is skipped, so a hung probe can
+//! neither block the loop nor pile ticks up behind it.
+
+use crate::config::{Config, ConfigError, Target};
+use crate::locate::{NotFound, PortMemo, locate};
+use crate::model::{Event, EventKind, Sample, SeriesKey, Severity, UnixMillis, unix_millis};
+use crate::notifier::{Notification, Notifier};
+use crate::rules::{MessageContext, Observation, RuleState, measure, outcome_message};
+use crate::status::{
+    ConfigStatus, KindGrowth, OwnUsage, ProcessSummary, RuleStatus, Status, TargetState,
+    TargetStatus,
+};
+use crate::store::{SeriesId, Store, StoreError};
+use crate::summary::FdSummary;
+use crate::tree::ProcessTree;
+use crate::trend::{Trend, what_grew};
+use leakwatch_probe::{ErrorKind, FdLimit, LimitSource, Probe, ProcessInfo};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::MissedTickBehavior;
+
+/// How often the whole process table is read. Between full scans the engine only
+/// reads the processes it watches: a full scan of a desktop's few hundred
+/// processes costs milliseconds, and the engine's budget is 0.1 % of a core.
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(10);
+/// How many processes the automatic mode (no config) watches.
+const AUTOMATIC_TARGETS: usize = 10;
+/// Samples kept in memory per process: the sparkline hour, or the trend window if
+/// longer. Older ones live in the store.
+const SPARKLINE_SPAN: Duration = Duration::from_secs(3600);
+/// Events kept in the status for the faces.
+const RECENT_EVENTS: usize = 50;
+/// How often the store is pruned and downsampled.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// Points in the status's sparkline history.
+const SPARKLINE_POINTS: usize = 120;
+
+/// What the engine is started with.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// The config file; `None` means the platform default, and a missing default
+    /// file means built-in defaults (automatic mode).
+    pub config_path: Option<PathBuf>,
+    /// The history database; `None` keeps no history (as `watch --no-store`).
+    pub store_path: Option<PathBuf>,
+    pub notifier: Arc<dyn Notifier>,
+    /// Overrides every target's interval (`watch --interval`).
+    pub interval: Option<Duration>,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Probe(#[from] leakwatch_probe::Error),
+}
+
+/// Something for the engine to do between ticks.
+#[derive(Debug, Clone, Copy)]
+pub enum Command {
+    /// Read the config file again (SIGHUP, or the app's settings were saved).
+    Reload,
+    /// Silence notifications for this long; `None` resumes them.
+    PauseAlerts(Option<Duration>),
+}
+
+/// One watched process (or one target that is down).
+#[derive(Debug)]
+struct Instance {
+    target: String,
+    process: Option<ProcessSummary>,
+    series: Option<(SeriesKey, Option<SeriesId>)>,
+    samples: VecDeque<Sample>,
+    first: Option<Sample>,
+    limit: Option<FdLimit>,
+    status: Option<TargetStatus>,
+}
+
+/// The engine's state between ticks.
+#[derive(Debug)]
+pub struct Engine {
+    options: EngineOptions,
+    config: Config,
+    /// The file the config came from and its modification stamp, to notice edits.
+    config_file: Option<PathBuf>,
+    config_stamp: Option<(SystemTime, u64)>,
+    config_error: Option<String>,
+    probe: Probe,
+    store: Option<Store>,
+    instances: BTreeMap<String, Instance>,
+    rule_states: HashMap<(String, String), RuleState>,
+    port_memos: HashMap<String, PortMemo>,
+    table: Vec<ProcessInfo>,
+    table_read_at: Option<Instant>,
+    automatic_pids: Vec<u32>,
+    next_due: HashMap<String, UnixMillis>,
+    tick: u64,
+    recent_events: VecDeque<Event>,
+    paused_until: Option<UnixMillis>,
+    notify_failures: u64,
+    last_prune: Option<UnixMillis>,
+    notes: Vec<String>,
+    /// Events raised between ticks (a reload by command), logged with the next.
+    pending_events: Vec<Event>,
+}
+
+impl Engine {
+    /// Loads the config, opens the store and the probe. A config error here stops
+    /// the start (there is no last good config yet); later ones do not.
+    pub fn new(options: EngineOptions) -> Result<Self, EngineError> {
+        let config_file = options.config_path.clone().or_else(Config::default_path);
+        let config = match &config_file {
+            Some(path) if path.exists() => Config::load(path)?,
+            Some(path) if options.config_path.is_some() => Config::load(path)?,
+            _ => Config::default(),
+        };
+        let mut notes = Vec::new();
+        let store = match &options.store_path {
+            Some(path) => {
+                let opened = Store::open(path)?;
+                if let Some(message) = opened.message() {
+                    tracing::warn!("{message}");
+                    notes.push(message);
+                }
+                Some(opened.store)
+            }
+            None => None,
+        };
+        let config_stamp = config_file.as_deref().and_then(file_stamp);
+        Ok(Self {
+            options,
+            config,
+            config_file,
+            config_stamp,
+            config_error: None,
+            probe: Probe::new()?,
+            store,
+            instances: BTreeMap::new(),
+            rule_states: HashMap::new(),
+            port_memos: HashMap::new(),
+            table: Vec::new(),
+            table_read_at: None,
+            automatic_pids: Vec::new(),
+            next_due: HashMap::new(),
+            tick: 0,
+            recent_events: VecDeque::new(),
+            paused_until: None,
+            notify_failures: 0,
+            last_prune: None,
+            notes,
+            pending_events: Vec::new(),
+        })
+    }
+
+    /// The config in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Messages from start-up worth showing once (a corrupt store moved aside).
+    pub fn take_notes(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// The shortest interval of any target: how often the loop wakes.
+    pub fn base_interval(&self) -> Duration {
+        if let Some(interval) = self.options.interval {
+            return interval;
+        }
+        self.config
+            .watch
+            .iter()
+            .map(|t| self.config.interval(t))
+            .min()
+            .unwrap_or(self.config.defaults.interval)
+    }
+
+    /// Applies a command.
+    pub fn apply(&mut self, command: Command) {
+        match command {
+            Command::Reload => self.reload(true),
+            Command::PauseAlerts(duration) => {
+                self.paused_until = duration.map(|d| {
+                    unix_millis(SystemTime::now()) + u64::try_from(d.as_millis()).unwrap_or(0)
+                });
+            }
+        }
+    }
+
+    /// Reads the config again. A bad file keeps the config in force and is
+    /// reported, once per distinct error, as a `config_error` event.
+    fn reload(&mut self, forced: bool) {
+        let Some(path) = self.config_file.clone() else { return };
+        let stamp = file_stamp(&path);
+        if !forced && stamp == self.config_stamp {
+            return;
+        }
+        self.config_stamp = stamp;
+        let now = unix_millis(SystemTime::now());
+        let loaded = if path.exists() || self.options.config_path.is_some() {
+            Config::load(&path)
+        } else {
+            Ok(Config::default())
+        };
+        match loaded {
+            Ok(config) => {
+                self.config = config;
+                self.config_error = None;
+                self.next_due.clear();
+                self.port_memos.clear();
+                self.table_read_at = None;
+                tracing::info!("configuration reloaded from {}", path.display());
+                let event = self.event(
+                    now,
+                    "leakwatch",
+                    None,
+                    EventKind::ConfigReloaded,
+                    Severity::Ok,
+                    format!("configuration reloaded from {}", path.display()),
+                );
+                self.pending_events.push(event);
+            }
+            Err(error) => {
+                let message = error.to_string();
+                if self.config_error.as_deref() == Some(message.as_str()) {
+                    return;
+                }
+                tracing::warn!("keeping the last good configuration: {message}");
+                self.config_error = Some(message.clone());
+                let event = self.event(
+                    now,
+                    "leakwatch",
+                    None,
+                    EventKind::ConfigError,
+                    Severity::Warning,
+                    format!("{message} (keeping the last good configuration)"),
+                );
+                self.pending_events.push(event);
+            }
+        }
+    }
+
+    fn event(
+        &self,
+        at: UnixMillis,
+        target: &str,
+        pid: Option<u32>,
+        kind: EventKind,
+        severity: Severity,
+        message: String,
+    ) -> Event {
+        Event {
+            at,
+            target: target.to_owned(),
+            pid,
+            kind,
+            rule: None,
+            severity,
+            value: None,
+            message,
+        }
+    }
+
+    /// One poll of every due target. Never fails: what cannot be read is shown as
+    /// such in the status and the events.
+    pub fn tick(&mut self) -> Arc<Status> {
+        let now = unix_millis(SystemTime::now());
+        self.tick += 1;
+        self.reload(false);
+        let mut events = std::mem::take(&mut self.pending_events);
+        self.refresh_table();
+
+        let mut seen: Vec<String> = Vec::new();
+        let mut batch: Vec<(SeriesId, Sample)> = Vec::new();
+        let targets: Vec<Target> = self.config.watch.clone();
+        if targets.is_empty() {
+            self.poll_automatic(now, &mut seen, &mut events, &mut batch);
+        } else {
+            for target in &targets {
+                self.poll_target(target, now, &mut seen, &mut events, &mut batch);
+            }
+        }
+        self.forget_unseen(&seen, now);
+        self.write_history(&batch, &events, now);
+        self.notify(&events, now);
+        for event in &events {
+            if self.recent_events.len() == RECENT_EVENTS {
+                self.recent_events.pop_front();
+            }
+            self.recent_events.push_back(event.clone());
+        }
+        Arc::new(self.status(now))
+    }
+
+    /// Reads the whole process table when it is due (see [`FULL_SCAN_EVERY`]).
+    fn refresh_table(&mut self) {
+        if self.table_read_at.is_some_and(|at| at.elapsed() < FULL_SCAN_EVERY) {
+            return;
+        }
+        match self.probe.processes() {
+            Ok(table) => {
+                self.table = table;
+                self.table_read_at = Some(Instant::now());
+                if self.config.watch.is_empty() {
+                    self.automatic_pids = self.top_descriptor_holders();
+                }
+            }
+            Err(error) => tracing::warn!("reading the process table: {error}"),
+        }
+    }
+
+    /// The current user's processes holding the most descriptors.
+    fn top_descriptor_holders(&self) -> Vec<u32> {
+        #[cfg(unix)]
+        let me = leakwatch_probe::current_uid();
+        #[cfg(not(unix))]
+        let me = 0;
+        let own = std::process::id();
+        let mut counts: Vec<(usize, u32)> = self
+            .table
+            .iter()
+            .filter(|p| p.uid == me && !p.is_kernel_thread && p.id.pid != own)
+            .filter_map(|p| Some((self.probe.fd_count(p.id.pid).ok()?, p.id.pid)))
+            .collect();
+        counts.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        counts.into_iter().take(AUTOMATIC_TARGETS).map(|(_, pid)| pid).collect()
+    }
+
+    fn poll_automatic(
+        &mut self,
+        now: UnixMillis,
+        seen: &mut Vec<String>,
+        events: &mut Vec<Event>,
+        batch: &mut Vec<(SeriesId, Sample)>,
+    ) {
+        let rules = self.config.auto_rules();
+        let window = self.config.defaults.window;
+        for pid in self.automatic_pids.clone() {
+            let Ok(process) = self.probe.process(pid) else { continue };
+            let name = format!("{}[{pid}]", process.name);
+            let target = TargetView {
+                name: name.clone(),
+                instance: name.clone(),
+                selector: "automatic: top descriptor holder".to_owned(),
+                window,
+                fd_limit: self.config.defaults.fd_limit,
+            };
+            self.poll_process(&target, &process, &rules, now, events, batch);
+            seen.push(name);
+        }
+    }
+
+    fn poll_target(
+        &mut self,
+        target: &Target,
+        now: UnixMillis,
+        seen: &mut Vec<String>,
+        events: &mut Vec<Event>,
+        batch: &mut Vec<(SeriesId, Sample)>,
+    ) {
+        let interval = self.options.interval.unwrap_or_else(|| self.config.interval(target));
+        let due = self.next_due.get(&target.name).copied().unwrap_or(0);
+        if now < due {
+            // Not due: keep its instances as they are.
+            seen.extend(
+                self.instances
+                    .iter()
+                    .filter(|(_, i)| i.target == target.name)
+                    .map(|(name, _)| name.clone()),
+            );
+            return;
+        }
+        // Half an interval of slack keeps a target on the loop's beat.
+        let interval_ms = u64::try_from(interval.as_millis()).unwrap_or(u64::MAX);
+        self.next_due.insert(target.name.clone(), now + interval_ms / 2);
+        let rules = self.config.effective_rules(target);
+        let memo = self.port_memos.entry(target.name.clone()).or_default();
+        let located = locate(&target.selector, &self.table, &self.probe, memo);
+        let selector = target.selector.to_string();
+        let window = self.config.window(target);
+        let fd_limit = self.config.fd_limit(target);
+        let view = |instance: &str| TargetView {
+            name: target.name.clone(),
+            instance: instance.to_owned(),
+            selector: selector.clone(),
+            window,
+            fd_limit,
+        };
+        let pids = match located {
+            Ok(pids) => pids,
+            Err(reason) => {
+                self.target_down(&view(&target.name), &reason, &rules, now, events);
+                seen.push(target.name.clone());
+                return;
+            }
+        };
+        let several = pids.len() > 1;
+        let mut any = false;
+        for pid in pids {
+            let process = match self.probe.process(pid) {
+                Ok(process) => process,
+                Err(e) if e.kind() == ErrorKind::NoSuchProcess => continue,
+                Err(e) => {
+                    tracing::debug!("{}: {e}", target.name);
+                    continue;
+                }
+            };
+            let instance =
+                if several { format!("{}[{pid}]", target.name) } else { target.name.clone() };
+            self.poll_process(&view(&instance), &process, &rules, now, events, batch);
+            seen.push(instance.clone());
+            any = true;
+        }
+        if !any {
+            self.target_down(&view(&target.name), &NotFound::NoMatch, &rules, now, events);
+            seen.push(target.name.clone());
+        }
+    }
+
+    /// Samples one process of a target, and evaluates its rules.
+    fn poll_process(
+        &mut self,
+        target: &TargetView,
+        process: &ProcessInfo,
+        rules: &[crate::config::RuleSpec],
+        now: UnixMillis,
+        events: &mut Vec<Event>,
+        batch: &mut Vec<(SeriesId, Sample)>,
+    ) {
+        let pid = process.id.pid;
+        let instance_name = target.instance.clone();
+        self.ensure_series(target, process, now, events);
+        let table = match self.probe.fd_table(pid) {
+            Ok(table) if table.id == process.id => table,
+            Ok(_) => return,
+            Err(e) if e.kind() == ErrorKind::PermissionDenied => {
+                let status = self.bare_status(target, TargetState::PermissionDenied(e.to_string()));
+                if let Some(instance) = self.instances.get_mut(&instance_name) {
+                    instance.status = Some(status);
+                }
+                return;
+            }
+            Err(_) => return,
+        };
+        let summary = FdSummary::from_fds(&table.fds);
+        let limit = self.effective_limit(&instance_name, pid, target.fd_limit);
+        let descendants = ProcessTree::new(&self.table)
+            .subtree(pid)
+            .map_or(0, |nodes| u32::try_from(nodes.len().saturating_sub(1)).unwrap_or(u32::MAX));
+        let sample = Sample {
+            at: now,
+            total: summary.total as u64,
+            kinds: summary.kinds.iter().map(|(kind, n)| (*kind, *n as u64)).collect(),
+            limit: limit.and_then(|l| l.soft),
+            rss_bytes: process.rss_bytes,
+            cpu_seconds: process.cpu_time.map(|d| d.as_secs_f64()),
+            threads: process.threads,
+            descendants,
+        };
+        let Some(instance) = self.instances.get_mut(&instance_name) else { return };
+        let keep = u64::try_from(SPARKLINE_SPAN.max(target.window).as_millis()).unwrap_or(u64::MAX);
+        while instance.samples.front().is_some_and(|s| s.at + keep < now) {
+            instance.samples.pop_front();
+        }
+        instance.samples.push_back(sample.clone());
+        if instance.first.is_none() {
+            instance.first = Some(sample.clone());
+        }
+        if let Some((_, Some(series_id))) = &instance.series {
+            batch.push((*series_id, sample.clone()));
+        }
+        let trend = Trend::from_samples(instance.samples.make_contiguous(), target.window, now);
+        let observation = Observation {
+            sample: Some(&sample),
+            summary: Some(&summary),
+            trend: Some(&trend),
+            ..Observation::default()
+        };
+        let rule_statuses = self.evaluate_rules(
+            &instance_name,
+            Some(pid),
+            rules,
+            &observation,
+            &trend,
+            sample.limit,
+            now,
+            events,
+        );
+        let Some(instance) = self.instances.get_mut(&instance_name) else { return };
+        let grew = instance
+            .first
+            .as_ref()
+            .map(|first| {
+                what_grew(first, &sample)
+                    .into_iter()
+                    .map(|g| KindGrowth { kind: g.kind, first: g.first, now: g.now })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let history = sparkline(&instance.samples);
+        instance.status = Some(TargetStatus {
+            name: instance_name.clone(),
+            selector: target.selector.clone(),
+            state: TargetState::Up,
+            process: instance.process.clone(),
+            severity: rule_statuses.iter().map(|r| r.severity).max().unwrap_or(Severity::Ok),
+            rules: rule_statuses,
+            sample: Some(sample),
+            limit,
+            slope_per_hour: trend.total_per_hour,
+            kind_slopes_per_hour: trend.kinds_per_hour.clone(),
+            eta_seconds: trend.eta.map(|d| d.as_secs_f64()),
+            top_paths: summary.paths.into_iter().take(10).collect(),
+            grew,
+            history,
+        });
+    }
+
+    /// The limit for percentages and the ETA (DESIGN.md, "File descriptor kinds"):
+    /// the process's own where the OS tells it, else the configured `fd_limit`,
+    /// else the platform default the probe reports. Read once per series.
+    fn effective_limit(
+        &mut self,
+        instance: &str,
+        pid: u32,
+        configured: Option<u64>,
+    ) -> Option<FdLimit> {
+        if let Some(limit) = self.instances.get(instance).and_then(|i| i.limit) {
+            return Some(limit);
+        }
+        let probed = self.probe.fd_limit(pid).ok();
+        let own_reading =
+            probed.filter(|l| matches!(l.source, LimitSource::ProcLimits | LimitSource::Getrlimit));
+        let limit = own_reading
+            .or_else(|| {
+                configured.map(|soft| FdLimit {
+                    soft: Some(soft),
+                    hard: None,
+                    source: LimitSource::Configured,
+                })
+            })
+            .or(probed);
+        if let Some(instance) = self.instances.get_mut(instance) {
+            instance.limit = limit;
+        }
+        limit
+    }
+
+    /// Starts a new series when the instance's process identity changed (a
+    /// restart, or a new process on the port).
+    fn ensure_series(
+        &mut self,
+        target: &TargetView,
+        process: &ProcessInfo,
+        now: UnixMillis,
+        events: &mut Vec<Event>,
+    ) {
+        let instance =
+            self.instances.entry(target.instance.to_owned()).or_insert_with(|| Instance {
+                target: target.name.to_owned(),
+                process: None,
+                series: None,
+                samples: VecDeque::new(),
+                first: None,
+                limit: None,
+                status: None,
+            });
+        if instance.series.as_ref().is_some_and(|(key, _)| key.process == process.id) {
+            return;
+        }
+        let previous = instance.series.take();
+        if let (Some((_, Some(old))), Some(store)) = (&previous, &self.store)
+            && let Err(e) = store.end_series(*old, now)
+        {
+            tracing::warn!("{e}");
+        }
+        let key = SeriesKey { target: target.instance.to_owned(), process: process.id };
+        let series_id = self.store.as_ref().and_then(|store| {
+            store
+                .begin_series(&key, &process.name, &process.argv, now)
+                .map_err(|e| tracing::warn!("{e}"))
+                .ok()
+        });
+        instance.series = Some((key, series_id));
+        instance.samples.clear();
+        instance.first = None;
+        instance.limit = None;
+        instance.process = Some(ProcessSummary {
+            id: process.id,
+            name: process.name.clone(),
+            argv: process.argv.to_vec(),
+            started_at: unix_millis(process.started_at),
+        });
+        let message = match previous {
+            Some((old, _)) => format!(
+                "{}: now pid {} (was pid {}): a new series starts",
+                target.instance, process.id.pid, old.process.pid
+            ),
+            None => {
+                format!("{}: watching pid {} ({})", target.instance, process.id.pid, process.name)
+            }
+        };
+        events.push(Event {
+            at: now,
+            target: target.instance.to_owned(),
+            pid: Some(process.id.pid),
+            kind: EventKind::SeriesStarted,
+            rule: None,
+            severity: Severity::Ok,
+            value: None,
+            message,
+        });
+    }
+
+    /// A target with no process: its series end and its `down` rule is fed.
+    fn target_down(
+        &mut self,
+        target: &TargetView,
+        reason: &NotFound,
+        rules: &[crate::config::RuleSpec],
+        now: UnixMillis,
+        events: &mut Vec<Event>,
+    ) {
+        let gone: Vec<String> = self
+            .instances
+            .iter()
+            .filter(|(name, i)| i.target == target.name && name.as_str() != target.name)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            self.end_instance(&name, now);
+        }
+        self.end_series_of(&target.name, now);
+        let observation = Observation::default();
+        let rule_statuses = self.evaluate_rules(
+            &target.name,
+            None,
+            rules,
+            &observation,
+            &Trend::default(),
+            None,
+            now,
+            events,
+        );
+        let mut status = self.bare_status(target, TargetState::Down(reason.to_string()));
+        status.severity = rule_statuses.iter().map(|r| r.severity).max().unwrap_or(Severity::Ok);
+        status.rules = rule_statuses;
+        let instance = self.instances.entry(target.name.to_owned()).or_insert_with(|| Instance {
+            target: target.name.to_owned(),
+            process: None,
+            series: None,
+            samples: VecDeque::new(),
+            first: None,
+            limit: None,
+            status: None,
+        });
+        instance.status = Some(status);
+    }
+
+    fn bare_status(&self, target: &TargetView, state: TargetState) -> TargetStatus {
+        TargetStatus {
+            name: target.instance.to_owned(),
+            selector: target.selector.clone(),
+            state,
+            process: self.instances.get(&target.instance).and_then(|i| i.process.clone()),
+            sample: None,
+            limit: None,
+            slope_per_hour: None,
+            kind_slopes_per_hour: BTreeMap::new(),
+            eta_seconds: None,
+            severity: Severity::Ok,
+            rules: Vec::new(),
+            top_paths: Vec::new(),
+            grew: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate_rules(
+        &mut self,
+        instance: &str,
+        pid: Option<u32>,
+        rules: &[crate::config::RuleSpec],
+        observation: &Observation<'_>,
+        trend: &Trend,
+        limit: Option<u64>,
+        now: UnixMillis,
+        events: &mut Vec<Event>,
+    ) -> Vec<RuleStatus> {
+        let mut statuses = Vec::with_capacity(rules.len());
+        for spec in rules {
+            let key = spec.metric.key();
+            let value = measure(&spec.metric, observation);
+            let state = self.rule_states.entry((instance.to_owned(), key.clone())).or_default();
+            if let Some(outcome) = state.evaluate(spec, value, limit, now) {
+                let context = MessageContext {
+                    target: instance,
+                    metric: &spec.metric,
+                    value: outcome.value,
+                    slope_per_hour: trend.total_per_hour,
+                    eta: trend.eta,
+                    limit,
+                };
+                let message = outcome_message(&context, &outcome);
+                let mut event = Event {
+                    at: now,
+                    target: instance.to_owned(),
+                    pid,
+                    kind: outcome.kind,
+                    rule: Some(key.clone()),
+                    severity: outcome.severity,
+                    value: outcome.value.is_finite().then_some(outcome.value),
+                    message,
+                };
+                if !outcome.notify {
+                    // Logged, but a flap within the cooldown does not pop up again.
+                    event.message.push_str(" (within cooldown: not notified)");
+                }
+                events.push(event);
+            }
+            statuses.push(RuleStatus {
+                metric: key,
+                severity: state.level(),
+                value: value.map(crate::rules::MetricValue::as_f64).filter(|v| v.is_finite()),
+            });
+        }
+        statuses
+    }
+
+    fn end_series_of(&mut self, instance: &str, now: UnixMillis) {
+        let Some(instance) = self.instances.get_mut(instance) else { return };
+        if let (Some((_, Some(id))), Some(store)) = (instance.series.take(), &self.store)
+            && let Err(e) = store.end_series(id, now)
+        {
+            tracing::warn!("{e}");
+        }
+        instance.samples.clear();
+        instance.first = None;
+        instance.limit = None;
+    }
+
+    fn end_instance(&mut self, name: &str, now: UnixMillis) {
+        self.end_series_of(name, now);
+        self.instances.remove(name);
+        self.rule_states.retain(|(instance, _), _| instance != name);
+    }
+
+    /// Drops instances no longer watched (a process that exited from a
+    /// multi-process target, a target removed from the config), so memory follows
+    /// what is watched now.
+    fn forget_unseen(&mut self, seen: &[String], now: UnixMillis) {
+        let unseen: Vec<String> =
+            self.instances.keys().filter(|name| !seen.contains(name)).cloned().collect();
+        for name in unseen {
+            self.end_instance(&name, now);
+        }
+        let targets: Vec<&str> = self.config.watch.iter().map(|t| t.name.as_str()).collect();
+        self.next_due.retain(|name, _| targets.contains(&name.as_str()));
+        self.port_memos.retain(|name, _| targets.contains(&name.as_str()));
+    }
+
+    fn write_history(&mut self, batch: &[(SeriesId, Sample)], events: &[Event], now: UnixMillis) {
+        let Some(store) = &self.store else { return };
+        let mut result = store.record_samples(batch);
+        for event in events {
+            result = result.and_then(|()| store.record_event(event));
+        }
+        let prune_due = self.last_prune.is_none_or(|at| {
+            now.saturating_sub(at) >= u64::try_from(PRUNE_EVERY.as_millis()).unwrap_or(0)
+        });
+        if result.is_ok() && prune_due {
+            self.last_prune = Some(now);
+            result = store.prune(now).map(drop);
+        }
+        if let Err(error) = result {
+            tracing::warn!("{error}");
+            if error.is_corruption() {
+                self.reopen_store();
+            }
+        }
+    }
+
+    /// A database that went bad while running is moved aside and replaced, and the
+    /// open series start afresh in the new one.
+    fn reopen_store(&mut self) {
+        let Some(path) = self.options.store_path.clone() else { return };
+        self.store = None;
+        match Store::open(&path) {
+            Ok(opened) => {
+                if let Some(message) = opened.message() {
+                    tracing::warn!("{message}");
+                }
+                self.store = Some(opened.store);
+                for instance in self.instances.values_mut() {
+                    instance.series = None;
+                }
+            }
+            Err(error) => tracing::error!("history disabled: {error}"),
+        }
+    }
+
+    fn notify(&mut self, events: &[Event], now: UnixMillis) {
+        if !self.config.notify.enabled || self.paused_until.is_some_and(|until| now < until) {
+            return;
+        }
+        for event in events {
+            let notify = matches!(
+                event.kind,
+                EventKind::Raised | EventKind::Escalated | EventKind::Reminded | EventKind::Cleared
+            ) && !event.message.ends_with("(within cooldown: not notified)");
+            if !notify {
+                continue;
+            }
+            let notification = Notification {
+                title: format!("Leakwatch: {}", event.target),
+                body: event.message.clone(),
+                target: Some(event.target.clone()),
+                severity: event.severity,
+            };
+            if let Err(error) = self.options.notifier.notify(&notification) {
+                // No notification service (a headless server): log, do not fail.
+                if self.notify_failures == 0 {
+                    tracing::warn!("{error}; notifications will be logged only");
+                }
+                self.notify_failures += 1;
+                tracing::info!("{}: {}", notification.title, notification.body);
+            }
+        }
+    }
+
+    fn status(&mut self, now: UnixMillis) -> Status {
+        let order: Vec<&str> = self.config.watch.iter().map(|t| t.name.as_str()).collect();
+        let mut targets: Vec<TargetStatus> =
+            self.instances.values().filter_map(|i| i.status.clone()).collect();
+        targets.sort_by_key(|t| {
+            let target = self.instances.get(&t.name).map_or("", |i| i.target.as_str());
+            (order.iter().position(|n| *n == target).unwrap_or(usize::MAX), t.name.clone())
+        });
+        Status {
+            at: now,
+            tick: self.tick,
+            targets,
+            config: ConfigStatus {
+                path: self
+                    .config_file
+                    .as_deref()
+                    .filter(|p| p.exists())
+                    .map(|p| p.display().to_string()),
+                error: self.config_error.clone(),
+                automatic: self.config.watch.is_empty(),
+            },
+            own: self.own_usage(),
+            recent_events: self.recent_events.iter().cloned().collect(),
+            alerts_paused_until: self.paused_until.filter(|until| *until > now),
+        }
+    }
+
+    fn own_usage(&mut self) -> OwnUsage {
+        let pid = std::process::id();
+        let own = self.probe.process(pid).ok();
+        OwnUsage {
+            pid,
+            fds: self.probe.fd_count(pid).ok().map(|n| n as u64),
+            rss_bytes: own.as_ref().and_then(|p| p.rss_bytes),
+            cpu_seconds: own.as_ref().and_then(|p| p.cpu_time).map(|d| d.as_secs_f64()),
+            threads: own.and_then(|p| p.threads),
+        }
+    }
+
+    /// Runs the engine on the current tokio runtime until [`EngineHandle::shutdown`].
+    pub fn spawn(mut self) -> EngineHandle {
+        let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
+        let (events_tx, _) = broadcast::channel(256);
+        let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
+        let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+        let events = events_tx.clone();
+        let task = tokio::spawn(async move {
+            for note in self.take_notes() {
+                tracing::warn!("{note}");
+            }
+            let mut period = self.base_interval();
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            let mut engine = Some(self);
+            let mut pending: Vec<Command> = Vec::new();
+            let mut in_flight: Option<tokio::task::JoinHandle<(Engine, Arc<Status>)>> = None;
+            let mut last_event_at: UnixMillis = 0;
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {
+                        let Some(mut current) = engine.take() else {
+                            tracing::warn!("the previous tick is still running: skipping this one");
+                            continue;
+                        };
+                        for command in pending.drain(..) {
+                            current.apply(command);
+                        }
+                        in_flight = Some(tokio::task::spawn_blocking(move || {
+                            let status = current.tick();
+                            (current, status)
+                        }));
+                    }
+                    finished = async {
+                        match in_flight.as_mut() {
+                            Some(handle) => handle.await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        in_flight = None;
+                        let Ok((current, status)) = finished else {
+                            tracing::error!("an engine tick panicked; stopping");
+                            break;
+                        };
+                        for event in status.recent_events.iter().filter(|e| e.at > last_event_at) {
+                            let _ = events.send(event.clone());
+                        }
+                        last_event_at = status.recent_events.last().map_or(last_event_at, |e| e.at.max(last_event_at));
+                        let _ = status_tx.send(status);
+                        let wanted = current.base_interval();
+                        if wanted != period {
+                            period = wanted;
+                            interval = tokio::time::interval(period);
+                            interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                        }
+                        engine = Some(current);
+                    }
+                    command = command_rx.recv() => match command {
+                        Some(command) => match engine.as_mut() {
+                            Some(current) => current.apply(command),
+                            None => pending.push(command),
+                        },
+                        None => break,
+                    },
+                    _ = shutdown_rx.changed() => break,
+                }
+            }
+            // Let a running tick finish so its samples reach the store.
+            if let Some(handle) = in_flight.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+            }
+        });
+        EngineHandle {
+            status: status_rx,
+            events: events_tx,
+            commands: command_tx,
+            shutdown: shutdown_tx,
+            task,
+        }
+    }
+}
+
+/// A target as one poll sees it: its config name, the instance (name with `[pid]`
+/// when several processes match), and what the poll needs of its config.
+#[derive(Debug)]
+struct TargetView {
+    name: String,
+    instance: String,
+    selector: String,
+    window: Duration,
+    fd_limit: Option<u64>,
+}
+
+/// The faces' handle on a running engine.
+#[derive(Debug)]
+pub struct EngineHandle {
+    status: watch::Receiver<Arc<Status>>,
+    events: broadcast::Sender<Event>,
+    commands: mpsc::UnboundedSender<Command>,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EngineHandle {
+    /// The latest status, updated after every tick.
+    pub fn status(&self) -> watch::Receiver<Arc<Status>> {
+        self.status.clone()
+    }
+
+    /// Events as they happen.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Sends a command; it is applied before the next tick.
+    pub fn send(&self, command: Command) {
+        let _ = self.commands.send(command);
+    }
+
+    /// Stops the loop, waiting for a running tick to be written.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// The file's modification time and length: a cheap "did it change" stamp.
+fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// At most [`SPARKLINE_POINTS`] evenly spaced `(time, total)` points of the last hour.
+fn sparkline(samples: &VecDeque<Sample>) -> Vec<(UnixMillis, u64)> {
+    let Some(last) = samples.back() else { return Vec::new() };
+    let since = last.at.saturating_sub(u64::try_from(SPARKLINE_SPAN.as_millis()).unwrap_or(0));
+    let recent: Vec<&Sample> = samples.iter().filter(|s| s.at >= since).collect();
+    let step = recent.len().div_ceil(SPARKLINE_POINTS).max(1);
+    let mut points: Vec<(UnixMillis, u64)> =
+        recent.iter().step_by(step).map(|s| (s.at, s.total)).collect();
+    if points.last().map(|p| p.0) != Some(last.at) {
+        points.push((last.at, last.total));
+    }
+    points
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(at: UnixMillis, total: u64) -> Sample {
+        Sample {
+            at,
+            total,
+            kinds: BTreeMap::new(),
+            limit: None,
+            rss_bytes: None,
+            cpu_seconds: None,
+            threads: None,
+            descendants: 0,
+        }
+    }
+
+    #[test]
+    fn sparkline_is_bounded_and_ends_at_the_last_sample() {
+        let samples: VecDeque<Sample> = (0..2000).map(|i| sample(i * 2000, i)).collect();
+        let points = sparkline(&samples);
+        assert!(points.len() <= SPARKLINE_POINTS + 1, "{}", points.len());
+        assert_eq!(points.last(), Some(&(1999 * 2000, 1999)));
+        assert!(points.first().is_some_and(|p| p.0 >= 1999 * 2000 - 3_600_000));
+    }
+}
