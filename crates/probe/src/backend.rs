@@ -2,7 +2,7 @@
 //! everywhere (caching, identity checks, ordering) on top, so each backend holds
 //! only the calls that differ between operating systems.
 
-use crate::{Fd, FdLimit, ProcessState, Result, StartTime};
+use crate::{Fd, FdLimit, ProcessState, Result, StartTime, SystemLimit};
 use std::time::{Duration, SystemTime};
 
 /// What one cheap read of a process gives: everything but argv and the executable.
@@ -39,4 +39,6 @@ pub(crate) trait Backend: Sized {
     fn fd_table(&self, pid: u32) -> Result<Vec<Fd>>;
     fn fd_count(&self, pid: u32) -> Result<usize>;
     fn fd_limit(&self, pid: u32) -> Result<FdLimit>;
+    /// What could be read of the system-wide limits; unreadable ones are left out.
+    fn system_limits(&self) -> Vec<SystemLimit>;
 }

@@ -34,7 +34,7 @@ use unsupported::Os;
 pub use error::{Error, ErrorKind, Result};
 pub use model::{
     Fd, FdClass, FdKind, FdLimit, FdTable, LimitSource, ProcessId, ProcessInfo, ProcessState,
-    StartTime,
+    StartTime, SystemLimit,
 };
 
 use backend::{Backend, ProcessDetails};
@@ -123,6 +123,12 @@ impl Probe {
     /// The descriptor limit of `pid` and where it was learned.
     pub fn fd_limit(&self, pid: u32) -> Result<FdLimit> {
         self.os.fd_limit(pid)
+    }
+
+    /// The system-wide descriptor limits and where each comes from (file-max and
+    /// nr_open on Linux; launchd's maxfiles and the kern.* sysctls on macOS).
+    pub fn system_limits(&self) -> Vec<SystemLimit> {
+        self.os.system_limits()
     }
 
     fn read_process(&mut self, pid: u32) -> Result<ProcessInfo> {

@@ -8,7 +8,10 @@
 //! answers from its inode cache: a hung NFS or FUSE mount cannot block us.
 
 use crate::backend::{Backend, ProcessDetails, RawProcess};
-use crate::{Error, ErrorKind, Fd, FdKind, FdLimit, LimitSource, ProcessState, Result, StartTime};
+use crate::{
+    Error, ErrorKind, Fd, FdKind, FdLimit, LimitSource, ProcessState, Result, StartTime,
+    SystemLimit,
+};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, StatxFlags};
 use std::collections::HashMap;
@@ -190,6 +193,29 @@ impl Backend for Os {
         let (soft, hard) =
             parse_open_files_limit(&limits).ok_or_else(|| Error::malformed(Some(pid), "limits"))?;
         Ok(FdLimit { soft, hard, source: LimitSource::ProcLimits })
+    }
+
+    fn system_limits(&self) -> Vec<SystemLimit> {
+        let mut limits = Vec::new();
+        let mut read_number = |name: &str, file: &str, nth: usize| {
+            let Ok(text) = read_file(&self.proc, file) else { return };
+            let value = String::from_utf8_lossy(&text)
+                .split_ascii_whitespace()
+                .nth(nth)
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(value) = value {
+                let value = (value != u64::MAX && value != i64::MAX as u64).then_some(value);
+                limits.push(SystemLimit {
+                    name: name.to_owned(),
+                    value,
+                    source: format!("/proc/{file}"),
+                });
+            }
+        };
+        read_number("open files, system-wide (fs.file-max)", "sys/fs/file-max", 0);
+        read_number("open files now, system-wide (fs.file-nr)", "sys/fs/file-nr", 0);
+        read_number("highest per-process limit (fs.nr_open)", "sys/fs/nr_open", 0);
+        limits
     }
 }
 

@@ -15,7 +15,10 @@
 //! itself, as it does for `lsof`.)
 
 use crate::backend::{Backend, ProcessDetails, RawProcess};
-use crate::{Error, ErrorKind, Fd, FdKind, FdLimit, LimitSource, ProcessState, Result, StartTime};
+use crate::{
+    Error, ErrorKind, Fd, FdKind, FdLimit, LimitSource, ProcessState, Result, StartTime,
+    SystemLimit,
+};
 use libc::{c_char, c_int, c_void};
 use libproc::file_info::{PIDFDInfoFlavor, ProcFDType};
 use libproc::net_info::{
@@ -237,6 +240,37 @@ impl Backend for Os {
                 "descriptor limit of pid {pid}: `{LAUNCHCTL} limit maxfiles` gave no answer"
             ))
         })
+    }
+
+    fn system_limits(&self) -> Vec<SystemLimit> {
+        let mut limits = Vec::new();
+        if let Some(launchd) = *self.launchd_limit.get_or_init(launchd_default_limit) {
+            let source = format!("{LAUNCHCTL} limit maxfiles");
+            limits.push(SystemLimit {
+                name: "launchd default, soft (what launchd jobs start with)".to_owned(),
+                value: launchd.soft,
+                source: source.clone(),
+            });
+            limits.push(SystemLimit {
+                name: "launchd default, hard".to_owned(),
+                value: launchd.hard,
+                source,
+            });
+        }
+        // sysctl(3): kern.maxfiles and kern.maxfilesperproc, <sys/sysctl.h>.
+        for (name, mib, what) in [
+            ("open files, system-wide", libc::KERN_MAXFILES, "kern.maxfiles"),
+            ("highest per-process limit", libc::KERN_MAXFILESPERPROC, "kern.maxfilesperproc"),
+        ] {
+            if let Ok(value) = sysctl_int([libc::CTL_KERN, mib], what) {
+                limits.push(SystemLimit {
+                    name: format!("{name} ({what})"),
+                    value: u64::try_from(value).ok(),
+                    source: format!("sysctl {what}"),
+                });
+            }
+        }
+        limits
     }
 }
 

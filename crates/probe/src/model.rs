@@ -282,6 +282,16 @@ pub struct FdLimit {
     pub source: LimitSource,
 }
 
+/// A system-wide descriptor limit, with the file, sysctl or command it came from:
+/// what `leakwatch doctor` shows so a user knows which knob to turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SystemLimit {
+    pub name: String,
+    /// `None` when unlimited.
+    pub value: Option<u64>,
+    pub source: String,
+}
+
 mod duration_secs_opt {
     use serde::Serializer;
     use std::time::Duration;

@@ -2,7 +2,7 @@
 //! says so, so the rest of the workspace still builds and fails politely.
 
 use crate::backend::{Backend, ProcessDetails, RawProcess};
-use crate::{Error, Fd, FdLimit, Result, StartTime};
+use crate::{Error, Fd, FdLimit, Result, StartTime, SystemLimit};
 
 #[derive(Debug)]
 pub(crate) struct Os;
@@ -31,5 +31,8 @@ impl Backend for Os {
     }
     fn fd_limit(&self, _pid: u32) -> Result<FdLimit> {
         Err(Error::unsupported("descriptor limit"))
+    }
+    fn system_limits(&self) -> Vec<SystemLimit> {
+        Vec::new()
     }
 }
