@@ -848,10 +848,17 @@ impl Engine {
         let order: Vec<&str> = self.config.watch.iter().map(|t| t.name.as_str()).collect();
         let mut targets: Vec<TargetStatus> =
             self.instances.values().filter_map(|i| i.status.clone()).collect();
-        targets.sort_by_key(|t| {
-            let target = self.instances.get(&t.name).map_or("", |i| i.target.as_str());
-            (order.iter().position(|n| *n == target).unwrap_or(usize::MAX), t.name.clone())
-        });
+        if self.config.watch.is_empty() {
+            // Automatic mode: the heaviest holders first.
+            targets.sort_by_key(|t| {
+                (std::cmp::Reverse(t.sample.as_ref().map_or(0, |s| s.total)), t.name.clone())
+            });
+        } else {
+            targets.sort_by_key(|t| {
+                let target = self.instances.get(&t.name).map_or("", |i| i.target.as_str());
+                (order.iter().position(|n| *n == target).unwrap_or(usize::MAX), t.name.clone())
+            });
+        }
         Status {
             at: now,
             tick: self.tick,

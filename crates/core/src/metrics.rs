@@ -124,3 +124,146 @@ fn severity_value(severity: Severity) -> i64 {
 fn saturating(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
+
+/// Serves `GET /metrics` on `listener` from the latest status until the task is
+/// dropped. A minimal HTTP/1.1 responder is all a Prometheus scrape needs, and
+/// it keeps a web framework out of a watchdog that should stay small.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    status: tokio::sync::watch::Receiver<std::sync::Arc<Status>>,
+    extra: std::sync::Arc<std::sync::Mutex<Extra>>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let status = status.clone();
+        let extra = extra.clone();
+        tokio::spawn(async move {
+            let timeout = std::time::Duration::from_secs(5);
+            let _ = tokio::time::timeout(timeout, answer(stream, status, extra)).await;
+        });
+    }
+}
+
+async fn answer(
+    mut stream: tokio::net::TcpStream,
+    status: tokio::sync::watch::Receiver<std::sync::Arc<Status>>,
+    extra: std::sync::Arc<std::sync::Mutex<Extra>>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut request = Vec::with_capacity(1024);
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
+        let read = stream.read(&mut buf).await?;
+        if read == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..read]);
+    }
+    let line = request.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (code, content_type, body) = if method == "GET" && (path == "/metrics" || path == "/") {
+        let snapshot = status.borrow().clone();
+        let extra = extra.lock().map(|e| e.clone()).unwrap_or_default();
+        (
+            "200 OK",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            render(&snapshot, &extra),
+        )
+    } else {
+        ("404 Not Found", "text/plain; charset=utf-8", "try /metrics\n".to_owned())
+    };
+    let head = format!(
+        "HTTP/1.1 {code}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Sample;
+    use crate::status::TargetStatus;
+    use leakwatch_probe::FdKind;
+    use std::collections::BTreeMap;
+
+    fn target(name: &str) -> TargetStatus {
+        let mut kinds = BTreeMap::new();
+        kinds.insert(FdKind::Kqueue, 812);
+        kinds.insert(FdKind::Unix, 40);
+        TargetStatus {
+            name: name.to_owned(),
+            selector: "port 4321".to_owned(),
+            state: TargetState::Up,
+            process: None,
+            sample: Some(Sample {
+                at: 0,
+                total: 852,
+                kinds,
+                limit: Some(1024),
+                rss_bytes: Some(1 << 20),
+                cpu_seconds: None,
+                threads: None,
+                descendants: 0,
+            }),
+            limit: None,
+            slope_per_hour: Some(96.0),
+            kind_slopes_per_hour: BTreeMap::new(),
+            eta_seconds: Some(9600.0),
+            severity: Severity::Warning,
+            rules: vec![crate::status::RuleStatus {
+                metric: "kqueue".to_owned(),
+                severity: Severity::Warning,
+                value: Some(812.0),
+            }],
+            top_paths: Vec::new(),
+            grew: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn renders_kinds_slope_eta_and_rule_states() {
+        let status = Status { targets: vec![target("copilot")], ..Status::default() };
+        let extra = Extra { restarts: vec![("copilot".into(), 2)], ..Extra::default() };
+        let text = render(&status, &extra);
+        for line in [
+            "leakwatch_fds{target=\"copilot\",kind=\"kqueue\"} 812",
+            "leakwatch_fds_total{target=\"copilot\"} 852",
+            "leakwatch_fd_slope_per_hour{target=\"copilot\"} 96.0",
+            "leakwatch_fd_eta_seconds{target=\"copilot\"} 9600.0",
+            "leakwatch_rule_state{target=\"copilot\",rule=\"kqueue\"} 1",
+            "leakwatch_target_up{target=\"copilot\"} 1",
+            "leakwatch_restarts{target=\"copilot\"} 2",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_over_http() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let status = Status { targets: vec![target("web")], ..Status::default() };
+        let (_tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(status));
+        let server = tokio::spawn(serve(listener, rx, Default::default()));
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert!(response.contains("leakwatch_fds{target=\"web\",kind=\"unix\"} 40"));
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(b"GET /other HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        assert!(response.starts_with("HTTP/1.1 404"));
+        server.abort();
+    }
+}
