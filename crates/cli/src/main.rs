@@ -30,9 +30,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Watch(commands::watch::Args),
     Ps(commands::ps::Args),
     Fds(commands::fds::Args),
     Tree(commands::tree::Args),
+    History(commands::history::Args),
+    Daemon(commands::daemon::Args),
+    Doctor(commands::doctor::Args),
+    Config(commands::config::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +46,11 @@ fn main() -> ExitCode {
         Command::Ps(args) => commands::ps::run(args, cli.json),
         Command::Fds(args) => commands::fds::run(args, cli.json),
         Command::Tree(args) => commands::tree::run(args, cli.json),
+        Command::Watch(args) => commands::watch::run(args, cli.json),
+        Command::History(args) => commands::history::run(args, cli.json),
+        Command::Daemon(args) => commands::daemon::run(args),
+        Command::Doctor(args) => commands::doctor::run(args, cli.json),
+        Command::Config(args) => commands::config::run(args, cli.json),
     };
     match result.and_then(|text| output::print(&text)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,9 +1,14 @@
 //! One module per subcommand. Each returns the text to print, so `main` alone
 //! decides how output and errors reach the terminal.
 
+pub(crate) mod config;
+pub(crate) mod daemon;
+pub(crate) mod doctor;
 pub(crate) mod fds;
+pub(crate) mod history;
 pub(crate) mod ps;
 pub(crate) mod tree;
+pub(crate) mod watch;
 
 use leakwatch_probe::{ErrorKind, Probe};
 use std::time::{Duration, SystemTime};
@@ -26,4 +31,58 @@ pub(crate) fn explain(error: leakwatch_probe::Error) -> anyhow::Error {
 /// How long ago `started_at` was.
 pub(crate) fn age_since(started_at: SystemTime) -> Duration {
     SystemTime::now().duration_since(started_at).unwrap_or_default()
+}
+
+/// Options every engine-driving command shares.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct EngineArgs {
+    /// The config file (default: the platform's, see `leakwatch config path`;
+    /// the LEAKWATCH_CONFIG environment variable also sets it).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<std::path::PathBuf>,
+    /// Keep no history (the store lives in the platform's data directory, or
+    /// LEAKWATCH_DATA_DIR).
+    #[arg(long)]
+    pub(crate) no_store: bool,
+}
+
+impl EngineArgs {
+    /// Engine options with `notifier`, the history store unless `--no-store`.
+    pub(crate) fn options(
+        &self,
+        notifier: std::sync::Arc<dyn leakwatch_core::notifier::Notifier>,
+        interval: Option<Duration>,
+    ) -> anyhow::Result<leakwatch_core::engine::EngineOptions> {
+        let store_path = if self.no_store { None } else { Some(store_path()?) };
+        Ok(leakwatch_core::engine::EngineOptions {
+            config_path: self.config.clone(),
+            store_path,
+            notifier,
+            interval,
+        })
+    }
+}
+
+/// Where the history database lives.
+pub(crate) fn store_path() -> anyhow::Result<std::path::PathBuf> {
+    let dir = leakwatch_core::config::Config::data_dir().ok_or_else(|| {
+        anyhow::anyhow!("no data directory: set LEAKWATCH_DATA_DIR or HOME, or pass --no-store")
+    })?;
+    Ok(dir.join("history.sqlite3"))
+}
+
+/// A tokio runtime for the engine: two workers are plenty for a poll loop.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(4)
+        .thread_name("leakwatch")
+        .enable_all()
+        .build()?)
+}
+
+/// Parses `2s`, `1h30m` for clap.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{e}: expected a duration like \"2s\", \"500ms\" or \"1h\""))
 }

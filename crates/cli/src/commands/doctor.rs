@@ -1,0 +1,142 @@
+//! `leakwatch doctor`: the facts behind the numbers. Which descriptor limits are in
+//! force and where each comes from (on macOS a launchd job's limit is not the
+//! shell's), which config is in use and whether it is valid, and where the history
+//! lives: the first things to check when an alert seems wrong.
+
+use super::{probe, store_path};
+use crate::output;
+use leakwatch_core::config::Config;
+use leakwatch_probe::{FdLimit, SystemLimit};
+use serde::Serialize;
+
+/// Show the effective FD limits and their sources, the config in use, and the store.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "JSON (--json): an object with the fields platform, \
+    own_limit {soft, hard, source}, system_limits [{name, value, source}], config {path, \
+    exists, valid, error, targets}, store {path, exists, size_bytes}.")]
+pub(crate) struct Args {
+    /// Check this config file instead of the default one.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct ConfigReport {
+    path: Option<String>,
+    exists: bool,
+    valid: bool,
+    error: Option<String>,
+    targets: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct StoreReport {
+    path: Option<String>,
+    exists: bool,
+    size_bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    platform: &'static str,
+    own_limit: Option<FdLimit>,
+    system_limits: Vec<SystemLimit>,
+    config: ConfigReport,
+    store: StoreReport,
+}
+
+pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
+    let probe = probe()?;
+    let config_path = args.config.clone().or_else(Config::default_path);
+    let exists = config_path.as_deref().is_some_and(std::path::Path::exists);
+    let loaded = match &config_path {
+        Some(path) if exists => Some(Config::load(path)),
+        _ => None,
+    };
+    let config = ConfigReport {
+        path: config_path.as_ref().map(|p| p.display().to_string()),
+        exists,
+        valid: loaded.as_ref().is_none_or(Result::is_ok),
+        error: loaded.as_ref().and_then(|r| r.as_ref().err()).map(ToString::to_string),
+        targets: loaded
+            .as_ref()
+            .and_then(|r| r.as_ref().ok())
+            .map(|c| c.watch.iter().map(|t| format!("{} ({})", t.name, t.selector)).collect())
+            .unwrap_or_default(),
+    };
+    let store_file = store_path().ok();
+    let store = StoreReport {
+        exists: store_file.as_deref().is_some_and(std::path::Path::exists),
+        size_bytes: store_file.as_deref().and_then(|p| {
+            let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).ok();
+            let wal = p.with_extension("sqlite3-wal");
+            Some(size(p)? + size(&wal).unwrap_or(0))
+        }),
+        path: store_file.map(|p| p.display().to_string()),
+    };
+    let report = Report {
+        platform: std::env::consts::OS,
+        own_limit: probe.fd_limit(std::process::id()).ok(),
+        system_limits: probe.system_limits(),
+        config,
+        store,
+    };
+    if json {
+        return output::json(&report);
+    }
+    Ok(render(&report))
+}
+
+fn render(report: &Report) -> String {
+    let mut out = format!("platform: {}\n\ndescriptor limits:\n", report.platform);
+    if let Some(limit) = report.own_limit {
+        out.push_str(&format!(
+            "  this shell's processes (inherited by leakwatch): soft {}, hard {} ({})\n",
+            output::limit(limit.soft),
+            output::limit(limit.hard),
+            limit.source.name()
+        ));
+    }
+    for limit in &report.system_limits {
+        out.push_str(&format!(
+            "  {}: {}  (from {})\n",
+            limit.name,
+            output::limit(limit.value),
+            limit.source
+        ));
+    }
+    if report.platform == "macos" {
+        out.push_str(
+            "  note: macOS cannot read another process's limit; leakwatch uses a target's \
+             `fd_limit` from the config, else launchd's default above.\n",
+        );
+    }
+    let config = &report.config;
+    out.push_str("\nconfig: ");
+    match (&config.path, config.exists, &config.error) {
+        (None, _, _) => out.push_str("no config directory; built-in defaults\n"),
+        (Some(path), false, _) => out.push_str(&format!(
+            "{path} (absent: built-in defaults, watching your top descriptor holders; \
+             `leakwatch config init` writes an example)\n"
+        )),
+        (Some(path), true, Some(error)) => {
+            out.push_str(&format!("{path}\n  INVALID: {error}\n"));
+        }
+        (Some(path), true, None) => {
+            out.push_str(&format!("{path} (valid, {} targets)\n", config.targets.len()));
+            for target in &config.targets {
+                out.push_str(&format!("  {target}\n"));
+            }
+        }
+    }
+    let store = &report.store;
+    out.push_str("\nhistory: ");
+    match (&store.path, store.exists) {
+        (Some(path), true) => {
+            out.push_str(&format!("{path}, {}\n", output::bytes(store.size_bytes.unwrap_or(0))));
+        }
+        (Some(path), false) => out.push_str(&format!("{path} (not created yet)\n")),
+        (None, _) => out.push_str("no data directory\n"),
+    }
+    out
+}

@@ -1,0 +1,270 @@
+//! `leakwatch watch`: the engine live in a terminal. A table refreshed in place on
+//! a terminal; plain lines, or one JSON status per tick, when piped, so the same
+//! command serves a person, `grep` and a test.
+
+use super::{EngineArgs, parse_duration, runtime};
+use crate::output::{self, Align, Table};
+use leakwatch_core::engine::Engine;
+use leakwatch_core::model::{Event, Severity, human_duration};
+use leakwatch_core::notifier::{DesktopNotifier, Notifier, NullNotifier};
+use leakwatch_core::status::{Status, TargetState, TargetStatus};
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Watch targets live: descriptors by kind against the limit, leak slope, time
+/// to the limit, memory, and alerts as they are raised.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "With no config file, the current user's ten processes holding \
+    the most descriptors are watched.\n\nJSON (--json): one object per tick, one per line, with \
+    the fields at (Unix ms), tick, targets [{name, selector, state (up, down, \
+    permission_denied), reason?, process {pid, start_time, name, argv, started_at}, sample \
+    {at, total, kinds {<kind>: count}, limit, rss_bytes, cpu_seconds, threads, descendants}, \
+    limit {soft, hard, source}, slope_per_hour, kind_slopes_per_hour {<kind>: per hour}, \
+    eta_seconds, severity (ok, warning, critical), rules [{metric, severity, value}], \
+    top_paths [{path, kind, count, companions}], grew [{kind, first, now}], history [[at, \
+    total]]}], config {path, error, automatic}, own {pid, fds, rss_bytes, cpu_seconds, \
+    threads}, recent_events [{at, target, pid, kind, rule, severity, value, message}], \
+    alerts_paused_until.")]
+pub(crate) struct Args {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Poll every target this often, whatever the config says.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    interval: Option<Duration>,
+    /// Take one sample and exit.
+    #[arg(long, conflicts_with = "samples")]
+    once: bool,
+    /// Take this many samples and exit.
+    #[arg(long, value_name = "N")]
+    samples: Option<u64>,
+    /// Do not show desktop notifications (alerts still appear in the output).
+    #[arg(long)]
+    no_notify: bool,
+}
+
+pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
+    let notifier: Arc<dyn Notifier> =
+        if args.no_notify { Arc::new(NullNotifier) } else { Arc::new(DesktopNotifier) };
+    let engine = Engine::new(args.engine.options(notifier, args.interval)?)?;
+    let samples = if args.once { Some(1) } else { args.samples };
+    let mode = if json {
+        Mode::Json
+    } else if std::io::stdout().is_terminal() {
+        Mode::Screen
+    } else {
+        Mode::Lines
+    };
+    runtime()?.block_on(async move {
+        let handle = engine.spawn();
+        let mut status = handle.status();
+        let mut seen = 0u64;
+        let mut last_event = 0;
+        loop {
+            tokio::select! {
+                changed = status.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let current = status.borrow_and_update().clone();
+                    if current.tick == 0 {
+                        continue;
+                    }
+                    seen += 1;
+                    let text = render(&current, mode, &mut last_event)?;
+                    output::print(&text)?;
+                    if samples.is_some_and(|n| seen >= n) {
+                        break;
+                    }
+                }
+                _ = tokio::signal::ctrl_c() => break,
+            }
+        }
+        handle.shutdown().await;
+        if mode == Mode::Screen {
+            let _ = std::io::stdout().write_all(b"\n");
+        }
+        anyhow::Ok(String::new())
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A terminal: the table redrawn in place.
+    Screen,
+    /// A pipe: plain lines, one per target per tick, and one per new event.
+    Lines,
+    /// `--json`: one status object per line.
+    Json,
+}
+
+fn render(status: &Status, mode: Mode, last_event: &mut u64) -> anyhow::Result<String> {
+    let new_events: Vec<&Event> =
+        status.recent_events.iter().filter(|e| e.at > *last_event).collect();
+    if let Some(event) = status.recent_events.last() {
+        *last_event = (*last_event).max(event.at);
+    }
+    Ok(match mode {
+        Mode::Json => {
+            let mut line = serde_json::to_string(status)?;
+            line.push('\n');
+            line
+        }
+        Mode::Lines => lines(status, &new_events),
+        Mode::Screen => screen(status),
+    })
+}
+
+/// The table view, preceded by "clear screen, cursor home".
+fn screen(status: &Status) -> String {
+    let mut out = String::from("\x1b[H\x1b[2J");
+    let mode = if status.config.automatic {
+        "no config: top descriptor holders".to_owned()
+    } else {
+        status.config.path.clone().unwrap_or_default()
+    };
+    out.push_str(&format!(
+        "Leakwatch · {} watched · tick {} · {mode}\n",
+        status.targets.len(),
+        status.tick
+    ));
+    if let Some(error) = &status.config.error {
+        out.push_str(&format!("config error, last good config kept: {error}\n"));
+    }
+    if let Some(until) = status.alerts_paused_until {
+        let left = Duration::from_millis(until.saturating_sub(status.at));
+        out.push_str(&format!("alerts paused for {}\n", human_duration(left)));
+    }
+    out.push('\n');
+    let mut table = Table::new(&[
+        ("TARGET", Align::Left),
+        ("PID", Align::Right),
+        ("FDS/LIMIT", Align::Right),
+        ("TOP KIND", Align::Left),
+        ("SLOPE", Align::Right),
+        ("LIMIT IN", Align::Right),
+        ("RSS", Align::Right),
+        ("STATUS", Align::Left),
+    ]);
+    for target in &status.targets {
+        let row = Row::of(target);
+        table.row(vec![
+            target.name.clone(),
+            row.pid,
+            row.fds,
+            row.top_kind,
+            row.slope,
+            row.eta,
+            row.rss,
+            row.status,
+        ]);
+    }
+    out.push_str(&table.render());
+    let events: Vec<&Event> = status.recent_events.iter().rev().take(5).collect();
+    if !events.is_empty() {
+        out.push_str("\nrecent events:\n");
+        for event in events {
+            let ago = Duration::from_millis(status.at.saturating_sub(event.at));
+            out.push_str(&format!("  {:>8} ago  {}\n", output::age(ago), event.message));
+        }
+    }
+    let own = &status.own;
+    out.push_str(&format!(
+        "\nleakwatch itself: pid {}, {} descriptors, {} resident\n",
+        own.pid,
+        own.fds.map_or_else(|| "?".to_owned(), |n| n.to_string()),
+        own.rss_bytes.map_or_else(|| "?".to_owned(), output::bytes)
+    ));
+    out
+}
+
+/// Plain lines for pipes: `TIME target pid=.. fds=N/LIMIT ... status=..`.
+fn lines(status: &Status, new_events: &[&Event]) -> String {
+    let time = timestamp(status.at);
+    let mut out = String::new();
+    for target in &status.targets {
+        let row = Row::of(target);
+        out.push_str(&format!(
+            "{time} {} pid={} fds={} top={} slope={} eta={} rss={} status={}\n",
+            target.name,
+            row.pid,
+            row.fds.replace(' ', ""),
+            row.top_kind.replace(' ', ":"),
+            row.slope,
+            row.eta.replace(' ', ""),
+            row.rss.replace(' ', ""),
+            row.status.replace(' ', "_"),
+        ));
+    }
+    for event in new_events {
+        out.push_str(&format!(
+            "{} event {} {}: {}\n",
+            timestamp(event.at),
+            serde_json::to_value(event.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            event.target,
+            event.message
+        ));
+    }
+    out
+}
+
+/// The cells of one target, shared by the table and the plain lines.
+#[derive(Debug)]
+struct Row {
+    pid: String,
+    fds: String,
+    top_kind: String,
+    slope: String,
+    eta: String,
+    rss: String,
+    status: String,
+}
+
+impl Row {
+    fn of(target: &TargetStatus) -> Self {
+        let dash = || "-".to_owned();
+        let sample = target.sample.as_ref();
+        let fds = sample.map_or_else(dash, |s| match s.limit {
+            Some(limit) => format!("{}/{limit}", s.total),
+            None => s.total.to_string(),
+        });
+        let top_kind = sample
+            .and_then(|s| s.kinds.iter().max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0))))
+            .map_or_else(dash, |(kind, n)| format!("{kind} {n}"));
+        let slope = target.slope_per_hour.map_or_else(dash, |s| {
+            if s.abs() < 0.5 { "flat".to_owned() } else { format!("{s:+.0}/h") }
+        });
+        let eta = target
+            .eta_seconds
+            .map_or_else(dash, |s| human_duration(Duration::from_secs_f64(s.max(0.0))));
+        let rss = sample.and_then(|s| s.rss_bytes).map_or_else(dash, output::bytes);
+        let status = match &target.state {
+            TargetState::Up => {
+                let firing: Vec<&str> = target
+                    .rules
+                    .iter()
+                    .filter(|r| r.severity > Severity::Ok)
+                    .map(|r| r.metric.as_str())
+                    .collect();
+                if firing.is_empty() {
+                    target.severity.name().to_owned()
+                } else {
+                    format!("{} ({})", target.severity.name(), firing.join(", "))
+                }
+            }
+            TargetState::Down(reason) => format!("down: {reason}"),
+            TargetState::PermissionDenied(reason) => format!("not permitted: {reason}"),
+        };
+        let pid = target.process.as_ref().map_or_else(dash, |p| p.id.pid.to_string());
+        Self { pid, fds, top_kind, slope, eta, rss, status }
+    }
+}
+
+/// RFC 3339 UTC, to the second.
+fn timestamp(at: u64) -> String {
+    let time = std::time::UNIX_EPOCH + Duration::from_millis(at);
+    humantime::format_rfc3339_seconds(time).to_string()
+}
