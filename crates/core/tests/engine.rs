@@ -1,0 +1,533 @@
+//! The watch engine against real processes (`lw-helper`), ticked by hand the way the
+//! CLI, the daemon and the app drive it. Each test proves one promise of DESIGN.md:
+//!
+//! - a steady leak is measured: the Theil–Sen slope (total and per kind) is within
+//!   10 % of the rate the helper really leaks at, and the ETA is the limit's distance
+//!   divided by that slope;
+//! - a rule beyond its threshold raises one event and one notification, not one per
+//!   tick, and clears once when the leak is closed;
+//! - a restart (a new pid in the pidfile) starts a new series, and the target being
+//!   down in between raises and clears the built-in `down` rule; a zombie counts as
+//!   down, not as a process with no descriptors;
+//! - a bad config on reload is reported once, naming file, line and key, while the
+//!   last good config keeps watching; fixing the file reloads it;
+//! - with no targets configured the engine watches the user's top descriptor
+//!   holders, never itself;
+//! - the async loop (`Engine::spawn`) publishes statuses, broadcasts each event
+//!   once, stops promptly and leaves its samples in the store;
+//! - a `port` target follows a launcher that double-forks to the grandchild that
+//!   holds the port.
+//!
+//! Every helper is SIGKILLed with its process group (and any double-forked pid) when
+//! its `Helper` drops, so a failing test leaves nothing behind.
+#![cfg(target_os = "linux")]
+// The helpers below unwrap too: in a test, a panic is the failure report we want.
+#![allow(clippy::unwrap_used)]
+
+use leakwatch_core::engine::{Engine, EngineOptions};
+use leakwatch_core::model::{Event, EventKind, Severity};
+use leakwatch_core::notifier::CapturingNotifier;
+use leakwatch_core::status::{Status, TargetState, TargetStatus};
+use leakwatch_core::store::Store;
+use leakwatch_probe::FdKind;
+use leakwatch_test_helper::{Helper, wait_until};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// A config file, a store and a capturing notifier in a fresh temporary directory.
+struct Fixture {
+    dir: TempDir,
+    notifier: Arc<CapturingNotifier>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture { dir: TempDir::new().unwrap(), notifier: Arc::new(CapturingNotifier::default()) }
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+
+    fn store_path(&self) -> PathBuf {
+        self.dir.path().join("history.db")
+    }
+
+    /// Replaces the config file atomically, as editors do: a running engine never
+    /// reads half a file.
+    fn write_config(&self, text: &str) {
+        let tmp = self.dir.path().join("config.toml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, self.config_path()).unwrap();
+    }
+
+    /// Writes `pid` to `NAME.pid` atomically (a reader never sees half a file);
+    /// returns the path.
+    fn write_pidfile(&self, name: &str, pid: u32) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.pid"));
+        let tmp = self.dir.path().join(format!("{name}.pid.tmp"));
+        std::fs::write(&tmp, format!("{pid}\n")).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        path
+    }
+
+    fn engine(&self, interval: Option<Duration>) -> Engine {
+        Engine::new(EngineOptions {
+            config_path: Some(self.config_path()),
+            store_path: Some(self.store_path()),
+            notifier: self.notifier.clone(),
+            interval,
+        })
+        .unwrap()
+    }
+
+    /// The event log of `target` as the engine wrote it to the store.
+    fn events(&self, target: &str) -> Vec<Event> {
+        Store::open_read_only(&self.store_path()).unwrap().events(Some(target), 0).unwrap()
+    }
+}
+
+/// One `[[watch]]` table found by a pidfile, polled every 100 ms, with extra lines.
+fn pidfile_target(name: &str, pidfile: &Path, extra: &str) -> String {
+    format!(
+        "[[watch]]\nname = \"{name}\"\npidfile = '{}'\ninterval = \"100ms\"\n{extra}",
+        pidfile.display()
+    )
+}
+
+/// The status row called `name`.
+#[track_caller]
+fn row<'a>(status: &'a Status, name: &str) -> &'a TargetStatus {
+    status
+        .targets
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no target {name} in {:#?}", status.targets))
+}
+
+/// Descriptors `pid` has open, read from /proc as Leakwatch would not: the truth.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// The state letter of `pid` in /proc/PID/stat (`R`, `S`, `Z`, ...).
+fn proc_state(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().next().map(str::to_owned)
+}
+
+/// Ticks `engine` every `every` (keeping the beat however long a tick takes) until
+/// `done` holds for a status, at most `limit` ticks; returns that status.
+#[track_caller]
+fn tick_until(
+    engine: &mut Engine,
+    every: Duration,
+    limit: usize,
+    mut done: impl FnMut(&Status) -> bool,
+) -> Arc<Status> {
+    let mut next = Instant::now();
+    for _ in 0..limit {
+        let status = engine.tick();
+        if done(&status) {
+            return status;
+        }
+        next += every;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    panic!("condition not reached within {limit} ticks");
+}
+
+/// Ticks `n` times (at least once), `every` apart; returns the last status.
+fn tick_n(engine: &mut Engine, every: Duration, n: usize) -> Arc<Status> {
+    let mut next = Instant::now();
+    let mut last = engine.tick();
+    for _ in 1..n {
+        next += every;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        last = engine.tick();
+    }
+    last
+}
+
+fn count_events(events: &[Event], kind: EventKind, rule: Option<&str>) -> usize {
+    events.iter().filter(|e| e.kind == kind && e.rule.as_deref() == rule).count()
+}
+
+const TICK: Duration = Duration::from_millis(100);
+
+#[test]
+fn a_steady_leak_is_measured_within_ten_percent() {
+    let fx = Fixture::new();
+    let mut helper = Helper::spawn().unwrap();
+    let pid = helper.pid();
+    let pidfile = fx.write_pidfile("leaky", pid);
+    // window/4 = 1 s is the fit's minimum span, so 6 s of ticks give a slope.
+    fx.write_config(&pidfile_target("leaky", &pidfile, "window = \"4s\"\n"));
+    let mut engine = fx.engine(None);
+    let first = engine.tick();
+    assert_eq!(row(&first, "leaky").state, TargetState::Up);
+
+    helper.ok("leak epoll 100");
+    let (start, start_fds) = (Instant::now(), open_fds(pid));
+    let status = tick_n(&mut engine, TICK, 60);
+    let (elapsed, end_fds) = (start.elapsed(), open_fds(pid));
+    helper.ok("stop-leak");
+
+    let leaked = end_fds - start_fds;
+    assert!(leaked >= 30, "the helper leaked only {leaked} epolls in {elapsed:?}");
+    let true_per_hour = leaked as f64 / elapsed.as_secs_f64() * 3600.0;
+    let target = row(&status, "leaky");
+    eprintln!(
+        "true rate {true_per_hour:.0}/h ({leaked} epolls in {elapsed:?}); slope {:?}/h, epoll \
+         {:?}/h, ETA {:?} s",
+        target.slope_per_hour,
+        target.kind_slopes_per_hour.get(&FdKind::Epoll),
+        target.eta_seconds
+    );
+    let within = |what: &str, measured: f64| {
+        let error = (measured - true_per_hour).abs() / true_per_hour;
+        assert!(
+            error <= 0.10,
+            "{what}: {measured:.0}/h against a true {true_per_hour:.0}/h ({leaked} epolls in \
+             {elapsed:?}): off by {:.1} %",
+            error * 100.0
+        );
+    };
+    within("total slope", target.slope_per_hour.expect("a total slope"));
+    within(
+        "epoll slope",
+        *target.kind_slopes_per_hour.get(&FdKind::Epoll).expect("an epoll slope"),
+    );
+
+    // The ETA is the distance to the soft limit at the total slope, when within the
+    // 30 days the trend reports.
+    let sample = target.sample.as_ref().expect("a sample");
+    let limit = sample.limit.expect("/proc/PID/limits gives the soft limit");
+    let slope = target.slope_per_hour.unwrap_or_default();
+    let expected = limit.saturating_sub(sample.total) as f64 / slope * 3600.0;
+    if expected <= 30.0 * 24.0 * 3600.0 {
+        let eta = target.eta_seconds.expect("an ETA");
+        assert!(
+            (eta - expected).abs() <= expected * 0.01 + 1.0,
+            "ETA {eta:.0} s, expected (limit {limit} - total {}) / {slope:.0}/h = {expected:.0} s",
+            sample.total
+        );
+    } else {
+        assert_eq!(target.eta_seconds, None, "an ETA beyond 30 days is not reported");
+    }
+}
+
+#[test]
+fn a_rule_raises_once_and_clears_once() {
+    let fx = Fixture::new();
+    let mut helper = Helper::spawn().unwrap();
+    let pidfile = fx.write_pidfile("alerting", helper.pid());
+    let rules = "[watch.rules]\nepoll = { warn = 20, samples = 2 }\nfds = false\neta = false\n";
+    fx.write_config(&pidfile_target("alerting", &pidfile, rules));
+    let mut engine = fx.engine(None);
+    engine.tick();
+
+    helper.ok("leak epoll 20");
+    let epoll_level = |status: &Status| {
+        row(status, "alerting").rules.iter().find(|r| r.metric == "epoll").unwrap().severity
+    };
+    tick_until(&mut engine, TICK, 100, |s| epoll_level(s) == Severity::Warning);
+    // Many more ticks beyond the threshold, still leaking: no more events.
+    let status = tick_n(&mut engine, TICK, 20);
+    let sample = row(&status, "alerting").sample.clone().unwrap();
+    assert!(sample.kind(FdKind::Epoll) >= 40, "{sample:?}");
+    assert_eq!(epoll_level(&status), Severity::Warning);
+
+    let events = fx.events("alerting");
+    assert_eq!(count_events(&events, EventKind::Raised, Some("epoll")), 1, "{events:#?}");
+    let sent = fx.notifier.sent();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert!(sent[0].body.contains("epoll"), "{sent:#?}");
+    assert_eq!(sent[0].severity, Severity::Warning);
+    assert_eq!(sent[0].target.as_deref(), Some("alerting"));
+
+    helper.ok("stop-leak");
+    helper.ok("close-leaked");
+    tick_until(&mut engine, TICK, 100, |s| epoll_level(s) == Severity::Ok);
+    let status = tick_n(&mut engine, TICK, 10);
+    assert_eq!(epoll_level(&status), Severity::Ok);
+    assert_eq!(row(&status, "alerting").sample.as_ref().unwrap().kind(FdKind::Epoll), 0);
+
+    let events = fx.events("alerting");
+    assert_eq!(count_events(&events, EventKind::Raised, Some("epoll")), 1, "{events:#?}");
+    assert_eq!(count_events(&events, EventKind::Cleared, Some("epoll")), 1, "{events:#?}");
+    // Nothing else fired: one series, one raise, one clear.
+    assert_eq!(events.len(), 3, "{events:#?}");
+    let sent = fx.notifier.sent();
+    assert_eq!(sent.len(), 2, "the clear of a notified raise is notified: {sent:#?}");
+    assert_eq!(sent[1].severity, Severity::Ok);
+}
+
+#[test]
+fn a_restart_splits_the_series_and_down_raises_and_clears() {
+    let fx = Fixture::new();
+    let mut first = Helper::spawn().unwrap();
+    let pidfile = fx.write_pidfile("server", first.pid());
+    fx.write_config(&pidfile_target("server", &pidfile, ""));
+    let mut engine = fx.engine(None);
+    let status = tick_n(&mut engine, TICK, 3);
+    let watched = row(&status, "server").process.clone().unwrap();
+    assert_eq!(watched.id.pid, first.pid());
+
+    // Down: the pidfile names a dead process. `down` (critical, 2 samples) raises.
+    first.kill();
+    let status = tick_until(&mut engine, TICK, 50, |s| {
+        row(s, "server").rules.iter().any(|r| r.metric == "down" && r.severity > Severity::Ok)
+    });
+    let target = row(&status, "server");
+    assert!(matches!(target.state, TargetState::Down(_)), "{:?}", target.state);
+    assert_eq!(target.severity, Severity::Critical);
+    tick_n(&mut engine, TICK, 3);
+    let events = fx.events("server");
+    assert_eq!(count_events(&events, EventKind::Raised, Some("down")), 1, "{events:#?}");
+
+    // Up again as a new process: a new series, and `down` clears.
+    let mut second = Helper::spawn().unwrap();
+    fx.write_pidfile("server", second.pid());
+    let status = tick_until(&mut engine, TICK, 50, |s| {
+        row(s, "server").rules.iter().any(|r| r.metric == "down" && r.severity == Severity::Ok)
+    });
+    let target = row(&status, "server");
+    assert_eq!(target.state, TargetState::Up);
+    assert_eq!(target.process.as_ref().unwrap().id.pid, second.pid());
+
+    let events = fx.events("server");
+    let started: Vec<&Event> =
+        events.iter().filter(|e| e.kind == EventKind::SeriesStarted).collect();
+    assert_eq!(started.len(), 2, "{events:#?}");
+    assert_eq!(started[1].pid, Some(second.pid()));
+    assert!(started[1].message.contains(&second.pid().to_string()), "{started:#?}");
+    assert_eq!(count_events(&events, EventKind::Cleared, Some("down")), 1, "{events:#?}");
+    let cleared = events.iter().find(|e| e.kind == EventKind::Cleared).unwrap();
+    assert!(cleared.message.contains("running again"), "{cleared:#?}");
+
+    let store = Store::open_read_only(&fx.store_path()).unwrap();
+    let series = store.series("server").unwrap();
+    assert_eq!(series.len(), 2, "{series:#?}");
+    assert_eq!(series[0].process, watched.id);
+    assert!(series[0].ended_at.is_some(), "{series:#?}");
+    assert_eq!(series[1].process.pid, second.pid());
+    assert_eq!(series[1].ended_at, None);
+    assert!(!store.samples(series[0].id, 0).unwrap().is_empty());
+    assert!(!store.samples(series[1].id, 0).unwrap().is_empty());
+
+    // A restart with no downtime seen: the new series names the old pid too.
+    let third = Helper::spawn().unwrap();
+    fx.write_pidfile("server", third.pid());
+    second.kill();
+    tick_n(&mut engine, TICK, 2);
+    let events = fx.events("server");
+    let restarted = events.iter().rfind(|e| e.kind == EventKind::SeriesStarted).unwrap();
+    assert_eq!(restarted.pid, Some(third.pid()));
+    assert!(
+        restarted.message.contains(&format!("now pid {} (was pid {})", third.pid(), second.pid())),
+        "{restarted:#?}"
+    );
+    let series = store.series("server").unwrap();
+    assert_eq!(series.len(), 3, "{series:#?}");
+    assert!(series[1].ended_at.is_some() && series[2].ended_at.is_none(), "{series:#?}");
+    assert_eq!(count_events(&events, EventKind::Raised, Some("down")), 1, "{events:#?}");
+}
+
+#[test]
+fn a_zombie_target_is_down() {
+    let fx = Fixture::new();
+    let helper = Helper::spawn().unwrap();
+    let pid = helper.pid();
+    let pidfile = fx.write_pidfile("undead", pid);
+    fx.write_config(&pidfile_target("undead", &pidfile, ""));
+    let mut engine = fx.engine(None);
+    let status = tick_n(&mut engine, TICK, 2);
+    assert_eq!(row(&status, "undead").state, TargetState::Up);
+
+    // SIGKILL without reaping: the helper stays a zombie, as under a parent that does
+    // not wait. A zombie serves nothing; it must not show as up with no descriptors.
+    helper.signal(9).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || proc_state(pid).as_deref() == Some("Z")));
+    let status = tick_until(&mut engine, TICK, 50, |s| {
+        row(s, "undead").rules.iter().any(|r| r.metric == "down" && r.severity > Severity::Ok)
+    });
+    assert!(matches!(row(&status, "undead").state, TargetState::Down(_)));
+    assert_eq!(proc_state(pid).as_deref(), Some("Z"), "still a zombie while down");
+    let store = Store::open_read_only(&fx.store_path()).unwrap();
+    let series = store.series("undead").unwrap();
+    assert!(series.iter().all(|s| s.ended_at.is_some()), "{series:#?}");
+    drop(helper);
+}
+
+#[test]
+fn a_bad_config_is_reported_once_and_the_last_good_one_keeps_watching() {
+    let fx = Fixture::new();
+    let helper = Helper::spawn().unwrap();
+    let pidfile = fx.write_pidfile("steady", helper.pid());
+    let good = pidfile_target("steady", &pidfile, "");
+    fx.write_config(&good);
+    let mut engine = fx.engine(None);
+    let status = tick_n(&mut engine, TICK, 2);
+    assert_eq!(status.config.error, None);
+    let before = row(&status, "steady").sample.clone().unwrap();
+
+    // Line 4 is `interval`; the bad file also renames the target, which must not
+    // take effect.
+    let bad = good.replace("\"100ms\"", "\"2x\"").replace("steady", "renamed");
+    assert!(bad.lines().nth(3).unwrap().starts_with("interval = \"2x\""), "{bad}");
+    fx.write_config(&bad);
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        std::thread::sleep(TICK);
+        statuses.push(engine.tick());
+    }
+    let config_file = fx.config_path().display().to_string();
+    for status in &statuses {
+        let error = status.config.error.as_deref().expect("the error is shown");
+        assert!(error.contains(&format!("{config_file}:4:")), "{error}");
+        assert!(error.contains("watch[0].interval"), "{error}");
+        assert!(error.contains("\"2x\""), "{error}");
+        let target = row(status, "steady");
+        assert_eq!(target.state, TargetState::Up);
+        assert!(status.targets.iter().all(|t| t.name != "renamed"));
+    }
+    let after = row(statuses.last().unwrap(), "steady").sample.clone().unwrap();
+    assert!(after.at > before.at, "still sampled under the old config");
+    let events = fx.events("leakwatch");
+    assert_eq!(count_events(&events, EventKind::ConfigError, None), 1, "{events:#?}");
+    let error = events.iter().find(|e| e.kind == EventKind::ConfigError).unwrap();
+    assert!(error.message.contains("watch[0].interval"), "{error:#?}");
+
+    // Fixed (with a second target this time): reloaded once, error gone.
+    fx.write_config(&format!("{good}\n{}", pidfile_target("second", &pidfile, "")));
+    let status = engine.tick();
+    assert_eq!(status.config.error, None);
+    assert_eq!(row(&status, "second").state, TargetState::Up);
+    tick_n(&mut engine, TICK, 3);
+    let events = fx.events("leakwatch");
+    assert_eq!(count_events(&events, EventKind::ConfigError, None), 1, "{events:#?}");
+    assert_eq!(count_events(&events, EventKind::ConfigReloaded, None), 1, "{events:#?}");
+}
+
+#[test]
+fn automatic_mode_watches_the_top_descriptor_holders_but_not_itself() {
+    let fx = Fixture::new();
+    let mut helper = Helper::spawn().unwrap();
+    helper.ok("open eventfd 500");
+    fx.write_config("");
+    let mut engine = fx.engine(None);
+    let status = engine.tick();
+    assert!(status.config.automatic);
+    let name = format!("lw-helper[{}]", helper.pid());
+    let target = row(&status, &name);
+    assert_eq!(target.state, TargetState::Up);
+    assert_eq!(target.process.as_ref().unwrap().id.pid, helper.pid());
+    let sample = target.sample.as_ref().unwrap();
+    assert!(sample.kind(FdKind::Eventfd) >= 500, "{sample:?}");
+    assert!(status.targets.len() <= 10, "{} targets", status.targets.len());
+    let own = std::process::id();
+    for target in &status.targets {
+        assert_ne!(target.process.as_ref().map(|p| p.id.pid), Some(own), "{target:#?}");
+        assert!(!target.name.ends_with(&format!("[{own}]")), "{}", target.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_spawned_loop_publishes_statuses_and_stops_promptly() {
+    let fx = Fixture::new();
+    let helper = Helper::spawn().unwrap();
+    let pidfile = fx.write_pidfile("looped", helper.pid());
+    fx.write_config(&pidfile_target("looped", &pidfile, ""));
+    let engine = fx.engine(Some(TICK));
+    let handle = engine.spawn();
+    let mut statuses = handle.status();
+    let mut events = handle.events();
+
+    let mut up_ticks = Vec::new();
+    let mut status = statuses.borrow().clone();
+    while up_ticks.len() < 5 {
+        tokio::time::timeout(Duration::from_secs(10), statuses.changed())
+            .await
+            .expect("a status within 10 s")
+            .unwrap();
+        status = statuses.borrow_and_update().clone();
+        if status.targets.iter().any(|t| t.name == "looped" && t.state == TargetState::Up) {
+            up_ticks.push(status.tick);
+        }
+    }
+    assert!(up_ticks.windows(2).all(|w| w[0] < w[1]), "{up_ticks:?}");
+    // The first tick may have run before `events()` subscribed: its event is in the
+    // status's recent events either way.
+    let started = status.recent_events.iter().find(|e| e.kind == EventKind::SeriesStarted);
+    assert_eq!(started.and_then(|e| e.pid), Some(helper.pid()), "{:#?}", status.recent_events);
+
+    // A reload that adds a target: each event is broadcast once, also when the
+    // reload's event is stamped a millisecond after the tick's own events.
+    let text = std::fs::read_to_string(fx.config_path()).unwrap();
+    fx.write_config(&format!("{text}\n{}", pidfile_target("added", &pidfile, "")));
+    loop {
+        tokio::time::timeout(Duration::from_secs(10), statuses.changed())
+            .await
+            .expect("a status within 10 s")
+            .unwrap();
+        let status = statuses.borrow_and_update().clone();
+        if status.targets.iter().any(|t| t.name == "added") {
+            break;
+        }
+    }
+    for _ in 0..3 {
+        tokio::time::timeout(Duration::from_secs(10), statuses.changed()).await.unwrap().unwrap();
+    }
+    let mut received = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        received.push(event);
+    }
+    let mut kinds: Vec<(EventKind, &str)> =
+        received.iter().map(|e| (e.kind, e.target.as_str())).collect();
+    // The first tick's event, if it came after the subscription.
+    if kinds.first() == Some(&(EventKind::SeriesStarted, "looped")) {
+        kinds.remove(0);
+    }
+    assert_eq!(
+        kinds,
+        [(EventKind::ConfigReloaded, "leakwatch"), (EventKind::SeriesStarted, "added")],
+        "{received:#?}"
+    );
+
+    let start = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), handle.shutdown())
+        .await
+        .expect("shutdown within 10 s");
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+
+    let store = Store::open_read_only(&fx.store_path()).unwrap();
+    let series = store.series("looped").unwrap();
+    assert_eq!(series.len(), 1, "{series:#?}");
+    let samples = store.samples(series[0].id, 0).unwrap();
+    assert!(samples.len() >= up_ticks.len(), "{} samples for {up_ticks:?}", samples.len());
+}
+
+#[test]
+fn a_port_target_follows_a_double_forking_launcher() {
+    let fx = Fixture::new();
+    let mut launcher = Helper::spawn().unwrap();
+    let reply = launcher.ok("double-fork tcp-listen 0");
+    let grandchild: u32 = reply[0].parse().unwrap();
+    let port: u16 = reply[1].parse().unwrap();
+    assert_ne!(port, 0);
+    fx.write_config(&format!(
+        "[[watch]]\nname = \"daemon\"\nport = {port}\ninterval = \"100ms\"\n"
+    ));
+    let mut engine = fx.engine(None);
+    let status = tick_n(&mut engine, TICK, 2);
+    let target = row(&status, "daemon");
+    assert_eq!(target.state, TargetState::Up, "{target:#?}");
+    let process = target.process.as_ref().unwrap();
+    assert_eq!(process.id.pid, grandchild);
+    assert_ne!(process.id.pid, launcher.pid());
+    assert!(target.sample.as_ref().unwrap().kind(FdKind::Tcp) >= 1);
+}
