@@ -33,9 +33,10 @@
 //! | `close KIND [N\|all]` (the last N of that kind) | fds closed |
 //! | `count` | `KIND=N`... then `leaked= leaking= leak-errors= http= total=` |
 //! | `leak KIND[:PATH] EVERY_MS` / `stop-leak` / `close-leaked` | — / leaked fds held / closed |
-//! | `ignore-term` / `term-marker PATH` | — |
+//! | `ignore-term` / `term-marker PATH` / `term-delay MS` | — |
 //! | `spawn N [CMD [; CMD]...]` | child pids |
 //! | `tree DEPTH WIDTH [ignore-term]` | all descendant pids |
+//! | `fork-every MS [MAX] [ignore-term]` | — (children start in the background) |
 //! | `double-fork [tcp-listen PORT]` | `GRANDCHILD_PID PORT` (0 when not listening) |
 //! | `serve-http [PORT]` | port |
 //! | `pid` / `exit [CODE]` / `sleep-forever` / `detach` / `help` | pid / — / — / — / usage |
@@ -44,9 +45,14 @@
 //! plus `epoll eventfd timerfd signalfd inotify` on Linux and `kqueue` on macOS (on
 //! the other OS they answer `err unsupported on this OS`). N defaults to 1; `pipe`
 //! and `unix` open two fds per unit. If opening fails part-way, what was opened is
-//! kept and the error says how many. Children of `spawn` and `tree` run with
+//! kept and the error says how many. `term-marker PATH`: on SIGTERM, write
+//! `terminated <pid>` to PATH and exit 0, after sleeping MS milliseconds if
+//! `term-delay MS` was given (a clean-up that takes a while). Children of `spawn` and `tree` run with
 //! `--stay`, so they outlive a SIGKILLed parent; `tree ... ignore-term` makes every
-//! member, this helper included, ignore SIGTERM.
+//! member, this helper included, ignore SIGTERM. `fork-every` starts one such
+//! `--stay` child every MS milliseconds from a background thread, at most MAX
+//! (default 200, `ignore-term`: the children ignore SIGTERM), so a test can kill a
+//! process that keeps forking while it is being killed.
 
 mod helper;
 mod locate;

@@ -31,7 +31,9 @@ use std::time::Duration;
 
 const HELP: &str = "open KIND [PATH] [N] | close KIND [N|all] | count | \
     leak KIND[:PATH] EVERY_MS | stop-leak | close-leaked | ignore-term | term-marker PATH | \
-    spawn N [CMD [; CMD]...] | tree DEPTH WIDTH [ignore-term] | double-fork [tcp-listen PORT] | \
+    term-delay MS | \
+    spawn N [CMD [; CMD]...] | tree DEPTH WIDTH [ignore-term] | \
+    fork-every MS [MAX] [ignore-term] | double-fork [tcp-listen PORT] | \
     serve-http [PORT] | pid | exit [CODE] | sleep-forever | detach | help";
 
 /// The command line.
@@ -154,6 +156,13 @@ impl State {
                 let path = std::path::absolute(args.join(" ")).map_err(|e| e.to_string())?;
                 signals::term_marker(&path).map(|()| String::new())
             }
+            "term-delay" => match args {
+                [ms] => {
+                    signals::term_delay(u64::try_from(number(ms)?).unwrap_or(u64::MAX));
+                    Ok(String::new())
+                }
+                _ => Err("usage: term-delay MS".to_owned()),
+            },
             "spawn" => {
                 let Some((n, rest)) = args.split_first() else {
                     return Err("usage: spawn N [CMD [; CMD]...]".to_owned());
@@ -184,6 +193,24 @@ impl State {
                 }
                 let pids = self.children.tree(depth, width, ignore)?;
                 Ok(join_pids(&pids))
+            }
+            "fork-every" => {
+                let usage = || "usage: fork-every MS [MAX] [ignore-term]".to_owned();
+                let (ignore, args) = match args {
+                    [rest @ .., "ignore-term"] => (true, rest),
+                    rest => (false, rest),
+                };
+                let (every, max) = match args {
+                    [ms] => (number(ms)?, 200),
+                    [ms, max] => (number(ms)?, number(max)?),
+                    _ => return Err(usage()),
+                };
+                if every == 0 {
+                    return Err("MS must be at least 1".to_owned());
+                }
+                let every = Duration::from_millis(u64::try_from(every).unwrap_or(u64::MAX));
+                procs::fork_every(every, max, ignore)?;
+                Ok(String::new())
             }
             "double-fork" => {
                 let port = match args {
@@ -444,6 +471,15 @@ mod tests {
         assert!(run(&mut s, "open frob 1").starts_with("err unknown kind"));
         assert_eq!(run(&mut s, "open unix-listen"), "err usage: open unix-listen PATH [N]");
         s.clean_up();
+    }
+
+    #[test]
+    fn fork_every_checks_its_arguments() {
+        let mut s = State::default();
+        assert_eq!(run(&mut s, "fork-every"), "err usage: fork-every MS [MAX] [ignore-term]");
+        assert_eq!(run(&mut s, "fork-every 0 1"), "err MS must be at least 1");
+        assert!(run(&mut s, "fork-every 10 5000").contains("above the limit"));
+        assert!(run(&mut s, "fork-every 10 1 2 3").starts_with("err usage"));
     }
 
     #[test]

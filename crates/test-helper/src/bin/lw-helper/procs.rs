@@ -136,6 +136,32 @@ impl Children {
     }
 }
 
+/// `fork-every MS [MAX] [ignore-term]`: from a background thread, starts one
+/// `--stay` child every MS milliseconds, at most MAX of them (default 200), each
+/// ignoring SIGTERM when asked. It answers at once; the children are not listed.
+/// The kill-tree tests use it for a process that keeps forking while it is being
+/// killed. Stops early if a child fails to start.
+pub(crate) fn fork_every(every: Duration, max: usize, ignore_term: bool) -> Result<(), String> {
+    if max > MAX_CHILDREN {
+        return Err(format!("{max} children is above the limit of {MAX_CHILDREN}"));
+    }
+    let execs = if ignore_term { vec!["ignore-term".to_owned()] } else { Vec::new() };
+    thread::Builder::new()
+        .name("fork-every".to_owned())
+        .spawn(move || {
+            // Its own list and reaper: `Children` is not shared between threads.
+            let mut children = Children::default();
+            for _ in 0..max {
+                if children.start(&execs).is_err() {
+                    break;
+                }
+                thread::sleep(every);
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("thread: {e}"))
+}
+
 /// This binary, to re-execute. `current_exe` keeps the process name `lw-helper`; if
 /// the file was replaced by a rebuild since we started, /proc/self/exe still works.
 fn self_exe() -> PathBuf {

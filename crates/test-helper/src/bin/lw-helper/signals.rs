@@ -1,6 +1,7 @@
 //! SIGTERM behaviours that Leakwatch's SIGTERM → grace → SIGKILL escalation is tested
 //! against: a process that dies at once (the default), one that ignores SIGTERM, and
-//! one that proves it got SIGTERM by leaving a marker file and exiting 0.
+//! one that proves it got SIGTERM by leaving a marker file and exiting 0 (optionally
+//! after a clean-up that takes a while: `term-delay`).
 //!
 //! The marker is written from inside the signal handler with only async-signal-safe
 //! calls (`open`, `write`, `close`, `rename`, `_exit`) on data prepared before the
@@ -11,7 +12,7 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 /// What the SIGTERM handler writes, prepared ahead so the handler only copies bytes.
 struct Marker {
@@ -24,7 +25,21 @@ struct Marker {
 /// handler may be reading the previous one while a new one is installed.
 static MARKER: AtomicPtr<Marker> = AtomicPtr::new(ptr::null_mut());
 
+/// How long the `term-marker` handler works (sleeps) before it writes the marker
+/// and exits: a process whose clean-up takes time. Set by `term-delay MS`.
+static DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
 extern "C" fn on_sigterm(_signal: libc::c_int) {
+    let delay = DELAY_MS.load(Ordering::SeqCst);
+    if delay > 0 {
+        let nap = libc::timespec {
+            tv_sec: libc::time_t::try_from(delay / 1000).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::try_from(delay % 1000 * 1_000_000).unwrap_or(0),
+        };
+        // SAFETY: nanosleep is async-signal-safe and only reads the struct we pass;
+        // an early wake-up by another signal just shortens the clean-up.
+        unsafe { libc::nanosleep(&nap, ptr::null_mut()) };
+    }
     let marker = MARKER.load(Ordering::SeqCst);
     if !marker.is_null() {
         // SAFETY: MARKER only ever holds pointers from `Box::leak`, never freed.
@@ -81,4 +96,9 @@ pub(crate) fn term_marker(path: &Path) -> Result<(), String> {
     };
     MARKER.store(Box::leak(Box::new(marker)), Ordering::SeqCst);
     set(SigHandler::Handler(on_sigterm))
+}
+
+/// `term-delay MS`: the `term-marker` handler first works for MS milliseconds.
+pub(crate) fn term_delay(ms: u64) {
+    DELAY_MS.store(ms, Ordering::SeqCst);
 }

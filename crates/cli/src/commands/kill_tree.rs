@@ -1,0 +1,133 @@
+//! `leakwatch kill-tree PID...`: stop processes and everything below them with
+//! the escalation of DESIGN.md (SIGTERM, a grace, SIGTERM again, SIGSTOP and
+//! SIGKILL), after showing the plan and asking. The work is `leakwatch_core::kill`,
+//! the one routine the app and the auto-policy use too.
+
+use super::{confirm, outcome_text, parse_duration, probe};
+use crate::output::{self, Align, Table};
+use leakwatch_core::config::Config;
+use leakwatch_core::kill::{self, Guard, KillPlan, KillReport};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Stop a process tree: SIGTERM, wait, SIGTERM the rest, then SIGSTOP + SIGKILL.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "Every process is signalled only after its start time was \
+    checked again (on Linux through a pidfd), so a pid reused by another process is never \
+    hit. Never signalled, whatever the options: pid 0 and 1, leakwatch and its ancestors, \
+    kernel threads, other users' processes (unless root with allow_other_users = true in the \
+    config), and anything on the config's protect list.\n\n\
+    Without --yes, leakwatch shows the plan and asks on a terminal, and refuses (exit 1, \
+    nothing signalled) when stdin or stdout is not a terminal.\n\n\
+    Exit status: 0 when done (protected processes are left alone on purpose); 1 when a \
+    process survived, a root is refused or does not exist, or the plan was not confirmed.\n\n\
+    JSON (--json): an object with the fields\n  \
+    dry_run, plan {roots [{pid, start_time}], grace_seconds, processes [{pid, start_time, \
+    ppid, depth, name, argv, rss_bytes, protected (why it is left alone, else null)}] depth \
+    first}, and report (null with --dry-run) {processes [{pid, start_time, name, outcome, \
+    reason (protected and survived only)}], elapsed_seconds}. outcome is one of \
+    exited_after_term, killed, already_gone, identity_changed, protected, survived; newcomers \
+    (started during the kill) follow the planned processes.")]
+pub(crate) struct Args {
+    /// The root of each tree to stop.
+    #[arg(required = true, value_name = "PID")]
+    pids: Vec<u32>,
+    /// How long each SIGTERM step waits before escalating.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    grace: Duration,
+    /// Print the plan and send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask for confirmation (required when not on a terminal).
+    #[arg(short = 'y', long)]
+    yes: bool,
+    /// The config whose protect list and allow_other_users apply (default: the
+    /// platform's, or LEAKWATCH_CONFIG).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Serialize)]
+struct Output {
+    dry_run: bool,
+    plan: KillPlan,
+    report: Option<KillReport>,
+}
+
+pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
+    // The protections of the config are part of the safety net: a config that
+    // does not load is an error, never "no protections".
+    let config = match &args.config {
+        Some(path) => Config::load(path)?,
+        None => Config::load_default()?,
+    };
+    let guard = Guard::from_config(&config);
+    let mut probe = probe()?;
+    let plan = kill::plan(&mut probe, &args.pids, args.grace, &guard)?;
+    if args.dry_run {
+        return render(&Output { dry_run: true, plan, report: None }, json);
+    }
+    if !confirm(&plan.describe(), args.yes)? {
+        anyhow::bail!("not confirmed; nothing was signalled");
+    }
+    let report = kill::execute(&mut probe, &plan, &guard);
+    let survivors = report.with_outcome("survived").len();
+    let text = render(&Output { dry_run: false, plan, report: Some(report) }, json)?;
+    if survivors > 0 {
+        output::print(&text)?;
+        anyhow::bail!(
+            "{survivors} {} survived",
+            if survivors == 1 { "process" } else { "processes" }
+        );
+    }
+    Ok(text)
+}
+
+fn render(out: &Output, json: bool) -> anyhow::Result<String> {
+    if json {
+        return output::json(out);
+    }
+    let Some(report) = &out.report else {
+        return Ok(format!("{}\nDry run: nothing was signalled.\n", out.plan.describe()));
+    };
+    let mut table =
+        Table::new(&[("PID", Align::Right), ("NAME", Align::Left), ("OUTCOME", Align::Left)]);
+    for process in &report.processes {
+        table.row(vec![
+            process.id.pid.to_string(),
+            process.name.clone(),
+            outcome_text(&process.outcome),
+        ]);
+    }
+    let mut text = table.render();
+    let counts: Vec<String> = [
+        ("exited_after_term", "exited after SIGTERM"),
+        ("killed", "killed"),
+        ("already_gone", "already gone"),
+        ("identity_changed", "replaced by another process"),
+        ("protected", "left alone (protected)"),
+        ("survived", "survived"),
+    ]
+    .into_iter()
+    .filter_map(|(name, words)| {
+        let n = report.with_outcome(name).len();
+        (n > 0).then(|| format!("{n} {words}"))
+    })
+    .collect();
+    let planned = out.plan.processes.len();
+    let newcomers = report.processes.len().saturating_sub(planned);
+    text.push_str(&format!(
+        "\n{} {}{} in {:.1} s: {}\n",
+        report.processes.len(),
+        if report.processes.len() == 1 { "process" } else { "processes" },
+        if newcomers > 0 {
+            format!(" ({newcomers} started during the kill)")
+        } else {
+            String::new()
+        },
+        report.elapsed.as_secs_f64(),
+        counts.join(", ")
+    ));
+    Ok(text)
+}

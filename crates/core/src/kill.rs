@@ -1,0 +1,1257 @@
+//! Kill-tree (DESIGN.md, "Escalation"): **the one place in Leakwatch that sends
+//! signals.** The CLI's `kill-tree`, the app's buttons, orphan cleanup, restarts
+//! and the auto-policy all stop processes through [`plan`]/[`plan_ids`] and
+//! [`execute`]; nothing else in the workspace calls kill(2).
+//!
+//! # Escalation
+//!
+//! 1. Record the tree: each root and every descendant, each as a [`ProcessId`]
+//!    ([`plan`]). [`execute`] re-reads the table first: what is gone by then is
+//!    `already_gone`, a pid that now belongs to another process is
+//!    `identity_changed`.
+//! 2. SIGTERM the roots and wait up to `grace`, so that they can clean up their own
+//!    children. The wait ends early once everything recorded is gone, or once the
+//!    roots are gone and the rest of the tree has stopped shrinking for a moment
+//!    (it is not going away on its own).
+//! 3. Re-scan: every recorded process still alive, plus every newcomer, gets
+//!    SIGTERM; if any of them had not had a SIGTERM yet, wait up to `grace` again
+//!    (processes that already sat out a whole grace do not get a second one).
+//! 4. Freeze the survivors with SIGSTOP, re-scanning until a round finds nobody
+//!    new (a stopped process cannot fork), then SIGKILL them all and confirm each
+//!    is gone. A zombie counts as gone: it holds no memory or descriptors and its
+//!    parent (or init) reaps it. SIGKILL goes to children before their parents:
+//!    when a process-group leader dies while other members of its group are
+//!    stopped, the group is orphaned and the kernel sends every member SIGHUP and
+//!    SIGCONT (POSIX job control), which would wake frozen processes and hit
+//!    members of the group outside the tree.
+//! 5. Report each process: [`Outcome`].
+//!
+//! **Newcomers** are processes the plan does not list, of two kinds. A process
+//! whose parent is a live recorded (or newcomer) process, found by walking each
+//! fresh table down from the tree, from the first one [`execute`] reads (the tree
+//! may have grown while a user read the plan) to the last. And a process that
+//! was re-parented (its parent died, so its ppid no longer leads to the tree) but
+//! sits in a process group or session led by a recorded process: only processes
+//! absent from the table taken when `execute` began count that way, so an older
+//! process that merely shares a group is never swept up, and leakwatch's own
+//! group and session never count. Newcomers below a protected process are not
+//! followed.
+//!
+//! # Identity and protections
+//!
+//! Before **every** signal the process is read again: its start time must still
+//! be the recorded one, and the protections of DESIGN.md ("Identity") must still
+//! allow it. A changed start time means the process is gone: the newcomer with
+//! its pid is never signalled. On Linux the signal goes through a pidfd opened
+//! *before* that re-read ([`rustix::process::pidfd_open`], then
+//! `pidfd_send_signal`): the pidfd pins the process it was opened for, and the
+//! re-read proves that process is the recorded one (the recorded process held the
+//! pid before the pidfd was opened and still held it after, so it held it in
+//! between), which closes the pid-reuse race completely. Kernels without pidfds
+//! (before 5.3) fall back to kill(2) right after the re-read, like macOS, where
+//! the residual window is the time between reading the start time and kill(2): a
+//! few microseconds, in which the process would have to exit, be reaped, and its
+//! pid be handed out again after a full wrap of the pid space.
+//!
+//! The protections cannot be switched off: pid 0 and 1, leakwatch itself and its
+//! ancestors, kernel threads, other users' processes (unless running as root
+//! *and* [`Guard::allow_other_users`]) and anything matching [`Guard::protect`]
+//! are never signalled. They are checked when planning (a protected root is
+//! refused with [`KillError::Refused`], a protected process inside a tree is
+//! planned as left alone while its descendants are still handled) and again
+//! before every signal, so a plan edited or forged by a UI cannot get around them.
+
+use crate::config::Config;
+use crate::tree::ProcessTree;
+use leakwatch_probe::{ErrorKind, Probe, ProcessId, ProcessInfo, ProcessState};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::fmt::{self, Write as _};
+use std::time::{Duration, Instant};
+
+/// How often waits re-read the recorded processes (stretched for big trees).
+const POLL: Duration = Duration::from_millis(20);
+/// Step 2 ends this long after the roots are gone if nothing else went away.
+const SETTLE: Duration = Duration::from_millis(250);
+/// How long SIGKILLed processes get to disappear before they count as survivors.
+const CONFIRM: Duration = Duration::from_secs(5);
+/// Most SIGSTOP rounds (each finds the children forked before the last round).
+const FREEZE_ROUNDS: usize = 50;
+/// Most extra rounds after SIGKILL for processes that slipped through.
+const STRAGGLER_ROUNDS: usize = 5;
+
+/// What may never be signalled, beyond the fixed protections (pid 0 and 1,
+/// leakwatch and its ancestors, kernel threads), which no setting can lift.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    /// Processes whose name or argv\[0\] (whole, or its last path component)
+    /// matches one of these are never signalled.
+    pub protect: Vec<Regex>,
+    /// Root only: whether other users' processes may be signalled. Without root
+    /// they never are, whatever this says.
+    pub allow_other_users: bool,
+}
+
+impl Guard {
+    /// The config's `protect` list and `allow_other_users`.
+    pub fn from_config(config: &Config) -> Guard {
+        Guard { protect: config.protect.clone(), allow_other_users: config.allow_other_users }
+    }
+
+    /// Why `process` must not be signalled, or `None` if it may be. `table` (a
+    /// recent process table) finds leakwatch's ancestors; without it only the
+    /// direct parent is known. For UIs that mark protected processes; [`plan`] and
+    /// [`execute`] check this themselves.
+    pub fn refusal(&self, process: &ProcessInfo, table: Option<&[ProcessInfo]>) -> Option<String> {
+        Shield::new(table).check(self, process)
+    }
+
+    /// The first `protect` pattern that matches, if any.
+    fn protect_match(&self, name: &str, argv0: Option<&str>) -> Option<&Regex> {
+        let base = argv0.map(|a| a.rsplit('/').next().unwrap_or(a));
+        self.protect.iter().find(|re| {
+            re.is_match(name)
+                || argv0.is_some_and(|a| re.is_match(a))
+                || base.is_some_and(|b| re.is_match(b))
+        })
+    }
+}
+
+/// What happened to one process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Gone before any SIGKILL was sent to it: it exited on SIGTERM (its own, or
+    /// its parent's clean-up).
+    ExitedAfterTerm,
+    /// Gone after SIGKILL.
+    Killed,
+    /// Gone (or a zombie) before the first signal was sent.
+    AlreadyGone,
+    /// Before the first signal, its pid already belonged to another process (a
+    /// different start time): it was gone, and the newcomer was left alone.
+    IdentityChanged,
+    /// Never signalled: a protection of DESIGN.md ("Identity").
+    Protected { reason: String },
+    /// Still there at the end, and why ("uninterruptible (D state)", "permission
+    /// denied", ...).
+    Survived { reason: String },
+}
+
+impl Outcome {
+    /// The canonical name, as in JSON.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Outcome::ExitedAfterTerm => "exited_after_term",
+            Outcome::Killed => "killed",
+            Outcome::AlreadyGone => "already_gone",
+            Outcome::IdentityChanged => "identity_changed",
+            Outcome::Protected { .. } => "protected",
+            Outcome::Survived { .. } => "survived",
+        }
+    }
+
+    /// Why, for `protected` and `survived`.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Outcome::Protected { reason } | Outcome::Survived { reason } => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// Whether the recorded process no longer runs.
+    pub const fn is_gone(&self) -> bool {
+        matches!(
+            self,
+            Outcome::ExitedAfterTerm
+                | Outcome::Killed
+                | Outcome::AlreadyGone
+                | Outcome::IdentityChanged
+        )
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason() {
+            Some(reason) => write!(f, "{} ({reason})", self.name()),
+            None => f.write_str(self.name()),
+        }
+    }
+}
+
+/// One process of a [`KillPlan`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedProcess {
+    #[serde(flatten)]
+    pub id: ProcessId,
+    pub ppid: u32,
+    /// Depth below its root (0 for a root).
+    pub depth: usize,
+    pub name: String,
+    pub argv: Vec<String>,
+    pub rss_bytes: Option<u64>,
+    /// Why it will be left alone, if it will: a protection, or (for a root of
+    /// [`plan_ids`]) that it is no longer running. [`execute`] never signals a
+    /// process with a reason here, and checks the protections again itself.
+    pub protected: Option<String>,
+}
+
+/// What [`execute`] will do: the roots, the grace, and every recorded process,
+/// depth first (each root followed by its descendants).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillPlan {
+    pub roots: Vec<ProcessId>,
+    #[serde(rename = "grace_seconds", with = "secs")]
+    pub grace: Duration,
+    pub processes: Vec<PlannedProcess>,
+}
+
+impl KillPlan {
+    /// The plan in words, for confirmations in the CLI and the app: who gets
+    /// SIGTERM, the grace, what happens to survivors, and every process.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let targets: Vec<&PlannedProcess> =
+            self.processes.iter().filter(|p| p.protected.is_none()).collect();
+        if targets.is_empty() {
+            out.push_str("Nothing to signal.\n");
+        } else {
+            let rss: u64 = targets.iter().filter_map(|p| p.rss_bytes).sum();
+            let trees = if self.roots.len() == 1 {
+                "1 tree".to_owned()
+            } else {
+                format!("{} trees", self.roots.len())
+            };
+            let _ = writeln!(
+                out,
+                "Stop {} ({trees}, {} resident):",
+                plural(targets.len(), "process", "processes"),
+                human_bytes(rss)
+            );
+            let roots: Vec<String> = self
+                .processes
+                .iter()
+                .filter(|p| p.depth == 0 && p.protected.is_none())
+                .map(|p| format!("{} ({})", p.id.pid, p.name))
+                .collect();
+            let grace = humantime::format_duration(self.grace);
+            let _ = writeln!(
+                out,
+                "  1. SIGTERM {} and wait up to {grace} for {} to exit and clean up.",
+                roots.join(", "),
+                if roots.len() == 1 { "it" } else { "them" }
+            );
+            let _ = writeln!(
+                out,
+                "  2. SIGTERM every process of the tree still running, and any started \
+                 meanwhile; wait up to {grace} again."
+            );
+            let _ = writeln!(
+                out,
+                "  3. Freeze (SIGSTOP) and SIGKILL whatever is left, then confirm each is gone."
+            );
+        }
+        let alone = self.processes.len() - targets.len();
+        if alone > 0 {
+            let _ = writeln!(
+                out,
+                "{} will be left alone (see below).",
+                plural(alone, "process", "processes")
+            );
+        }
+        out.push('\n');
+        let width = self.processes.iter().map(|p| p.id.pid.to_string().len()).max().unwrap_or(3);
+        let width = width.max(3);
+        let _ = writeln!(out, "  {:>width$}  {:>10}  COMMAND", "PID", "RSS");
+        for p in &self.processes {
+            let rss = p.rss_bytes.map_or_else(|| "-".to_owned(), human_bytes);
+            let command =
+                if p.argv.is_empty() { format!("[{}]", p.name) } else { p.argv.join(" ") };
+            let _ =
+                write!(out, "  {:>width$}  {rss:>10}  {}{command}", p.id.pid, "  ".repeat(p.depth));
+            if let Some(reason) = &p.protected {
+                let _ = write!(out, "   [left alone: {reason}]");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// The outcome for one process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessOutcome {
+    #[serde(flatten)]
+    pub id: ProcessId,
+    pub name: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// What [`execute`] did: every recorded process in plan order, then the
+/// newcomers in the order they were found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillReport {
+    pub processes: Vec<ProcessOutcome>,
+    #[serde(rename = "elapsed_seconds", with = "secs")]
+    pub elapsed: Duration,
+}
+
+impl KillReport {
+    /// Whether every process of the report is gone: no survivor, and nothing left
+    /// alone for a protection.
+    pub fn all_gone(&self) -> bool {
+        self.processes.iter().all(|p| p.outcome.is_gone())
+    }
+
+    /// The processes whose outcome has this name (`"killed"`...).
+    pub fn with_outcome(&self, name: &str) -> Vec<&ProcessOutcome> {
+        self.processes.iter().filter(|p| p.outcome.name() == name).collect()
+    }
+}
+
+/// Why there is no plan.
+#[derive(Debug, thiserror::Error)]
+pub enum KillError {
+    #[error("pid {pid}: no such process")]
+    NoSuchProcess { pid: u32 },
+    /// A root is protected (DESIGN.md, "Identity"): nothing is planned.
+    #[error("pid {pid}: refusing to signal it: {reason}")]
+    Refused { pid: u32, reason: String },
+    #[error(transparent)]
+    Probe(#[from] leakwatch_probe::Error),
+}
+
+/// Records the trees below `roots` (pids as the user gave them). A root that
+/// does not exist is [`KillError::NoSuchProcess`]; a protected root is
+/// [`KillError::Refused`]. Roots inside another root's tree are planned once.
+pub fn plan(
+    probe: &mut Probe,
+    roots: &[u32],
+    grace: Duration,
+    guard: &Guard,
+) -> Result<KillPlan, KillError> {
+    let table = probe.processes()?;
+    let mut specs = Vec::with_capacity(roots.len());
+    for &pid in roots {
+        match table.iter().find(|p| p.id.pid == pid) {
+            Some(p) => specs.push(Root::Live(p.id)),
+            // The scan leaves out what it may not read; ask again for the reason.
+            None => match probe.process(pid) {
+                Ok(p) => return Err(KillError::Refused { pid, reason: unreadable(&p) }),
+                Err(e) if e.kind() == ErrorKind::NoSuchProcess => {
+                    return Err(KillError::NoSuchProcess { pid });
+                }
+                Err(e) => return Err(e.into()),
+            },
+        }
+    }
+    build_plan(&table, &specs, grace, guard)
+}
+
+/// Records the trees below `roots` pinned by identity (from an orphan list or a
+/// watched target). A root that is gone, or whose pid now belongs to another
+/// process, is planned as left alone with the reason, so the report says what
+/// became of it ([`Outcome::AlreadyGone`] or [`Outcome::IdentityChanged`]); its
+/// pid's new owner is not touched. A protected root is [`KillError::Refused`].
+pub fn plan_ids(
+    probe: &mut Probe,
+    roots: &[ProcessId],
+    grace: Duration,
+    guard: &Guard,
+) -> Result<KillPlan, KillError> {
+    let table = probe.processes()?;
+    let specs: Vec<Root> = roots
+        .iter()
+        .map(|&id| match table.iter().find(|p| p.id.pid == id.pid) {
+            Some(p) if p.id == id => Root::Live(id),
+            Some(_) => Root::Stale(
+                id,
+                format!("no longer running: pid {} now belongs to another process", id.pid),
+            ),
+            None => Root::Stale(id, "no longer running".to_owned()),
+        })
+        .collect();
+    build_plan(&table, &specs, grace, guard)
+}
+
+/// A root as asked for.
+enum Root {
+    Live(ProcessId),
+    Stale(ProcessId, String),
+}
+
+fn build_plan(
+    table: &[ProcessInfo],
+    roots: &[Root],
+    grace: Duration,
+    guard: &Guard,
+) -> Result<KillPlan, KillError> {
+    let shield = Shield::new(Some(table));
+    let tree = ProcessTree::new(table);
+    let mut plan = KillPlan { roots: Vec::new(), grace, processes: Vec::new() };
+    let mut seen = HashSet::new();
+    for root in roots {
+        let id = match root {
+            Root::Live(id) => *id,
+            Root::Stale(id, reason) => {
+                if seen.insert(id.pid) {
+                    plan.roots.push(*id);
+                    plan.processes.push(PlannedProcess {
+                        id: *id,
+                        ppid: 0,
+                        depth: 0,
+                        name: String::new(),
+                        argv: Vec::new(),
+                        rss_bytes: None,
+                        protected: Some(reason.clone()),
+                    });
+                }
+                continue;
+            }
+        };
+        let Some(nodes) = tree.subtree(id.pid) else {
+            return Err(KillError::NoSuchProcess { pid: id.pid });
+        };
+        if let Some(root) = nodes.first()
+            && let Some(reason) = shield.check(guard, root.process)
+        {
+            return Err(KillError::Refused { pid: id.pid, reason });
+        }
+        plan.roots.push(id);
+        for node in nodes {
+            let p = node.process;
+            if !seen.insert(p.id.pid) {
+                continue;
+            }
+            plan.processes.push(PlannedProcess {
+                id: p.id,
+                ppid: p.ppid,
+                depth: node.depth,
+                name: p.name.clone(),
+                argv: p.argv.to_vec(),
+                rss_bytes: p.rss_bytes,
+                protected: shield.check(guard, p),
+            });
+        }
+    }
+    Ok(plan)
+}
+
+/// Runs the escalation of the module docs on `plan`. Sends nothing to a process
+/// whose identity changed or that a protection covers (checked again here,
+/// whatever the plan says), and never fails: what could not be done is in the
+/// report as `survived` with the reason.
+pub fn execute(probe: &mut Probe, plan: &KillPlan, guard: &Guard) -> KillReport {
+    let started = Instant::now();
+    let mut run = Run::start(probe, plan, guard);
+    // Step 2: the roots, and a grace to clean up their own children.
+    let roots: Vec<usize> = run.pending().filter(|&i| run.entries[i].root).collect();
+    for &i in &roots {
+        run.send(i, Sig::Term);
+    }
+    if run.signalled {
+        let mut last_count = run.pending().count();
+        let mut last_change = Instant::now();
+        run.wait(plan.grace, |run| {
+            let count = run.pending().count();
+            if count != last_count {
+                (last_count, last_change) = (count, Instant::now());
+            }
+            count == 0
+                || (roots.iter().all(|&i| run.entries[i].outcome.is_some())
+                    && last_change.elapsed() >= SETTLE.min(plan.grace / 4))
+        });
+    }
+    // Step 3: everyone still here, and the newcomers.
+    run.scan();
+    let mut first_terms = 0;
+    for i in run.pending().collect::<Vec<_>>() {
+        let first = !run.entries[i].termed;
+        if run.send(i, Sig::Term) && first {
+            first_terms += 1;
+        }
+    }
+    if first_terms > 0 {
+        run.wait(plan.grace, |run| run.pending().next().is_none());
+    }
+    // Step 4: freeze until nobody new turns up, then kill.
+    for _ in 0..FREEZE_ROUNDS {
+        run.scan();
+        let mut frozen = 0;
+        for i in run.pending().filter(|&i| !run.entries[i].stopped).collect::<Vec<_>>() {
+            if run.send(i, Sig::Stop) {
+                frozen += 1;
+            }
+        }
+        if frozen == 0 {
+            break;
+        }
+    }
+    // Children before parents, newcomers first: see the module docs on orphaned
+    // process groups.
+    for i in run.pending().collect::<Vec<_>>().into_iter().rev() {
+        run.send(i, Sig::Kill);
+    }
+    // Anything that slipped through (re-parented before it was seen) goes too.
+    for _ in 0..STRAGGLER_ROUNDS {
+        run.scan();
+        let late: Vec<usize> = run.pending().filter(|&i| !run.entries[i].killed).collect();
+        if late.is_empty() {
+            break;
+        }
+        for &i in &late {
+            run.send(i, Sig::Stop);
+        }
+        for &i in late.iter().rev() {
+            run.send(i, Sig::Kill);
+        }
+    }
+    run.wait(CONFIRM, |run| run.pending().next().is_none());
+    run.finish(started.elapsed())
+}
+
+/// One process the run follows.
+#[derive(Debug)]
+struct Entry {
+    id: ProcessId,
+    name: String,
+    pgid: Option<u32>,
+    sid: Option<u32>,
+    root: bool,
+    termed: bool,
+    stopped: bool,
+    killed: bool,
+    outcome: Option<Outcome>,
+}
+
+/// What a fresh read says about a recorded identity.
+enum Life {
+    Alive(ProcessInfo),
+    /// No such pid, or a zombie.
+    Gone,
+    /// The pid belongs to a process with another start time.
+    Replaced,
+    /// It could not be read (the message says why).
+    Unknown(String),
+}
+
+/// The signals of the escalation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sig {
+    Term,
+    Stop,
+    Cont,
+    Kill,
+}
+
+struct Run<'a> {
+    probe: &'a mut Probe,
+    guard: &'a Guard,
+    shield: Shield,
+    entries: Vec<Entry>,
+    index: HashMap<ProcessId, usize>,
+    /// Every identity in the table when the run began: never a newcomer.
+    baseline: HashSet<ProcessId>,
+    /// Whether any signal was sent yet (before it, a vanished process is
+    /// `already_gone`).
+    signalled: bool,
+}
+
+impl<'a> Run<'a> {
+    /// Step 1: re-reads the table and settles what is already gone or protected.
+    fn start(probe: &'a mut Probe, plan: &KillPlan, guard: &'a Guard) -> Run<'a> {
+        let table = probe.processes().ok();
+        let shield = Shield::new(table.as_deref());
+        let mut run = Run {
+            probe,
+            guard,
+            shield,
+            entries: Vec::new(),
+            index: HashMap::new(),
+            baseline: table.iter().flatten().map(|p| p.id).collect(),
+            signalled: false,
+        };
+        let by_pid: HashMap<u32, &ProcessInfo> =
+            table.iter().flatten().map(|p| (p.id.pid, p)).collect();
+        let mut planned: Vec<(ProcessId, String, Option<String>)> =
+            plan.processes.iter().map(|p| (p.id, p.name.clone(), p.protected.clone())).collect();
+        // A hand-made plan may name a root without listing it.
+        for root in &plan.roots {
+            if !planned.iter().any(|(id, ..)| id == root) {
+                planned.push((*root, String::new(), None));
+            }
+        }
+        for (id, name, refusal) in planned {
+            if run.index.contains_key(&id) {
+                continue;
+            }
+            let current = match &table {
+                Some(_) => match by_pid.get(&id.pid) {
+                    Some(p) if p.id != id => Life::Replaced,
+                    Some(p) if is_dead(p.state) => Life::Gone,
+                    Some(p) => Life::Alive((*p).clone()),
+                    None => Life::Gone,
+                },
+                None => run.life(id),
+            };
+            let (outcome, info) = match current {
+                Life::Gone => (Some(Outcome::AlreadyGone), None),
+                Life::Replaced => (Some(Outcome::IdentityChanged), None),
+                Life::Unknown(_) => (None, None),
+                Life::Alive(p) => {
+                    let refusal = refusal.or_else(|| run.shield.check(guard, &p));
+                    (refusal.map(|reason| Outcome::Protected { reason }), Some(p))
+                }
+            };
+            let name = match (&info, name.is_empty()) {
+                (Some(p), true) => p.name.clone(),
+                _ => name,
+            };
+            run.index.insert(id, run.entries.len());
+            run.entries.push(Entry {
+                id,
+                name,
+                pgid: info.as_ref().map(|p| p.pgid),
+                sid: info.as_ref().map(|p| p.sid),
+                root: plan.roots.contains(&id),
+                termed: false,
+                stopped: false,
+                killed: false,
+                outcome,
+            });
+        }
+        // What the tree grew since the plan (a user read it at a prompt, say).
+        if let Some(table) = &table {
+            run.adopt_descendants(table, Vec::new());
+        }
+        run
+    }
+
+    /// Entries without an outcome yet.
+    fn pending(&self) -> impl Iterator<Item = usize> + '_ {
+        self.entries.iter().enumerate().filter(|(_, e)| e.outcome.is_none()).map(|(i, _)| i)
+    }
+
+    fn life(&mut self, id: ProcessId) -> Life {
+        match self.probe.process(id.pid) {
+            Ok(p) if p.id != id => Life::Replaced,
+            Ok(p) if is_dead(p.state) => Life::Gone,
+            Ok(p) => Life::Alive(p),
+            Err(e) if e.kind() == ErrorKind::NoSuchProcess => Life::Gone,
+            Err(e) => Life::Unknown(e.to_string()),
+        }
+    }
+
+    /// Records that entry `i` is gone (its pid free, a zombie, or `replaced` by
+    /// another process).
+    fn gone(&mut self, i: usize, replaced: bool) {
+        let entry = &mut self.entries[i];
+        if entry.outcome.is_some() {
+            return;
+        }
+        entry.outcome = Some(match (self.signalled, entry.killed) {
+            (false, _) if replaced => Outcome::IdentityChanged,
+            (false, _) => Outcome::AlreadyGone,
+            (true, true) => Outcome::Killed,
+            (true, false) => Outcome::ExitedAfterTerm,
+        });
+    }
+
+    /// Sends `sig` to entry `i` after checking, right before, that it is still the
+    /// recorded process and still not protected. True if the signal was sent.
+    fn send(&mut self, i: usize, sig: Sig) -> bool {
+        if self.entries[i].outcome.is_some() {
+            return false;
+        }
+        let id = self.entries[i].id;
+        // The pidfd first, then the re-read: see the module docs.
+        let handle = match os::Handle::open(id.pid) {
+            Ok(handle) => handle,
+            Err(os::Gone) => {
+                self.gone(i, false);
+                return false;
+            }
+        };
+        let info = match self.life(id) {
+            Life::Alive(p) => p,
+            Life::Gone => {
+                self.gone(i, false);
+                return false;
+            }
+            Life::Replaced => {
+                self.gone(i, true);
+                return false;
+            }
+            Life::Unknown(_) => return false,
+        };
+        if let Some(reason) = self.shield.check(self.guard, &info) {
+            self.entries[i].outcome = Some(Outcome::Protected { reason });
+            return false;
+        }
+        match handle.send(id.pid, sig) {
+            os::Sent::Ok => {}
+            os::Sent::Gone => {
+                self.gone(i, false);
+                return false;
+            }
+            os::Sent::Failed(reason) => {
+                if sig != Sig::Cont && self.entries[i].stopped {
+                    let _ = handle.send(id.pid, Sig::Cont);
+                }
+                self.entries[i].outcome =
+                    Some(Outcome::Survived { reason: format!("{} failed: {reason}", sig.name()) });
+                return false;
+            }
+        }
+        self.signalled = true;
+        let entry = &mut self.entries[i];
+        match sig {
+            Sig::Term => {
+                entry.termed = true;
+                // A stopped process keeps SIGTERM pending until it runs again.
+                if info.state == ProcessState::Stopped && !entry.stopped {
+                    let _ = handle.send(id.pid, Sig::Cont);
+                }
+            }
+            Sig::Stop => entry.stopped = true,
+            Sig::Kill => entry.killed = true,
+            Sig::Cont => {}
+        }
+        true
+    }
+
+    /// Re-reads every pending entry, settling the ones that are gone.
+    fn refresh(&mut self) {
+        for i in self.pending().collect::<Vec<_>>() {
+            match self.life(self.entries[i].id) {
+                Life::Gone => self.gone(i, false),
+                Life::Replaced => self.gone(i, true),
+                Life::Alive(_) | Life::Unknown(_) => {}
+            }
+        }
+    }
+
+    /// Polls until `done` or `limit` passes.
+    fn wait(&mut self, limit: Duration, mut done: impl FnMut(&Run<'a>) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.refresh();
+            if done(self) {
+                return;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            // Big trees are read less often: each poll reads every pending process.
+            let count = u32::try_from(self.pending().count()).unwrap_or(u32::MAX);
+            let poll = POLL.max(Duration::from_micros(100).saturating_mul(count));
+            std::thread::sleep(poll.min(deadline - now));
+        }
+    }
+
+    /// A fresh table: settles the pending entries that are gone, and adds the
+    /// newcomers (see the module docs).
+    fn scan(&mut self) {
+        let Ok(table) = self.probe.processes() else {
+            self.refresh();
+            return;
+        };
+        self.shield = Shield::new(Some(&table));
+        let by_pid: HashMap<u32, &ProcessInfo> = table.iter().map(|p| (p.id.pid, p)).collect();
+        for i in self.pending().collect::<Vec<_>>() {
+            let id = self.entries[i].id;
+            match by_pid.get(&id.pid) {
+                None => self.gone(i, false),
+                Some(p) if p.id != id => self.gone(i, true),
+                Some(p) if is_dead(p.state) => self.gone(i, false),
+                Some(_) => {}
+            }
+        }
+        // Groups and sessions led by a recorded process (never our own).
+        let ours = by_pid.get(&self.shield.me).map(|p| [p.pgid, p.sid]);
+        let groups: HashSet<u32> = self
+            .entries
+            .iter()
+            .filter(|e| {
+                !matches!(e.outcome, Some(Outcome::Protected { .. } | Outcome::IdentityChanged))
+            })
+            .filter(|e| e.pgid == Some(e.id.pid) || e.sid == Some(e.id.pid))
+            .map(|e| e.id.pid)
+            .filter(|pid| ours.is_none_or(|o| !o.contains(pid)))
+            .collect();
+        let mut queue = Vec::new();
+        // Without the first table nobody can be told apart as new: only children.
+        let groups = if self.baseline.is_empty() { HashSet::new() } else { groups };
+        for p in &table {
+            if !self.index.contains_key(&p.id)
+                && !self.baseline.contains(&p.id)
+                && !is_dead(p.state)
+                && (groups.contains(&p.pgid) || groups.contains(&p.sid))
+                && self.adopt(p)
+            {
+                queue.push(p.id.pid);
+            }
+        }
+        self.adopt_descendants(&table, queue);
+    }
+
+    /// Adds every live descendant of a pending entry (or of a pid in `queue`) that
+    /// is not followed yet. `table` must be the one the pending entries were last
+    /// checked against, so their pids are theirs.
+    fn adopt_descendants(&mut self, table: &[ProcessInfo], mut queue: Vec<u32>) {
+        queue.extend(self.pending().map(|i| self.entries[i].id.pid));
+        let tree = ProcessTree::new(table);
+        while let Some(pid) = queue.pop() {
+            for child in tree.children(pid) {
+                if !self.index.contains_key(&child.id) && !is_dead(child.state) && self.adopt(child)
+                {
+                    queue.push(child.id.pid);
+                }
+            }
+        }
+    }
+
+    /// Adds a newcomer; true if it may be signalled (its children are then
+    /// newcomers too).
+    fn adopt(&mut self, p: &ProcessInfo) -> bool {
+        let outcome = self.shield.check(self.guard, p).map(|reason| Outcome::Protected { reason });
+        let free = outcome.is_none();
+        self.index.insert(p.id, self.entries.len());
+        self.entries.push(Entry {
+            id: p.id,
+            name: p.name.clone(),
+            pgid: Some(p.pgid),
+            sid: Some(p.sid),
+            root: false,
+            termed: false,
+            stopped: false,
+            killed: false,
+            outcome,
+        });
+        free
+    }
+
+    /// Settles whatever is still pending, and writes the report.
+    fn finish(mut self, elapsed: Duration) -> KillReport {
+        for i in self.pending().collect::<Vec<_>>() {
+            let reason = match self.life(self.entries[i].id) {
+                Life::Gone => {
+                    self.gone(i, false);
+                    continue;
+                }
+                Life::Replaced => {
+                    self.gone(i, true);
+                    continue;
+                }
+                Life::Unknown(why) => format!("could not be read: {why}"),
+                Life::Alive(p) => match p.state {
+                    ProcessState::DiskSleep => "uninterruptible (D state)".to_owned(),
+                    ProcessState::Traced => "traced by a debugger".to_owned(),
+                    _ if self.entries[i].killed => "still running after SIGKILL".to_owned(),
+                    _ => "still running".to_owned(),
+                },
+            };
+            self.entries[i].outcome = Some(Outcome::Survived { reason });
+        }
+        let processes = self
+            .entries
+            .into_iter()
+            .map(|e| ProcessOutcome {
+                id: e.id,
+                name: e.name,
+                outcome: e.outcome.unwrap_or(Outcome::Survived { reason: "unknown".to_owned() }),
+            })
+            .collect();
+        KillReport { processes, elapsed }
+    }
+}
+
+impl Sig {
+    const fn name(self) -> &'static str {
+        match self {
+            Sig::Term => "SIGTERM",
+            Sig::Stop => "SIGSTOP",
+            Sig::Cont => "SIGCONT",
+            Sig::Kill => "SIGKILL",
+        }
+    }
+}
+
+fn is_dead(state: ProcessState) -> bool {
+    matches!(state, ProcessState::Zombie | ProcessState::Dead)
+}
+
+/// Why a pid that answers on its own but is missing from the table is refused:
+/// a thread of some process (Linux lists only processes), or a process whose
+/// details this user may not read.
+fn unreadable(p: &ProcessInfo) -> String {
+    format!(
+        "it is not in the process table (a thread id, or a process of uid {} this user may \
+         not inspect)",
+        p.uid
+    )
+}
+
+/// The fixed protections, with what they need to know about leakwatch itself.
+#[derive(Debug)]
+struct Shield {
+    me: u32,
+    parent: Option<u32>,
+    ancestors: HashSet<u32>,
+    uids: [u32; 2],
+    root: bool,
+}
+
+impl Shield {
+    fn new(table: Option<&[ProcessInfo]>) -> Shield {
+        let me = std::process::id();
+        let parent = parent_pid();
+        let mut ancestors: HashSet<u32> = parent.into_iter().collect();
+        if let Some(table) = table {
+            ancestors.extend(ProcessTree::new(table).ancestors(me).iter().map(|p| p.id.pid));
+        }
+        let (uid, euid) = own_uids();
+        Shield { me, parent, ancestors, uids: [uid, euid], root: euid == 0 }
+    }
+
+    /// Why `p` must not be signalled, or `None`.
+    fn check(&self, guard: &Guard, p: &ProcessInfo) -> Option<String> {
+        let pid = p.id.pid;
+        if pid == 0 {
+            return Some("pid 0 is never signalled".to_owned());
+        }
+        if pid == 1 {
+            return Some("pid 1 (init) is never signalled".to_owned());
+        }
+        if pid == self.me {
+            return Some("it is leakwatch itself".to_owned());
+        }
+        if Some(pid) == self.parent {
+            return Some("it is leakwatch's parent".to_owned());
+        }
+        if self.ancestors.contains(&pid) {
+            return Some("it is an ancestor of leakwatch".to_owned());
+        }
+        if p.is_kernel_thread {
+            return Some("it is a kernel thread".to_owned());
+        }
+        let permitted = self.uids.contains(&p.uid) || (self.root && guard.allow_other_users);
+        if !permitted {
+            return Some(if self.root {
+                format!(
+                    "it belongs to uid {}; other users' processes need allow_other_users = true \
+                     in the config",
+                    p.uid
+                )
+            } else {
+                format!(
+                    "it belongs to uid {}, not to you (uid {}); only root may signal other \
+                     users' processes, with allow_other_users = true",
+                    p.uid, self.uids[1]
+                )
+            });
+        }
+        if let Some(re) = guard.protect_match(&p.name, p.argv.first().map(String::as_str)) {
+            return Some(format!("it matches the protect pattern `{}`", re.as_str()));
+        }
+        None
+    }
+}
+
+#[cfg(unix)]
+fn parent_pid() -> Option<u32> {
+    Some(std::os::unix::process::parent_id()).filter(|&p| p != 0)
+}
+
+#[cfg(not(unix))]
+fn parent_pid() -> Option<u32> {
+    None
+}
+
+/// Real and effective uid.
+#[cfg(unix)]
+fn own_uids() -> (u32, u32) {
+    (nix::unistd::getuid().as_raw(), nix::unistd::geteuid().as_raw())
+}
+
+#[cfg(not(unix))]
+fn own_uids() -> (u32, u32) {
+    (u32::MAX, u32::MAX)
+}
+
+/// Sending one signal to one pid: through a pidfd on Linux where the kernel has
+/// them, kill(2) elsewhere.
+mod os {
+    use super::Sig;
+
+    /// The process is gone (its pid is free).
+    #[derive(Debug)]
+    pub(super) struct Gone;
+
+    /// How a send went.
+    #[derive(Debug)]
+    pub(super) enum Sent {
+        Ok,
+        Gone,
+        Failed(String),
+    }
+
+    /// A way to signal one pid, opened before the identity re-check.
+    #[derive(Debug)]
+    pub(super) struct Handle {
+        #[cfg(target_os = "linux")]
+        pidfd: Option<rustix::fd::OwnedFd>,
+    }
+
+    #[cfg(target_os = "linux")]
+    impl Handle {
+        pub(super) fn open(pid: u32) -> Result<Handle, Gone> {
+            use rustix::io::Errno;
+            use rustix::process::{Pid, PidfdFlags, pidfd_open};
+            use std::sync::atomic::{AtomicBool, Ordering};
+
+            /// Set once the kernel said it has no pidfd_open (before Linux 5.3).
+            static NO_PIDFD: AtomicBool = AtomicBool::new(false);
+
+            let Some(raw) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+                return Err(Gone);
+            };
+            if NO_PIDFD.load(Ordering::Relaxed) {
+                return Ok(Handle { pidfd: None });
+            }
+            match pidfd_open(raw, PidfdFlags::empty()) {
+                Ok(fd) => Ok(Handle { pidfd: Some(fd) }),
+                Err(Errno::SRCH) => Err(Gone),
+                Err(Errno::NOSYS) => {
+                    NO_PIDFD.store(true, Ordering::Relaxed);
+                    Ok(Handle { pidfd: None })
+                }
+                // Out of descriptors, or a sandbox that forbids it: kill(2) right
+                // after the re-check, as on macOS.
+                Err(_) => Ok(Handle { pidfd: None }),
+            }
+        }
+
+        pub(super) fn send(&self, pid: u32, sig: Sig) -> Sent {
+            use rustix::io::Errno;
+            use rustix::process::{Signal, pidfd_send_signal};
+
+            let Some(pidfd) = &self.pidfd else { return kill(pid, sig) };
+            let signal = match sig {
+                Sig::Term => Signal::TERM,
+                Sig::Stop => Signal::STOP,
+                Sig::Cont => Signal::CONT,
+                Sig::Kill => Signal::KILL,
+            };
+            match pidfd_send_signal(pidfd, signal) {
+                Ok(()) => Sent::Ok,
+                Err(Errno::SRCH) => Sent::Gone,
+                Err(Errno::PERM) => Sent::Failed("permission denied".to_owned()),
+                // No pidfd_send_signal (Linux 5.1+ has it, so this is a sandbox):
+                // the identity was checked a moment ago.
+                Err(Errno::NOSYS) => kill(pid, sig),
+                Err(e) => Sent::Failed(e.to_string()),
+            }
+        }
+    }
+
+    #[cfg(all(unix, not(target_os = "linux")))]
+    impl Handle {
+        pub(super) fn open(pid: u32) -> Result<Handle, Gone> {
+            match i32::try_from(pid) {
+                Ok(_) => Ok(Handle {}),
+                Err(_) => Err(Gone),
+            }
+        }
+
+        pub(super) fn send(&self, pid: u32, sig: Sig) -> Sent {
+            kill(pid, sig)
+        }
+    }
+
+    /// kill(2), for a pid whose start time was checked right before.
+    #[cfg(unix)]
+    fn kill(pid: u32, sig: Sig) -> Sent {
+        use nix::errno::Errno;
+        use nix::sys::signal::Signal;
+        use nix::unistd::Pid;
+
+        // Never 0 or negative: those address process groups.
+        let Some(raw) = i32::try_from(pid).ok().filter(|&p| p > 0) else { return Sent::Gone };
+        let signal = match sig {
+            Sig::Term => Signal::SIGTERM,
+            Sig::Stop => Signal::SIGSTOP,
+            Sig::Cont => Signal::SIGCONT,
+            Sig::Kill => Signal::SIGKILL,
+        };
+        match nix::sys::signal::kill(Pid::from_raw(raw), signal) {
+            Ok(()) => Sent::Ok,
+            Err(Errno::ESRCH) => Sent::Gone,
+            Err(Errno::EPERM) => Sent::Failed("permission denied".to_owned()),
+            Err(e) => Sent::Failed(e.desc().to_owned()),
+        }
+    }
+
+    #[cfg(not(unix))]
+    impl Handle {
+        pub(super) fn open(_pid: u32) -> Result<Handle, Gone> {
+            Ok(Handle {})
+        }
+
+        pub(super) fn send(&self, _pid: u32, _sig: Sig) -> Sent {
+            Sent::Failed("signals are not supported on this OS".to_owned())
+        }
+    }
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `212.3 MiB`: binary units, one decimal above bytes.
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// A [`Duration`] as fractional seconds in JSON.
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tree::tests::process;
+
+    fn shield() -> Shield {
+        Shield {
+            me: 500,
+            parent: Some(400),
+            ancestors: [400, 300].into_iter().collect(),
+            uids: [1000, 1000],
+            root: false,
+        }
+    }
+
+    #[test]
+    fn fixed_protections_cannot_be_lifted() {
+        let guard = Guard { protect: Vec::new(), allow_other_users: true };
+        let s = shield();
+        for (pid, word) in [(0, "pid 0"), (1, "init"), (500, "itself"), (400, "parent")] {
+            let reason = s.check(&guard, &process(pid, 0)).unwrap();
+            assert!(reason.contains(word), "{pid}: {reason}");
+        }
+        assert!(s.check(&guard, &process(300, 0)).unwrap().contains("ancestor"));
+        let mut kthread = process(2, 0);
+        kthread.is_kernel_thread = true;
+        assert!(s.check(&guard, &kthread).unwrap().contains("kernel thread"));
+        assert_eq!(s.check(&guard, &process(600, 500)), None);
+    }
+
+    #[test]
+    fn other_users_need_root_and_the_setting() {
+        let mut other = process(600, 1);
+        other.uid = 0;
+        let allow = Guard { protect: Vec::new(), allow_other_users: true };
+        let deny = Guard::default();
+        assert!(shield().check(&allow, &other).unwrap().contains("only root"));
+        let mut root = shield();
+        root.uids = [0, 0];
+        root.root = true;
+        other.uid = 1000;
+        assert!(root.check(&deny, &other).unwrap().contains("allow_other_users"));
+        assert_eq!(root.check(&allow, &other), None);
+    }
+
+    #[test]
+    fn protect_patterns_match_name_and_argv0() {
+        let guard = Guard {
+            protect: vec![Regex::new("^sshd$").unwrap(), Regex::new("^postgres").unwrap()],
+            allow_other_users: false,
+        };
+        let mut p = process(600, 1);
+        p.name = "sshd".into();
+        assert!(shield().check(&guard, &p).unwrap().contains("`^sshd$`"));
+        p.name = "x".into();
+        p.argv = vec!["/usr/lib/postgresql/bin/postgres".to_owned()].into();
+        assert!(shield().check(&guard, &p).unwrap().contains("`^postgres`"));
+        p.argv = vec!["python".to_owned()].into();
+        assert_eq!(shield().check(&guard, &p), None);
+    }
+
+    #[test]
+    fn plan_skips_protected_members_but_keeps_their_children() {
+        let guard = Guard { protect: vec![Regex::new("^p11$").unwrap()], allow_other_users: false };
+        let uid = own_uids().1;
+        let mut table = vec![process(10, 1), process(11, 10), process(12, 11), process(13, 10)];
+        for p in &mut table {
+            p.uid = uid;
+        }
+        let plan = build_plan(
+            &table,
+            &[Root::Live(table[0].id), Root::Live(table[1].id)],
+            Duration::from_secs(3),
+            &guard,
+        );
+        // A protected root is refused...
+        assert!(matches!(plan, Err(KillError::Refused { pid: 11, .. })));
+        // ...one inside the tree is left alone, its child is not.
+        let plan =
+            build_plan(&table, &[Root::Live(table[0].id)], Duration::from_secs(3), &guard).unwrap();
+        let got: Vec<(u32, usize, bool)> =
+            plan.processes.iter().map(|p| (p.id.pid, p.depth, p.protected.is_some())).collect();
+        assert_eq!(got, vec![(10, 0, false), (11, 1, true), (12, 2, false), (13, 1, false)]);
+        let text = plan.describe();
+        assert!(text.contains("Stop 3 processes (1 tree, 3.0 MiB resident)"), "{text}");
+        assert!(text.contains("SIGTERM 10 (p10)"), "{text}");
+        assert!(text.contains("[left alone: it matches the protect pattern `^p11$`]"), "{text}");
+    }
+
+    #[test]
+    fn outcomes_serialize_with_a_tag() {
+        let json = |o: &Outcome| serde_json::to_value(o).unwrap();
+        assert_eq!(json(&Outcome::Killed), serde_json::json!({"outcome": "killed"}));
+        assert_eq!(
+            json(&Outcome::Survived { reason: "zombie".into() }),
+            serde_json::json!({"outcome": "survived", "reason": "zombie"})
+        );
+        let report = KillReport {
+            processes: vec![ProcessOutcome {
+                id: process(7, 1).id,
+                name: "x".into(),
+                outcome: Outcome::ExitedAfterTerm,
+            }],
+            elapsed: Duration::from_millis(1500),
+        };
+        let value = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"processes": [{"pid": 7, "start_time": 70, "name": "x",
+                "outcome": "exited_after_term"}], "elapsed_seconds": 1.5})
+        );
+        let back: KillReport = serde_json::from_value(value).unwrap();
+        assert_eq!(back, report);
+        assert!(report.all_gone());
+    }
+}
