@@ -30,13 +30,11 @@ struct RuleLabels {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-/// Counters the status does not carry (they outlive a tick): restarts per target,
-/// orphan totals.
+/// Counters the status does not carry (they outlive a tick): restarts per target.
+/// (Orphan totals come from [`Status::orphans`].)
 #[derive(Debug, Clone, Default)]
 pub struct Extra {
     pub restarts: Vec<(String, u64)>,
-    pub orphan_trees: u64,
-    pub orphan_rss_bytes: u64,
 }
 
 /// Renders `status` as OpenMetrics text.
@@ -80,13 +78,18 @@ pub fn render(status: &Status, extra: &Extra) -> String {
             rule.get_or_create(&labels).set(severity_value(state.severity));
         }
     }
+    for state in &status.orphan_rules {
+        let labels =
+            RuleLabels { target: crate::engine::ORPHANS.to_owned(), rule: state.metric.clone() };
+        rule.get_or_create(&labels).set(severity_value(state.severity));
+    }
     for (target, count) in &extra.restarts {
         restarts.get_or_create(&TargetLabels { target: target.clone() }).set(saturating(*count));
     }
     let orphans = Gauge::<i64>::default();
-    orphans.set(saturating(extra.orphan_trees));
+    orphans.set(saturating(status.orphans.len() as u64));
     let orphan_rss = Gauge::<i64>::default();
-    orphan_rss.set(saturating(extra.orphan_rss_bytes));
+    orphan_rss.set(saturating(status.orphans.iter().map(|t| t.total_rss_bytes).sum()));
     let own_rss = Gauge::<i64>::default();
     own_rss.set(saturating(status.own.rss_bytes.unwrap_or(0)));
     let own_fds = Gauge::<i64>::default();
@@ -229,7 +232,7 @@ mod tests {
     #[test]
     fn renders_kinds_slope_eta_and_rule_states() {
         let status = Status { targets: vec![target("copilot")], ..Status::default() };
-        let extra = Extra { restarts: vec![("copilot".into(), 2)], ..Extra::default() };
+        let extra = Extra { restarts: vec![("copilot".into(), 2)] };
         let text = render(&status, &extra);
         for line in [
             "leakwatch_fds{target=\"copilot\",kind=\"kqueue\"} 812",
@@ -243,6 +246,40 @@ mod tests {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn renders_orphan_totals_from_the_status() {
+        use crate::orphans::{OrphanReason, OrphanTree};
+        use leakwatch_probe::{ProcessId, StartTime};
+        let tree = |pid: u32, rss: u64| OrphanTree {
+            root: ProcessId { pid, start_time: StartTime(1) },
+            reason: OrphanReason::LeaderGone,
+            original_parent: None,
+            label: "uvx x (uv → python)".into(),
+            members: Vec::new(),
+            total_rss_bytes: rss,
+            total_fds: 3,
+            age: std::time::Duration::from_secs(60),
+            idle_for: None,
+        };
+        let status = Status {
+            orphans: vec![tree(10, 1000), tree(20, 24)],
+            orphan_rules: vec![crate::status::RuleStatus {
+                metric: "orphans.count".into(),
+                severity: Severity::Warning,
+                value: Some(2.0),
+            }],
+            ..Status::default()
+        };
+        let text = render(&status, &Extra::default());
+        for line in [
+            "leakwatch_orphan_trees 2",
+            "leakwatch_orphan_rss_bytes 1024",
+            "leakwatch_rule_state{target=\"orphans\",rule=\"orphans.count\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 
     #[tokio::test]

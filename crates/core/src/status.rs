@@ -4,6 +4,7 @@
 //! prints and the UI receives, and keeps the faces free of engine internals.
 
 use crate::model::{Event, Sample, Severity, UnixMillis};
+use crate::orphans::OrphanTree;
 use crate::summary::PathGroup;
 use leakwatch_probe::{FdKind, FdLimit, ProcessId};
 use serde::Serialize;
@@ -24,12 +25,18 @@ pub struct Status {
     pub recent_events: Vec<Event>,
     /// Whether notifications are paused, and until when.
     pub alerts_paused_until: Option<UnixMillis>,
+    /// Orphaned process trees found by the last full scan, largest first.
+    pub orphans: Vec<OrphanTree>,
+    /// The state of each `[orphans.rules]` rule (`orphans.count`, `orphans.rss`).
+    pub orphan_rules: Vec<RuleStatus>,
 }
 
 impl Status {
-    /// The worst severity over all targets: the tray icon's variant.
+    /// The worst severity over all targets and the orphan rules: the tray icon's
+    /// variant.
     pub fn worst(&self) -> Severity {
-        self.targets.iter().map(|t| t.severity).max().unwrap_or(Severity::Ok)
+        let targets = self.targets.iter().map(|t| t.severity);
+        targets.chain(self.orphan_rules.iter().map(|r| r.severity)).max().unwrap_or(Severity::Ok)
     }
 }
 
