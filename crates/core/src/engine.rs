@@ -13,6 +13,7 @@ use crate::config::{Config, ConfigError, Target};
 use crate::locate::{NotFound, PortMemo, locate};
 use crate::model::{Event, EventKind, Sample, SeriesKey, Severity, UnixMillis, unix_millis};
 use crate::notifier::{Notification, Notifier};
+use crate::orphans::{IdleTracker, Lineage, OrphanTree, find_orphans};
 use crate::rules::{MessageContext, Observation, RuleState, measure, outcome_message};
 use crate::status::{
     ConfigStatus, KindGrowth, OwnUsage, ProcessSummary, RuleStatus, Status, TargetState,
@@ -22,7 +23,9 @@ use crate::store::{SeriesId, Store, StoreError};
 use crate::summary::FdSummary;
 use crate::tree::ProcessTree;
 use crate::trend::{Trend, what_grew};
-use leakwatch_probe::{ErrorKind, FdLimit, LimitSource, Probe, ProcessInfo};
+use leakwatch_probe::{
+    ErrorKind, FdLimit, LimitSource, Probe, ProcessId, ProcessInfo, ProcessState,
+};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,6 +48,8 @@ const RECENT_EVENTS: usize = 50;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Points in the status's sparkline history.
 const SPARKLINE_POINTS: usize = 120;
+/// The pseudo-target name of `[orphans.rules]` in events and notifications.
+pub const ORPHANS: &str = "orphans";
 
 /// What the engine is started with.
 #[derive(Debug, Clone)]
@@ -117,6 +122,15 @@ pub struct Engine {
     notes: Vec<String>,
     /// Events raised between ticks (a reload by command), logged with the next.
     pending_events: Vec<Event>,
+    /// Who started whom, recorded on every full scan: the evidence that an
+    /// orphan's parent died (DESIGN.md, "Orphans").
+    lineage: Lineage,
+    /// When each process last used CPU: how long orphan trees have been idle.
+    idle: IdleTracker,
+    /// The orphan trees of the last full scan.
+    orphans: Vec<OrphanTree>,
+    /// The state of each `[orphans.rules]` rule after the last full scan.
+    orphan_rules: Vec<RuleStatus>,
 }
 
 impl Engine {
@@ -164,6 +178,10 @@ impl Engine {
             last_prune: None,
             notes,
             pending_events: Vec::new(),
+            lineage: Lineage::new(),
+            idle: IdleTracker::new(),
+            orphans: Vec::new(),
+            orphan_rules: Vec::new(),
         })
     }
 
@@ -283,7 +301,7 @@ impl Engine {
         self.tick += 1;
         self.reload(false);
         let mut events = std::mem::take(&mut self.pending_events);
-        self.refresh_table();
+        let scanned = self.refresh_table(now);
 
         let mut seen: Vec<String> = Vec::new();
         let mut batch: Vec<(SeriesId, Sample)> = Vec::new();
@@ -294,6 +312,9 @@ impl Engine {
             for target in &targets {
                 self.poll_target(target, now, &mut seen, &mut events, &mut batch);
             }
+        }
+        if scanned {
+            self.evaluate_orphan_rules(now, &mut events);
         }
         self.forget_unseen(&seen, now);
         self.write_history(&batch, &events, now);
@@ -307,10 +328,11 @@ impl Engine {
         Arc::new(self.status(now))
     }
 
-    /// Reads the whole process table when it is due (see [`FULL_SCAN_EVERY`]).
-    fn refresh_table(&mut self) {
+    /// Reads the whole process table when it is due (see [`FULL_SCAN_EVERY`]),
+    /// and with it finds the orphans; returns whether it did.
+    fn refresh_table(&mut self, now: UnixMillis) -> bool {
         if self.table_read_at.is_some_and(|at| at.elapsed() < FULL_SCAN_EVERY) {
-            return;
+            return false;
         }
         match self.probe.processes() {
             Ok(table) => {
@@ -319,9 +341,76 @@ impl Engine {
                 if self.config.watch.is_empty() {
                     self.automatic_pids = self.top_descriptor_holders();
                 }
+                self.scan_orphans(now);
+                true
             }
-            Err(error) => tracing::warn!("reading the process table: {error}"),
+            Err(error) => {
+                tracing::warn!("reading the process table: {error}");
+                false
+            }
         }
+    }
+
+    /// Updates the lineage and idle times from the table just read, then finds
+    /// the orphan trees: the current user's, or everyone's when the config allows
+    /// acting on other users' processes.
+    fn scan_orphans(&mut self, now: UnixMillis) {
+        self.lineage.record(&self.table, now);
+        self.idle.observe(&self.table, now);
+        #[cfg(unix)]
+        let only_uid = (!self.config.allow_other_users).then(leakwatch_probe::current_uid);
+        #[cfg(not(unix))]
+        let only_uid = None;
+        let probe = &self.probe;
+        self.orphans = find_orphans(
+            &self.table,
+            &self.lineage,
+            &self.idle,
+            &self.config.orphans.patterns,
+            only_uid,
+            |pid| probe.fd_count(pid).ok().map(|n| n as u64),
+            now,
+        );
+    }
+
+    /// Feeds `[orphans.rules]` (`orphans.count`, `orphans.rss`) the last full
+    /// scan's trees, as the pseudo-target `orphans`.
+    fn evaluate_orphan_rules(&mut self, now: UnixMillis, events: &mut Vec<Event>) {
+        let rules = self.config.orphans.rules.clone();
+        let keys: Vec<String> = rules.iter().map(|r| r.metric.key()).collect();
+        self.rule_states.retain(|(instance, key), _| instance != ORPHANS || keys.contains(key));
+        let observation = Observation {
+            orphan_count: Some(self.orphans.len() as u64),
+            orphan_rss: Some(self.orphans.iter().map(|t| t.total_rss_bytes).sum()),
+            ..Observation::default()
+        };
+        self.orphan_rules = self.evaluate_rules(
+            ORPHANS,
+            None,
+            &rules,
+            &observation,
+            &Trend::default(),
+            None,
+            now,
+            events,
+        );
+    }
+
+    /// The orphan trees of the last full scan, largest first.
+    pub fn orphans(&self) -> &[OrphanTree] {
+        &self.orphans
+    }
+
+    /// The roots of the orphan trees idle (no member's CPU time advancing) for at
+    /// least `[orphans] idle_reap_after`: what the opt-in reaper takes down.
+    /// Empty when reaping is not configured.
+    pub fn orphans_to_reap(&self) -> Vec<ProcessId> {
+        let Some(after) = self.config.orphans.idle_reap_after else { return Vec::new() };
+        self.orphans
+            .iter()
+            .filter(|tree| tree.idle_for.is_some_and(|idle| idle >= after))
+            .map(|tree| tree.root)
+            .collect()
     }
 
     /// The current user's processes holding the most descriptors.
@@ -352,6 +441,9 @@ impl Engine {
         let window = self.config.defaults.window;
         for pid in self.automatic_pids.clone() {
             let Ok(process) = self.probe.process(pid) else { continue };
+            if matches!(process.state, ProcessState::Zombie | ProcessState::Dead) {
+                continue;
+            }
             let name = format!("{}[{pid}]", process.name);
             let target = TargetView {
                 name: name.clone(),
@@ -413,6 +505,13 @@ impl Engine {
         let mut any = false;
         for pid in pids {
             let process = match self.probe.process(pid) {
+                // A zombie has exited: it holds no descriptors and serves nothing,
+                // so it is down, not up with an empty table.
+                Ok(process)
+                    if matches!(process.state, ProcessState::Zombie | ProcessState::Dead) =>
+                {
+                    continue;
+                }
                 Ok(process) => process,
                 Err(e) if e.kind() == ErrorKind::NoSuchProcess => continue,
                 Err(e) => {
@@ -839,7 +938,7 @@ impl Engine {
                     tracing::warn!("{error}; notifications will be logged only");
                 }
                 self.notify_failures += 1;
-                tracing::info!("{}: {}", notification.title, notification.body);
+                tracing::info!("notification: {}", notification.body);
             }
         }
     }
@@ -875,6 +974,8 @@ impl Engine {
             own: self.own_usage(),
             recent_events: self.recent_events.iter().cloned().collect(),
             alerts_paused_until: self.paused_until.filter(|until| *until > now),
+            orphans: self.orphans.clone(),
+            orphan_rules: self.orphan_rules.clone(),
         }
     }
 
@@ -937,7 +1038,11 @@ impl Engine {
                         for event in status.recent_events.iter().filter(|e| e.at > last_event_at) {
                             let _ = events.send(event.clone());
                         }
-                        last_event_at = status.recent_events.last().map_or(last_event_at, |e| e.at.max(last_event_at));
+                        // The newest, not the last: a reload's event is logged first
+                        // but stamped after the tick's start, and taking the last one's
+                        // time would send it again on every tick that follows.
+                        last_event_at =
+                            status.recent_events.iter().map(|e| e.at).fold(last_event_at, u64::max);
                         let _ = status_tx.send(status);
                         let wanted = current.base_interval();
                         if wanted != period {

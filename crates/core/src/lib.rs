@@ -6,10 +6,13 @@
 
 pub mod config;
 pub mod engine;
+pub mod kill;
 pub mod locate;
 pub mod metrics;
 pub mod model;
 pub mod notifier;
+pub mod orphans;
+pub mod restart;
 pub mod rules;
 pub mod service;
 pub mod status;

@@ -81,6 +81,9 @@ impl Probe {
                 Ok(info) => out.push(info),
                 Err(e) if e.kind() == ErrorKind::NoSuchProcess => {}
                 Err(e) if e.kind() == ErrorKind::PermissionDenied => {}
+                // A process caught mid-exit can answer with a short or empty file
+                // rather than ENOENT: if it is gone now, it simply left the table.
+                Err(_) if self.os.start_time(pid).is_err() => {}
                 Err(e) => return Err(e),
             }
         }
