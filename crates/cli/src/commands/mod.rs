@@ -1,12 +1,16 @@
 //! One module per subcommand. Each returns the text to print, so `main` alone
 //! decides how output and errors reach the terminal.
 
+pub(crate) mod clean_orphans;
 pub(crate) mod config;
 pub(crate) mod daemon;
 pub(crate) mod doctor;
 pub(crate) mod fds;
 pub(crate) mod history;
+pub(crate) mod kill_tree;
+pub(crate) mod orphans;
 pub(crate) mod ps;
+pub(crate) mod restart;
 pub(crate) mod tree;
 pub(crate) mod watch;
 
@@ -85,4 +89,29 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{e}: expected a duration like \"2s\", \"500ms\" or \"1h\""))
+}
+
+/// Asks before signalling: `yes` (from `--yes`) answers at once; otherwise, when
+/// stdin and stdout are both terminals, prints `plan_text` and asks "Proceed?
+/// [y/N]" (true only for y/yes); anywhere else it refuses, so a script never
+/// signals anything by accident. Shared by kill-tree, clean-orphans and restart.
+pub(crate) fn confirm(plan_text: &str, yes: bool) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if yes {
+        return Ok(true);
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        anyhow::bail!("refusing to signal without --yes when not on a terminal");
+    }
+    let mut out = std::io::stdout().lock();
+    write!(out, "{}\nProceed? [y/N] ", plan_text.trim_end())?;
+    out.flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// A kill-tree outcome for tables: `killed`, `survived (uninterruptible (D state))`.
+pub(crate) fn outcome_text(outcome: &leakwatch_core::kill::Outcome) -> String {
+    outcome.to_string()
 }

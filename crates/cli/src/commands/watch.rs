@@ -25,7 +25,8 @@ use std::time::Duration;
     top_paths [{path, kind, count, companions}], grew [{kind, first, now}], history [[at, \
     total]]}], config {path, error, automatic}, own {pid, fds, rss_bytes, cpu_seconds, \
     threads}, recent_events [{at, target, pid, kind, rule, severity, value, message}], \
-    alerts_paused_until.")]
+    alerts_paused_until, orphans [orphan trees as in `leakwatch orphans --json`, with \
+    idle_seconds and no idle_now], orphan_rules [{metric, severity, value}].")]
 pub(crate) struct Args {
     #[command(flatten)]
     engine: EngineArgs,
