@@ -19,10 +19,29 @@
 //! /dev/null and prints `wall_ns cpu_ns`, the wall time from spawn to exit and the
 //! user + system time the kernel charged to it (`getrusage(RUSAGE_CHILDREN)`, exact
 //! to the microsecond, where /proc's tick counts are not).
+//!
+//! The engine's own cost: `engine-ticks N TARGETS CONFIG STORE` builds the watch
+//! engine on CONFIG (which must name TARGETS targets) with its history in STORE and
+//! the interval overridden to 1 ms, so that every tick polls every target, as every
+//! tick at a real interval does. Ticks are timed by the CPU time the kernel charged
+//! to this thread (`getrusage(RUSAGE_THREAD)`: user + system, so the /proc reads
+//! count). The engine reads the whole process table on its first tick and then at
+//! most every 10 s, so after the warm-up it ticks back to back and, each time 10 s
+//! have passed since the last scan, waits until one is surely due and times that
+//! tick apart: the result holds at least N ticks without a scan and
+//! [`FULL_SCAN_TICKS`] with one. For the reader, it also times one read of
+//! `/proc/self/net/tcp`, which the probe reads for every target holding a TCP
+//! socket. Prints `tick_ns scan_tick_ns rss_bytes wall_ns net_tcp_read_ns ticks
+//! scan_ticks` (medians; RSS after the last tick).
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
+use leakwatch_core::engine::{Engine, EngineOptions};
+use leakwatch_core::notifier::NullNotifier;
+use leakwatch_core::status::{Status, TargetState};
 use leakwatch_probe::Probe;
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
 
@@ -34,7 +53,10 @@ const USAGE: &str = "usage: leakwatch-bench MODE
   warm-processes N              one Probe, N timed scans; prints `median_ns min_ns count`
   warm-sysinfo N [cached|always]  one System, N timed refreshes; prints `median_ns min_ns count`
   fd-count PID N                N timed Probe::fd_count calls; prints `median_ns min_ns count`
-  time PROG [ARGS...]           runs PROG once, stdio on /dev/null; prints `wall_ns cpu_ns`";
+  time PROG [ARGS...]           runs PROG once, stdio on /dev/null; prints `wall_ns cpu_ns`
+  engine-ticks N TARGETS CONFIG STORE
+                                N+ engine ticks over CONFIG's TARGETS targets, history in STORE; prints
+                                `tick_ns scan_tick_ns rss_bytes wall_ns net_tcp_read_ns ticks scan_ticks`";
 
 fn main() -> ExitCode {
     match run() {
@@ -63,6 +85,12 @@ fn run() -> Result<String> {
         ["warm-sysinfo", n, "always"] => warm_sysinfo(parse(n, "N")?, Cmd::Always)?,
         ["fd-count", pid, n] => fd_count(parse(pid, "PID")?, parse(n, "N")?)?,
         ["time", program, args @ ..] => time(program, args)?,
+        ["engine-ticks", n, targets, config, store] => engine_ticks(
+            parse(n, "N")?,
+            parse(targets, "TARGETS")?,
+            Path::new(config),
+            Path::new(store),
+        )?,
         _ => bail!("{USAGE}"),
     };
     Ok(out)
@@ -139,10 +167,26 @@ fn time(program: &str, args: &[&str]) -> Result<String> {
 /// User + system time of the children this process has waited for.
 #[cfg(unix)]
 fn children_cpu() -> Result<Duration> {
+    rusage_cpu(libc::RUSAGE_CHILDREN)
+}
+
+/// User + system time of the calling thread (of the process where the OS cannot
+/// tell threads apart; the engine's tick runs on one thread either way).
+#[cfg(unix)]
+fn thread_cpu() -> Result<Duration> {
+    #[cfg(target_os = "linux")]
+    let who = libc::RUSAGE_THREAD;
+    #[cfg(not(target_os = "linux"))]
+    let who = libc::RUSAGE_SELF;
+    rusage_cpu(who)
+}
+
+#[cfg(unix)]
+fn rusage_cpu(who: libc::c_int) -> Result<Duration> {
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid, writable rusage that outlives the call.
-    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) } != 0 {
+    if unsafe { libc::getrusage(who, &mut usage) } != 0 {
         bail!("getrusage: {}", std::io::Error::last_os_error());
     }
     let micros = |t: libc::timeval| {
@@ -154,6 +198,119 @@ fn children_cpu() -> Result<Duration> {
 #[cfg(not(unix))]
 fn children_cpu() -> Result<Duration> {
     bail!("`time` needs getrusage, which this OS lacks")
+}
+
+#[cfg(not(unix))]
+fn thread_cpu() -> Result<Duration> {
+    bail!("`engine-ticks` needs getrusage, which this OS lacks")
+}
+
+/// Ticks before the timed ones: the first begins every series, reads every FD
+/// limit, does the first full scan and finds every port's owner.
+const ENGINE_WARM_UP: usize = 5;
+/// How often the engine reads the whole process table: `FULL_SCAN_EVERY` in
+/// crates/core/src/engine.rs.
+const FULL_SCAN_EVERY: Duration = Duration::from_secs(10);
+/// Timed ticks that include a full scan.
+const FULL_SCAN_TICKS: usize = 3;
+/// Timed reads of `/proc/self/net/tcp`.
+const TCP_READS: usize = 21;
+
+/// `engine-ticks N TARGETS CONFIG STORE`: see the module documentation.
+fn engine_ticks(n: usize, targets: usize, config: &Path, store: &Path) -> Result<String> {
+    ensure!(n >= 1, "N must be at least 1");
+    let mut engine = Engine::new(EngineOptions {
+        config_path: Some(config.to_path_buf()),
+        store_path: Some(store.to_path_buf()),
+        notifier: Arc::new(NullNotifier),
+        interval: Some(Duration::from_millis(1)),
+    })?;
+    // The first tick scans; the engine marks the scan done inside the tick, so the
+    // next one is due 10 s after a moment between the tick's start and its end.
+    let (mut scan_start, _) = timed_tick(&mut engine, targets)?;
+    let mut scan_end = Instant::now();
+    for _ in 1..ENGINE_WARM_UP {
+        timed_tick(&mut engine, targets)?;
+    }
+    let mut ticks: Vec<Duration> = Vec::with_capacity(n);
+    let mut walls: Vec<Duration> = Vec::with_capacity(n);
+    let mut scan_ticks: Vec<Duration> = Vec::with_capacity(FULL_SCAN_TICKS);
+    let mut longest = Duration::ZERO;
+    while ticks.len() < n || scan_ticks.len() < FULL_SCAN_TICKS {
+        // A tick that starts before the last scan's start + 10 s cannot scan (with
+        // the longest tick so far as margin, it ends before then too).
+        if ticks.len() < n && Instant::now() + longest < scan_start + FULL_SCAN_EVERY {
+            let started = Instant::now();
+            let (_, cpu) = timed_tick(&mut engine, targets)?;
+            let wall = started.elapsed();
+            longest = longest.max(wall);
+            ticks.push(cpu);
+            walls.push(wall);
+            continue;
+        }
+        // One that starts after its end + 10 s surely does.
+        std::thread::sleep(
+            (scan_end + FULL_SCAN_EVERY + Duration::from_millis(5))
+                .saturating_duration_since(Instant::now()),
+        );
+        let (started, cpu) = timed_tick(&mut engine, targets)?;
+        scan_start = started;
+        scan_end = Instant::now();
+        scan_ticks.push(cpu);
+    }
+    let rss = own_rss()?;
+    let mut tcp_reads = Vec::with_capacity(TCP_READS);
+    for _ in 0..TCP_READS {
+        let before = thread_cpu()?;
+        std::hint::black_box(std::fs::read("/proc/self/net/tcp").context("/proc/self/net/tcp")?);
+        tcp_reads.push(thread_cpu()?.saturating_sub(before));
+    }
+    let (count, scans) = (ticks.len(), scan_ticks.len());
+    Ok(format!(
+        "{} {} {rss} {} {} {count} {scans}",
+        median(ticks).as_nanos(),
+        median(scan_ticks).as_nanos(),
+        median(walls).as_nanos(),
+        median(tcp_reads).as_nanos(),
+    ))
+}
+
+/// One tick, checked; returns when it started and the CPU time it took.
+fn timed_tick(engine: &mut Engine, targets: usize) -> Result<(Instant, Duration)> {
+    let (started, before) = (Instant::now(), thread_cpu()?);
+    let status = engine.tick();
+    let cpu = thread_cpu()?.saturating_sub(before);
+    all_up(&status, targets)?;
+    Ok((started, cpu))
+}
+
+/// Fails unless the status shows exactly `targets` targets, every one up.
+fn all_up(status: &Status, targets: usize) -> Result<()> {
+    ensure!(
+        status.targets.len() == targets,
+        "the engine shows {} targets, not {targets}",
+        status.targets.len()
+    );
+    if let Some(down) = status.targets.iter().find(|t| t.state != TargetState::Up) {
+        bail!("target {} is not up: {:?}", down.name, down.state);
+    }
+    Ok(())
+}
+
+/// This process's resident memory (VmRSS), in bytes.
+fn own_rss() -> Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .context("reading /proc/self/status (the engine mode measures RSS on Linux)")?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:")?.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS in /proc/self/status")?;
+    Ok(kib * 1024)
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort_unstable();
+    times.get(times.len() / 2).copied().unwrap_or_default()
 }
 
 /// Calls `f` `n` times and renders `median_ns min_ns count` (count from the last call).
