@@ -544,7 +544,7 @@ impl Engine {
         let pid = process.id.pid;
         let instance_name = target.instance.clone();
         self.ensure_series(target, process, now, events);
-        let table = match self.probe.fd_table(pid) {
+        let table = match self.probe.fd_kinds(pid) {
             Ok(table) if table.id == process.id => table,
             Ok(_) => return,
             Err(e) if e.kind() == ErrorKind::PermissionDenied => {

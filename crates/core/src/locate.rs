@@ -6,7 +6,7 @@
 
 use crate::config::Selector;
 use crate::service;
-use leakwatch_probe::{ErrorKind, FdKind, Probe, ProcessInfo};
+use leakwatch_probe::{ErrorKind, FdKind, Probe, ProcessId, ProcessInfo};
 use std::time::{Duration, Instant};
 
 /// Why a target has no process now.
@@ -27,10 +27,13 @@ pub enum NotFound {
 /// search of every process is not repeated on every tick.
 #[derive(Debug, Default)]
 pub struct PortMemo {
-    owners: Vec<u32>,
+    owners: Vec<ProcessId>,
     last_search: Option<Instant>,
+    last_verified: Option<Instant>,
 }
 
+/// How often a port's known, still-living owners are confirmed to hold it.
+const PORT_VERIFY_EVERY: Duration = Duration::from_secs(10);
 /// How long after a fruitless search for a port's owner the next one may run.
 const PORT_SEARCH_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -95,8 +98,17 @@ pub fn locate(
 /// [`PORT_SEARCH_BACKOFF`]). Processes that share one inherited listener (a
 /// pre-forking server) are all owners; the one whose parent is not an owner leads.
 fn port_owners(port: u16, table: &[ProcessInfo], probe: &Probe, memo: &mut PortMemo) -> Vec<u32> {
-    if !memo.owners.is_empty() && memo.owners.iter().all(|pid| listens_on(probe, *pid, port)) {
-        return memo.owners.clone();
+    let pids = |owners: &[ProcessId]| owners.iter().map(|id| id.pid).collect::<Vec<u32>>();
+    // While the owners live, the port is theirs: confirming it means naming socket
+    // endpoints (costly on Linux), so that is done only every PORT_VERIFY_EVERY.
+    let alive = !memo.owners.is_empty()
+        && memo.owners.iter().all(|id| probe.identity(id.pid).is_ok_and(|now| now == *id));
+    if alive && memo.last_verified.is_some_and(|at| at.elapsed() < PORT_VERIFY_EVERY) {
+        return pids(&memo.owners);
+    }
+    if alive && memo.owners.iter().all(|id| listens_on(probe, id.pid, port)) {
+        memo.last_verified = Some(Instant::now());
+        return pids(&memo.owners);
     }
     memo.owners.clear();
     if memo.last_search.is_some_and(|at| at.elapsed() < PORT_SEARCH_BACKOFF) {
@@ -108,12 +120,13 @@ fn port_owners(port: u16, table: &[ProcessInfo], probe: &Probe, memo: &mut PortM
         .iter()
         .filter(|p| !p.is_kernel_thread && p.id.pid != own)
         .filter(|p| listens_on(probe, p.id.pid, port))
-        .map(|p| p.id.pid)
+        .map(|p| p.id)
         .collect();
     if !memo.owners.is_empty() {
         memo.last_search = None;
+        memo.last_verified = Some(Instant::now());
     }
-    memo.owners.clone()
+    pids(&memo.owners)
 }
 
 /// Whether `pid` holds a TCP socket listening on `port`.

@@ -36,7 +36,9 @@ pub(crate) trait Backend: Sized {
     fn process(&self, pid: u32) -> Result<RawProcess>;
     fn details(&self, pid: u32) -> Result<ProcessDetails>;
     fn start_time(&self, pid: u32) -> Result<StartTime>;
-    fn fd_table(&self, pid: u32) -> Result<Vec<Fd>>;
+    /// The descriptors of `pid`; with `endpoints` false a backend may skip the
+    /// work of naming socket endpoints (kinds and paths are always given).
+    fn fd_table(&self, pid: u32, endpoints: bool) -> Result<Vec<Fd>>;
     fn fd_count(&self, pid: u32) -> Result<usize>;
     fn fd_limit(&self, pid: u32) -> Result<FdLimit>;
     /// What could be read of the system-wide limits; unreadable ones are left out.

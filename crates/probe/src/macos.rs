@@ -155,7 +155,8 @@ impl Backend for Os {
         bsd_info(pid).map(|bsd| start_of(&bsd).0)
     }
 
-    fn fd_table(&self, pid: u32) -> Result<Vec<Fd>> {
+    // proc_pidfdinfo names endpoints in the same call that gives the kind.
+    fn fd_table(&self, pid: u32, _endpoints: bool) -> Result<Vec<Fd>> {
         let c_pid = c_pid(pid)?;
         let entries = list_fds(pid, c_pid)?;
         let mut fds = Vec::with_capacity(entries.len());

@@ -23,7 +23,7 @@ impl Backend for Os {
     fn start_time(&self, _pid: u32) -> Result<StartTime> {
         Err(Error::unsupported("process start time"))
     }
-    fn fd_table(&self, _pid: u32) -> Result<Vec<Fd>> {
+    fn fd_table(&self, _pid: u32, _endpoints: bool) -> Result<Vec<Fd>> {
         Err(Error::unsupported("descriptor table"))
     }
     fn fd_count(&self, _pid: u32) -> Result<usize> {

@@ -63,6 +63,12 @@ fn every_kind_is_classified_exactly() {
 
     let table = probe.fd_table(pid).unwrap();
     let links = independent_fd_links(pid);
+    // The engine's cheaper read classifies every descriptor the same way.
+    let cheap = probe.fd_kinds(pid).unwrap();
+    let kinds =
+        |fds: &[leakwatch_probe::Fd]| fds.iter().map(|fd| (fd.fd, fd.kind)).collect::<Vec<_>>();
+    assert_eq!(kinds(&cheap.fds), kinds(&table.fds));
+    assert!(cheap.fds.iter().all(|fd| fd.endpoint.is_none()));
     assert_eq!(table.fds.len(), links.len(), "total against /proc/{pid}/fd");
     assert_eq!(kind_counts(&probe, pid), expected);
     assert_eq!(probe.fd_count(pid).unwrap(), links.len());
