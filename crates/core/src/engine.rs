@@ -9,6 +9,7 @@
 //! running at the next interval, that interval is skipped, so a hung probe can
 //! neither block the loop nor pile ticks up behind it.
 
+use crate::autopilot::Autopilot;
 use crate::config::{Config, ConfigError, Target};
 use crate::locate::{NotFound, PortMemo, locate};
 use crate::model::{Event, EventKind, Sample, SeriesKey, Severity, UnixMillis, unix_millis};
@@ -131,6 +132,8 @@ pub struct Engine {
     orphans: Vec<OrphanTree>,
     /// The state of each `[orphans.rules]` rule after the last full scan.
     orphan_rules: Vec<RuleStatus>,
+    /// Automatic restarts and orphan reaping in flight.
+    autopilot: Autopilot,
 }
 
 impl Engine {
@@ -182,6 +185,7 @@ impl Engine {
             idle: IdleTracker::new(),
             orphans: Vec::new(),
             orphan_rules: Vec::new(),
+            autopilot: Autopilot::default(),
         })
     }
 
@@ -316,6 +320,7 @@ impl Engine {
         if scanned {
             self.evaluate_orphan_rules(now, &mut events);
         }
+        self.run_autopilot(scanned, now, &mut events);
         self.forget_unseen(&seen, now);
         self.write_history(&batch, &events, now);
         self.notify(&events, now);
@@ -394,6 +399,32 @@ impl Engine {
             now,
             events,
         );
+    }
+
+    /// Collects finished automatic actions and starts due ones: restarts of
+    /// targets at their `auto_restart.on` severity, reaping of idle orphan trees.
+    fn run_autopilot(&mut self, scanned: bool, now: UnixMillis, events: &mut Vec<Event>) {
+        self.autopilot.collect(self.store.as_ref(), now, events);
+        for target in self.config.watch.iter().filter(|t| t.auto_restart.is_some()) {
+            let severity = self
+                .instances
+                .values()
+                .filter(|i| i.target == target.name)
+                .filter_map(|i| i.status.as_ref())
+                .map(|s| s.severity)
+                .max()
+                .unwrap_or(Severity::Ok);
+            self.autopilot.consider_restart(&self.config, target, severity, now, events);
+        }
+        if scanned {
+            let roots = self.orphans_to_reap();
+            self.autopilot.reap(&self.config, roots, now, events);
+        }
+    }
+
+    /// Waits for automatic actions still running: call before dropping the engine.
+    pub fn finish(&mut self) {
+        self.autopilot.finish();
     }
 
     /// The orphan trees of the last full scan, largest first.
@@ -921,7 +952,11 @@ impl Engine {
         for event in events {
             let notify = matches!(
                 event.kind,
-                EventKind::Raised | EventKind::Escalated | EventKind::Reminded | EventKind::Cleared
+                EventKind::Raised
+                    | EventKind::Escalated
+                    | EventKind::Reminded
+                    | EventKind::Cleared
+                    | EventKind::Action
             ) && !event.message.ends_with("(within cooldown: not notified)");
             if !notify {
                 continue;
@@ -973,6 +1008,7 @@ impl Engine {
             },
             own: self.own_usage(),
             recent_events: self.recent_events.iter().cloned().collect(),
+            restarts: self.autopilot.restarts().clone(),
             alerts_paused_until: self.paused_until.filter(|until| *until > now),
             orphans: self.orphans.clone(),
             orphan_rules: self.orphan_rules.clone(),
@@ -1063,8 +1099,16 @@ impl Engine {
                 }
             }
             // Let a running tick finish so its samples reach the store.
-            if let Some(handle) = in_flight.take() {
-                let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+            if let Some(handle) = in_flight.take()
+                && let Ok(Ok((current, _))) =
+                    tokio::time::timeout(Duration::from_secs(10), handle).await
+            {
+                engine = Some(current);
+            }
+            // A restart in progress is seen through, so no server is left half-started.
+            if let Some(mut current) = engine.take() {
+                let finishing = tokio::task::spawn_blocking(move || current.finish());
+                let _ = tokio::time::timeout(Duration::from_secs(60), finishing).await;
             }
         });
         EngineHandle {

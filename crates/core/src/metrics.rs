@@ -83,7 +83,8 @@ pub fn render(status: &Status, extra: &Extra) -> String {
             RuleLabels { target: crate::engine::ORPHANS.to_owned(), rule: state.metric.clone() };
         rule.get_or_create(&labels).set(severity_value(state.severity));
     }
-    for (target, count) in &extra.restarts {
+    for (target, count) in status.restarts.iter().chain(extra.restarts.iter().map(|(t, n)| (t, n)))
+    {
         restarts.get_or_create(&TargetLabels { target: target.clone() }).set(saturating(*count));
     }
     let orphans = Gauge::<i64>::default();

@@ -29,6 +29,8 @@ pub struct Status {
     pub orphans: Vec<OrphanTree>,
     /// The state of each `[orphans.rules]` rule (`orphans.count`, `orphans.rss`).
     pub orphan_rules: Vec<RuleStatus>,
+    /// Automatic restarts performed per target since the engine started.
+    pub restarts: BTreeMap<String, u64>,
 }
 
 impl Status {

@@ -55,7 +55,9 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
     let now = unix_millis(SystemTime::now());
     let since = now.saturating_sub(u64::try_from(args.since.as_millis()).unwrap_or(u64::MAX));
     let series = store.series(&args.target)?;
-    if series.is_empty() {
+    let events = store.events(Some(&args.target), since)?;
+    let snapshots = store.snapshots(Some(&args.target), since)?;
+    if series.is_empty() && events.is_empty() && snapshots.is_empty() {
         let known = store.targets()?;
         anyhow::bail!(
             "no history for target `{}`; recorded targets: {}",
@@ -63,13 +65,8 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
             if known.is_empty() { "none".to_owned() } else { known.join(", ") }
         );
     }
-    let mut report = Report {
-        target: args.target.clone(),
-        since,
-        series: Vec::new(),
-        events: store.events(Some(&args.target), since)?,
-        snapshots: store.snapshots(Some(&args.target), since)?,
-    };
+    let mut report =
+        Report { target: args.target.clone(), since, series: Vec::new(), events, snapshots };
     for info in series {
         if info.ended_at.is_some_and(|end| end < since) {
             continue;

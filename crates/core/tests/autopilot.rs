@@ -1,0 +1,110 @@
+//! Automatic restarts against real processes: a target stuck at critical is
+//! restarted by the engine with a forensic snapshot each time, and the circuit
+//! breaker trips on the restart that would exceed `max` within `per`, says so
+//! once, and restarts nothing more.
+#![cfg(target_os = "linux")]
+// Helpers shared by the tests unwrap too: a panic is the failure report we want.
+#![allow(clippy::unwrap_used)]
+
+use leakwatch_core::engine::{Engine, EngineOptions};
+use leakwatch_core::model::{EventKind, Severity};
+use leakwatch_core::notifier::CapturingNotifier;
+use leakwatch_core::store::Store;
+use leakwatch_test_helper::helper_binary;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Kills whatever pid the pidfile names last, and every pid seen, on drop.
+struct Cleanup<'a>(&'a Path, Vec<u32>);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let last = std::fs::read_to_string(self.0).ok().and_then(|t| t.trim().parse().ok());
+        for pid in self.1.iter().copied().chain(last) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        }
+    }
+}
+
+#[test]
+fn critical_target_is_restarted_until_the_breaker_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("server.pid");
+    // `exec` keeps the shell's pid, so the pidfile names the server itself.
+    let start = format!(
+        "echo $$ > {}; exec {} --stay --exec 'open epoll 5'",
+        pidfile.display(),
+        helper_binary().display()
+    );
+    let mut first = Command::new("sh").args(["-c", &start]).stdin(Stdio::null()).spawn().unwrap();
+    let mut cleanup = Cleanup(&pidfile, vec![first.id()]);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[notify]\nenabled = false\n\n[[watch]]\nname = \"leaky\"\npidfile = \"{}\"\n\n\
+             [watch.rules]\nfds = false\neta = false\nepoll = {{ critical = 3, samples = 1 }}\n\n\
+             [watch.restart]\ncommand = [\"sh\", \"-c\", {start:?}]\ngrace = \"500ms\"\n\
+             health_timeout = \"5s\"\n\n[watch.auto_restart]\non = \"critical\"\nmax = 2\nper = \"1h\"\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    let store_path = dir.path().join("history.sqlite3");
+    let mut engine = Engine::new(EngineOptions {
+        config_path: Some(config),
+        store_path: Some(store_path.clone()),
+        notifier: Arc::new(CapturingNotifier::default()),
+        interval: Some(Duration::from_millis(100)),
+    })
+    .unwrap();
+
+    let mut events = Vec::new();
+    let started = Instant::now();
+    let mut last_tick = 0;
+    while started.elapsed() < Duration::from_secs(40) {
+        let status = engine.tick();
+        let current = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok());
+        if let Some(pid) = current
+            && !cleanup.1.contains(&pid)
+        {
+            cleanup.1.push(pid);
+        }
+        events.extend(status.recent_events.iter().filter(|e| e.at > last_tick).cloned());
+        last_tick = status.recent_events.last().map_or(last_tick, |e| e.at.max(last_tick));
+        let tripped = events.iter().any(|e| e.message.contains("circuit breaker open"));
+        if tripped && status.restarts.get("leaky") == Some(&2) {
+            // Keep ticking a while: nothing more may be restarted.
+            for _ in 0..20 {
+                std::thread::sleep(Duration::from_millis(100));
+                engine.tick();
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    engine.finish();
+    let status = engine.tick();
+    let restarted: Vec<_> =
+        events.iter().filter(|e| e.message.contains("restarted automatically")).collect();
+    assert_eq!(restarted.len(), 2, "{events:#?}");
+    let trips: Vec<_> =
+        events.iter().filter(|e| e.message.contains("circuit breaker open")).collect();
+    assert_eq!(trips.len(), 1, "reported once: {events:#?}");
+    assert_eq!(trips[0].kind, EventKind::Action);
+    assert_eq!(trips[0].severity, Severity::Critical);
+    assert_eq!(status.restarts.get("leaky"), Some(&2));
+    // Three servers in all (the first and two restarts), a new pid each time.
+    assert_eq!(cleanup.1.len(), 3, "{:?}", cleanup.1);
+
+    let store = Store::open_read_only(&store_path).unwrap();
+    let snapshots = store.snapshots(Some("leaky"), 0).unwrap();
+    assert_eq!(snapshots.len(), 2);
+    assert!(snapshots.iter().all(|s| s.reason.contains("automatic restart")));
+    assert_eq!(snapshots[0].process.pid, cleanup.1[0]);
+    assert_eq!(snapshots[0].body["fds"]["kinds"]["epoll"], 5);
+    // The first server was ours: reap it (the engine reaped the ones it started).
+    first.wait().unwrap();
+}
