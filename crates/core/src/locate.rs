@@ -28,11 +28,14 @@ pub enum NotFound {
 #[derive(Debug, Default)]
 pub struct PortMemo {
     owners: Vec<ProcessId>,
+    /// The listening sockets' inodes, where the probe can tell them.
+    inodes: Vec<u64>,
     last_search: Option<Instant>,
     last_verified: Option<Instant>,
 }
 
-/// How often a port's known, still-living owners are confirmed to hold it.
+/// Where socket inodes are not available: how often a port's known, still-living
+/// owners are confirmed to hold it by their endpoints.
 const PORT_VERIFY_EVERY: Duration = Duration::from_secs(10);
 /// How long after a fruitless search for a port's owner the next one may run.
 const PORT_SEARCH_BACKOFF: Duration = Duration::from_secs(10);
@@ -96,37 +99,59 @@ pub fn locate(
 /// Pids holding a listening TCP socket on `port`: the remembered owners if they
 /// still hold it, else a search over the table (at most every
 /// [`PORT_SEARCH_BACKOFF`]). Processes that share one inherited listener (a
-/// pre-forking server) are all owners; the one whose parent is not an owner leads.
+/// pre-forking server) are all owners.
+///
+/// Where the probe offers socket inodes (Linux) this is done the way `ss -p` does
+/// it: the port's listening inodes are read once per search, and an owner is
+/// re-confirmed every tick by still holding one of them, which costs a readlink
+/// pass and no read of the kernel's TCP tables. Elsewhere owners are confirmed
+/// by their sockets' endpoints, at most every [`PORT_VERIFY_EVERY`].
 fn port_owners(port: u16, table: &[ProcessInfo], probe: &Probe, memo: &mut PortMemo) -> Vec<u32> {
     let pids = |owners: &[ProcessId]| owners.iter().map(|id| id.pid).collect::<Vec<u32>>();
-    // While the owners live, the port is theirs: confirming it means naming socket
-    // endpoints (costly on Linux), so that is done only every PORT_VERIFY_EVERY.
     let alive = !memo.owners.is_empty()
         && memo.owners.iter().all(|id| probe.identity(id.pid).is_ok_and(|now| now == *id));
-    if alive && memo.last_verified.is_some_and(|at| at.elapsed() < PORT_VERIFY_EVERY) {
-        return pids(&memo.owners);
-    }
-    if alive && memo.owners.iter().all(|id| listens_on(probe, id.pid, port)) {
-        memo.last_verified = Some(Instant::now());
-        return pids(&memo.owners);
+    if alive {
+        let confirmed = if memo.inodes.is_empty() {
+            memo.last_verified.is_some_and(|at| at.elapsed() < PORT_VERIFY_EVERY)
+                || memo.owners.iter().all(|id| listens_on(probe, id.pid, port))
+        } else {
+            memo.owners.iter().all(|id| holds_any(probe, id.pid, &memo.inodes))
+        };
+        if confirmed {
+            memo.last_verified = Some(Instant::now());
+            return pids(&memo.owners);
+        }
     }
     memo.owners.clear();
+    memo.inodes.clear();
     if memo.last_search.is_some_and(|at| at.elapsed() < PORT_SEARCH_BACKOFF) {
         return Vec::new();
     }
     memo.last_search = Some(Instant::now());
     let own = std::process::id();
-    memo.owners = table
-        .iter()
-        .filter(|p| !p.is_kernel_thread && p.id.pid != own)
-        .filter(|p| listens_on(probe, p.id.pid, port))
-        .map(|p| p.id)
-        .collect();
+    let candidates = table.iter().filter(|p| !p.is_kernel_thread && p.id.pid != own);
+    match probe.listening_inodes(port) {
+        Ok(inodes) if inodes.is_empty() => {}
+        Ok(inodes) => {
+            memo.owners =
+                candidates.filter(|p| holds_any(probe, p.id.pid, &inodes)).map(|p| p.id).collect();
+            memo.inodes = inodes;
+        }
+        Err(_) => {
+            memo.owners =
+                candidates.filter(|p| listens_on(probe, p.id.pid, port)).map(|p| p.id).collect();
+        }
+    }
     if !memo.owners.is_empty() {
         memo.last_search = None;
         memo.last_verified = Some(Instant::now());
     }
     pids(&memo.owners)
+}
+
+/// Whether `pid` holds a socket with one of `inodes`.
+fn holds_any(probe: &Probe, pid: u32, inodes: &[u64]) -> bool {
+    probe.socket_inodes(pid).is_ok_and(|held| held.iter().any(|inode| inodes.contains(inode)))
 }
 
 /// Whether `pid` holds a TCP socket listening on `port`.

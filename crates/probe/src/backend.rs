@@ -43,4 +43,12 @@ pub(crate) trait Backend: Sized {
     fn fd_limit(&self, pid: u32) -> Result<FdLimit>;
     /// What could be read of the system-wide limits; unreadable ones are left out.
     fn system_limits(&self) -> Vec<SystemLimit>;
+    /// Socket inodes listening on TCP `port` in our network namespace.
+    fn listening_inodes(&self, _port: u16) -> Result<Vec<u64>> {
+        Err(crate::Error::unsupported("socket inodes"))
+    }
+    /// The socket inodes `pid` holds.
+    fn socket_inodes(&self, _pid: u32) -> Result<Vec<u64>> {
+        Err(crate::Error::unsupported("socket inodes"))
+    }
 }

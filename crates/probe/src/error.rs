@@ -51,7 +51,6 @@ impl Error {
         Self { kind: ErrorKind::PermissionDenied, pid: Some(pid), what: what.into(), source: None }
     }
 
-    #[cfg_attr(any(target_os = "linux", target_os = "macos"), allow(dead_code))]
     pub(crate) fn unsupported(what: impl Into<String>) -> Self {
         Self { kind: ErrorKind::Unsupported, pid: None, what: what.into(), source: None }
     }

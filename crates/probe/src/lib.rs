@@ -141,6 +141,18 @@ impl Probe {
         self.os.fd_limit(pid)
     }
 
+    /// The inodes of the TCP sockets listening on `port` (Linux; elsewhere
+    /// [`ErrorKind::Unsupported`]). With [`Probe::socket_inodes`] it finds a port's
+    /// owner the way `ss -p` does, without naming every socket's endpoints.
+    pub fn listening_inodes(&self, port: u16) -> Result<Vec<u64>> {
+        self.os.listening_inodes(port)
+    }
+
+    /// The inodes of the sockets `pid` holds (Linux; elsewhere Unsupported).
+    pub fn socket_inodes(&self, pid: u32) -> Result<Vec<u64>> {
+        self.os.socket_inodes(pid)
+    }
+
     /// The system-wide descriptor limits and where each comes from (file-max and
     /// nr_open on Linux; launchd's maxfiles and the kern.* sysctls on macOS).
     pub fn system_limits(&self) -> Vec<SystemLimit> {

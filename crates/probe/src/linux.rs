@@ -198,6 +198,48 @@ impl Backend for Os {
         Ok(FdLimit { soft, hard, source: LimitSource::ProcLimits })
     }
 
+    fn listening_inodes(&self, port: u16) -> Result<Vec<u64>> {
+        let mut inodes = Vec::new();
+        for table in [SocketTable::Tcp, SocketTable::Tcp6] {
+            let text = match read_file(&self.proc, table.file()) {
+                Ok(text) => text,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::from_io(None, table.file(), e)),
+            };
+            let suffix = format!(":{port} (LISTEN)");
+            inodes.extend(
+                table
+                    .parse(&text)
+                    .into_iter()
+                    .filter(|(_, _, endpoint)| {
+                        endpoint.as_deref().is_some_and(|e| e.ends_with(&suffix))
+                    })
+                    .map(|(inode, _, _)| inode),
+            );
+        }
+        Ok(inodes)
+    }
+
+    fn socket_inodes(&self, pid: u32) -> Result<Vec<u64>> {
+        let fd_dir = self.open_fd_dir(pid)?;
+        let dir_fd = fd_dir.as_fd();
+        let mut dir = Dir::read_from(dir_fd).map_err(|e| fd_dir_error(pid, e))?;
+        let mut inodes = Vec::new();
+        let mut link = [0u8; 64];
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| fd_dir_error(pid, e))?;
+            let name = entry.file_name();
+            if parse_decimal::<i32>(name.to_bytes()).is_none() {
+                continue;
+            }
+            let Ok(len) = rustix::fs::readlinkat_raw(dir_fd, name, &mut link) else { continue };
+            if let Link::Socket(inode) = classify_link(&link[..len.min(link.len())]) {
+                inodes.push(inode);
+            }
+        }
+        Ok(inodes)
+    }
+
     fn system_limits(&self) -> Vec<SystemLimit> {
         let mut limits = Vec::new();
         let mut read_number = |name: &str, file: &str, nth: usize| {

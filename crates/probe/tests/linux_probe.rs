@@ -190,3 +190,16 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn a_listeners_inode_leads_to_its_owner() {
+    let mut helper = Helper::spawn().unwrap();
+    let port: u16 = helper.ok("serve-http 0")[0].parse().unwrap();
+    let probe = Probe::new().unwrap();
+    let inodes = probe.listening_inodes(port).unwrap();
+    assert_eq!(inodes.len(), 1, "{inodes:?}");
+    assert!(probe.socket_inodes(helper.pid()).unwrap().contains(&inodes[0]));
+    assert!(!probe.socket_inodes(std::process::id()).unwrap().contains(&inodes[0]));
+    helper.kill();
+    assert!(probe.listening_inodes(port).unwrap().is_empty());
+}
