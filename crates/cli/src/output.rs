@@ -82,16 +82,9 @@ impl Table {
     }
 }
 
-/// `212.3 MiB`: binary units, one decimal above KiB.
+/// `212 MiB`, `1.5 KiB`: binary units, as everywhere in Leakwatch.
 pub(crate) fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+    leakwatch_core::rules::human_bytes(n)
 }
 
 /// `3d 4h`, `2h 5m`, `4m 10s`, `12s`: the two largest units.
@@ -118,7 +111,7 @@ mod tests {
     #[test]
     fn human_units() {
         assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(220 * 1024 * 1024), "220.0 MiB");
+        assert_eq!(bytes(220 * 1024 * 1024), "220 MiB");
         assert_eq!(age(Duration::from_secs(12)), "12s");
         assert_eq!(age(Duration::from_secs(3 * 86_400 + 3600 * 4 + 5)), "3d 4h");
         assert_eq!(age(Duration::from_secs(7500)), "2h 5m");

@@ -97,6 +97,21 @@ struct Instance {
     status: Option<TargetStatus>,
 }
 
+impl Instance {
+    /// A process of `target` not sampled yet (or a target that is down).
+    fn new(target: &str) -> Self {
+        Self {
+            target: target.to_owned(),
+            process: None,
+            series: None,
+            samples: VecDeque::new(),
+            first: None,
+            limit: None,
+            status: None,
+        }
+    }
+}
+
 /// The engine's state between ticks.
 #[derive(Debug)]
 pub struct Engine {
@@ -700,16 +715,10 @@ impl Engine {
         now: UnixMillis,
         events: &mut Vec<Event>,
     ) {
-        let instance =
-            self.instances.entry(target.instance.to_owned()).or_insert_with(|| Instance {
-                target: target.name.to_owned(),
-                process: None,
-                series: None,
-                samples: VecDeque::new(),
-                first: None,
-                limit: None,
-                status: None,
-            });
+        let instance = self
+            .instances
+            .entry(target.instance.to_owned())
+            .or_insert_with(|| Instance::new(&target.name));
         if instance.series.as_ref().is_some_and(|(key, _)| key.process == process.id) {
             return;
         }
@@ -790,15 +799,10 @@ impl Engine {
         let mut status = self.bare_status(target, TargetState::Down(reason.to_string()));
         status.severity = rule_statuses.iter().map(|r| r.severity).max().unwrap_or(Severity::Ok);
         status.rules = rule_statuses;
-        let instance = self.instances.entry(target.name.to_owned()).or_insert_with(|| Instance {
-            target: target.name.to_owned(),
-            process: None,
-            series: None,
-            samples: VecDeque::new(),
-            first: None,
-            limit: None,
-            status: None,
-        });
+        let instance = self
+            .instances
+            .entry(target.name.to_owned())
+            .or_insert_with(|| Instance::new(&target.name));
         instance.status = Some(status);
     }
 

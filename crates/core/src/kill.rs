@@ -120,6 +120,7 @@ impl Guard {
 
 /// What happened to one process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     /// Gone before any SIGKILL was sent to it: it exited on SIGTERM (its own, or
@@ -183,6 +184,7 @@ impl fmt::Display for Outcome {
 
 /// One process of a [`KillPlan`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PlannedProcess {
     #[serde(flatten)]
     pub id: ProcessId,
@@ -201,9 +203,11 @@ pub struct PlannedProcess {
 /// What [`execute`] will do: the roots, the grace, and every recorded process,
 /// depth first (each root followed by its descendants).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct KillPlan {
     pub roots: Vec<ProcessId>,
     #[serde(rename = "grace_seconds", with = "secs")]
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub grace: Duration,
     pub processes: Vec<PlannedProcess>,
 }
@@ -228,7 +232,7 @@ impl KillPlan {
                 out,
                 "Stop {} ({trees}, {} resident):",
                 plural(targets.len(), "process", "processes"),
-                human_bytes(rss)
+                crate::rules::human_bytes(rss)
             );
             let roots: Vec<String> = self
                 .processes
@@ -266,7 +270,7 @@ impl KillPlan {
         let width = width.max(3);
         let _ = writeln!(out, "  {:>width$}  {:>10}  COMMAND", "PID", "RSS");
         for p in &self.processes {
-            let rss = p.rss_bytes.map_or_else(|| "-".to_owned(), human_bytes);
+            let rss = p.rss_bytes.map_or_else(|| "-".to_owned(), crate::rules::human_bytes);
             let command =
                 if p.argv.is_empty() { format!("[{}]", p.name) } else { p.argv.join(" ") };
             let _ =
@@ -282,6 +286,7 @@ impl KillPlan {
 
 /// The outcome for one process.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ProcessOutcome {
     #[serde(flatten)]
     pub id: ProcessId,
@@ -293,9 +298,11 @@ pub struct ProcessOutcome {
 /// What [`execute`] did: every recorded process in plan order, then the
 /// newcomers in the order they were found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct KillReport {
     pub processes: Vec<ProcessOutcome>,
     #[serde(rename = "elapsed_seconds", with = "secs")]
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub elapsed: Duration,
 }
 
@@ -1112,18 +1119,6 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// `212.3 MiB`: binary units, one decimal above bytes.
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
-}
-
 /// A [`Duration`] as fractional seconds in JSON.
 mod secs {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -1223,7 +1218,7 @@ mod tests {
             plan.processes.iter().map(|p| (p.id.pid, p.depth, p.protected.is_some())).collect();
         assert_eq!(got, vec![(10, 0, false), (11, 1, true), (12, 2, false), (13, 1, false)]);
         let text = plan.describe();
-        assert!(text.contains("Stop 3 processes (1 tree, 3.0 MiB resident)"), "{text}");
+        assert!(text.contains("Stop 3 processes (1 tree, 3 MiB resident)"), "{text}");
         assert!(text.contains("SIGTERM 10 (p10)"), "{text}");
         assert!(text.contains("[left alone: it matches the protect pattern `^p11$`]"), "{text}");
     }

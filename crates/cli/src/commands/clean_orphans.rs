@@ -5,7 +5,7 @@
 
 use super::confirm;
 use super::orphans::{Row, collect, parse_regex, render as render_trees};
-use crate::output::{self, Align, Table};
+use crate::output;
 use leakwatch_core::config::{Config, DEFAULT_GRACE};
 use leakwatch_core::kill::{self, Guard, KillPlan, KillReport};
 use leakwatch_probe::Probe;
@@ -98,16 +98,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
     let Some(report) = &out.report else {
         return Ok(format!("dry run, nothing sent. Would do:\n{plan_text}\n"));
     };
-    let mut table =
-        Table::new(&[("PID", Align::Right), ("NAME", Align::Left), ("OUTCOME", Align::Left)]);
-    for process in &report.processes {
-        table.row(vec![
-            process.id.pid.to_string(),
-            process.name.clone(),
-            process.outcome.to_string(),
-        ]);
-    }
-    let mut text = table.render();
+    let mut text = super::outcome_table(report);
     let freed: u64 = out.trees.iter().map(|row| row.tree.total_rss_bytes).sum();
     text.push_str(&format!(
         "\n{} trees, {} processes, {} resident: {}\n",

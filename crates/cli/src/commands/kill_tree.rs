@@ -3,8 +3,8 @@
 //! SIGKILL), after showing the plan and asking. The work is `leakwatch_core::kill`,
 //! the one routine the app and the auto-policy use too.
 
-use super::{confirm, outcome_text, parse_duration, probe};
-use crate::output::{self, Align, Table};
+use super::{confirm, outcome_table, parse_duration, probe};
+use crate::output;
 use leakwatch_core::config::Config;
 use leakwatch_core::kill::{self, Guard, KillPlan, KillReport};
 use serde::Serialize;
@@ -91,16 +91,7 @@ fn render(out: &Output, json: bool) -> anyhow::Result<String> {
     let Some(report) = &out.report else {
         return Ok(format!("{}\nDry run: nothing was signalled.\n", out.plan.describe()));
     };
-    let mut table =
-        Table::new(&[("PID", Align::Right), ("NAME", Align::Left), ("OUTCOME", Align::Left)]);
-    for process in &report.processes {
-        table.row(vec![
-            process.id.pid.to_string(),
-            process.name.clone(),
-            outcome_text(&process.outcome),
-        ]);
-    }
-    let mut text = table.render();
+    let mut text = outcome_table(report);
     let counts: Vec<String> = [
         ("exited_after_term", "exited after SIGTERM"),
         ("killed", "killed"),

@@ -111,7 +111,18 @@ pub(crate) fn confirm(plan_text: &str, yes: bool) -> anyhow::Result<bool> {
     Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
 }
 
-/// A kill-tree outcome for tables: `killed`, `survived (uninterruptible (D state))`.
-pub(crate) fn outcome_text(outcome: &leakwatch_core::kill::Outcome) -> String {
-    outcome.to_string()
+/// A kill-tree report as a table: one row per process and what became of it
+/// (`killed`, `survived (uninterruptible (D state))`).
+pub(crate) fn outcome_table(report: &leakwatch_core::kill::KillReport) -> String {
+    use crate::output::{Align, Table};
+    let mut table =
+        Table::new(&[("PID", Align::Right), ("NAME", Align::Left), ("OUTCOME", Align::Left)]);
+    for process in &report.processes {
+        table.row(vec![
+            process.id.pid.to_string(),
+            process.name.clone(),
+            process.outcome.to_string(),
+        ]);
+    }
+    table.render()
 }

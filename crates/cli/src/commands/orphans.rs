@@ -240,12 +240,12 @@ mod tests {
         let text = render(&[Row { tree, idle_now: Some(true) }]);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("PID  PROCS"), "{text}");
-        assert!(lines[1].contains("3.0 MiB") && lines[1].contains("leader gone"), "{text}");
+        assert!(lines[1].contains("3 MiB") && lines[1].contains("leader gone"), "{text}");
         assert!(lines[1].ends_with("uvx mcp (uv → python)"), "{text}");
         assert!(lines[1].contains("idle") && lines[1].contains("3d 0h"), "{text}");
         assert!(lines[2].trim_start().starts_with("702") && lines[2].ends_with("  sleep 1"));
         assert!(!text.contains("701"), "the worker shares its launcher's row: {text}");
-        assert!(text.contains("1 orphaned tree, 3 processes, 3.0 MiB resident, 12 descriptors"));
+        assert!(text.contains("1 orphaned tree, 3 processes, 3 MiB resident, 12 descriptors"));
         assert_eq!(render(&[]), "no orphaned process trees\n");
     }
 }

@@ -4,7 +4,7 @@
 //! leak outlives the process.
 
 use super::{confirm, store_path};
-use crate::output::{self, Align, Table};
+use crate::output;
 use leakwatch_core::config::Config;
 use leakwatch_core::kill::{self, Guard};
 use leakwatch_core::restart::{self, RestartReport};
@@ -112,17 +112,11 @@ fn render(out: &Output, json: bool) -> anyhow::Result<String> {
     };
     let mut text = String::new();
     if let Some(stopped) = &report.stopped {
-        let mut table =
-            Table::new(&[("PID", Align::Right), ("NAME", Align::Left), ("OUTCOME", Align::Left)]);
-        for process in &stopped.processes {
-            table.row(vec![
-                process.id.pid.to_string(),
-                process.name.clone(),
-                super::outcome_text(&process.outcome),
-            ]);
-        }
-        text.push_str("stopped:\n");
-        text.push_str(&table.render());
+        text.push_str(
+            "stopped:
+",
+        );
+        text.push_str(&super::outcome_table(stopped));
     }
     text.push_str(&format!(
         "{} restarted via {}: {}{}{}\n",
