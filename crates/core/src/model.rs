@@ -17,6 +17,7 @@ pub fn unix_millis(at: SystemTime) -> UnixMillis {
 
 /// One poll of one watched process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Sample {
     pub at: UnixMillis,
     /// All open descriptors.
@@ -63,6 +64,7 @@ pub struct SeriesKey {
 
 /// How bad a rule's state is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Ok,
@@ -83,6 +85,7 @@ impl Severity {
 
 /// What happened, in the event log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// A rule crossed its threshold for enough samples.
@@ -105,6 +108,7 @@ pub enum EventKind {
 
 /// One entry of the event log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Event {
     pub at: UnixMillis,
     pub target: String,

@@ -55,6 +55,7 @@ fn live_by_pid(table: &[ProcessInfo]) -> HashMap<u32, &ProcessInfo> {
 
 /// The parent a process had when Leakwatch first saw both alive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ParentRecord {
     #[serde(flatten)]
     pub id: ProcessId,
@@ -274,6 +275,7 @@ impl IdleTracker {
 /// Why a reparented process counts as an orphan. In JSON: `"reason":
 /// "leader_gone"`, `"parent_died"`, or `"pattern"` with `"pattern": "<regex>"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "reason", content = "pattern", rename_all = "snake_case")]
 pub enum OrphanReason {
     /// Its process group's or session's leader no longer exists: it was part of a
@@ -310,6 +312,7 @@ impl fmt::Display for OrphanReason {
 
 /// One process of an orphan tree.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OrphanMember {
     #[serde(flatten)]
     pub id: ProcessId,
@@ -345,6 +348,7 @@ impl OrphanMember {
 
 /// A reparented root and everything below it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OrphanTree {
     pub root: ProcessId,
     #[serde(flatten)]
@@ -360,10 +364,12 @@ pub struct OrphanTree {
     pub total_fds: u64,
     /// How long the root has been running.
     #[serde(rename = "age_seconds", serialize_with = "secs")]
+    #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub age: Duration,
     /// How long no member's CPU time has advanced: the tree is idle only while
     /// all of it is. `None` when unknown (not observed long enough, or hidden).
     #[serde(rename = "idle_seconds", serialize_with = "secs_opt")]
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub idle_for: Option<Duration>,
 }
 

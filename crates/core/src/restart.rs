@@ -56,6 +56,7 @@ pub enum RestartError {
 
 /// What a restart did, for the CLI, the app and the event log.
 #[derive(Debug, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RestartReport {
     pub target: String,
     /// `launchd`, `systemd` or `command`.
@@ -70,6 +71,7 @@ pub struct RestartReport {
     pub new_pid: Option<u32>,
     /// From the start of the restart until the health check passed.
     #[serde(with = "secs")]
+    #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub healthy_after: Option<Duration>,
     /// Whether a forensic snapshot was written before acting.
     pub snapshot_saved: bool,

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 /// The whole state after one tick.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Status {
     pub at: UnixMillis,
     pub tick: u64,
@@ -44,6 +45,7 @@ impl Status {
 
 /// The configuration in force.
 #[derive(Debug, Clone, Default, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ConfigStatus {
     /// The file, or `None` when running on built-in defaults.
     pub path: Option<String>,
@@ -55,6 +57,7 @@ pub struct ConfigStatus {
 
 /// Whether a target's process could be found and read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "state", content = "reason", rename_all = "snake_case")]
 pub enum TargetState {
     Up,
@@ -66,6 +69,7 @@ pub enum TargetState {
 
 /// One watched process (a target may match several: each is one row).
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TargetStatus {
     /// The target's configured name, with `[pid]` when its selector matched several.
     pub name: String,
@@ -95,6 +99,7 @@ pub struct TargetStatus {
 
 /// The process a target currently resolves to.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ProcessSummary {
     #[serde(flatten)]
     pub id: ProcessId,
@@ -105,6 +110,7 @@ pub struct ProcessSummary {
 
 /// A rule's current state.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RuleStatus {
     pub metric: String,
     pub severity: Severity,
@@ -113,6 +119,7 @@ pub struct RuleStatus {
 
 /// How much one kind grew within a series.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct KindGrowth {
     pub kind: FdKind,
     pub first: u64,
@@ -121,6 +128,7 @@ pub struct KindGrowth {
 
 /// Leakwatch's own use of the machine.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OwnUsage {
     pub pid: u32,
     pub fds: Option<u64>,

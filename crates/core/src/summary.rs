@@ -27,6 +27,7 @@ pub struct FdSummary {
 
 /// One path and how many descriptors hold it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PathGroup {
     pub path: String,
     pub kind: FdKind,
@@ -38,6 +39,7 @@ pub struct PathGroup {
 
 /// A SQLite companion file of a [`PathGroup`], named by its suffix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Companion {
     pub suffix: String,
     pub count: usize,

@@ -12,11 +12,13 @@ use std::time::{Duration, SystemTime};
 /// with the pid it tells a process from a later one that reused its pid. For a
 /// human date use [`ProcessInfo::started_at`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(transparent)]
 pub struct StartTime(pub u64);
 
 /// A process identity: a pid alone can be reused, a pid with its start time cannot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ProcessId {
     pub pid: u32,
     pub start_time: StartTime,
@@ -82,6 +84,7 @@ impl ProcessInfo {
 /// The canonical descriptor kinds of DESIGN.md ("File descriptor kinds"). Their
 /// `snake_case` names are the ones shown everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum FdKind {
     Kqueue,
@@ -192,6 +195,7 @@ impl fmt::Display for FdKind {
 
 /// The gauge classes of DESIGN.md: kinds grouped by what leaks together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum FdClass {
     EventLoops,
@@ -249,6 +253,7 @@ pub struct FdTable {
 /// Where an FD limit was learned (DESIGN.md: macOS cannot read another process's
 /// rlimit, so the figure there is a stand-in and says so).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum LimitSource {
     /// Linux `/proc/PID/limits`: the process's own limit.
@@ -276,6 +281,7 @@ impl LimitSource {
 
 /// Soft and hard descriptor limits; `None` means unlimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FdLimit {
     pub soft: Option<u64>,
     pub hard: Option<u64>,
