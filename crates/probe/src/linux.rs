@@ -28,7 +28,14 @@ pub(crate) struct Os {
     page_size: u64,
     /// `btime` of /proc/stat: start times are ticks after this moment.
     boot_time: SystemTime,
+    /// Socket kinds by inode: a socket's protocol never changes, so each is
+    /// asked once (see [`socket_kind`]). Bounded by [`SOCKET_KINDS_MAX`].
+    socket_kinds: std::sync::Mutex<HashMap<u64, FdKind>>,
 }
+
+/// More remembered socket kinds than this and the memory starts afresh: far more
+/// than a watchdog's targets hold, and it keeps the cache from growing forever.
+const SOCKET_KINDS_MAX: usize = 65_536;
 
 impl Backend for Os {
     fn new() -> Result<Self> {
@@ -45,6 +52,7 @@ impl Backend for Os {
             clock_ticks_per_second: rustix::param::clock_ticks_per_second().max(1),
             page_size: rustix::param::page_size() as u64,
             boot_time: UNIX_EPOCH + Duration::from_secs(boot_secs),
+            socket_kinds: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -143,9 +151,12 @@ impl Backend for Os {
                     sockets.entry(inode).or_default().push(fds.len());
                     Fd { fd, kind: FdKind::Socket, path: None, endpoint: None }
                 }
-                Link::Socket(_) => {
-                    Fd { fd, kind: socket_kind(pid, name), path: None, endpoint: None }
-                }
+                Link::Socket(inode) => Fd {
+                    fd,
+                    kind: self.cached_socket_kind(pid, name, inode),
+                    path: None,
+                    endpoint: None,
+                },
                 Link::Path { kind, path } => {
                     // A leak is many descriptors on one path: ask its type once.
                     let kind = match kind {
@@ -265,6 +276,22 @@ impl Backend for Os {
 }
 
 impl Os {
+    fn cached_socket_kind(&self, pid: u32, fd_name: &std::ffi::CStr, inode: u64) -> FdKind {
+        let Ok(mut known) = self.socket_kinds.lock() else { return socket_kind(pid, fd_name) };
+        if let Some(kind) = known.get(&inode) {
+            return *kind;
+        }
+        let kind = socket_kind(pid, fd_name);
+        if known.len() >= SOCKET_KINDS_MAX {
+            known.clear();
+        }
+        // Only a definite answer is remembered: a failed read may succeed next time.
+        if kind != FdKind::Socket {
+            known.insert(inode, kind);
+        }
+        kind
+    }
+
     fn read_pid_file(&self, pid: u32, file: &str) -> Result<Vec<u8>> {
         read_file(&self.proc, &format!("{pid}/{file}"))
             .map_err(|e| Error::from_io(Some(pid), file.to_owned(), e))
