@@ -875,7 +875,7 @@ mod tests {
         assert_eq!(os.start_time(pid).unwrap(), me.start_time);
         let details = os.details(pid).unwrap();
         assert!(!details.argv.is_empty());
-        let fds = os.fd_table(pid).unwrap();
+        let fds = os.fd_table(pid, true).unwrap();
         assert_eq!(fds.len(), os.fd_count(pid).unwrap());
         assert_eq!(os.fd_limit(pid).unwrap().source, LimitSource::Getrlimit);
     }
