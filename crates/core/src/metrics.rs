@@ -98,7 +98,7 @@ pub fn render(status: &Status, extra: &Extra) -> String {
 
     registry.register("target_up", "1 when the target's process is found", up);
     registry.register("fds", "Open descriptors by canonical kind", fds);
-    registry.register("fds_total", "All open descriptors", total);
+    registry.register("fd_count", "All open descriptors", total);
     registry.register("fd_limit", "Soft descriptor limit", limit);
     registry.register("rss_bytes", "Resident memory of the target", rss);
     registry.register("fd_slope_per_hour", "Leak slope (Theil-Sen), descriptors per hour", slope);
@@ -237,7 +237,7 @@ mod tests {
         let text = render(&status, &extra);
         for line in [
             "leakwatch_fds{target=\"copilot\",kind=\"kqueue\"} 812",
-            "leakwatch_fds_total{target=\"copilot\"} 852",
+            "leakwatch_fd_count{target=\"copilot\"} 852",
             "leakwatch_fd_slope_per_hour{target=\"copilot\"} 96.0",
             "leakwatch_fd_eta_seconds{target=\"copilot\"} 9600.0",
             "leakwatch_rule_state{target=\"copilot\",rule=\"kqueue\"} 1",
@@ -303,5 +303,43 @@ mod tests {
         stream.read_to_string(&mut response).await.unwrap();
         assert!(response.starts_with("HTTP/1.1 404"));
         server.abort();
+    }
+
+    /// The example alert rules and dashboard under packaging/ must use only
+    /// metrics this renderer exports: a renamed metric would silently stop an alert.
+    #[test]
+    fn packaged_rules_and_dashboard_use_exported_metrics() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging");
+        let mut status = Status { targets: vec![target("copilot")], ..Status::default() };
+        status.restarts.insert("copilot".into(), 1);
+        status.targets[0].limit = Some(leakwatch_probe::FdLimit {
+            soft: Some(1024),
+            hard: None,
+            source: leakwatch_probe::LimitSource::ProcLimits,
+        });
+        let exported = render(&status, &Extra::default());
+        for file in ["prometheus/leakwatch.rules.yml", "grafana/leakwatch.json"] {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            let mut used: Vec<&str> = text
+                .match_indices("leakwatch_")
+                .map(|(at, _)| {
+                    let rest = &text[at..];
+                    let end = rest
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(rest.len());
+                    &rest[..end]
+                })
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            assert!(!used.is_empty(), "{file} uses no metric");
+            for name in used {
+                assert!(
+                    exported.contains(&format!("\n{name}{{"))
+                        || exported.contains(&format!("\n{name} ")),
+                    "{file} uses {name}, which is not exported:\n{exported}"
+                );
+            }
+        }
     }
 }
