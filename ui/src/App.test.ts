@@ -1,0 +1,245 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
+import App from './App.svelte';
+import { FakeBackend } from './lib/fake-backend';
+import {
+  configErrorStatus, downStatus, leakingStatus, orphanStatus, pausedStatus, realStatus,
+} from './fixtures/status';
+import type { Status } from './lib/types';
+
+afterEach(cleanup);
+
+async function show(status: Status, opts: Partial<ConstructorParameters<typeof FakeBackend>[0]> = {}) {
+  const backend = new FakeBackend({ status, ...opts });
+  const view = render(App, { props: { backend } });
+  await screen.findAllByTestId('target-row');
+  return { backend, view };
+}
+
+function row(name: string): HTMLElement {
+  const el = document.querySelector<HTMLElement>(`[data-testid="target-row"][data-target="${name}"]`);
+  if (!el) throw new Error(`no row ${name}`);
+  return el;
+}
+
+describe('target rows', () => {
+  it('shows a leaking target near its limit', async () => {
+    await show(leakingStatus());
+    const r = row('copilot');
+    expect(r.dataset.state).toBe('critical');
+    expect(within(r).getByTestId('target-fds').textContent).toBe('9412/10240');
+    expect(within(r).getByTestId('target-slope').textContent).toBe('+312/h');
+    expect(within(r).getByTestId('target-pid').textContent).toBe('4821');
+    expect(r.textContent).toContain('limit in 2 h 40 min');
+    expect(r.textContent).toContain('212 MiB');
+    expect(r.textContent).toContain('92%');
+    const gauge = within(r).getByRole('meter');
+    expect(gauge.getAttribute('aria-label')).toContain('event loops 9180');
+    const healthy = row('ollama');
+    expect(within(healthy).getByTestId('target-slope').textContent).toBe('flat');
+  });
+
+  it('shows a down target with its reason', async () => {
+    await show(downStatus());
+    const r = row('mcp-gateway');
+    expect(r.dataset.state).toBe('down');
+    expect(r.textContent).toContain('nothing listens on port 8931');
+    expect(within(r).queryByTestId('target-pid')).toBeNull();
+  });
+
+  it('expands with Enter and shows kinds, paths, tree and events', async () => {
+    const { backend } = await show(leakingStatus());
+    const button = within(row('copilot')).getAllByRole('button')[0];
+    expect(button.getAttribute('aria-expanded')).toBe('false');
+    await fireEvent.keyDown(button, { key: 'Enter' });
+    expect(button.getAttribute('aria-expanded')).toBe('true');
+    const r = row('copilot');
+    const kinds = within(r).getByLabelText('descriptors by kind');
+    expect(kinds.querySelector('td')?.textContent).toBe('kqueue');
+    expect(r.textContent).toContain('state.db \u00d748, -wal \u00d746');
+    await waitFor(() => expect(within(r).getByLabelText('process tree').textContent).toContain('copilot'));
+    expect(backend.callsTo('getTree')).toEqual([[4821]]);
+    const evs = within(r).getByLabelText('recent events').querySelectorAll('li');
+    expect(evs).toHaveLength(2);
+    expect(evs[0].textContent).toContain('12 s ago'); // newest first
+    expect(evs[0].textContent).toContain('limit in 2 h 40 min');
+    await fireEvent.keyDown(button, { key: ' ' });
+    expect(button.getAttribute('aria-expanded')).toBe('false');
+  });
+
+  it('restarts only after confirming the plan', async () => {
+    const text = 'Restart copilot (launchd gui/501/dev.copilot):\n  SIGTERM 4821 copilot\n  grace 3 s, then SIGKILL';
+    const { backend } = await show(leakingStatus(), { restartPlan: { text, processes: [] } });
+    await fireEvent.click(within(row('copilot')).getAllByRole('button')[0]);
+    await fireEvent.click(screen.getByTestId('restart-button'));
+    const dialog = await screen.findByRole('dialog');
+    expect(within(dialog).getByTestId('plan-text').textContent).toBe(text);
+    expect(backend.callsTo('planRestart')).toEqual([['copilot']]);
+    expect(backend.callsTo('restartTarget')).toEqual([]);
+    expect(document.activeElement).toBe(screen.getByTestId('confirm-button'));
+
+    // Escape cancels without restarting.
+    await fireEvent.keyDown(dialog, { key: 'Escape' });
+    expect(screen.queryByRole('dialog')).toBeNull();
+    expect(backend.callsTo('restartTarget')).toEqual([]);
+
+    await fireEvent.click(screen.getByTestId('restart-button'));
+    await fireEvent.click(await screen.findByTestId('confirm-button'));
+    await waitFor(() => expect(backend.callsTo('restartTarget')).toEqual([['copilot']]));
+    expect(await screen.findByText(/Restarted \(command\) · new pid 9999/)).toBeTruthy();
+  });
+
+  it('saves a snapshot', async () => {
+    const { backend } = await show(leakingStatus());
+    await fireEvent.click(within(row('copilot')).getAllByRole('button')[0]);
+    await fireEvent.click(screen.getByTestId('snapshot-button'));
+    await waitFor(() => expect(backend.callsTo('saveSnapshot')).toEqual([['copilot']]));
+  });
+
+  it('renders untrusted names, argv and messages as text', async () => {
+    const evil = '<img src=x onerror=alert(1)>';
+    const s = leakingStatus();
+    s.targets[0].name = evil;
+    s.targets[0].process!.argv = [evil, '--x'];
+    s.recent_events[0].target = evil;
+    s.recent_events[0].message = evil;
+    s.config.error = evil;
+    s.orphans = orphanStatus().orphans;
+    s.orphans[0].label = evil;
+    await show(s);
+    expect(screen.getAllByTestId('orphan-row')[0].textContent).toContain(evil);
+    const r = row(evil);
+    expect(r.textContent).toContain(evil);
+    expect(document.querySelector('img')).toBeNull();
+    await fireEvent.click(within(r).getAllByRole('button')[0]);
+    await screen.findAllByText(evil);
+    expect(document.querySelector('img')).toBeNull();
+    expect(screen.getByTestId('config-error').textContent).toContain(evil);
+  });
+
+  it('renders a real status from the CLI', async () => {
+    await show(realStatus);
+    expect(screen.getAllByTestId('target-row')).toHaveLength(realStatus.targets.length);
+    expect(screen.getAllByTestId('orphan-row')).toHaveLength(realStatus.orphans.length);
+  });
+});
+
+describe('updates', () => {
+  it('follows the status event and never polls', async () => {
+    const { backend } = await show(leakingStatus());
+    const next = leakingStatus();
+    next.at += 2000;
+    next.tick += 1;
+    next.targets[0].sample!.total = 9500;
+    next.own.cpu_seconds! += 0.02;
+    backend.emitStatus(next);
+    await waitFor(() => expect(within(row('copilot')).getByTestId('target-fds').textContent).toBe('9500/10240'));
+    expect(screen.getByText(/CPU 1\.0%/)).toBeTruthy();
+    expect(backend.callsTo('getStatus')).toHaveLength(1);
+  });
+});
+
+describe('banners', () => {
+  it('shows a config error', async () => {
+    await show(configErrorStatus());
+    expect(screen.getByTestId('config-error').textContent).toContain('line 14');
+  });
+
+  it('shows paused alerts and resumes', async () => {
+    const { backend } = await show(pausedStatus());
+    const banner = screen.getByTestId('paused-banner');
+    expect(banner.textContent).toMatch(/Alerts paused until \d\d:\d\d/);
+    await fireEvent.click(within(banner).getByRole('button', { name: 'Resume' }));
+    expect(backend.callsTo('pauseAlerts')).toEqual([[null]]);
+    await waitFor(() => expect(screen.queryByTestId('paused-banner')).toBeNull());
+  });
+});
+
+describe('orphans', () => {
+  it('lists trees and cleans up the selected roots after the dry run', async () => {
+    const { backend } = await show(orphanStatus());
+    const rows = screen.getAllByTestId('orphan-row');
+    expect(rows.map((r) => r.dataset.rootPid)).toEqual(['51234', '48800', '60321']);
+    expect(rows[0].textContent).toContain('uvx mcp-server-git (uv → python)');
+    expect(rows[0].textContent).toContain('80 MiB');
+    expect(rows[0].textContent).toContain('up 5 h 12 min');
+    expect(rows[0].textContent).toContain('idle 4 h 50 min');
+    expect(rows[0].textContent).toContain('parent claude died');
+
+    const cleanupButton = screen.getByTestId('cleanup-button') as HTMLButtonElement;
+    expect(cleanupButton.disabled).toBe(true);
+    await fireEvent.click(within(rows[1]).getByRole('checkbox'));
+    await fireEvent.click(cleanupButton);
+    const dialog = await screen.findByRole('dialog');
+    expect(backend.callsTo('planCleanup')).toEqual([[[{ pid: 48800, start_time: 1_795_540_000_000_000 }]]]);
+    expect(within(dialog).getByTestId('plan-text').textContent).toContain('48800  python3 -i notebook_repl.py');
+    expect(backend.callsTo('cleanOrphans')).toEqual([]);
+    await fireEvent.click(within(dialog).getByTestId('confirm-button'));
+    await waitFor(() => expect(backend.callsTo('cleanOrphans')).toEqual([[[{ pid: 48800, start_time: 1_795_540_000_000_000 }]]]));
+    const outcomes = await screen.findAllByTestId('outcome-row');
+    expect(outcomes).toHaveLength(1);
+    expect(outcomes[0].textContent).toContain('exited after term');
+  });
+
+  it('selects all and shows every outcome with reasons', async () => {
+    const { backend } = await show(orphanStatus(), {
+      cleanupReport: (roots) => ({
+        elapsed_seconds: 3.4,
+        processes: [
+          { pid: roots[0].pid, start_time: roots[0].start_time, name: 'uv', outcome: 'killed' },
+          { pid: 51240, start_time: 1, name: 'python3', outcome: 'survived', reason: 'zombie' },
+        ],
+      }),
+    });
+    const all = screen.getByTestId('orphans-select-all') as HTMLInputElement;
+    await fireEvent.click(all);
+    expect(all.checked).toBe(true);
+    await fireEvent.click(screen.getByTestId('cleanup-button'));
+    await fireEvent.click(await screen.findByTestId('confirm-button'));
+    await waitFor(() => expect(backend.callsTo('cleanOrphans')).toHaveLength(1));
+    expect((backend.callsTo('cleanOrphans')[0][0] as unknown[]).length).toBe(3);
+    const outcomes = await screen.findAllByTestId('outcome-row');
+    expect(outcomes.map((o) => o.textContent?.replace(/\s+/g, ' ').trim())).toEqual([
+      'uv 51234 killed',
+      'python3 51240 survived: zombie',
+    ]);
+  });
+
+  it('cancel sends nothing', async () => {
+    const { backend } = await show(orphanStatus());
+    await fireEvent.click(screen.getByTestId('orphans-select-all'));
+    await fireEvent.click(screen.getByTestId('cleanup-button'));
+    await fireEvent.click(await screen.findByTestId('cancel-button'));
+    expect(screen.queryByRole('dialog')).toBeNull();
+    expect(backend.callsTo('cleanOrphans')).toEqual([]);
+  });
+});
+
+describe('settings', () => {
+  it('saves and shows a refused value inline', async () => {
+    const { backend } = await show(leakingStatus(), {
+      settingsError: { kind: 'invalid', message: 'copilot: fds warn "lots": expected a count like 500 or a percentage like "80%"' },
+    });
+    await fireEvent.click(screen.getByTestId('settings-button'));
+    const warn = await screen.findByLabelText('copilot warning threshold');
+    await fireEvent.input(warn, { target: { value: 'lots' } });
+    await fireEvent.click(screen.getByTestId('settings-save'));
+    const err = await screen.findByTestId('settings-error');
+    expect(err.textContent).toContain('expected a count like 500');
+    const saved = backend.callsTo('saveSettings')[0][0] as { targets: { name: string; fds_warn: string }[] };
+    expect(saved.targets[0]).toMatchObject({ name: 'copilot', fds_warn: 'lots' });
+  });
+
+  it('toggles launch at login, pauses alerts, reveals the config', async () => {
+    const { backend } = await show(leakingStatus());
+    await fireEvent.click(screen.getByTestId('settings-button'));
+    const login = (await screen.findByTestId('launch-at-login')) as HTMLInputElement;
+    await fireEvent.click(login);
+    expect(backend.callsTo('setLaunchAtLogin')).toEqual([[false]]);
+    await fireEvent.click(screen.getByTestId('pause-alerts'));
+    expect(backend.callsTo('pauseAlerts')).toEqual([[60]]);
+    expect(await screen.findByTestId('paused-banner')).toBeTruthy();
+    await fireEvent.click(screen.getByRole('button', { name: 'Reveal' }));
+    expect(backend.callsTo('revealConfig')).toHaveLength(1);
+  });
+});

@@ -1,0 +1,49 @@
+// The one door to the app: Tauri commands (invoke) and events (listen). Components
+// take a Backend, so tests and the browser preview can pass a fake one.
+import { invoke } from '@tauri-apps/api/core';
+import { listen } from '@tauri-apps/api/event';
+import type {
+  ActionPlan, Event, KillReport, ProcessId, RestartReport, Settings, Status, TreeRow,
+} from './types';
+
+export type Unlisten = () => void;
+
+export interface Backend {
+  getStatus(): Promise<Status>;
+  getTree(pid: number): Promise<TreeRow[]>;
+  planRestart(target: string): Promise<ActionPlan>;
+  restartTarget(target: string): Promise<RestartReport>;
+  saveSnapshot(target: string): Promise<void>;
+  planCleanup(roots: ProcessId[]): Promise<ActionPlan>;
+  cleanOrphans(roots: ProcessId[]): Promise<KillReport>;
+  /** `null` resumes alerts. */
+  pauseAlerts(minutes: number | null): Promise<void>;
+  getSettings(): Promise<Settings>;
+  /** Rejects with `{kind, message}` naming a refused value. */
+  saveSettings(settings: Settings): Promise<Settings>;
+  setLaunchAtLogin(enabled: boolean): Promise<boolean>;
+  revealConfig(): Promise<void>;
+  /** The `status` event, after every engine tick. */
+  onStatus(handler: (status: Status) => void): Promise<Unlisten>;
+  /** The `leakwatch-event` event: one Event as it happens. */
+  onEvent(handler: (event: Event) => void): Promise<Unlisten>;
+}
+
+export function tauriBackend(): Backend {
+  return {
+    getStatus: () => invoke<Status>('get_status'),
+    getTree: (pid) => invoke<TreeRow[]>('get_tree', { pid }),
+    planRestart: (target) => invoke<ActionPlan>('plan_restart', { target }),
+    restartTarget: (target) => invoke<RestartReport>('restart_target', { target }),
+    saveSnapshot: (target) => invoke<void>('save_snapshot', { target }),
+    planCleanup: (roots) => invoke<ActionPlan>('plan_cleanup', { roots }),
+    cleanOrphans: (roots) => invoke<KillReport>('clean_orphans', { roots }),
+    pauseAlerts: (minutes) => invoke<void>('pause_alerts', { minutes }),
+    getSettings: () => invoke<Settings>('get_settings'),
+    saveSettings: (settings) => invoke<Settings>('save_settings', { settings }),
+    setLaunchAtLogin: (enabled) => invoke<boolean>('set_launch_at_login', { enabled }),
+    revealConfig: () => invoke<void>('reveal_config'),
+    onStatus: (handler) => listen<Status>('status', (e) => handler(e.payload)),
+    onEvent: (handler) => listen<Event>('leakwatch-event', (e) => handler(e.payload)),
+  };
+}

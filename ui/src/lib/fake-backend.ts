@@ -1,0 +1,164 @@
+// A Backend held in memory: for component tests and the browser preview
+// (`npm run dev`, VITE_FAKE_BACKEND=1). It records every call and lets a test
+// push `status` events.
+import type { Backend, Unlisten } from './backend';
+import type {
+  ActionPlan, Event, KillReport, ProcessId, RestartReport, Settings, Status, TreeRow,
+} from './types';
+
+export interface FakeCall {
+  name: keyof Backend;
+  args: unknown[];
+}
+
+export interface FakeOptions {
+  status: Status;
+  tree?: TreeRow[];
+  settings?: Settings;
+  /** Makes saveSettings refuse with this `{kind, message}`. */
+  settingsError?: { kind: string; message: string } | null;
+  restartPlan?: ActionPlan;
+  cleanupPlan?: (roots: ProcessId[]) => ActionPlan;
+  cleanupReport?: (roots: ProcessId[]) => KillReport;
+}
+
+export class FakeBackend implements Backend {
+  calls: FakeCall[] = [];
+  status: Status;
+  private statusHandlers = new Set<(s: Status) => void>();
+  private eventHandlers = new Set<(e: Event) => void>();
+
+  constructor(public options: FakeOptions) {
+    this.status = options.status;
+  }
+
+  private record(name: keyof Backend, ...args: unknown[]) {
+    this.calls.push({ name, args });
+  }
+
+  callsTo(name: keyof Backend): unknown[][] {
+    return this.calls.filter((c) => c.name === name).map((c) => c.args);
+  }
+
+  /** Deliver a `status` event as the app would after a tick. */
+  emitStatus(status: Status) {
+    this.status = status;
+    for (const h of this.statusHandlers) h(status);
+  }
+
+  emitEvent(event: Event) {
+    for (const h of this.eventHandlers) h(event);
+  }
+
+  async getStatus() {
+    this.record('getStatus');
+    return this.status;
+  }
+
+  async getTree(pid: number): Promise<TreeRow[]> {
+    this.record('getTree', pid);
+    if (this.options.tree) return this.options.tree;
+    const t = this.status.targets.find((t) => t.process?.pid === pid);
+    if (!t?.process) return [];
+    return [{
+      pid, ppid: 1, depth: 0, name: t.process.name, argv: t.process.argv,
+      rss_bytes: t.sample?.rss_bytes ?? null, fds: t.sample?.total ?? null,
+    }];
+  }
+
+  async planRestart(target: string): Promise<ActionPlan> {
+    this.record('planRestart', target);
+    if (this.options.restartPlan) return this.options.restartPlan;
+    const t = this.status.targets.find((t) => t.name === target);
+    const pid = t?.process?.pid ?? 0;
+    return {
+      text: `Restart ${target} (command): SIGTERM pid ${pid} (${t?.process?.name ?? '?'}), grace 3 s, then SIGKILL; start it again and wait for health.`,
+      processes: [],
+    };
+  }
+
+  async restartTarget(target: string): Promise<RestartReport> {
+    this.record('restartTarget', target);
+    const t = this.status.targets.find((t) => t.name === target);
+    return {
+      target, strategy: 'command',
+      previous: t?.process ? { pid: t.process.pid, start_time: t.process.start_time } : null,
+      stopped: null, spawned_pid: 9999, new_pid: 9999, healthy_after: 1.4, snapshot_saved: true,
+    };
+  }
+
+  async saveSnapshot(target: string) {
+    this.record('saveSnapshot', target);
+  }
+
+  async planCleanup(roots: ProcessId[]): Promise<ActionPlan> {
+    this.record('planCleanup', roots);
+    if (this.options.cleanupPlan) return this.options.cleanupPlan(roots);
+    const trees = this.status.orphans.filter((o) => roots.some((r) => r.pid === o.root.pid));
+    const n = trees.reduce((a, t) => a + t.members.length, 0);
+    return {
+      text: `Stop ${trees.length} ${trees.length === 1 ? 'tree' : 'trees'} (${n} processes): SIGTERM, grace 3 s, then SIGKILL.\n`
+        + trees.map((t) => `  ${t.root.pid}  ${t.label}`).join('\n'),
+      processes: [],
+    };
+  }
+
+  async cleanOrphans(roots: ProcessId[]): Promise<KillReport> {
+    this.record('cleanOrphans', roots);
+    if (this.options.cleanupReport) return this.options.cleanupReport(roots);
+    const trees = this.status.orphans.filter((o) => roots.some((r) => r.pid === o.root.pid));
+    return {
+      processes: trees.flatMap((t) => t.members.map((m) => ({
+        pid: m.pid, start_time: m.start_time, name: m.name, outcome: 'exited_after_term' as const,
+      }))),
+      elapsed_seconds: 0.3,
+    };
+  }
+
+  async pauseAlerts(minutes: number | null) {
+    this.record('pauseAlerts', minutes);
+    const until = minutes == null ? null : Date.now() + minutes * 60_000;
+    this.emitStatus({ ...this.status, alerts_paused_until: until });
+  }
+
+  async getSettings(): Promise<Settings> {
+    this.record('getSettings');
+    return structuredClone(this.options.settings ?? defaultSettings(this.status));
+  }
+
+  async saveSettings(settings: Settings): Promise<Settings> {
+    this.record('saveSettings', settings);
+    if (this.options.settingsError) throw this.options.settingsError;
+    this.options.settings = structuredClone(settings);
+    return settings;
+  }
+
+  async setLaunchAtLogin(enabled: boolean) {
+    this.record('setLaunchAtLogin', enabled);
+    return enabled;
+  }
+
+  async revealConfig() {
+    this.record('revealConfig');
+  }
+
+  async onStatus(handler: (s: Status) => void): Promise<Unlisten> {
+    this.statusHandlers.add(handler);
+    return () => this.statusHandlers.delete(handler);
+  }
+
+  async onEvent(handler: (e: Event) => void): Promise<Unlisten> {
+    this.eventHandlers.add(handler);
+    return () => this.eventHandlers.delete(handler);
+  }
+}
+
+export function defaultSettings(status: Status): Settings {
+  return {
+    launch_at_login: true,
+    interval_seconds: 2,
+    notifications: true,
+    config_path: status.config.path ?? '~/Library/Application Support/dev.leakwatch.Leakwatch/config.toml',
+    targets: status.targets.map((t) => ({ name: t.name, fds_warn: '80%', fds_critical: '95%' })),
+  };
+}

@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import {
+  classOf, classTotals, errorMessage, formatBytes, formatCount, formatDuration, formatEta,
+  formatOrphanReason, formatPathGroup, formatPercent, formatSlope, kindNoun, shortenMiddle, sortedKinds, targetDot,
+} from './format';
+import { downTarget, leakingTarget, orphanTrees } from '../fixtures/status';
+
+describe('formatBytes', () => {
+  it.each([
+    [0, '0 B'],
+    [512, '512 B'],
+    [1536, '1.5 KiB'],
+    [222_298_112, '212 MiB'],
+    [1_610_612_736, '1.5 GiB'],
+    [3_435_973_837, '3.2 GiB'],
+    [1024 * 1024 - 1, '1 MiB'],
+  ])('%d → %s', (n, s) => expect(formatBytes(n)).toBe(s));
+  it('says — when unknown', () => expect(formatBytes(null)).toBe('—'));
+});
+
+describe('formatDuration (as the CLI)', () => {
+  it.each([
+    [40, '40 s'],
+    [600, '10 min'],
+    [9600, '2 h 40 min'],
+    [7200, '2 h'],
+    [3 * 86400 + 7200, '3 d 2 h'],
+    [0, '0 s'],
+  ])('%d s → %s', (n, s) => expect(formatDuration(n)).toBe(s));
+});
+
+describe('formatSlope', () => {
+  it('signs and rounds', () => {
+    expect(formatSlope(96.4)).toBe('+96/h');
+    expect(formatSlope(-12)).toBe('\u221212/h');
+    expect(formatSlope(0.3)).toBe('flat');
+    expect(formatSlope(-0.4)).toBe('flat');
+    expect(formatSlope(null)).toBe('');
+    expect(formatSlope(12_000)).toBe('+12\u2009000/h');
+  });
+});
+
+describe('formatEta', () => {
+  it('says how long until the limit', () => {
+    expect(formatEta(9600)).toBe('limit in 2 h 40 min');
+    expect(formatEta(0)).toBe('at limit');
+    expect(formatEta(null)).toBe('');
+  });
+});
+
+describe('kinds and classes', () => {
+  it('pluralises kind nouns', () => {
+    expect(kindNoun('kqueue', 1)).toBe('1 kqueue');
+    expect(kindNoun('kqueue', 812)).toBe('812 kqueues');
+    expect(kindNoun('dir', 2)).toBe('2 directories');
+    expect(kindNoun('unix', 40)).toBe('40 unix sockets');
+    expect(kindNoun('tcp', 1)).toBe('1 TCP socket');
+  });
+  it('maps kinds to the classes of DESIGN.md', () => {
+    expect(classOf('kqueue')).toBe('event_loops');
+    expect(classOf('fsevents')).toBe('event_loops');
+    expect(classOf('inotify')).toBe('event_loops');
+    expect(classOf('udp')).toBe('sockets');
+    expect(classOf('shm')).toBe('files');
+    expect(classOf('pipe')).toBe('pipes');
+    expect(classOf('pidfd')).toBe('other');
+    expect(classOf('other')).toBe('other');
+    expect(classTotals({ epoll: 40, unix: 40, tcp: 1, file: 142, device: 2, pipe: 1 })).toEqual({
+      event_loops: 40, sockets: 41, files: 144, pipes: 1, other: 0,
+    });
+  });
+  it('orders kinds event loops first', () => {
+    expect(sortedKinds({ file: 3, pipe: 1, kqueue: 9, unix: 2, epoll: 0 }).map(([k]) => k)).toEqual([
+      'kqueue', 'unix', 'file', 'pipe',
+    ]);
+  });
+});
+
+describe('other helpers', () => {
+  it('folds SQLite companions', () => {
+    expect(formatPathGroup(leakingTarget().top_paths[0])).toBe('state.db \u00d748, -wal \u00d746, -shm \u00d746');
+    expect(formatPathGroup({ path: '/dev/null', kind: 'device', count: 2 })).toBe('/dev/null \u00d72');
+  });
+  it('shortens long paths in the middle', () => {
+    const p = '/Users/me/Library/Application Support/dev.leakwatch.Leakwatch/config.toml';
+    const s = shortenMiddle(p, 40);
+    expect(s).toHaveLength(40);
+    expect(s.endsWith('config.toml')).toBe(true);
+    expect(s.startsWith('/Users/')).toBe(true);
+    expect(shortenMiddle('short', 40)).toBe('short');
+  });
+  it('counts and percentages', () => {
+    expect(formatCount(9412)).toBe('9412');
+    expect(formatCount(10240)).toBe('10\u2009240');
+    expect(formatPercent(9412, 10240)).toBe('92%');
+    expect(formatPercent(5, 1000)).toBe('0.5%');
+    expect(formatPercent(5, null)).toBe('');
+    expect(formatPercent(9, 20000)).toBe('<0.1%');
+  });
+  it('explains orphan reasons', () => {
+    const [a, b, c] = orphanTrees();
+    expect(formatOrphanReason(a)).toBe('parent claude died');
+    expect(formatOrphanReason(b)).toBe('group leader gone');
+    expect(formatOrphanReason(c)).toBe('matches node .*mcp-remote');
+  });
+  it('puts down before severity', () => {
+    expect(targetDot(downTarget())).toBe('down');
+    expect(targetDot(leakingTarget())).toBe('critical');
+  });
+  it('takes the message of a command error', () => {
+    expect(errorMessage({ kind: 'config', message: 'fds.warn: "lots" is not a count' })).toBe('fds.warn: "lots" is not a count');
+    expect(errorMessage('plain')).toBe('plain');
+  });
+});

@@ -1,0 +1,214 @@
+// Formatting helpers: numbers as a person reads them at a glance.
+import type { FdClass, FdKind, OrphanTree, PathGroup, Sample, TargetStatus } from './types';
+
+/** Every kind, event loops first: the order of gauges and tables (FdKind::ALL). */
+export const KINDS: readonly FdKind[] = [
+  'kqueue', 'epoll', 'eventfd', 'timerfd', 'signalfd', 'inotify', 'fsevents', 'pidfd',
+  'unix', 'tcp', 'udp', 'socket',
+  'file', 'dir', 'device', 'shm', 'sem',
+  'pipe', 'other',
+];
+
+export const CLASSES: readonly FdClass[] = ['event_loops', 'sockets', 'files', 'pipes', 'other'];
+
+export const CLASS_LABELS: Record<FdClass, string> = {
+  event_loops: 'event loops',
+  sockets: 'sockets',
+  files: 'files',
+  pipes: 'pipes',
+  other: 'other',
+};
+
+/** The kind → class table of DESIGN.md ("File descriptor kinds"). */
+export function classOf(kind: FdKind): FdClass {
+  switch (kind) {
+    case 'kqueue': case 'epoll': case 'eventfd': case 'timerfd': case 'signalfd':
+    case 'inotify': case 'fsevents':
+      return 'event_loops';
+    case 'unix': case 'tcp': case 'udp': case 'socket':
+      return 'sockets';
+    case 'file': case 'dir': case 'device': case 'shm': case 'sem':
+      return 'files';
+    case 'pipe':
+      return 'pipes';
+    default:
+      return 'other';
+  }
+}
+
+/** Totals per class, every class present (zero when none). */
+export function classTotals(kinds: Sample['kinds']): Record<FdClass, number> {
+  const out: Record<FdClass, number> = { event_loops: 0, sockets: 0, files: 0, pipes: 0, other: 0 };
+  for (const [kind, n] of Object.entries(kinds) as [FdKind, number][]) {
+    out[classOf(kind)] += n ?? 0;
+  }
+  return out;
+}
+
+/** The kinds present, in canonical order (kqueue/epoll first); unknown kinds last. */
+export function sortedKinds(kinds: Sample['kinds']): [FdKind, number][] {
+  const rank = (k: string) => {
+    const i = KINDS.indexOf(k as FdKind);
+    return i < 0 ? KINDS.length : i;
+  };
+  return (Object.entries(kinds) as [FdKind, number][])
+    .filter(([, n]) => n > 0)
+    .sort(([a], [b]) => rank(a) - rank(b));
+}
+
+const NOUNS: Partial<Record<FdKind, [string, string]>> = {
+  unix: ['unix socket', 'unix sockets'],
+  tcp: ['TCP socket', 'TCP sockets'],
+  udp: ['UDP socket', 'UDP sockets'],
+  dir: ['directory', 'directories'],
+  shm: ['shared memory object', 'shared memory objects'],
+  sem: ['semaphore', 'semaphores'],
+  other: ['other descriptor', 'other descriptors'],
+};
+
+/** "1 kqueue", "812 kqueues", "2 directories", "40 unix sockets". */
+export function kindNoun(kind: FdKind, n: number): string {
+  const [one, many] = NOUNS[kind] ?? [kind, `${kind}s`];
+  return `${formatCount(n)} ${n === 1 ? one : many}`;
+}
+
+/** Thousands separated by a thin space: "10 240". Four digits stay whole. */
+export function formatCount(n: number): string {
+  const s = String(Math.round(n));
+  if (Math.abs(n) < 10_000) return s;
+  return s.replace(/\B(?=(\d{3})+(?!\d))/g, '\u2009');
+}
+
+const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+
+/** Binary units, three significant figures at most: "212 MiB", "1.5 GiB", "0 B". */
+export function formatBytes(bytes: number | null | undefined): string {
+  if (bytes == null || !Number.isFinite(bytes)) return '—';
+  let v = Math.max(0, bytes);
+  let u = 0;
+  while (v >= 1024 && u < UNITS.length - 1) {
+    v /= 1024;
+    u += 1;
+  }
+  if (u === 0) return `${Math.round(v)} B`;
+  const shown = v < 10 ? (Math.round(v * 10) / 10).toString() : String(Math.round(v));
+  // 1023.6 KiB would round to "1024 KiB": say "1 MiB" instead.
+  if (shown === '1024' && u < UNITS.length - 1) return `1 ${UNITS[u + 1]}`;
+  return `${shown} ${UNITS[u]}`;
+}
+
+/** Like the CLI's human_duration: "40 s", "10 min", "2 h", "2 h 40 min", "3 d 2 h". */
+export function formatDuration(seconds: number | null | undefined): string {
+  if (seconds == null || !Number.isFinite(seconds)) return '—';
+  const secs = Math.max(0, Math.floor(seconds));
+  const minutes = Math.floor(secs / 60);
+  const days = Math.floor(minutes / 1440);
+  const hours = Math.floor(minutes / 60) % 24;
+  const mins = minutes % 60;
+  if (days > 0) return `${days} d ${hours} h`;
+  if (hours > 0) return mins === 0 ? `${hours} h` : `${hours} h ${mins} min`;
+  if (minutes > 0) return `${mins} min`;
+  return `${secs} s`;
+}
+
+/** Slope of descriptors per hour: "+96/h", "−12/h", "flat" (under 1/h), "" when unknown. */
+export function formatSlope(perHour: number | null | undefined): string {
+  if (perHour == null || !Number.isFinite(perHour)) return '';
+  const r = Math.round(perHour);
+  if (r === 0) return 'flat';
+  return r > 0 ? `+${formatCount(r)}/h` : `\u2212${formatCount(-r)}/h`;
+}
+
+/** Time until the FD limit: "limit in 2 h 40 min", "at limit", "" when not approaching. */
+export function formatEta(seconds: number | null | undefined): string {
+  if (seconds == null || !Number.isFinite(seconds)) return '';
+  if (seconds <= 0) return 'at limit';
+  return `limit in ${formatDuration(seconds)}`;
+}
+
+/** "12 s ago", "3 min ago", relative to `now`. */
+export function formatAgo(at: number, now: number): string {
+  const secs = Math.max(0, (now - at) / 1000);
+  return secs < 1 ? 'just now' : `${formatDuration(secs)} ago`;
+}
+
+/** A clock time for a banner: "14:05" (today) or "Mon 14:05". */
+export function formatClock(at: number, now: number = Date.now()): string {
+  const d = new Date(at);
+  const hh = String(d.getHours()).padStart(2, '0');
+  const mm = String(d.getMinutes()).padStart(2, '0');
+  const sameDay = new Date(now).toDateString() === d.toDateString();
+  if (sameDay) return `${hh}:${mm}`;
+  return `${d.toLocaleDateString('en-GB', { weekday: 'short' })} ${hh}:${mm}`;
+}
+
+/** "85%" of the limit, or "" when there is none. */
+export function formatPercent(part: number, whole: number | null | undefined): string {
+  if (!whole) return '';
+  const p = (part * 100) / whole;
+  if (p > 0 && p < 0.1) return '<0.1%';
+  return `${p < 10 && p > 0 ? p.toFixed(1) : Math.round(p)}%`;
+}
+
+/** Long paths keep their start and their file name: "/Users/me/…/Leakwatch/config.toml". */
+export function shortenMiddle(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const tail = Math.ceil((max - 1) * 0.6);
+  const head = max - 1 - tail;
+  return `${text.slice(0, head)}\u2026${text.slice(text.length - tail)}`;
+}
+
+function basename(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i >= 0 && i < path.length - 1 ? path.slice(i + 1) : path;
+}
+
+/** "state.db ×48, -wal ×46, -shm ×46": a path group with its SQLite companions. */
+export function formatPathGroup(group: PathGroup): string {
+  // Devices read better whole ("/dev/null"); files by their name.
+  const name = group.kind === 'device' ? group.path : basename(group.path);
+  const parts = [`${name} \u00d7${group.count}`];
+  for (const c of group.companions ?? []) parts.push(`${c.suffix} \u00d7${c.count}`);
+  return parts.join(', ');
+}
+
+/** Why a tree counts as an orphan, in words. */
+export function formatOrphanReason(tree: OrphanTree): string {
+  switch (tree.reason) {
+    case 'leader_gone':
+      return 'group leader gone';
+    case 'parent_died':
+      return tree.original_parent
+        ? `parent ${tree.original_parent.name} died`
+        : 'parent died';
+    case 'pattern':
+      return `matches ${tree.pattern}`;
+    default:
+      return '';
+  }
+}
+
+export type Dot = 'ok' | 'warning' | 'critical' | 'down';
+
+/** The status dot of a target: down (or unreadable) beats any severity. */
+export function targetDot(t: TargetStatus): Dot {
+  return t.state === 'up' ? t.severity : 'down';
+}
+
+/** The FD limit to gauge against: the sample's, else the soft limit. */
+export function targetLimit(t: TargetStatus): number | null {
+  return t.sample?.limit ?? t.limit?.soft ?? null;
+}
+
+/** Human words for an outcome name. */
+export function formatOutcome(outcome: string): string {
+  return outcome.replace(/_/g, ' ');
+}
+
+/** Error payloads of commands are `{kind, message}`; show the message. */
+export function errorMessage(e: unknown): string {
+  if (e && typeof e === 'object' && 'message' in e && typeof (e as { message: unknown }).message === 'string') {
+    return (e as { message: string }).message;
+  }
+  return typeof e === 'string' ? e : String(e);
+}

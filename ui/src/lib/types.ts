@@ -1,0 +1,265 @@
+// The JSON shapes the popover receives, mirroring the Rust types exactly
+// (crates/core/src/{status,model,orphans,kill,restart,summary}.rs,
+// crates/probe/src/model.rs) plus the app's command payloads (src-tauri).
+//
+// Every component imports its types from this file only. When ts-rs bindings
+// land in ../bindings/, replace the declarations below with re-exports, e.g.
+//   export type { Status } from '../bindings/Status';
+
+/** Milliseconds since the Unix epoch. */
+export type UnixMillis = number;
+
+export type FdKind =
+  | 'kqueue' | 'epoll' | 'eventfd' | 'timerfd' | 'signalfd' | 'inotify' | 'fsevents' | 'pidfd'
+  | 'unix' | 'tcp' | 'udp' | 'socket'
+  | 'file' | 'dir' | 'device' | 'shm' | 'sem'
+  | 'pipe' | 'other';
+
+export type FdClass = 'event_loops' | 'sockets' | 'files' | 'pipes' | 'other';
+
+export type Severity = 'ok' | 'warning' | 'critical';
+
+/** `start_time` is the OS's own unit; only compared for equality. */
+export interface ProcessId {
+  pid: number;
+  start_time: number;
+}
+
+export type LimitSource = 'proc_limits' | 'getrlimit' | 'launchd_default' | 'configured';
+
+export interface FdLimit {
+  soft: number | null;
+  hard: number | null;
+  source: LimitSource;
+}
+
+export interface Sample {
+  at: UnixMillis;
+  total: number;
+  kinds: Partial<Record<FdKind, number>>;
+  limit: number | null;
+  rss_bytes: number | null;
+  cpu_seconds: number | null;
+  threads: number | null;
+  descendants: number;
+}
+
+export type EventKind =
+  | 'raised' | 'escalated' | 'reminded' | 'cleared' | 'series_started'
+  | 'config_error' | 'config_reloaded' | 'action';
+
+export interface Event {
+  at: UnixMillis;
+  target: string;
+  pid: number | null;
+  kind: EventKind;
+  rule: string | null;
+  severity: Severity;
+  value: number | null;
+  message: string;
+}
+
+export interface Companion {
+  suffix: string;
+  count: number;
+}
+
+export interface PathGroup {
+  path: string;
+  kind: FdKind;
+  count: number;
+  /** Absent when empty. */
+  companions?: Companion[];
+}
+
+/** `#[serde(tag = "state", content = "reason")]`, flattened into TargetStatus. */
+export type TargetState =
+  | { state: 'up' }
+  | { state: 'down'; reason: string }
+  | { state: 'permission_denied'; reason: string };
+
+export interface ProcessSummary extends ProcessId {
+  name: string;
+  argv: string[];
+  started_at: UnixMillis;
+}
+
+export interface RuleStatus {
+  metric: string;
+  severity: Severity;
+  value: number | null;
+}
+
+export interface KindGrowth {
+  kind: FdKind;
+  first: number;
+  now: number;
+}
+
+export type TargetStatus = TargetState & {
+  name: string;
+  selector: string;
+  process: ProcessSummary | null;
+  sample: Sample | null;
+  limit: FdLimit | null;
+  slope_per_hour: number | null;
+  kind_slopes_per_hour: Partial<Record<FdKind, number>>;
+  eta_seconds: number | null;
+  severity: Severity;
+  rules: RuleStatus[];
+  top_paths: PathGroup[];
+  grew: KindGrowth[];
+  /** `[at, total]` pairs, oldest first. */
+  history: [UnixMillis, number][];
+};
+
+export interface ConfigStatus {
+  path: string | null;
+  error: string | null;
+  automatic: boolean;
+}
+
+export interface OwnUsage {
+  pid: number;
+  fds: number | null;
+  rss_bytes: number | null;
+  cpu_seconds: number | null;
+  threads: number | null;
+}
+
+/** `#[serde(tag = "reason", content = "pattern")]`, flattened into OrphanTree. */
+export type OrphanReason =
+  | { reason: 'leader_gone' }
+  | { reason: 'parent_died' }
+  | { reason: 'pattern'; pattern: string };
+
+export interface ParentRecord extends ProcessId {
+  name: string;
+  argv: string[];
+}
+
+export interface OrphanMember extends ProcessId {
+  ppid: number;
+  depth: number;
+  name: string;
+  argv: string[];
+  rss_bytes: number | null;
+  fds: number | null;
+  cpu_seconds: number | null;
+  /** Only for a launcher wrapper: e.g. `uvx X (uv → python)`. */
+  label?: string;
+  /** Only for a worker folded into its wrapper's row: the wrapper's pid. */
+  folded_into?: number;
+}
+
+export type OrphanTree = OrphanReason & {
+  root: ProcessId;
+  /** Absent when the lineage does not know it. */
+  original_parent?: ParentRecord;
+  label: string;
+  members: OrphanMember[];
+  total_rss_bytes: number;
+  total_fds: number;
+  age_seconds: number;
+  idle_seconds: number | null;
+};
+
+export interface Status {
+  at: UnixMillis;
+  tick: number;
+  targets: TargetStatus[];
+  config: ConfigStatus;
+  own: OwnUsage;
+  recent_events: Event[];
+  alerts_paused_until: UnixMillis | null;
+  orphans: OrphanTree[];
+  orphan_rules: RuleStatus[];
+  /** Automatic restarts per target since the engine started. */
+  restarts: Partial<Record<string, number>>;
+}
+
+// ---- actions (core::kill, core::restart) ----
+
+export interface PlannedProcess extends ProcessId {
+  ppid: number;
+  depth: number;
+  name: string;
+  argv: string[];
+  rss_bytes: number | null;
+  /** Why it will not be signalled, if so. */
+  protected: string | null;
+}
+
+export interface KillPlan {
+  roots: ProcessId[];
+  grace_seconds: number;
+  processes: PlannedProcess[];
+}
+
+/** `#[serde(tag = "outcome")]` */
+export type Outcome =
+  | { outcome: 'exited_after_term' }
+  | { outcome: 'killed' }
+  | { outcome: 'already_gone' }
+  | { outcome: 'identity_changed' }
+  | { outcome: 'protected'; reason: string }
+  | { outcome: 'survived'; reason: string };
+
+export type ProcessOutcome = ProcessId & { name: string } & Outcome;
+
+export interface KillReport {
+  processes: ProcessOutcome[];
+  elapsed_seconds: number;
+}
+
+export interface RestartReport {
+  target: string;
+  strategy: string;
+  previous: ProcessId | null;
+  stopped: KillReport | null;
+  spawned_pid: number | null;
+  new_pid: number | null;
+  healthy_after: number | null;
+  snapshot_saved: boolean;
+}
+
+// ---- app commands (src-tauri) ----
+
+export interface TreeRow {
+  pid: number;
+  ppid: number;
+  depth: number;
+  name: string;
+  argv: string[];
+  rss_bytes: number | null;
+  fds: number | null;
+}
+
+/** What a restart or cleanup would do: `text` is shown verbatim before confirming. */
+export interface ActionPlan {
+  text: string;
+  processes: PlannedProcess[];
+}
+
+export interface TargetSettings {
+  name: string;
+  /** `"80%"` or a count like `"500"`; null for the default. */
+  fds_warn: string | null;
+  fds_critical: string | null;
+}
+
+export interface Settings {
+  launch_at_login: boolean;
+  interval_seconds: number;
+  notifications: boolean;
+  /** The file these come from (read-only in the UI); null when there is none. */
+  config_path: string | null;
+  targets: TargetSettings[];
+}
+
+/** How every command fails. */
+export interface CommandError {
+  /** not_found, invalid_settings, config, refused, restart, ... */
+  kind: string;
+  message: string;
+}
