@@ -54,6 +54,9 @@ pub(crate) struct Args {
     /// Use the release binaries already built instead of running `cargo build`.
     #[arg(long)]
     no_build: bool,
+    /// Measure only the menubar app's footprint (popover closed and open).
+    #[arg(long)]
+    app_only: bool,
 }
 
 pub(crate) fn run(args: &Args) -> Result<()> {
@@ -68,6 +71,12 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     ensure!(args.processes >= 1, "--processes must be at least 1");
     ensure!(args.calls >= 1, "--calls must be at least 1");
     ensure!(args.engine_ticks >= 1, "--engine-ticks must be at least 1");
+    if args.app_only {
+        let mut out = String::new();
+        crate::app_footprint::section(&mut out, !args.no_build)?;
+        print!("{out}");
+        return Ok(());
+    }
     util::ensure_debian_packages(&["lsof", "procps"])?;
     if !args.no_build {
         util::run(util::cargo().args([
@@ -98,6 +107,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         helpers.kill_all();
     }
     engine_section(&mut out, &mut targets, args, &bins)?;
+    crate::app_footprint::section(&mut out, !args.no_build)?;
     out.push_str("\n### Targets\n\n");
     for target in &targets {
         let _ = writeln!(out, "- {target}");

@@ -1,11 +1,14 @@
 //! `cargo xtask ci`: the one command CI and developers run. Every check a change
 //! must pass is listed here, in the order that fails fastest.
 
-use crate::util::{cargo, run as run_command};
+use crate::util::{cargo, ensure_debian_packages, run as run_command};
 use anyhow::Result;
 
 pub(crate) fn run() -> Result<()> {
     run_command(cargo().args(["fmt", "--all", "--check"]))?;
+    // The menubar app links WebKitGTK and friends, and embeds the built UI.
+    ensure_debian_packages(&crate::ui::APP_PACKAGES)?;
+    crate::ui::build()?;
     run_command(cargo().args([
         "clippy",
         "--workspace",
@@ -16,6 +19,7 @@ pub(crate) fn run() -> Result<()> {
         "warnings",
     ]))?;
     run_command(cargo().args(["test", "--workspace", "--locked"]))?;
+    crate::e2e::run_e2e()?;
     crate::macos_check::run()?;
     eprintln!("xtask ci: all checks passed");
     Ok(())

@@ -65,6 +65,8 @@ exit 0
 pub(crate) fn run() -> Result<()> {
     ensure_debian_packages(&DEBIAN_PACKAGES)?;
     check_toolchain()?;
+    // The app's `generate_context!` embeds ui/dist, which must exist to compile.
+    crate::ui::ensure_dist()?;
 
     let root = workspace_root();
     let target_dir = root.join(TARGET_DIR);

@@ -1,9 +1,12 @@
 //! `cargo xtask`: the project's automation, written in Rust so it runs wherever
 //! cargo does and needs no shell scripts. `.ci/run` calls `cargo xtask ci`.
 
+mod app_footprint;
 mod bench;
 mod ci;
+mod e2e;
 mod macos_check;
+mod ui;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +26,8 @@ enum Task {
     MacosCheck,
     /// Time Leakwatch's probe against lsof, ps and sysinfo, side by side.
     Bench(bench::Args),
+    /// The menubar app end to end under Xvfb, over WebDriver (Linux).
+    E2e,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -31,5 +36,6 @@ fn main() -> anyhow::Result<()> {
         Task::Ci => ci::run(),
         Task::MacosCheck => macos_check::run(),
         Task::Bench(args) => bench::run(&args),
+        Task::E2e => e2e::run_e2e(),
     }
 }

@@ -1,0 +1,28 @@
+//! Tauri's build step: embeds `tauri.conf.json`, checks the capabilities, and
+//! generates an `allow-`/`deny-` permission for each of the app's own commands,
+//! so `capabilities/default.json` grants the popover exactly these and nothing else.
+
+/// Every command of `src/commands.rs` (the UI's contract).
+const COMMANDS: &[&str] = &[
+    "get_status",
+    "get_tree",
+    "plan_restart",
+    "restart_target",
+    "save_snapshot",
+    "plan_cleanup",
+    "clean_orphans",
+    "pause_alerts",
+    "get_settings",
+    "save_settings",
+    "set_launch_at_login",
+    "reveal_config",
+];
+
+fn main() {
+    let attributes = tauri_build::Attributes::new()
+        .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));
+    if let Err(error) = tauri_build::try_build(attributes) {
+        eprintln!("tauri build step failed: {error:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,356 @@
+//! The commands the popover invokes (their names are the UI's contract). Each is
+//! a thin wrapper over a plain function taking what it needs, so the logic is
+//! tested without a webview; the wrappers only reach into Tauri state. Anything
+//! that signals or waits runs on a blocking thread with its own `Probe`, never on
+//! the async runtime that drives the engine and the IPC.
+
+// Tauri hands commands their arguments (state, handles) by value.
+#![allow(clippy::needless_pass_by_value)]
+
+use crate::error::{AppError, ErrorKind};
+use crate::settings::{self, Settings};
+use crate::state::AppState;
+use leakwatch_core::Config;
+use leakwatch_core::config::{DEFAULT_GRACE, Restart};
+use leakwatch_core::engine::Command;
+use leakwatch_core::kill::{self, Guard, KillReport, PlannedProcess};
+use leakwatch_core::model::unix_millis;
+use leakwatch_core::restart::{self, RestartReport};
+use leakwatch_core::status::Status;
+use leakwatch_core::store::{Snapshot, Store};
+use leakwatch_core::tree::ProcessTree;
+use leakwatch_probe::{Probe, ProcessId};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+use tauri::{AppHandle, Runtime, State};
+
+/// One row of a process tree (`get_tree`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct TreeRow {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Depth below the root (the root is 0).
+    pub depth: u32,
+    pub name: String,
+    pub argv: Vec<String>,
+    pub rss_bytes: Option<u64>,
+    /// Open descriptors; `None` when not permitted.
+    pub fds: Option<u64>,
+}
+
+/// What an action will do, shown before the user confirms it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+pub struct ActionPlan {
+    /// The plan in words, as the CLI prints it.
+    pub text: String,
+    /// The processes it would signal (empty for launchd/systemd restarts).
+    pub processes: Vec<PlannedProcess>,
+}
+
+// ---------------------------------------------------------------------------------
+// The logic, free of Tauri
+// ---------------------------------------------------------------------------------
+
+/// The tree below `pid`, with descriptor counts.
+pub fn tree(probe: &mut Probe, pid: u32) -> Result<Vec<TreeRow>, AppError> {
+    let table = probe.processes()?;
+    let nodes = ProcessTree::new(&table)
+        .subtree(pid)
+        .ok_or_else(|| AppError::new(ErrorKind::NotFound, format!("no process {pid}")))?;
+    Ok(nodes
+        .iter()
+        .map(|node| TreeRow {
+            pid: node.process.id.pid,
+            ppid: node.process.ppid,
+            depth: u32::try_from(node.depth).unwrap_or(u32::MAX),
+            name: node.process.name.clone(),
+            argv: node.process.argv.to_vec(),
+            rss_bytes: node.process.rss_bytes,
+            fds: probe.fd_count(node.process.id.pid).ok().map(|n| n as u64),
+        })
+        .collect())
+}
+
+fn target<'a>(
+    config: &'a Config,
+    name: &str,
+) -> Result<&'a leakwatch_core::config::Target, AppError> {
+    config.target(name).ok_or_else(|| {
+        AppError::new(ErrorKind::NotFound, format!("no target `{name}` in the configuration"))
+    })
+}
+
+/// The restart plan of `name`: what would be stopped and started.
+pub fn restart_plan(
+    probe: &mut Probe,
+    config: &Config,
+    name: &str,
+) -> Result<ActionPlan, AppError> {
+    let target = target(config, name)?;
+    let previous = restart::current_process(probe, target);
+    let plan = match (&target.restart, previous) {
+        (Some(Restart::Command { grace, .. }), Some(id)) => {
+            Some(kill::plan_ids(probe, &[id], *grace, &Guard::from_config(config))?)
+        }
+        _ => None,
+    };
+    Ok(ActionPlan {
+        text: restart::describe(target, previous, plan.as_ref()),
+        processes: plan.map(|p| p.processes).unwrap_or_default(),
+    })
+}
+
+/// Restarts `name` now, saving a forensic snapshot to `store` first.
+pub fn restart_now(
+    probe: &mut Probe,
+    config: &Config,
+    store: Option<&Store>,
+    name: &str,
+) -> Result<RestartReport, AppError> {
+    let target = target(config, name)?;
+    let mut save = |snapshot: Snapshot| {
+        if let Some(store) = store
+            && let Err(e) = store.record_snapshot(&snapshot)
+        {
+            tracing::warn!("forensic snapshot not saved: {e}");
+        }
+    };
+    let (report, child) = restart::restart(
+        probe,
+        target,
+        &Guard::from_config(config),
+        "manual restart (Leakwatch app)",
+        &mut save,
+    )?;
+    if let Some(mut child) = child {
+        // Reap it when it exits, so a restarted server never lingers as a zombie.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
+    }
+    Ok(report)
+}
+
+/// Saves a forensic snapshot of `name`'s process to `store`.
+pub fn snapshot(
+    probe: &mut Probe,
+    config: &Config,
+    store: &Store,
+    name: &str,
+) -> Result<(), AppError> {
+    let target = target(config, name)?;
+    let id = restart::current_process(probe, target)
+        .ok_or_else(|| AppError::new(ErrorKind::NotFound, format!("{name} is not running")))?;
+    let reason = "snapshot requested in the app";
+    let body = restart::forensic_snapshot(probe, id, reason).ok_or_else(|| {
+        AppError::new(ErrorKind::NotFound, format!("{name} (pid {}) exited", id.pid))
+    })?;
+    store
+        .record_snapshot(&Snapshot {
+            at: unix_millis(SystemTime::now()),
+            target: name.to_owned(),
+            process: id,
+            reason: reason.to_owned(),
+            body,
+        })
+        .map_err(|e| AppError::new(ErrorKind::Io, e.to_string()))
+}
+
+/// The kill-tree plan for `roots` (pinned by identity).
+pub fn cleanup_plan(
+    probe: &mut Probe,
+    config: &Config,
+    roots: &[ProcessId],
+) -> Result<kill::KillPlan, AppError> {
+    if roots.is_empty() {
+        return Err(AppError::new(ErrorKind::NotFound, "no orphan trees were chosen"));
+    }
+    Ok(kill::plan_ids(probe, roots, DEFAULT_GRACE, &Guard::from_config(config))?)
+}
+
+fn open_store(path: Option<&PathBuf>) -> Result<Store, AppError> {
+    let path = path.ok_or_else(|| AppError::new(ErrorKind::Unavailable, "no history database"))?;
+    Store::open(path)
+        .map(|opened| opened.store)
+        .map_err(|e| AppError::new(ErrorKind::Io, e.to_string()))
+}
+
+/// Runs `f` on a blocking thread with a fresh probe and the config on disk.
+async fn blocking<T, F>(state: &AppState, f: F) -> Result<T, AppError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Probe, &Config, Option<&PathBuf>) -> Result<T, AppError> + Send + 'static,
+{
+    let config = state.config()?;
+    let store = state.paths().store.clone();
+    tauri::async_runtime::spawn_blocking(move || {
+        let mut probe = Probe::new()?;
+        f(&mut probe, &config, store.as_ref())
+    })
+    .await?
+}
+
+// ---------------------------------------------------------------------------------
+// The commands
+// ---------------------------------------------------------------------------------
+
+/// The engine's latest status.
+#[tauri::command]
+pub fn get_status(state: State<'_, AppState>) -> Result<Status, AppError> {
+    Ok(Status::clone(&state.status()))
+}
+
+/// A process and its descendants.
+#[tauri::command]
+pub async fn get_tree(state: State<'_, AppState>, pid: u32) -> Result<Vec<TreeRow>, AppError> {
+    blocking(&state, move |probe, _, _| tree(probe, pid)).await
+}
+
+/// What `restart_target` would do.
+#[tauri::command]
+pub async fn plan_restart(
+    state: State<'_, AppState>,
+    target: String,
+) -> Result<ActionPlan, AppError> {
+    blocking(&state, move |probe, config, _| restart_plan(probe, config, &target)).await
+}
+
+/// Restarts a configured target.
+#[tauri::command]
+pub async fn restart_target(
+    state: State<'_, AppState>,
+    target: String,
+) -> Result<RestartReport, AppError> {
+    blocking(&state, move |probe, config, store| {
+        let store = store.and_then(|path| open_store(Some(path)).ok());
+        restart_now(probe, config, store.as_ref(), &target)
+    })
+    .await
+}
+
+/// Saves a forensic snapshot of a target's process to the history.
+#[tauri::command]
+pub async fn save_snapshot(state: State<'_, AppState>, target: String) -> Result<(), AppError> {
+    blocking(&state, move |probe, config, store| {
+        snapshot(probe, config, &open_store(store)?, &target)
+    })
+    .await
+}
+
+/// What `clean_orphans` would do.
+#[tauri::command]
+pub async fn plan_cleanup(
+    state: State<'_, AppState>,
+    roots: Vec<ProcessId>,
+) -> Result<ActionPlan, AppError> {
+    blocking(&state, move |probe, config, _| {
+        let plan = cleanup_plan(probe, config, &roots)?;
+        Ok(ActionPlan { text: plan.describe(), processes: plan.processes })
+    })
+    .await
+}
+
+/// Stops orphan trees with the kill-tree escalation.
+#[tauri::command]
+pub async fn clean_orphans(
+    state: State<'_, AppState>,
+    roots: Vec<ProcessId>,
+) -> Result<KillReport, AppError> {
+    let report = blocking(&state, move |probe, config, _| {
+        let plan = cleanup_plan(probe, config, &roots)?;
+        Ok(kill::execute(probe, &plan, &Guard::from_config(config)))
+    })
+    .await?;
+    // Rescan now rather than at the next full scan, so the list updates.
+    state.send(Command::Reload);
+    Ok(report)
+}
+
+/// Silences notifications for `minutes`; `None` resumes them.
+#[tauri::command]
+pub fn pause_alerts(state: State<'_, AppState>, minutes: Option<u32>) -> Result<(), AppError> {
+    state.send(Command::PauseAlerts(minutes.map(|m| Duration::from_secs(u64::from(m) * 60))));
+    Ok(())
+}
+
+/// The settings screen's values.
+#[tauri::command]
+pub fn get_settings<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+) -> Result<Settings, AppError> {
+    settings::read(state.paths().config.as_deref(), crate::autostart::is_enabled(&app))
+}
+
+/// Saves the settings into the config file (validated first), reloads the engine
+/// and applies launch at login.
+#[tauri::command]
+pub fn save_settings<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    settings: Settings,
+) -> Result<Settings, AppError> {
+    let path = state.paths().config.clone().ok_or_else(|| {
+        AppError::new(
+            ErrorKind::Unavailable,
+            "no configuration directory: set LEAKWATCH_CONFIG or HOME",
+        )
+    })?;
+    settings::save(&path, &settings)?;
+    state.send(Command::Reload);
+    if settings.launch_at_login != crate::autostart::is_enabled(&app) {
+        crate::autostart::set(&app, settings.launch_at_login)?;
+    }
+    crate::tray::refresh(&app);
+    settings::read(Some(&path), crate::autostart::is_enabled(&app))
+}
+
+/// Turns launch at login on or off; returns the state now in force.
+#[tauri::command]
+pub fn set_launch_at_login<R: Runtime>(app: AppHandle<R>, enabled: bool) -> Result<bool, AppError> {
+    crate::autostart::set(&app, enabled)?;
+    crate::tray::refresh(&app);
+    Ok(crate::autostart::is_enabled(&app))
+}
+
+/// Shows the config file in the file manager.
+#[tauri::command]
+pub fn reveal_config(state: State<'_, AppState>) -> Result<(), AppError> {
+    let path = state
+        .paths()
+        .config
+        .clone()
+        .ok_or_else(|| AppError::new(ErrorKind::Unavailable, "no configuration path"))?;
+    reveal(&path)
+}
+
+/// `open -R FILE` on macOS; the folder with `xdg-open` elsewhere.
+fn reveal(path: &std::path::Path) -> Result<(), AppError> {
+    let mut cmd = if cfg!(target_os = "macos") && path.exists() {
+        let mut cmd = std::process::Command::new("open");
+        cmd.arg("-R").arg(path);
+        cmd
+    } else {
+        let dir = path.parent().unwrap_or(path).to_path_buf();
+        std::fs::create_dir_all(&dir)?;
+        let mut cmd =
+            std::process::Command::new(if cfg!(target_os = "macos") { "open" } else { "xdg-open" });
+        cmd.arg(dir);
+        cmd
+    };
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            AppError::new(ErrorKind::Unavailable, format!("could not open the file manager: {e}"))
+        })?;
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(())
+}

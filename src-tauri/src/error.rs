@@ -1,0 +1,88 @@
+//! The one error type of the app's commands. The webview receives it as JSON
+//! (`{ "kind": "not_found", "message": "..." }`), so the UI can branch on `kind`
+//! and show `message` as is; a bare `String` would lose the kind.
+
+use serde::Serialize;
+
+/// What kind of failure a command met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// No such target, process or file.
+    NotFound,
+    /// A setting was refused: the message says which and why.
+    InvalidSettings,
+    /// The configuration file could not be loaded.
+    Config,
+    /// A protection refused the action (DESIGN.md, "Identity").
+    Refused,
+    /// The restart did not happen or did not finish.
+    Restart,
+    /// The OS could not be asked about processes.
+    Probe,
+    /// Reading or writing a file failed.
+    Io,
+    /// The feature is not available here (no autostart, no data directory).
+    Unavailable,
+    /// Anything else: a bug.
+    Internal,
+}
+
+/// A command's failure, as the UI receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[cfg_attr(test, derive(ts_rs::TS))]
+#[error("{message}")]
+pub struct AppError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl AppError {
+    /// An error of `kind` saying `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+}
+
+impl From<leakwatch_probe::Error> for AppError {
+    fn from(e: leakwatch_probe::Error) -> Self {
+        Self::new(ErrorKind::Probe, e.to_string())
+    }
+}
+
+impl From<leakwatch_core::ConfigError> for AppError {
+    fn from(e: leakwatch_core::ConfigError) -> Self {
+        Self::new(ErrorKind::Config, e.to_string())
+    }
+}
+
+impl From<leakwatch_core::kill::KillError> for AppError {
+    fn from(e: leakwatch_core::kill::KillError) -> Self {
+        use leakwatch_core::kill::KillError;
+        let kind = match &e {
+            KillError::Refused { .. } => ErrorKind::Refused,
+            KillError::NoSuchProcess { .. } => ErrorKind::NotFound,
+            _ => ErrorKind::Probe,
+        };
+        Self::new(kind, e.to_string())
+    }
+}
+
+impl From<leakwatch_core::restart::RestartError> for AppError {
+    fn from(e: leakwatch_core::restart::RestartError) -> Self {
+        Self::new(ErrorKind::Restart, e.to_string())
+    }
+}
+
+impl From<std::io::Error> for AppError {
+    fn from(e: std::io::Error) -> Self {
+        Self::new(ErrorKind::Io, e.to_string())
+    }
+}
+
+impl From<tauri::Error> for AppError {
+    fn from(e: tauri::Error) -> Self {
+        Self::new(ErrorKind::Internal, e.to_string())
+    }
+}

@@ -1,0 +1,135 @@
+//! `leakwatch-app`: Leakwatch's menubar face. One process holds the tray icon,
+//! the engine (on Tauri's tokio runtime), desktop notifications and, only while
+//! it is open, the popover's webview. Everything the popover may do is one of
+//! the commands in [`commands`], granted by `capabilities/default.json`.
+
+pub mod autostart;
+pub mod commands;
+pub mod error;
+pub mod events;
+pub mod notifications;
+pub mod popover;
+pub mod settings;
+pub mod state;
+pub mod tray;
+pub mod tray_menu;
+
+use state::{AppState, Paths};
+use std::sync::Arc;
+use tauri::{Manager, RunEvent, Runtime};
+
+/// The commands, for `invoke_handler` (shared with the mock runtime's tests).
+pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static {
+    tauri::generate_handler![
+        commands::get_status,
+        commands::get_tree,
+        commands::plan_restart,
+        commands::restart_target,
+        commands::save_snapshot,
+        commands::plan_cleanup,
+        commands::clean_orphans,
+        commands::pause_alerts,
+        commands::get_settings,
+        commands::save_settings,
+        commands::set_launch_at_login,
+        commands::reveal_config,
+    ]
+}
+
+/// Runs the app until Quit.
+pub fn run() {
+    init_tracing();
+    let app = tauri::Builder::default()
+        .plugin(tauri_plugin_positioner::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            None,
+        ))
+        .manage(popover::PopoverState::default())
+        .invoke_handler(handler())
+        .setup(|app| {
+            setup(app.handle())?;
+            Ok(())
+        })
+        .build(tauri::generate_context!());
+    let app = match app {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("leakwatch-app: could not start: {e}");
+            std::process::exit(1);
+        }
+    };
+    app.run(|_app, event| {
+        // Closing the popover destroys the last window; the app lives on in the
+        // tray until Quit (which exits with a code).
+        if let RunEvent::ExitRequested { api, code: None, .. } = event {
+            api.prevent_exit();
+        }
+    });
+}
+
+fn setup(app: &tauri::AppHandle) -> Result<(), Box<dyn std::error::Error>> {
+    // A menubar app: no Dock icon, no app menu (Info.plist's LSUIElement does
+    // the same for the bundle; this covers `cargo run`).
+    #[cfg(target_os = "macos")]
+    if let Err(e) = app.set_activation_policy(tauri::ActivationPolicy::Accessory) {
+        tracing::warn!("could not hide the Dock icon: {e}");
+    }
+
+    let e2e = popover::e2e();
+    let clicks = app.clone();
+    let on_click: notifications::OnClick = Arc::new(move |target: Option<String>| {
+        let app = clicks.clone();
+        let view = target.map_or(popover::View::Overview, popover::View::Target);
+        let _ = clicks.run_on_main_thread(move || popover::open(&app, &view));
+    });
+    let notifier = notifications::notifier(e2e, on_click);
+    // The engine's loop runs on Tauri's runtime: enter it to spawn.
+    let state =
+        tauri::async_runtime::block_on(
+            async move { AppState::start(Paths::from_env(), notifier) },
+        )?;
+    app.manage(state);
+    events::forward(app);
+    tray::build(app)?;
+    if e2e {
+        popover::open(app, &popover::View::Overview);
+    }
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LEAKWATCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Writes the TypeScript types of everything the UI receives or sends into
+/// `ui/src/bindings/` (committed; `cargo test -p leakwatch-app` regenerates them).
+/// 64-bit integers become `number`, as `serde_json` writes them.
+#[cfg(test)]
+mod bindings {
+    use ts_rs::{Config, TS};
+
+    #[test]
+    fn export_typescript_bindings() -> Result<(), ts_rs::ExportError> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/bindings");
+        let cfg = Config::new().with_large_int("number").with_out_dir(dir);
+        leakwatch_core::status::Status::export_all(&cfg)?;
+        leakwatch_core::model::Event::export_all(&cfg)?;
+        leakwatch_core::kill::KillPlan::export_all(&cfg)?;
+        leakwatch_core::kill::KillReport::export_all(&cfg)?;
+        leakwatch_core::restart::RestartReport::export_all(&cfg)?;
+        leakwatch_core::orphans::OrphanTree::export_all(&cfg)?;
+        leakwatch_probe::ProcessId::export_all(&cfg)?;
+        leakwatch_probe::FdKind::export_all(&cfg)?;
+        leakwatch_probe::FdClass::export_all(&cfg)?;
+        crate::commands::TreeRow::export_all(&cfg)?;
+        crate::commands::ActionPlan::export_all(&cfg)?;
+        crate::settings::Settings::export_all(&cfg)?;
+        crate::error::AppError::export_all(&cfg)?;
+        crate::popover::View::export_all(&cfg)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,359 @@
+//! The tray's content as plain data: which icon, which title, and which menu
+//! items with which labels and check marks, computed from a [`Status`]. Keeping
+//! it free of Tauri makes it testable without a display and keeps `tray.rs` a
+//! thin translation into native menus.
+
+use leakwatch_core::model::{Severity, UnixMillis};
+use leakwatch_core::status::{Status, TargetState, TargetStatus};
+
+/// Menu item ids (prefixes carry a target's name after the colon).
+pub mod ids {
+    pub const TARGET: &str = "target:";
+    pub const RESTART: &str = "restart:";
+    pub const CLEANUP: &str = "cleanup";
+    pub const OPEN: &str = "open";
+    pub const PAUSE: &str = "pause";
+    pub const RESUME: &str = "resume";
+    pub const AUTOSTART: &str = "autostart";
+    pub const QUIT: &str = "quit";
+}
+
+/// The icon variant: the worst severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IconVariant {
+    Ok,
+    Warning,
+    Critical,
+}
+
+impl From<Severity> for IconVariant {
+    fn from(severity: Severity) -> Self {
+        match severity {
+            Severity::Ok => IconVariant::Ok,
+            Severity::Warning => IconVariant::Warning,
+            Severity::Critical => IconVariant::Critical,
+        }
+    }
+}
+
+/// One row of the native menu.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Item { id: String, label: String, enabled: bool },
+    Check { id: String, label: String, checked: bool },
+    Separator,
+}
+
+/// Everything the tray shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrayModel {
+    pub icon: IconVariant,
+    /// Beside the icon (macOS): the worst target's top kind count, when not ok.
+    pub title: Option<String>,
+    pub tooltip: String,
+    pub entries: Vec<Entry>,
+}
+
+/// What the model needs besides the status.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs<'a> {
+    /// Targets with a `[watch.restart]`.
+    pub restartable: &'a [String],
+    pub launch_at_login: bool,
+    pub now: UnixMillis,
+}
+
+/// The tray for `status`.
+pub fn model(status: &Status, inputs: &Inputs<'_>) -> TrayModel {
+    let worst = status.worst();
+    let mut entries = Vec::new();
+    if status.targets.is_empty() {
+        entries.push(item("target:", "No targets watched".to_owned(), false));
+    }
+    for target in &status.targets {
+        entries.push(item(&format!("{}{}", ids::TARGET, target.name), target_label(target), true));
+    }
+    let restarts: Vec<&TargetStatus> = status
+        .targets
+        .iter()
+        .filter(|t| inputs.restartable.iter().any(|name| base_name(&t.name) == name))
+        .collect();
+    if !restarts.is_empty() {
+        entries.push(Entry::Separator);
+        for target in restarts {
+            let name = base_name(&target.name);
+            entries.push(item(
+                &format!("{}{name}", ids::RESTART),
+                format!("Restart {name}…"),
+                true,
+            ));
+        }
+    }
+    if !status.orphans.is_empty() {
+        let bytes: u64 = status.orphans.iter().map(|o| o.total_rss_bytes).sum();
+        let n = status.orphans.len();
+        let noun = if n == 1 { "orphan" } else { "orphans" };
+        entries.push(Entry::Separator);
+        entries.push(item(
+            ids::CLEANUP,
+            format!("Clean up {n} {noun} ({})…", bytes_text(bytes)),
+            true,
+        ));
+    }
+    entries.push(Entry::Separator);
+    entries.push(item(ids::OPEN, "Open Leakwatch".to_owned(), true));
+    match status.alerts_paused_until.filter(|until| *until > inputs.now) {
+        Some(until) => {
+            let minutes = (until - inputs.now).div_ceil(60_000);
+            entries.push(item(
+                ids::RESUME,
+                format!("Resume alerts (paused, {minutes} min left)"),
+                true,
+            ));
+        }
+        None => entries.push(item(ids::PAUSE, "Pause alerts for 1 h".to_owned(), true)),
+    }
+    entries.push(Entry::Check {
+        id: ids::AUTOSTART.to_owned(),
+        label: "Launch at login".to_owned(),
+        checked: inputs.launch_at_login,
+    });
+    entries.push(Entry::Separator);
+    entries.push(item(ids::QUIT, "Quit Leakwatch".to_owned(), true));
+    TrayModel {
+        icon: worst.into(),
+        title: (worst > Severity::Ok).then(|| worst_title(status)).flatten(),
+        tooltip: tooltip(status, worst),
+        entries,
+    }
+}
+
+fn item(id: &str, label: String, enabled: bool) -> Entry {
+    Entry::Item { id: id.to_owned(), label, enabled }
+}
+
+/// A target row's config name (rows of a multi-match target are `name[pid]`).
+pub fn base_name(row: &str) -> &str {
+    match row.rfind('[') {
+        Some(i) if row.ends_with(']') => &row[..i],
+        _ => row,
+    }
+}
+
+/// `copilot: 812 kqueue · warning`, `webui: down`.
+pub fn target_label(target: &TargetStatus) -> String {
+    let state = match &target.state {
+        TargetState::Up => None,
+        TargetState::Down(_) => Some("down"),
+        TargetState::PermissionDenied(_) => Some("not permitted"),
+    };
+    if let Some(state) = state {
+        return format!("{}: {state}", target.name);
+    }
+    let mut label = target.name.clone();
+    match (top_kind(target), target.sample.as_ref()) {
+        (Some((kind, count)), Some(sample)) => {
+            label.push_str(&format!(": {count} {kind} ({} fds)", sample.total));
+        }
+        (None, Some(sample)) => label.push_str(&format!(": {} fds", sample.total)),
+        _ => {}
+    }
+    if target.severity > Severity::Ok {
+        label.push_str(&format!(" · {}", target.severity.name()));
+    }
+    label
+}
+
+/// The kind with most descriptors, and its count.
+fn top_kind(target: &TargetStatus) -> Option<(String, u64)> {
+    let sample = target.sample.as_ref()?;
+    let (kind, count) =
+        sample.kinds.iter().max_by_key(|(kind, count)| (**count, std::cmp::Reverse(**kind)))?;
+    Some((kind_name(*kind), *count))
+}
+
+fn kind_name(kind: leakwatch_probe::FdKind) -> String {
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The worst target's top kind count, as the tray's title.
+fn worst_title(status: &Status) -> Option<String> {
+    let worst = status.targets.iter().max_by(|a, b| {
+        a.severity.cmp(&b.severity).then_with(|| {
+            let pct = |t: &TargetStatus| {
+                t.sample.as_ref().and_then(|s| s.percent_of_limit()).unwrap_or(0.0)
+            };
+            pct(a).total_cmp(&pct(b))
+        })
+    })?;
+    if worst.severity == Severity::Ok {
+        return None;
+    }
+    top_kind(worst).map(|(_, count)| count.to_string())
+}
+
+fn tooltip(status: &Status, worst: Severity) -> String {
+    let n = status.targets.len();
+    let mut text = format!("Leakwatch: {n} watched, {}", worst.name());
+    if !status.orphans.is_empty() {
+        text.push_str(&format!(", {} orphan trees", status.orphans.len()));
+    }
+    text
+}
+
+/// `1.2 GB`, `340 MB`: decimal units, as Finder shows them.
+pub fn bytes_text(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.0} MB", b / 1e6)
+    } else {
+        format!("{:.0} kB", b / 1e3)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leakwatch_core::model::Sample;
+    use leakwatch_probe::{FdKind, ProcessId, StartTime};
+    use std::collections::BTreeMap;
+
+    fn target(name: &str, severity: Severity, kinds: &[(FdKind, u64)]) -> TargetStatus {
+        let kinds: BTreeMap<FdKind, u64> = kinds.iter().copied().collect();
+        let total = kinds.values().sum();
+        TargetStatus {
+            name: name.to_owned(),
+            selector: "port 4321".to_owned(),
+            state: TargetState::Up,
+            process: None,
+            sample: Some(Sample {
+                at: 0,
+                total,
+                kinds,
+                limit: Some(1024),
+                rss_bytes: None,
+                cpu_seconds: None,
+                threads: None,
+                descendants: 0,
+            }),
+            limit: None,
+            slope_per_hour: None,
+            kind_slopes_per_hour: BTreeMap::new(),
+            eta_seconds: None,
+            severity,
+            rules: Vec::new(),
+            top_paths: Vec::new(),
+            grew: Vec::new(),
+            history: Vec::new(),
+        }
+    }
+
+    fn labels(model: &TrayModel) -> Vec<String> {
+        model
+            .entries
+            .iter()
+            .map(|e| match e {
+                Entry::Item { label, .. } => label.clone(),
+                Entry::Check { label, checked, .. } => {
+                    format!("[{}] {label}", if *checked { "x" } else { " " })
+                }
+                Entry::Separator => "---".to_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn all_ok_shows_the_plain_icon_and_no_title() {
+        let status = Status {
+            targets: vec![target(
+                "copilot",
+                Severity::Ok,
+                &[(FdKind::Kqueue, 12), (FdKind::Unix, 3)],
+            )],
+            ..Status::default()
+        };
+        let m = model(&status, &Inputs::default());
+        assert_eq!(m.icon, IconVariant::Ok);
+        assert_eq!(m.title, None);
+        assert_eq!(
+            labels(&m),
+            [
+                "copilot: 12 kqueue (15 fds)",
+                "---",
+                "Open Leakwatch",
+                "Pause alerts for 1 h",
+                "[ ] Launch at login",
+                "---",
+                "Quit Leakwatch"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_worst_target_picks_icon_and_title() {
+        let mut down = target("webui", Severity::Critical, &[]);
+        down.state = TargetState::Down("nothing listens on port 8787".to_owned());
+        down.sample = None;
+        let status = Status {
+            targets: vec![
+                target("copilot", Severity::Warning, &[(FdKind::Kqueue, 812), (FdKind::Unix, 40)]),
+                down,
+            ],
+            ..Status::default()
+        };
+        let restartable = vec!["copilot".to_owned()];
+        let m =
+            model(&status, &Inputs { restartable: &restartable, launch_at_login: true, now: 0 });
+        assert_eq!(m.icon, IconVariant::Critical);
+        // The critical target is down: no count, so the title comes from nobody.
+        assert_eq!(m.title, None);
+        let l = labels(&m);
+        assert_eq!(l[0], "copilot: 812 kqueue (852 fds) · warning");
+        assert_eq!(l[1], "webui: down");
+        assert!(l.contains(&"Restart copilot…".to_owned()), "{l:?}");
+        assert!(!l.iter().any(|l| l == "Restart webui…"));
+        assert!(l.contains(&"[x] Launch at login".to_owned()));
+
+        let status = Status { targets: status.targets[..1].to_vec(), ..Status::default() };
+        let m = model(&status, &Inputs::default());
+        assert_eq!(m.icon, IconVariant::Warning);
+        assert_eq!(m.title.as_deref(), Some("812"));
+    }
+
+    #[test]
+    fn orphans_and_pause() {
+        let tree = leakwatch_core::orphans::OrphanTree {
+            root: ProcessId { pid: 42, start_time: StartTime(1) },
+            reason: leakwatch_core::orphans::OrphanReason::ParentDied,
+            original_parent: None,
+            label: "python -m mcp".to_owned(),
+            members: Vec::new(),
+            total_rss_bytes: 2_400_000_000,
+            total_fds: 30,
+            age: std::time::Duration::from_secs(60),
+            idle_for: None,
+        };
+        let status = Status {
+            orphans: vec![tree.clone(), tree],
+            alerts_paused_until: Some(90 * 60_000),
+            ..Status::default()
+        };
+        let m = model(&status, &Inputs { now: 60 * 60_000, ..Inputs::default() });
+        let l = labels(&m);
+        assert!(l.contains(&"Clean up 2 orphans (4.8 GB)…".to_owned()), "{l:?}");
+        assert!(l.contains(&"Resume alerts (paused, 30 min left)".to_owned()), "{l:?}");
+        assert_eq!(l[0], "No targets watched");
+        assert!(
+            m.entries.iter().any(|e| matches!(e, Entry::Item { id, .. } if id == ids::CLEANUP))
+        );
+    }
+
+    #[test]
+    fn multi_match_rows_restart_their_target() {
+        assert_eq!(base_name("worker[123]"), "worker");
+        assert_eq!(base_name("worker"), "worker");
+        assert_eq!(bytes_text(340_000_000), "340 MB");
+    }
+}

@@ -1,0 +1,176 @@
+//! The commands as the webview calls them: through Tauri's IPC on the mock
+//! runtime, with a real engine watching a real `lw-helper` process, so the JSON
+//! the UI receives (names, shapes, error kinds) is what is tested.
+
+use leakwatch_app::state::{AppState, Paths};
+use leakwatch_core::notifier::NullNotifier;
+use leakwatch_test_helper::{Helper, wait_until};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{INVOKE_KEY, MockRuntime, mock_builder};
+use tauri::webview::InvokeRequest;
+use tauri::{App, Manager, WebviewWindow, WebviewWindowBuilder};
+
+struct Fixture {
+    _app: App<MockRuntime>,
+    webview: WebviewWindow<MockRuntime>,
+    dir: tempfile::TempDir,
+}
+
+fn start(config: &str) -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, config).expect("write config");
+    let paths =
+        Paths { config: Some(config_path), store: Some(dir.path().join("history.sqlite3")) };
+    let state =
+        tauri::async_runtime::block_on(
+            async move { AppState::start(paths, Arc::new(NullNotifier)) },
+        )
+        .expect("engine starts");
+    let app = mock_builder()
+        .manage(state)
+        .invoke_handler(leakwatch_app::handler())
+        // The real context: the capabilities in force are the shipped ones.
+        .build(tauri::generate_context!())
+        .expect("mock app");
+    let webview =
+        WebviewWindowBuilder::new(&app, "popover", Default::default()).build().expect("webview");
+    Fixture { _app: app, webview, dir }
+}
+
+fn invoke(f: &Fixture, cmd: &str, args: Value) -> Result<Value, Value> {
+    let request = InvokeRequest {
+        cmd: cmd.to_owned(),
+        callback: CallbackFn(0),
+        error: CallbackFn(1),
+        url: "tauri://localhost".parse().expect("url"),
+        body: InvokeBody::Json(args),
+        headers: Default::default(),
+        invoke_key: INVOKE_KEY.to_owned(),
+    };
+    tauri::test::get_ipc_response(&f.webview, request)
+        .map(|body| body.deserialize::<Value>().expect("JSON response"))
+}
+
+fn ok(f: &Fixture, cmd: &str, args: Value) -> Value {
+    invoke(f, cmd, args).unwrap_or_else(|e| panic!("{cmd} failed: {e}"))
+}
+
+fn status_until(f: &Fixture, what: &str, mut check: impl FnMut(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    let found = wait_until(Duration::from_secs(20), || {
+        last = ok(f, "get_status", json!({}));
+        check(&last)
+    });
+    assert!(found, "status never showed {what}: {last:#}");
+    last
+}
+
+fn helper_config(pidfile: &std::path::Path) -> String {
+    format!(
+        "[defaults]\ninterval = \"1s\"\n\n[[watch]]\nname = \"helper\"\npidfile = \"{}\"\n",
+        pidfile.display()
+    )
+}
+
+#[test]
+fn status_tree_plans_and_cleanup_through_ipc() {
+    let mut helper = Helper::spawn_with(&["--exec", "open epoll 7"]).expect("lw-helper");
+    let pid = helper.pid();
+    let pidfile = std::env::temp_dir().join(format!("leakwatch-app-test-{pid}.pid"));
+    std::fs::write(&pidfile, pid.to_string()).expect("pidfile");
+    let f = start(&helper_config(&pidfile));
+
+    // The status, as the UI gets it: the target with its epolls.
+    let status = status_until(&f, "the helper's epolls", |s| {
+        s["targets"][0]["sample"]["kinds"]["epoll"].as_u64() == Some(7)
+    });
+    let target = &status["targets"][0];
+    assert_eq!(target["name"], "helper");
+    assert_eq!(target["state"], "up");
+    assert_eq!(target["process"]["pid"], pid);
+    let start_time = target["process"]["start_time"].clone();
+
+    // The tree below it.
+    helper.ok("spawn 2");
+    let rows = ok(&f, "get_tree", json!({ "pid": pid }));
+    let rows = rows.as_array().expect("rows");
+    assert_eq!(rows[0]["pid"], pid);
+    assert_eq!(rows[0]["depth"], 0);
+    assert!(rows[0]["fds"].as_u64().unwrap_or(0) >= 7, "{rows:?}");
+    assert!(rows.len() >= 3, "children listed: {rows:?}");
+
+    // Plans: a target without restart says so; an unknown one is not_found.
+    let plan = ok(&f, "plan_restart", json!({ "target": "helper" }));
+    assert!(plan["text"].as_str().unwrap_or("").contains("no restart configured"), "{plan}");
+    let err = invoke(&f, "plan_restart", json!({ "target": "nope" })).expect_err("unknown");
+    assert_eq!(err["kind"], "not_found", "{err}");
+
+    // Clean-up of the helper's tree, pinned by identity.
+    let roots = json!({ "roots": [{ "pid": pid, "start_time": start_time }] });
+    let plan = ok(&f, "plan_cleanup", roots.clone());
+    assert!(plan["processes"].as_array().is_some_and(|p| p.len() >= 3), "{plan}");
+    assert!(plan["text"].as_str().is_some_and(|t| !t.is_empty()));
+    let report = ok(&f, "clean_orphans", roots);
+    assert!(
+        helper.wait_timeout(Duration::from_secs(10)).is_some(),
+        "helper still running: {report}"
+    );
+    let outcomes = report["processes"].as_array().expect("outcomes");
+    assert!(
+        outcomes.iter().any(|p| p["pid"] == pid && p["outcome"] == "exited_after_term"),
+        "{report}"
+    );
+    assert!(report["elapsed_seconds"].is_number());
+    let _ = std::fs::remove_file(&pidfile);
+
+    // A stale identity is reported, not signalled.
+    let report =
+        ok(&f, "clean_orphans", json!({ "roots": [{ "pid": pid, "start_time": start_time }] }));
+    assert_eq!(report["processes"][0]["outcome"], "already_gone", "{report}");
+}
+
+#[test]
+fn pause_and_settings() {
+    let pidfile = std::env::temp_dir().join("leakwatch-app-test-none.pid");
+    let f = start(&format!(
+        "# my comment\n{}\n[watch.rules]\nkqueue = {{ warn = 500 }}\n",
+        helper_config(&pidfile)
+    ));
+
+    ok(&f, "pause_alerts", json!({ "minutes": 60 }));
+    status_until(&f, "paused alerts", |s| s["alerts_paused_until"].is_u64());
+    ok(&f, "pause_alerts", json!({ "minutes": null }));
+    status_until(&f, "resumed alerts", |s| s["alerts_paused_until"].is_null());
+
+    let settings = ok(&f, "get_settings", json!({}));
+    assert_eq!(settings["interval_seconds"], 1);
+    assert_eq!(settings["notifications"], true);
+    assert_eq!(settings["launch_at_login"], false);
+    assert_eq!(settings["targets"][0]["name"], "helper");
+    assert_eq!(settings["targets"][0]["fds_warn"], Value::Null);
+
+    let mut bad = settings.clone();
+    bad["targets"][0]["fds_warn"] = json!("lots");
+    let err = invoke(&f, "save_settings", json!({ "settings": bad })).expect_err("refused");
+    assert_eq!(err["kind"], "invalid_settings", "{err}");
+    let path = f.dir.path().join("config.toml");
+    assert!(!std::fs::read_to_string(&path).expect("config").contains("lots"));
+
+    let mut good = settings;
+    good["targets"][0]["fds_warn"] = json!("80%");
+    good["interval_seconds"] = json!(3);
+    let saved = ok(&f, "save_settings", json!({ "settings": good }));
+    assert_eq!(saved["targets"][0]["fds_warn"], "80%");
+    assert_eq!(saved["interval_seconds"], 3);
+    let text = std::fs::read_to_string(&path).expect("config");
+    assert!(text.contains("# my comment") && text.contains("kqueue = { warn = 500 }"), "{text}");
+    // The engine reloads it.
+    status_until(&f, "the reloaded config", |s| {
+        s["config"]["error"].is_null() && s["tick"].as_u64() > Some(0)
+    });
+    assert!(f.webview.app_handle().try_state::<AppState>().is_some());
+}

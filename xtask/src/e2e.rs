@@ -1,0 +1,508 @@
+//! `cargo xtask e2e`: the menubar app end to end, on Linux, under Xvfb, driven
+//! over WebDriver (`tauri-driver` in front of WebKitGTK's `WebKitWebDriver`).
+//!
+//! The app starts in end-to-end mode (`LEAKWATCH_E2E=1`: the popover is an
+//! ordinary window, open from the start) with a config in a temporary
+//! directory watching `leaky`, an `lw-helper` that leaks an epoll every 200 ms,
+//! with a `command` restart that starts a fresh one. It checks that the popover
+//! shows (as text in the real webview) the target with its pid, its count
+//! against the limit and a slope, with the count rising and the slope positive
+//! in the status; that Restart gives the target a new pid, shown in the
+//! popover; and that an orphan tree made here is listed and, after Clean up, no
+//! longer is and its processes are gone. The actions are invoked through the
+//! app's IPC inside the webview (the very calls the UI's buttons make), not by
+//! clicking, so the test does not depend on the UI's markup. Screenshots
+//! (light, dark, the orphan list) go to `docs/`.
+//!
+//! The WebDriver client is a few lines of HTTP/1.1 over `TcpStream`: the
+//! protocol is JSON over plain HTTP on 127.0.0.1, and a crate would add more
+//! build time than code.
+
+use crate::util::{cargo, ensure_debian_packages, run, workspace_root};
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PACKAGES: [&str; 3] = ["webkit2gtk-driver", "xvfb", "xauth"];
+const TAURI_DRIVER_VERSION: &str = "2.1.0";
+const DRIVER_PORT: u16 = 4444;
+const DISPLAY: &str = ":99";
+
+/// Kills (SIGKILL, whole process group) and reaps a child on drop.
+struct Guarded(Child, &'static str);
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let pid = self.0.id();
+        // SAFETY: kill(2) with a negative pid signals our own child's process
+        // group; it has no memory-safety preconditions.
+        unsafe {
+            libc_kill(-i32::try_from(pid).unwrap_or(i32::MAX), 9);
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        eprintln!("e2e: stopped {}", self.1);
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+pub(crate) fn run_e2e() -> Result<()> {
+    if !cfg!(target_os = "linux") {
+        bail!("the end-to-end test runs on Linux (WebKitGTK's WebDriver)");
+    }
+    ensure_debian_packages(&crate::ui::APP_PACKAGES)?;
+    ensure_debian_packages(&PACKAGES)?;
+    let root = workspace_root();
+    let driver = tauri_driver(&root)?;
+    crate::ui::build()?;
+    run(cargo().args(["build", "--locked", "-p", "leakwatch-test-helper"]))?;
+    run(cargo().args([
+        "build",
+        "--locked",
+        "-p",
+        "leakwatch-app",
+        "--features",
+        "custom-protocol",
+    ]))?;
+    let target_dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let app = target_dir.join("debug/leakwatch-app");
+    let helper = target_dir.join("debug/lw-helper");
+
+    let tmp = std::env::temp_dir().join(format!("leakwatch-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let pidfile = tmp.join("leaky.pid");
+    let config = tmp.join("config.toml");
+    std::fs::write(&config, config_text(&helper, &pidfile))?;
+
+    // The leaking server, started the way its restart command starts it.
+    let leaky = Guarded(
+        Command::new("sh")
+            .args(["-c", &start_leaky(&helper, &pidfile)])
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("could not start the leaking helper")?,
+        "the leaking helper",
+    );
+    let first_pid = wait_for_pid(&pidfile)?;
+
+    let _xvfb = Guarded(
+        Command::new("Xvfb")
+            .args([DISPLAY, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("could not start Xvfb")?,
+        "Xvfb",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let env = DriverEnv { driver: &driver, config: &config, tmp: &tmp };
+    let light = start_driver(&env, false)?;
+    let id = open_session(&app)?;
+    let mut result = checks(&id, &root, &helper, &pidfile, first_pid);
+    let _ = request("DELETE", &format!("/session/{id}"), &Value::Null);
+    drop(light);
+    if result.is_ok() {
+        result = dark_screenshot(&env, &app, &root);
+    }
+    drop(leaky);
+    if let Ok(pid) = read_pid(&pidfile) {
+        // The restarted helper lives in its own session: stop it by pid.
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc_kill(i32::try_from(pid).unwrap_or(0).max(2), 9);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    result?;
+    eprintln!("xtask e2e: passed");
+    Ok(())
+}
+
+/// What every tauri-driver is started with.
+struct DriverEnv<'a> {
+    driver: &'a Path,
+    config: &'a Path,
+    tmp: &'a Path,
+}
+
+/// Starts tauri-driver (the app inherits its environment), in a dark GTK theme
+/// (so `prefers-color-scheme: dark`) when `dark`.
+fn start_driver(env: &DriverEnv<'_>, dark: bool) -> Result<Guarded> {
+    let mut cmd = Command::new(env.driver);
+    cmd.args(["--port", &DRIVER_PORT.to_string(), "--native-driver", "/usr/bin/WebKitWebDriver"])
+        .env("DISPLAY", DISPLAY)
+        .env("LEAKWATCH_CONFIG", env.config)
+        .env("LEAKWATCH_DATA_DIR", env.tmp.join("data"))
+        .env("LEAKWATCH_E2E", "1")
+        // A POSIX locale on purpose: WebKit turns it into a language tag Intl
+        // rejects, which once left the popover blank (ui/src/lib/locale-guard.ts).
+        .env("LANG", "C.UTF-8")
+        .env_remove("LC_ALL")
+        .env("XDG_CONFIG_HOME", env.tmp.join("xdg"))
+        .process_group(0);
+    if dark {
+        cmd.env("GTK_THEME", "Adwaita:dark");
+    }
+    let guard = Guarded(cmd.spawn().context("could not start tauri-driver")?, "tauri-driver");
+    wait_until(Duration::from_secs(20), "tauri-driver to listen", || {
+        Ok(TcpStream::connect(("127.0.0.1", DRIVER_PORT)).is_ok())
+    })?;
+    Ok(guard)
+}
+
+/// A WebDriver session on the app: starts it, with its popover open.
+fn open_session(app: &Path) -> Result<String> {
+    let session = request(
+        "POST",
+        "/session",
+        &json!({ "capabilities": { "alwaysMatch": {
+            "tauri:options": { "application": app.display().to_string() }
+        } } }),
+    )?;
+    Ok(session["value"]["sessionId"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no WebDriver session: {session}"))?
+        .to_owned())
+}
+
+/// The popover in the dark theme, with the leaking target.
+fn dark_screenshot(env: &DriverEnv<'_>, app: &Path, root: &Path) -> Result<()> {
+    let _driver = start_driver(env, true)?;
+    let id = open_session(app)?;
+    let shown =
+        wait_until(Duration::from_secs(40), "the dark popover to show leaky's slope", || {
+            Ok(page_text(&id)?.contains("/h"))
+        })
+        .with_context(|| format!("the dark popover shows: {}", page_text(&id).unwrap_or_default()))
+        .and_then(|()| screenshot(&id, &root.join("docs/popover-dark.png")));
+    let _ = request("DELETE", &format!("/session/{id}"), &Value::Null);
+    shown
+}
+
+/// The text the popover shows (names and argv are rendered as text by the UI).
+fn page_text(id: &str) -> Result<String> {
+    let reply = request(
+        "POST",
+        &format!("/session/{id}/execute/sync"),
+        &json!({ "script": "return document.body ? document.body.innerText : ''", "args": [] }),
+    )?;
+    Ok(reply["value"].as_str().unwrap_or_default().to_owned())
+}
+
+fn checks(id: &str, root: &Path, helper: &Path, pidfile: &Path, first_pid: u32) -> Result<()> {
+    // What the window shows (a blank page here means the UI failed to start).
+    std::thread::sleep(Duration::from_secs(4));
+    let page = request(
+        "POST",
+        &format!("/session/{id}/execute/sync"),
+        &json!({ "script": "return [location.href, document.readyState, typeof window.__TAURI_INTERNALS__, document.body ? document.body.innerText.slice(0, 400) : null]", "args": [] }),
+    )?;
+    eprintln!("e2e: page: {}", page["value"]);
+    // 1. The leak, counted and rising.
+    let mut first = None;
+    let status = wait_until_value(Duration::from_secs(40), "the leak to show a slope", || {
+        let status = invoke(id, "get_status", &json!({}))?;
+        let target = find_target(&status, "leaky");
+        let epolls = target.and_then(|t| t["sample"]["kinds"]["epoll"].as_u64()).unwrap_or(0);
+        let slope = target.and_then(|t| t["slope_per_hour"].as_f64()).unwrap_or(0.0);
+        let rising = first.is_some_and(|f| epolls > f);
+        first.get_or_insert(epolls);
+        Ok((epolls > 0 && rising && slope > 0.0).then_some(status))
+    })?;
+    let target = find_target(&status, "leaky").cloned().unwrap_or_default();
+    eprintln!(
+        "e2e: leaky pid {} holds {} epolls, slope {:.0}/h",
+        target["process"]["pid"],
+        target["sample"]["kinds"]["epoll"],
+        target["slope_per_hour"].as_f64().unwrap_or(0.0)
+    );
+    if target["process"]["pid"].as_u64() != Some(u64::from(first_pid)) {
+        bail!("the status shows pid {} for leaky, not {first_pid}", target["process"]["pid"]);
+    }
+    // The popover shows it: the target, its count against the limit, a slope.
+    let limit = target["sample"]["limit"].as_u64().unwrap_or(0);
+    wait_until(Duration::from_secs(20), "the popover to show the leak", || {
+        let text = page_text(id)?;
+        Ok(text.contains("leaky")
+            && text.contains(&first_pid.to_string())
+            && text.contains(&format!("/{limit}"))
+            && text.contains("/h"))
+    })
+    .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
+    screenshot(id, &root.join("docs/popover-light.png"))?;
+
+    // 2. Restart: a new process for the target.
+    let plan = invoke(id, "plan_restart", &json!({ "target": "leaky" }))?;
+    eprintln!("e2e: restart plan:\n{}", plan["text"].as_str().unwrap_or(""));
+    let report = invoke(id, "restart_target", &json!({ "target": "leaky" }))?;
+    let new_pid = read_pid(pidfile)?;
+    if new_pid == first_pid || alive(first_pid) {
+        bail!("restart did not replace pid {first_pid}: {report}");
+    }
+    wait_until(Duration::from_secs(20), "the status to show the new pid", || {
+        let status = invoke(id, "get_status", &json!({}))?;
+        Ok(find_target(&status, "leaky")
+            .is_some_and(|t| t["process"]["pid"].as_u64() == Some(u64::from(new_pid))))
+    })?;
+    wait_until(Duration::from_secs(20), "the popover to show the new pid", || {
+        Ok(page_text(id)?.contains(&new_pid.to_string()))
+    })?;
+    eprintln!("e2e: restarted: pid {first_pid} → {new_pid}");
+
+    // 3. An orphan tree: a helper with two children whose launching shell exits.
+    let mut orphan = Command::new("sh")
+        .args([
+            "-c",
+            &format!("{} --stay --exec 'spawn 2' </dev/null >/dev/null 2>&1 &", quote(helper)),
+        ])
+        .process_group(0)
+        .spawn()?;
+    orphan.wait()?;
+    let status = wait_until_value(Duration::from_secs(40), "the orphan tree to be listed", || {
+        let status = invoke(id, "get_status", &json!({}))?;
+        let found = status["orphans"].as_array().is_some_and(|o| {
+            o.iter().any(|t| t["label"].as_str().is_some_and(|l| l.contains("--exec spawn 2")))
+        });
+        Ok(found.then_some(status))
+    })?;
+    let tree = status["orphans"]
+        .as_array()
+        .and_then(|o| {
+            o.iter().find(|t| t["label"].as_str().is_some_and(|l| l.contains("--exec spawn 2")))
+        })
+        .cloned()
+        .unwrap_or_default();
+    let members: Vec<u32> = tree["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| m["pid"].as_u64())
+                .filter_map(|p| u32::try_from(p).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    eprintln!("e2e: orphan tree {} with {} processes", tree["root"]["pid"], members.len());
+    let shown = format!("pid {}", tree["root"]["pid"]);
+    wait_until(Duration::from_secs(20), "the popover to list the orphan tree", || {
+        Ok(page_text(id)?.contains(&shown))
+    })?;
+    screenshot(id, &root.join("docs/popover-orphans.png"))?;
+    let roots = json!({ "roots": [tree["root"].clone()] });
+    let plan = invoke(id, "plan_cleanup", &roots)?;
+    eprintln!("e2e: clean-up plan:\n{}", plan["text"].as_str().unwrap_or(""));
+    let report = invoke(id, "clean_orphans", &roots)?;
+    wait_until(Duration::from_secs(10), "the orphan tree to be gone", || {
+        Ok(members.iter().all(|pid| !alive(*pid)))
+    })
+    .with_context(|| format!("clean-up report: {report}"))?;
+    if members.len() < 3 {
+        bail!("the orphan tree should have 3 processes: {tree}");
+    }
+    wait_until(Duration::from_secs(40), "the popover to drop the orphan tree", || {
+        Ok(!page_text(id)?.contains(&shown))
+    })?;
+    eprintln!("e2e: orphan tree cleaned up");
+    Ok(())
+}
+
+fn config_text(helper: &Path, pidfile: &Path) -> String {
+    let start = start_leaky(helper, pidfile);
+    format!(
+        r#"[defaults]
+interval = "1s"
+window = "2m"
+
+[[watch]]
+name = "leaky"
+pidfile = {pidfile:?}
+
+[watch.restart]
+command = ["sh", "-c", {start:?}]
+health_timeout = "10s"
+grace = "1s"
+
+[orphans]
+match = ["lw-helper --stay --exec spawn 2$"]
+"#,
+        pidfile = pidfile.display().to_string(),
+    )
+}
+
+/// A shell line that writes its pid to `pidfile` and becomes the leaking helper.
+fn start_leaky(helper: &Path, pidfile: &Path) -> String {
+    format!(
+        "echo $$ > {}; exec {} --stay --exec 'leak epoll 200' </dev/null >/dev/null",
+        quote(pidfile),
+        quote(helper)
+    )
+}
+
+fn quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
+fn read_pid(pidfile: &Path) -> Result<u32> {
+    Ok(std::fs::read_to_string(pidfile)?.trim().parse()?)
+}
+
+fn wait_for_pid(pidfile: &Path) -> Result<u32> {
+    wait_until_value(Duration::from_secs(10), "the helper's pidfile", || Ok(read_pid(pidfile).ok()))
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    })
+}
+
+fn find_target<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
+    status["targets"].as_array()?.iter().find(|t| t["name"] == name)
+}
+
+/// Calls a command through the app's IPC inside the webview, as the UI does.
+fn invoke(id: &str, cmd: &str, args: &Value) -> Result<Value> {
+    let script = "const [cmd, args, done] = arguments; \
+        window.__TAURI_INTERNALS__.invoke(cmd, args) \
+          .then(value => done({ ok: value }), error => done({ err: error }));";
+    let reply = request(
+        "POST",
+        &format!("/session/{id}/execute/async"),
+        &json!({ "script": script, "args": [cmd, args] }),
+    )?;
+    let value = &reply["value"];
+    if let Some(err) = value.get("err") {
+        bail!("{cmd} failed: {err}");
+    }
+    value.get("ok").cloned().ok_or_else(|| anyhow!("{cmd}: unexpected WebDriver reply {reply}"))
+}
+
+fn screenshot(id: &str, path: &Path) -> Result<()> {
+    let reply = request("GET", &format!("/session/{id}/screenshot"), &Value::Null)?;
+    let data = reply["value"].as_str().ok_or_else(|| anyhow!("no screenshot: {reply}"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, base64_decode(data)?)?;
+    eprintln!("e2e: saved {}", path.display());
+    Ok(())
+}
+
+/// One WebDriver request: HTTP/1.1 with a JSON body, `Connection: close`.
+fn request(method: &str, path: &str, body: &Value) -> Result<Value> {
+    let body = if body.is_null() { String::new() } else { body.to_string() };
+    let mut stream = TcpStream::connect(("127.0.0.1", DRIVER_PORT))?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{DRIVER_PORT}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, payload) = text.split_once("\r\n\r\n").ok_or_else(|| anyhow!("bad HTTP reply"))?;
+    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(payload)
+    } else {
+        payload.to_owned()
+    };
+    let value: Value = serde_json::from_str(&payload)
+        .with_context(|| format!("{method} {path}: not JSON: {payload}"))?;
+    if value["value"].get("error").is_some() {
+        bail!("{method} {path}: {}", value["value"]);
+    }
+    Ok(value)
+}
+
+fn dechunk(mut text: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = text.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        text = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn base64_decode(text: &str) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut buf, mut bits) = (0u32, 0u32);
+    for c in text.bytes().filter(|c| !c.is_ascii_whitespace() && *c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => bail!("bad base64"),
+        };
+        buf = (buf << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(((buf >> bits) & 0xff) as u8);
+        }
+    }
+    Ok(out)
+}
+
+fn wait_until(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+    wait_until_value(timeout, what, || Ok(f()?.then_some(())))
+}
+
+fn wait_until_value<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let started = Instant::now();
+    let mut last_error = None;
+    while started.elapsed() < timeout {
+        match f() {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    match last_error {
+        Some(e) => Err(e.context(format!("timed out waiting for {what}"))),
+        None => bail!("timed out after {timeout:?} waiting for {what}"),
+    }
+}
+
+/// `tauri-driver`, installed into `target/tools` at the pinned version.
+fn tauri_driver(root: &Path) -> Result<PathBuf> {
+    let tools = root.join("target/tools");
+    let bin = tools.join("bin/tauri-driver");
+    if !bin.is_file() {
+        run(cargo()
+            .env_remove("CARGO_TARGET_DIR")
+            .args([
+                "install",
+                "tauri-driver",
+                "--version",
+                TAURI_DRIVER_VERSION,
+                "--locked",
+                "--root",
+            ])
+            .arg(&tools))?;
+    }
+    Ok(bin)
+}

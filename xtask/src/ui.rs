@@ -1,0 +1,56 @@
+//! The popover's web UI as the Rust build sees it. Tauri embeds `ui/dist` at
+//! compile time (`generate_context!`), so every build of `leakwatch-app`, the
+//! macOS type-check included, needs that folder to exist. `build` makes the real
+//! one (`npm ci && npm run build` in `ui/`); `ensure_dist` only makes sure there
+//! is one, with a placeholder page when the UI has not been built.
+
+use crate::util::{ensure_debian_packages, run, workspace_root};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Debian packages the menubar app (Tauri 2 on WebKitGTK) needs to build.
+pub(crate) const APP_PACKAGES: [&str; 6] = [
+    "build-essential",
+    "pkg-config",
+    "libwebkit2gtk-4.1-dev",
+    "libayatana-appindicator3-dev",
+    "librsvg2-dev",
+    "libxdo-dev",
+];
+
+fn ui_dir() -> PathBuf {
+    workspace_root().join("ui")
+}
+
+/// Makes sure `ui/dist/index.html` exists (a placeholder if the UI is unbuilt).
+pub(crate) fn ensure_dist() -> Result<()> {
+    let dist = ui_dir().join("dist");
+    if dist.join("index.html").is_file() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&dist)
+        .with_context(|| format!("could not create {}", dist.display()))?;
+    std::fs::write(
+        dist.join("index.html"),
+        "<!doctype html>\n<meta charset=\"utf-8\">\n<title>Leakwatch</title>\n\
+         <p>The UI is not built: run <code>npm ci &amp;&amp; npm run build</code> in ui/.</p>\n",
+    )
+    .context("could not write the placeholder ui/dist/index.html")
+}
+
+/// Installs the UI's dependencies and builds `ui/dist`, when the UI has sources
+/// (`ui/package.json` and the Vite entry `ui/index.html`); else a placeholder.
+pub(crate) fn build() -> Result<()> {
+    let dir = ui_dir();
+    if !(dir.join("package.json").is_file() && dir.join("index.html").is_file()) {
+        eprintln!("xtask: ui/ has no sources yet; using a placeholder ui/dist");
+        return ensure_dist();
+    }
+    if Command::new("npm").arg("--version").output().is_err() {
+        ensure_debian_packages(&["nodejs", "npm"])?;
+    }
+    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir))?;
+    run(Command::new("npm").args(["run", "build"]).current_dir(&dir))?;
+    ensure_dist()
+}
