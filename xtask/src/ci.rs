@@ -19,6 +19,8 @@ pub(crate) fn run() -> Result<()> {
         "warnings",
     ]))?;
     run_command(cargo().args(["test", "--workspace", "--locked"]))?;
+    crate::ui::check_bindings_current()?;
+    crate::ui::test()?;
     crate::e2e::run_e2e()?;
     crate::macos_check::run()?;
     eprintln!("xtask ci: all checks passed");

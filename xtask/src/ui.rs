@@ -54,3 +54,34 @@ pub(crate) fn build() -> Result<()> {
     run(Command::new("npm").args(["run", "build"]).current_dir(&dir))?;
     ensure_dist()
 }
+
+/// The UI's own checks: svelte-check and tsc (`npm run check`) and the Vitest
+/// suite (`npm test`), run after `build` has installed its packages.
+pub(crate) fn test() -> Result<()> {
+    let dir = workspace_root().join("ui");
+    run(Command::new("npm").args(["run", "check"]).current_dir(&dir))?;
+    run(Command::new("npm").args(["test"]).current_dir(&dir))
+}
+
+/// Fails when the TypeScript bindings `cargo test -p leakwatch-app` writes differ
+/// from the committed ones: the UI would be coding against stale types.
+pub(crate) fn check_bindings_current() -> Result<()> {
+    let root = workspace_root();
+    let out = Command::new("git")
+        .args(["status", "--porcelain", "--", "ui/src/bindings"])
+        .current_dir(&root)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            let changed = String::from_utf8_lossy(&out.stdout);
+            anyhow::ensure!(
+                changed.trim().is_empty(),
+                "ui/src/bindings is out of date with the Rust types; commit what \
+                 `cargo test -p leakwatch-app` generated:\n{changed}"
+            );
+            Ok(())
+        }
+        // Not a git checkout (a source tarball): nothing to compare against.
+        _ => Ok(()),
+    }
+}
