@@ -722,21 +722,12 @@ impl Store {
         since: UnixMillis,
     ) -> Result<Vec<Event>, StoreError> {
         self.run("reading events", |conn| {
-            const COLUMNS: &str =
-                "SELECT at, target, pid, kind, rule, severity, value, message FROM events";
-            let mut stmt;
-            let rows = match target {
-                Some(target) => {
-                    stmt = conn.prepare(&format!(
-                        "{COLUMNS} WHERE target = ?1 AND at >= ?2 ORDER BY at, id"
-                    ))?;
-                    stmt.query_map(params![target, to_db(since)], raw_event)?
-                }
-                None => {
-                    stmt = conn.prepare(&format!("{COLUMNS} WHERE at >= ?1 ORDER BY at, id"))?;
-                    stmt.query_map(params![to_db(since)], raw_event)?
-                }
-            };
+            // One statement for both cases, as `snapshots` does: NULL means any target.
+            let mut stmt = conn.prepare(
+                "SELECT at, target, pid, kind, rule, severity, value, message FROM events
+                 WHERE (?1 IS NULL OR target = ?1) AND at >= ?2 ORDER BY at, id",
+            )?;
+            let rows = stmt.query_map(params![target, to_db(since)], raw_event)?;
             let mut events = Vec::new();
             for row in rows {
                 let (kind, severity, mut event) = row?;
