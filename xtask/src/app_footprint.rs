@@ -4,11 +4,11 @@
 //! normal start: tray and engine only) and open (`LEAKWATCH_E2E=1` opens it as a
 //! window at start). Runs under Xvfb with an empty config in a scratch directory.
 
-use crate::util::{cargo, ensure_debian_packages, run, workspace_root};
+use crate::util::ensure_debian_packages;
 use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -28,21 +28,11 @@ struct Footprint {
 pub(crate) fn section(out: &mut String, build: bool) -> Result<()> {
     ensure_debian_packages(&crate::ui::APP_PACKAGES)?;
     ensure_debian_packages(&["xvfb"])?;
-    if build {
-        crate::ui::build()?;
-        run(cargo().args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "leakwatch-app",
-            "--features",
-            "custom-protocol",
-        ]))?;
-    }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map_or_else(|| workspace_root().join("target"), PathBuf::from);
-    let app = target_dir.join("release/leakwatch-app");
+    let app = if build {
+        crate::ui::build_app(true)?
+    } else {
+        crate::util::target_dir().join("release/leakwatch-app")
+    };
     let mut xvfb = Command::new("Xvfb")
         .args([DISPLAY, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
         .stdout(Stdio::null())

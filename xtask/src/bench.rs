@@ -127,11 +127,7 @@ struct Bins {
 
 impl Bins {
     fn find() -> Result<Bins> {
-        let target = match std::env::var_os("CARGO_TARGET_DIR") {
-            Some(dir) => util::workspace_root().join(dir),
-            None => util::workspace_root().join("target"),
-        };
-        let release = target.join("release");
+        let release = util::target_dir().join("release");
         let bins = Bins {
             bench: release.join("leakwatch-bench"),
             leakwatch: release.join("leakwatch"),

@@ -63,20 +63,9 @@ pub(crate) fn run_e2e() -> Result<()> {
     ensure_debian_packages(&PACKAGES)?;
     let root = workspace_root();
     let driver = tauri_driver(&root)?;
-    crate::ui::build()?;
     run(cargo().args(["build", "--locked", "-p", "leakwatch-test-helper"]))?;
-    run(cargo().args([
-        "build",
-        "--locked",
-        "-p",
-        "leakwatch-app",
-        "--features",
-        "custom-protocol",
-    ]))?;
-    let target_dir =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
-    let app = target_dir.join("debug/leakwatch-app");
-    let helper = target_dir.join("debug/lw-helper");
+    let app = crate::ui::build_app(false)?;
+    let helper = crate::util::target_dir().join("debug/lw-helper");
 
     let tmp = std::env::temp_dir().join(format!("leakwatch-e2e-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;

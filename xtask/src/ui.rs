@@ -85,3 +85,17 @@ pub(crate) fn check_bindings_current() -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Builds the menubar app serving the built UI (the `custom-protocol` feature), in
+/// the release profile or not, and returns the binary's path.
+pub(crate) fn build_app(release: bool) -> Result<PathBuf> {
+    build()?;
+    let mut cargo = crate::util::cargo();
+    cargo.arg("build");
+    if release {
+        cargo.arg("--release");
+    }
+    run(cargo.args(["--locked", "-p", "leakwatch-app", "--features", "custom-protocol"]))?;
+    let profile = if release { "release" } else { "debug" };
+    Ok(crate::util::target_dir().join(profile).join("leakwatch-app"))
+}

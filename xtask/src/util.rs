@@ -11,6 +11,13 @@ pub(crate) fn workspace_root() -> PathBuf {
     manifest_dir.parent().map_or(manifest_dir.clone(), PathBuf::from)
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the workspace when
+/// relative), else `target/` in the workspace.
+pub(crate) fn target_dir() -> PathBuf {
+    let root = workspace_root();
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), |dir| root.join(dir))
+}
+
 /// Runs `cmd` with inherited stdio from the workspace root, failing with the
 /// command line when it does not exit 0.
 pub(crate) fn run(cmd: &mut Command) -> Result<()> {
