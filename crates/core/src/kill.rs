@@ -23,7 +23,12 @@
 //!    when a process-group leader dies while other members of its group are
 //!    stopped, the group is orphaned and the kernel sends every member SIGHUP and
 //!    SIGCONT (POSIX job control), which would wake frozen processes and hit
-//!    members of the group outside the tree.
+//!    members of the group outside the tree. The kernel also does so when a
+//!    member whose parent sits outside the group, in the same session, exits while
+//!    others are frozen (a sibling subtree dying late, say): a frozen process can
+//!    then vanish before its SIGKILL. It outlived SIGTERM either way, so it counts
+//!    as `killed`, never as `exited_after_term`. (POSIX `_exit(2)`, "Consequences
+//!    of Process Termination"; Linux `kill_orphaned_pgrp` in kernel/exit.c.)
 //! 5. Report each process: [`Outcome`].
 //!
 //! **Newcomers** are processes the plan does not list, of two kinds. A process
@@ -123,10 +128,12 @@ impl Guard {
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
-    /// Gone before any SIGKILL was sent to it: it exited on SIGTERM (its own, or
+    /// Gone before it was frozen or SIGKILLed: it exited on SIGTERM (its own, or
     /// its parent's clean-up).
     ExitedAfterTerm,
-    /// Gone after SIGKILL.
+    /// Gone after it was frozen (SIGSTOP) or SIGKILLed: it outlived SIGTERM and
+    /// its grace. A frozen process cannot exit by itself; one that vanishes before
+    /// its SIGKILL was killed by the kernel's job control (see the module docs).
     Killed,
     /// Gone (or a zombie) before the first signal was sent.
     AlreadyGone,
@@ -659,12 +666,7 @@ impl<'a> Run<'a> {
         if entry.outcome.is_some() {
             return;
         }
-        entry.outcome = Some(match (self.signalled, entry.killed) {
-            (false, _) if replaced => Outcome::IdentityChanged,
-            (false, _) => Outcome::AlreadyGone,
-            (true, true) => Outcome::Killed,
-            (true, false) => Outcome::ExitedAfterTerm,
-        });
+        entry.outcome = Some(gone_outcome(self.signalled, entry.killed || entry.stopped, replaced));
     }
 
     /// Sends `sig` to entry `i` after checking, right before, that it is still the
@@ -885,6 +887,18 @@ impl Sig {
             Sig::Cont => "SIGCONT",
             Sig::Kill => "SIGKILL",
         }
+    }
+}
+
+/// How a recorded process that is found gone ended: before any signal of the run
+/// (`signalled` false) it was already gone, or its pid was `replaced`; after, it
+/// exited on SIGTERM unless it had been `forced` (frozen or SIGKILLed) first.
+fn gone_outcome(signalled: bool, forced: bool, replaced: bool) -> Outcome {
+    match (signalled, forced) {
+        (false, _) if replaced => Outcome::IdentityChanged,
+        (false, _) => Outcome::AlreadyGone,
+        (true, true) => Outcome::Killed,
+        (true, false) => Outcome::ExitedAfterTerm,
     }
 }
 
@@ -1221,6 +1235,18 @@ mod tests {
         assert!(text.contains("Stop 3 processes (1 tree, 3 MiB resident)"), "{text}");
         assert!(text.contains("SIGTERM 10 (p10)"), "{text}");
         assert!(text.contains("[left alone: it matches the protect pattern `^p11$`]"), "{text}");
+    }
+
+    /// Regression: CI saw a SIGTERM-ignoring process reported `exited_after_term`.
+    /// It had been frozen, and a sibling subtree exiting late orphaned its process
+    /// group, so the kernel's SIGHUP killed it before our SIGKILL did.
+    #[test]
+    fn a_frozen_process_that_vanishes_before_its_sigkill_was_killed() {
+        assert_eq!(gone_outcome(true, true, false), Outcome::Killed);
+        assert_eq!(gone_outcome(true, true, true), Outcome::Killed);
+        assert_eq!(gone_outcome(true, false, false), Outcome::ExitedAfterTerm);
+        assert_eq!(gone_outcome(false, false, true), Outcome::IdentityChanged);
+        assert_eq!(gone_outcome(false, false, false), Outcome::AlreadyGone);
     }
 
     #[test]

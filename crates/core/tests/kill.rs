@@ -153,9 +153,9 @@ fn a_tree_of_three_levels_some_ignoring_sigterm_is_gone_completely() {
     assert!(plan.processes.iter().all(|p| p.protected.is_none()));
     let report = kill::execute(&mut probe, &plan, &Guard::default());
     assert_all_gone(&report);
-    assert_eq!(outcome(&report, h.pid()), Outcome::ExitedAfterTerm);
-    assert_eq!(outcome(&report, a), Outcome::Killed);
-    assert_eq!(outcome(&report, b), Outcome::ExitedAfterTerm);
+    assert_eq!(outcome(&report, h.pid()), Outcome::ExitedAfterTerm, "{report:#?}");
+    assert_eq!(outcome(&report, a), Outcome::Killed, "{report:#?}");
+    assert_eq!(outcome(&report, b), Outcome::ExitedAfterTerm, "{report:#?}");
     assert_eq!(report.with_outcome("killed").len(), 7, "{report:#?}");
     assert_eq!(report.with_outcome("exited_after_term").len(), 4, "{report:#?}");
     assert_eq!(live_group_members(h.pid(), h.pid()), Vec::<u32>::new());
