@@ -38,6 +38,12 @@ use tokio::time::MissedTickBehavior;
 /// reads the processes it watches: a full scan of a desktop's few hundred
 /// processes costs milliseconds, and the engine's budget is 0.1 % of a core.
 const FULL_SCAN_EVERY: Duration = Duration::from_secs(10);
+/// How long a target's descriptor table read by kind may be reused while its
+/// descriptor count stands still. Counting costs one `stat` (Linux 6.2+); reading
+/// the kinds costs a `readlink` per descriptor, most of the engine's budget. A
+/// count that moves (a leak, a connection) is read by kind at once; one
+/// descriptor swapped for another of a different kind shows within this age.
+const FD_KINDS_MAX_AGE: Duration = Duration::from_secs(10);
 /// How many processes the automatic mode (no config) watches.
 const AUTOMATIC_TARGETS: usize = 10;
 /// Samples kept in memory per process: the sparkline hour, or the trend window if
@@ -95,6 +101,18 @@ struct Instance {
     first: Option<Sample>,
     limit: Option<FdLimit>,
     status: Option<TargetStatus>,
+    /// The last descriptor table read by kind, for [`FD_KINDS_MAX_AGE`].
+    kinds: Option<KindsRead>,
+}
+
+/// A process's descriptors summarised by kind, when, and the count
+/// ([`Probe::fd_count`]) taken right before.
+#[derive(Debug)]
+struct KindsRead {
+    id: ProcessId,
+    count: usize,
+    at: Instant,
+    summary: Arc<FdSummary>,
 }
 
 impl Instance {
@@ -108,6 +126,7 @@ impl Instance {
             first: None,
             limit: None,
             status: None,
+            kinds: None,
         }
     }
 }
@@ -128,6 +147,8 @@ pub struct Engine {
     port_memos: HashMap<String, PortMemo>,
     table: Vec<ProcessInfo>,
     table_read_at: Option<Instant>,
+    /// See [`FD_KINDS_MAX_AGE`] and [`Engine::reuse_fd_kinds_for`].
+    fd_kinds_max_age: Duration,
     automatic_pids: Vec<u32>,
     next_due: HashMap<String, UnixMillis>,
     tick: u64,
@@ -187,6 +208,7 @@ impl Engine {
             port_memos: HashMap::new(),
             table: Vec::new(),
             table_read_at: None,
+            fd_kinds_max_age: FD_KINDS_MAX_AGE,
             automatic_pids: Vec::new(),
             next_due: HashMap::new(),
             tick: 0,
@@ -311,6 +333,13 @@ impl Engine {
             value: None,
             message,
         }
+    }
+
+    /// How long a target's descriptors read by kind are reused while its count
+    /// stands still (10 s unless set). `Duration::ZERO` reads every table on every
+    /// tick: what the benchmark's worst case measures.
+    pub fn reuse_fd_kinds_for(&mut self, age: Duration) {
+        self.fd_kinds_max_age = age;
     }
 
     /// One poll of every due target. Never fails: what cannot be read is shown as
@@ -590,9 +619,10 @@ impl Engine {
         let pid = process.id.pid;
         let instance_name = target.instance.clone();
         self.ensure_series(target, process, now, events);
-        let table = match self.probe.fd_kinds(pid) {
-            Ok(table) if table.id == process.id => table,
-            Ok(_) => return,
+        let summary = match self.fd_summary(&instance_name, process) {
+            Ok(Some(summary)) => summary,
+            // The pid belongs to another process now: the next tick sees it.
+            Ok(None) => return,
             Err(e) if e.kind() == ErrorKind::PermissionDenied => {
                 let status = self.bare_status(target, TargetState::PermissionDenied(e.to_string()));
                 if let Some(instance) = self.instances.get_mut(&instance_name) {
@@ -602,7 +632,6 @@ impl Engine {
             }
             Err(_) => return,
         };
-        let summary = FdSummary::from_fds(&table.fds);
         let limit = self.effective_limit(&instance_name, pid, target.fd_limit);
         let descendants = ProcessTree::new(&self.table)
             .subtree(pid)
@@ -632,7 +661,7 @@ impl Engine {
         let trend = Trend::from_samples(instance.samples.make_contiguous(), target.window, now);
         let observation = Observation {
             sample: Some(&sample),
-            summary: Some(&summary),
+            summary: Some(summary.as_ref()),
             trend: Some(&trend),
             ..Observation::default()
         };
@@ -670,7 +699,7 @@ impl Engine {
             slope_per_hour: trend.total_per_hour,
             kind_slopes_per_hour: trend.kinds_per_hour.clone(),
             eta_seconds: trend.eta.map(|d| d.as_secs_f64()),
-            top_paths: summary.paths.into_iter().take(10).collect(),
+            top_paths: summary.paths.iter().take(10).cloned().collect(),
             grew,
             history,
         });
@@ -679,6 +708,45 @@ impl Engine {
     /// The limit for percentages and the ETA (DESIGN.md, "File descriptor kinds"):
     /// the process's own where the OS tells it, else the configured `fd_limit`,
     /// else the platform default the probe reports. Read once per series.
+    /// `process`'s descriptors by kind: read afresh, or the last read while the
+    /// count is unchanged and younger than [`FD_KINDS_MAX_AGE`]. `None` when the
+    /// pid now belongs to another process.
+    fn fd_summary(
+        &mut self,
+        instance_name: &str,
+        process: &ProcessInfo,
+    ) -> Result<Option<Arc<FdSummary>>, leakwatch_probe::Error> {
+        let pid = process.id.pid;
+        // Compared with the count taken before the last read by kind, not with
+        // what that read listed: the count includes descriptors a syscall has
+        // reserved but not installed yet (a thread blocked in accept(2) holds one).
+        let count = self.probe.fd_count(pid)?;
+        let reusable =
+            self.instances.get(instance_name).and_then(|i| i.kinds.as_ref()).filter(|k| {
+                k.id == process.id && k.count == count && k.at.elapsed() < self.fd_kinds_max_age
+            });
+        if let Some(kinds) = reusable {
+            // The count was of whoever holds the pid now.
+            return Ok(
+                (self.probe.identity(pid)? == process.id).then(|| Arc::clone(&kinds.summary))
+            );
+        }
+        let table = self.probe.fd_kinds(pid)?;
+        if table.id != process.id {
+            return Ok(None);
+        }
+        let summary = Arc::new(FdSummary::from_fds(&table.fds));
+        if let Some(instance) = self.instances.get_mut(instance_name) {
+            instance.kinds = Some(KindsRead {
+                id: process.id,
+                count,
+                at: Instant::now(),
+                summary: Arc::clone(&summary),
+            });
+        }
+        Ok(Some(summary))
+    }
+
     fn effective_limit(
         &mut self,
         instance: &str,

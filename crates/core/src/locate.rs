@@ -34,8 +34,10 @@ pub struct PortMemo {
     last_verified: Option<Instant>,
 }
 
-/// Where socket inodes are not available: how often a port's known, still-living
-/// owners are confirmed to hold it by their endpoints.
+/// How often a port's known, still-living owners are confirmed to hold it. Between
+/// confirmations an owner that is still the same process (same start time) is
+/// taken at its word: a restart changes the identity and is seen at once, while a
+/// process that closes its listener and lives on is seen within this time.
 const PORT_VERIFY_EVERY: Duration = Duration::from_secs(10);
 /// How long after a fruitless search for a port's owner the next one may run.
 const PORT_SEARCH_BACKOFF: Duration = Duration::from_secs(10);
@@ -103,17 +105,19 @@ pub fn locate(
 ///
 /// Where the probe offers socket inodes (Linux) this is done the way `ss -p` does
 /// it: the port's listening inodes are read once per search, and an owner is
-/// re-confirmed every tick by still holding one of them, which costs a readlink
-/// pass and no read of the kernel's TCP tables. Elsewhere owners are confirmed
-/// by their sockets' endpoints, at most every [`PORT_VERIFY_EVERY`].
+/// confirmed by still holding one of them, which costs a readlink pass and no
+/// read of the kernel's TCP tables. Elsewhere owners are confirmed by their
+/// sockets' endpoints. Either way at most every [`PORT_VERIFY_EVERY`].
 fn port_owners(port: u16, table: &[ProcessInfo], probe: &Probe, memo: &mut PortMemo) -> Vec<u32> {
     let pids = |owners: &[ProcessId]| owners.iter().map(|id| id.pid).collect::<Vec<u32>>();
     let alive = !memo.owners.is_empty()
         && memo.owners.iter().all(|id| probe.identity(id.pid).is_ok_and(|now| now == *id));
     if alive {
+        if memo.last_verified.is_some_and(|at| at.elapsed() < PORT_VERIFY_EVERY) {
+            return pids(&memo.owners);
+        }
         let confirmed = if memo.inodes.is_empty() {
-            memo.last_verified.is_some_and(|at| at.elapsed() < PORT_VERIFY_EVERY)
-                || memo.owners.iter().all(|id| listens_on(probe, id.pid, port))
+            memo.owners.iter().all(|id| listens_on(probe, id.pid, port))
         } else {
             memo.owners.iter().all(|id| holds_any(probe, id.pid, &memo.inodes))
         };

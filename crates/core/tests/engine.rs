@@ -29,7 +29,7 @@ use leakwatch_core::model::{Event, EventKind, Severity};
 use leakwatch_core::notifier::CapturingNotifier;
 use leakwatch_core::status::{Status, TargetState, TargetStatus};
 use leakwatch_core::store::Store;
-use leakwatch_probe::FdKind;
+use leakwatch_probe::{FdKind, Probe};
 use leakwatch_test_helper::{Helper, wait_until};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -530,4 +530,64 @@ fn a_port_target_follows_a_double_forking_launcher() {
     assert_eq!(process.id.pid, grandchild);
     assert_ne!(process.id.pid, launcher.pid());
     assert!(target.sample.as_ref().unwrap().kind(FdKind::Tcp) >= 1);
+}
+
+#[test]
+fn a_port_owner_that_stops_listening_is_let_go_within_the_verify_time() {
+    let fx = Fixture::new();
+    let mut server = Helper::spawn().unwrap();
+    server.ok("open tcp-listen 1");
+    let table = Probe::new().unwrap().fd_table(server.pid()).unwrap();
+    let port = table
+        .fds
+        .iter()
+        .filter_map(|fd| fd.endpoint.as_deref())
+        .find_map(leakwatch_core::locate::listening_port)
+        .unwrap_or_else(|| panic!("no listener in {table:#?}"));
+    fx.write_config(&format!(
+        "[[watch]]\nname = \"server\"\nport = {port}\ninterval = \"100ms\"\n"
+    ));
+    let mut engine = fx.engine(None);
+    let status = tick_n(&mut engine, TICK, 2);
+    assert_eq!(row(&status, "server").state, TargetState::Up);
+    // The process lives on without its listener: it no longer owns the port. Between
+    // checks (10 s apart) an unchanged identity is trusted; before the fix for this
+    // test, every trusted tick also postponed the next check, so none ever came.
+    server.ok("close tcp-listen 1");
+    let started = Instant::now();
+    tick_until(&mut engine, Duration::from_millis(500), 40, |s| {
+        matches!(row(s, "server").state, TargetState::Down(_))
+    });
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_descriptor_swapped_for_another_kind_shows_within_the_reuse_age() {
+    let fx = Fixture::new();
+    let mut h = Helper::spawn().unwrap();
+    h.ok("open epoll 2");
+    let pidfile = fx.dir.path().join("swap.pid");
+    std::fs::write(&pidfile, h.pid().to_string()).unwrap();
+    fx.write_config(&pidfile_target("swap", &pidfile, ""));
+    let mut engine = fx.engine(Some(TICK));
+    let status = tick_n(&mut engine, TICK, 2);
+    let before = row(&status, "swap").sample.clone().unwrap();
+    assert_eq!(before.kind(FdKind::Epoll), 2);
+    // A count that moves is read by kind at once...
+    h.ok("open eventfd 1");
+    std::thread::sleep(TICK);
+    let status = engine.tick();
+    let sample = row(&status, "swap").sample.clone().unwrap();
+    assert_eq!((sample.total, sample.kind(FdKind::Eventfd)), (before.total + 1, 1));
+    // ...one swapped at the same count (the engine reuses the last read by kind
+    // while the count stands still) within 10 s.
+    h.ok("close epoll 1");
+    h.ok("open timerfd 1");
+    let started = Instant::now();
+    let status = tick_until(&mut engine, Duration::from_millis(500), 40, |s| {
+        row(s, "swap").sample.as_ref().is_some_and(|x| x.kind(FdKind::Timerfd) == 1)
+    });
+    let sample = row(&status, "swap").sample.clone().unwrap();
+    assert_eq!((sample.total, sample.kind(FdKind::Epoll)), (before.total + 1, 1));
+    assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
 }

@@ -132,6 +132,10 @@ impl Probe {
     }
 
     /// How many descriptors `pid` has open, by the cheapest means the OS offers.
+    /// On Linux 6.2+ (`st_size` of `/proc/PID/fd`) this includes descriptors that a
+    /// syscall in progress has reserved and not installed yet (a thread blocked in
+    /// accept(2) holds one): they count against the limit, but the table does not
+    /// list them, so the count may exceed [`Probe::fd_table`]'s length by a few.
     pub fn fd_count(&self, pid: u32) -> Result<usize> {
         self.os.fd_count(pid)
     }
