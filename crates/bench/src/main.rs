@@ -23,7 +23,9 @@
 //! The engine's own cost: `engine-ticks N TARGETS CONFIG STORE` builds the watch
 //! engine on CONFIG (which must name TARGETS targets) with its history in STORE and
 //! the interval overridden to 1 ms, so that every tick polls every target, as every
-//! tick at a real interval does. Ticks are timed by the CPU time the kernel charged
+//! tick at a real interval does. With `--fresh-kinds` every tick reads every
+//! target's descriptors by kind, as it does for targets whose count moves (a leak);
+//! otherwise steady targets' kinds are reused as the engine does. Ticks are timed by the CPU time the kernel charged
 //! to this thread (`getrusage(RUSAGE_THREAD)`: user + system, so the /proc reads
 //! count). The engine reads the whole process table on its first tick and then at
 //! most every 10 s, so after the warm-up it ticks back to back and, each time 10 s
@@ -54,8 +56,9 @@ const USAGE: &str = "usage: leakwatch-bench MODE
   warm-sysinfo N [cached|always]  one System, N timed refreshes; prints `median_ns min_ns count`
   fd-count PID N                N timed Probe::fd_count calls; prints `median_ns min_ns count`
   time PROG [ARGS...]           runs PROG once, stdio on /dev/null; prints `wall_ns cpu_ns`
-  engine-ticks N TARGETS CONFIG STORE
-                                N+ engine ticks over CONFIG's TARGETS targets, history in STORE; prints
+  engine-ticks N TARGETS CONFIG STORE [--fresh-kinds]
+                                N+ engine ticks over CONFIG's TARGETS targets, history in STORE
+                                (--fresh-kinds: every tick reads every table by kind); prints
                                 `tick_ns scan_tick_ns rss_bytes wall_ns net_tcp_read_ns ticks scan_ticks`";
 
 fn main() -> ExitCode {
@@ -85,12 +88,20 @@ fn run() -> Result<String> {
         ["warm-sysinfo", n, "always"] => warm_sysinfo(parse(n, "N")?, Cmd::Always)?,
         ["fd-count", pid, n] => fd_count(parse(pid, "PID")?, parse(n, "N")?)?,
         ["time", program, args @ ..] => time(program, args)?,
-        ["engine-ticks", n, targets, config, store] => engine_ticks(
-            parse(n, "N")?,
-            parse(targets, "TARGETS")?,
-            Path::new(config),
-            Path::new(store),
-        )?,
+        ["engine-ticks", n, targets, config, store, rest @ ..] => {
+            let fresh_kinds = match rest {
+                [] => false,
+                ["--fresh-kinds"] => true,
+                _ => bail!("{USAGE}"),
+            };
+            engine_ticks(
+                parse(n, "N")?,
+                parse(targets, "TARGETS")?,
+                Path::new(config),
+                Path::new(store),
+                fresh_kinds,
+            )?
+        }
         _ => bail!("{USAGE}"),
     };
     Ok(out)
@@ -216,8 +227,15 @@ const FULL_SCAN_TICKS: usize = 3;
 /// Timed reads of `/proc/self/net/tcp`.
 const TCP_READS: usize = 21;
 
-/// `engine-ticks N TARGETS CONFIG STORE`: see the module documentation.
-fn engine_ticks(n: usize, targets: usize, config: &Path, store: &Path) -> Result<String> {
+/// `engine-ticks N TARGETS CONFIG STORE [--fresh-kinds]`: see the module
+/// documentation.
+fn engine_ticks(
+    n: usize,
+    targets: usize,
+    config: &Path,
+    store: &Path,
+    fresh_kinds: bool,
+) -> Result<String> {
     ensure!(n >= 1, "N must be at least 1");
     let mut engine = Engine::new(EngineOptions {
         config_path: Some(config.to_path_buf()),
@@ -225,6 +243,9 @@ fn engine_ticks(n: usize, targets: usize, config: &Path, store: &Path) -> Result
         notifier: Arc::new(NullNotifier),
         interval: Some(Duration::from_millis(1)),
     })?;
+    if fresh_kinds {
+        engine.reuse_fd_kinds_for(Duration::ZERO);
+    }
     // The first tick scans; the engine marks the scan done inside the tick, so the
     // next one is due 10 s after a moment between the tick's start and its end.
     let (mut scan_start, _) = timed_tick(&mut engine, targets)?;
