@@ -89,6 +89,17 @@ pub enum Command {
     Reload,
     /// Silence notifications for this long; `None` resumes them.
     PauseAlerts(Option<Duration>),
+    /// Read the process table and poll every target now, not at their next
+    /// turn: an action (a restart, an orphan clean-up) changed the processes, and
+    /// the faces should show it at once.
+    Rescan,
+}
+
+impl Command {
+    /// Whether the spawned loop ticks at once after it, rather than on its beat.
+    const fn ticks_now(&self) -> bool {
+        matches!(self, Command::Reload | Command::Rescan)
+    }
 }
 
 /// One watched process (or one target that is down).
@@ -253,6 +264,10 @@ impl Engine {
     pub fn apply(&mut self, command: Command) {
         match command {
             Command::Reload => self.reload(true),
+            Command::Rescan => {
+                self.table_read_at = None;
+                self.next_due.clear();
+            }
             Command::PauseAlerts(duration) => {
                 self.paused_until = duration.map(|d| {
                     unix_millis(SystemTime::now()) + u64::try_from(d.as_millis()).unwrap_or(0)
@@ -1161,10 +1176,17 @@ impl Engine {
                         engine = Some(current);
                     }
                     command = command_rx.recv() => match command {
-                        Some(command) => match engine.as_mut() {
-                            Some(current) => current.apply(command),
-                            None => pending.push(command),
-                        },
+                        Some(command) => {
+                            if command.ticks_now() {
+                                // A tick in flight keeps running; the next one is
+                                // due at once instead of a whole period later.
+                                interval.reset_immediately();
+                            }
+                            match engine.as_mut() {
+                                Some(current) => current.apply(command),
+                                None => pending.push(command),
+                            }
+                        }
                         None => break,
                     },
                     _ = shutdown_rx.changed() => break,

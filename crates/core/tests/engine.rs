@@ -24,7 +24,7 @@
 // The helpers below unwrap too: in a test, a panic is the failure report we want.
 #![allow(clippy::unwrap_used)]
 
-use leakwatch_core::engine::{Engine, EngineOptions};
+use leakwatch_core::engine::{Command, Engine, EngineOptions};
 use leakwatch_core::model::{Event, EventKind, Severity};
 use leakwatch_core::notifier::CapturingNotifier;
 use leakwatch_core::status::{Status, TargetState, TargetStatus};
@@ -590,4 +590,41 @@ fn a_descriptor_swapped_for_another_kind_shows_within_the_reuse_age() {
     let sample = row(&status, "swap").sample.clone().unwrap();
     assert_eq!((sample.total, sample.kind(FdKind::Epoll)), (before.total + 1, 1));
     assert!(started.elapsed() < Duration::from_secs(15), "{:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rescan_polls_at_once_rather_than_on_the_beat() {
+    let fx = Fixture::new();
+    let mut helper = Helper::spawn().unwrap();
+    let pidfile = fx.write_pidfile("rescanned", helper.pid());
+    // A beat far longer than the test: only a rescan can bring a second poll.
+    fx.write_config(&pidfile_target("rescanned", &pidfile, "").replace("100ms", "10m"));
+    let handle = fx.engine(None).spawn();
+    let mut statuses = handle.status();
+    let first = loop {
+        tokio::time::timeout(Duration::from_secs(10), statuses.changed()).await.unwrap().unwrap();
+        let status = statuses.borrow_and_update().clone();
+        if let Some(sample) = status.targets.iter().find_map(|t| t.sample.clone()) {
+            break sample;
+        }
+    };
+    // What an action does: the process changes, then the app asks for a rescan.
+    helper.ok("open pipe 5");
+    handle.send(Command::Rescan);
+    let started = Instant::now();
+    let sample = loop {
+        tokio::time::timeout(Duration::from_secs(5), statuses.changed())
+            .await
+            .expect("a status within 5 s of the rescan")
+            .unwrap();
+        let status = statuses.borrow_and_update().clone();
+        if let Some(sample) = status.targets.iter().find_map(|t| t.sample.clone())
+            && sample.total != first.total
+        {
+            break sample;
+        }
+    };
+    assert_eq!(sample.total, first.total + 10);
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    handle.shutdown().await;
 }
