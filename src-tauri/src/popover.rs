@@ -29,6 +29,10 @@ pub enum View {
     Target(String),
     Restart(String),
     Orphans,
+    /// The orphan list with every tree chosen and the clean-up's confirmation
+    /// open (the tray's "Clean up N orphans"); nothing is signalled until the
+    /// user confirms.
+    Cleanup,
     Settings,
 }
 
@@ -50,6 +54,7 @@ impl View {
             View::Target(t) => format!("#/target/{}", enc(t)),
             View::Restart(t) => format!("#/restart/{}", enc(t)),
             View::Orphans => "#/orphans".to_owned(),
+            View::Cleanup => "#/cleanup".to_owned(),
             View::Settings => "#/settings".to_owned(),
         }
     }
@@ -151,5 +156,6 @@ mod tests {
         assert_eq!(View::Overview.route(), "#/");
         assert_eq!(View::Target("web ui/1".to_owned()).route(), "#/target/web%20ui%2F1");
         assert_eq!(View::Orphans.route(), "#/orphans");
+        assert_eq!(View::Cleanup.route(), "#/cleanup");
     }
 }

@@ -82,7 +82,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         }
     };
     match id {
-        ids::CLEANUP => popover::open(app, &View::Orphans),
+        ids::CLEANUP => popover::open(app, &View::Cleanup),
         ids::OPEN => popover::open(app, &View::Overview),
         ids::PAUSE => send(Command::PauseAlerts(Some(Duration::from_secs(3600)))),
         ids::RESUME => send(Command::PauseAlerts(None)),

@@ -5,6 +5,7 @@ import { listen } from '@tauri-apps/api/event';
 import type {
   ActionPlan, Event, KillReport, ProcessId, RestartReport, Settings, Status, TreeRow,
 } from './types';
+import { asView, type View } from './route';
 
 export type Unlisten = () => void;
 
@@ -27,6 +28,9 @@ export interface Backend {
   onStatus(handler: (status: Status) => void): Promise<Unlisten>;
   /** The `leakwatch-event` event: one Event as it happens. */
   onEvent(handler: (event: Event) => void): Promise<Unlisten>;
+  /** The `leakwatch-navigate` event: the tray or a notification asks the open
+   * popover to show a view. Malformed payloads are dropped. */
+  onNavigate(handler: (view: View) => void): Promise<Unlisten>;
 }
 
 export function tauriBackend(): Backend {
@@ -45,5 +49,10 @@ export function tauriBackend(): Backend {
     revealConfig: () => invoke<void>('reveal_config'),
     onStatus: (handler) => listen<Status>('status', (e) => handler(e.payload)),
     onEvent: (handler) => listen<Event>('leakwatch-event', (e) => handler(e.payload)),
+    onNavigate: (handler) =>
+      listen<unknown>('leakwatch-navigate', (e) => {
+        const view = asView(e.payload);
+        if (view) handler(view);
+      }),
   };
 }

@@ -5,6 +5,7 @@ import type { Backend, Unlisten } from './backend';
 import type {
   ActionPlan, Event, KillReport, ProcessId, RestartReport, Settings, Status, TreeRow,
 } from './types';
+import type { View } from './route';
 
 export interface FakeCall {
   name: keyof Backend;
@@ -27,6 +28,7 @@ export class FakeBackend implements Backend {
   status: Status;
   private statusHandlers = new Set<(s: Status) => void>();
   private eventHandlers = new Set<(e: Event) => void>();
+  private navigateHandlers = new Set<(v: View) => void>();
 
   constructor(public options: FakeOptions) {
     this.status = options.status;
@@ -48,6 +50,11 @@ export class FakeBackend implements Backend {
 
   emitEvent(event: Event) {
     for (const h of this.eventHandlers) h(event);
+  }
+
+  /** Deliver a `leakwatch-navigate` event as the tray would. */
+  emitNavigate(view: View) {
+    for (const h of this.navigateHandlers) h(view);
   }
 
   async getStatus() {
@@ -150,6 +157,11 @@ export class FakeBackend implements Backend {
   async onEvent(handler: (e: Event) => void): Promise<Unlisten> {
     this.eventHandlers.add(handler);
     return () => this.eventHandlers.delete(handler);
+  }
+
+  async onNavigate(handler: (v: View) => void): Promise<Unlisten> {
+    this.navigateHandlers.add(handler);
+    return () => this.navigateHandlers.delete(handler);
   }
 }
 
