@@ -8,6 +8,7 @@
 #![allow(clippy::needless_pass_by_value)]
 
 use crate::error::{AppError, ErrorKind};
+use crate::notifications;
 use crate::settings::{self, Settings};
 use crate::state::AppState;
 use leakwatch_core::Config;
@@ -224,11 +225,16 @@ pub async fn restart_target(
     state: State<'_, AppState>,
     target: String,
 ) -> Result<RestartReport, AppError> {
-    blocking(&state, move |probe, config, store| {
+    let name = target.clone();
+    let result = blocking(&state, move |probe, config, store| {
         let store = store.and_then(|path| open_store(Some(path)).ok());
-        restart_now(probe, config, store.as_ref(), &target)
+        restart_now(probe, config, store.as_ref(), &name)
     })
-    .await
+    .await;
+    state.notify_action(notifications::restart_outcome(&target, &result));
+    // Poll now rather than on the beat, so the popover shows the new pid at once.
+    state.send(Command::Rescan);
+    result
 }
 
 /// Saves a forensic snapshot of a target's process to the history.
@@ -259,14 +265,16 @@ pub async fn clean_orphans(
     state: State<'_, AppState>,
     roots: Vec<ProcessId>,
 ) -> Result<KillReport, AppError> {
-    let report = blocking(&state, move |probe, config, _| {
+    let result = blocking(&state, move |probe, config, _| {
         let plan = cleanup_plan(probe, config, &roots)?;
-        Ok(kill::execute(probe, &plan, &Guard::from_config(config)))
+        let report = kill::execute(probe, &plan, &Guard::from_config(config));
+        Ok((plan, report))
     })
-    .await?;
+    .await;
+    state.notify_action(notifications::cleanup_outcome(&result));
     // Rescan now rather than at the next full scan, so the list updates.
-    state.send(Command::Reload);
-    Ok(report)
+    state.send(Command::Rescan);
+    result.map(|(_, report)| report)
 }
 
 /// Silences notifications for `minutes`; `None` resumes them.

@@ -3,8 +3,17 @@
 //! Linux), a click opens the popover on the target the notification is about.
 //! macOS's notify-rust backend does not report clicks, so there a notification
 //! is informational and the tray icon leads to the details.
+//!
+//! It also words the outcome of the popover's actions (a restart, an orphan
+//! clean-up) as one notification each: a restart waits for health and a clean-up
+//! for the grace, so the user has often closed the popover by the time they end.
 
+use crate::error::AppError;
+use leakwatch_core::kill::{KillPlan, KillReport, Outcome};
+use leakwatch_core::model::Severity;
 use leakwatch_core::notifier::{Notification, Notifier, NotifyError, NullNotifier};
+use leakwatch_core::restart::RestartReport;
+use leakwatch_core::rules::human_bytes;
 use std::sync::Arc;
 
 /// Called with a notification's target when the user clicks it.
@@ -34,7 +43,6 @@ impl std::fmt::Debug for AppNotifier {
 impl Notifier for AppNotifier {
     #[cfg(all(unix, not(target_os = "macos")))]
     fn notify(&self, notification: &Notification) -> Result<(), NotifyError> {
-        use leakwatch_core::model::Severity;
         let mut desktop = notify_rust::Notification::new();
         desktop
             .appname("Leakwatch")
@@ -68,5 +76,182 @@ impl Notifier for AppNotifier {
     #[cfg(not(all(unix, not(target_os = "macos"))))]
     fn notify(&self, notification: &Notification) -> Result<(), NotifyError> {
         leakwatch_core::notifier::DesktopNotifier.notify(notification)
+    }
+}
+
+/// "leaky restarted: pid 123 → 456", or why it failed.
+pub fn restart_outcome(target: &str, result: &Result<RestartReport, AppError>) -> Notification {
+    match result {
+        Ok(report) => {
+            let new = report.new_pid.or(report.spawned_pid);
+            let mut body = match (report.previous, new) {
+                (Some(old), Some(new)) => format!("pid {} → {new}", old.pid),
+                (None, Some(new)) => format!("started: pid {new}"),
+                (Some(old), None) => {
+                    format!("pid {} stopped; the new process was not found yet", old.pid)
+                }
+                (None, None) => "the new process was not found yet".to_owned(),
+            };
+            if let Some(after) = report.healthy_after {
+                body.push_str(&format!(", healthy after {:.1} s", after.as_secs_f64()));
+            }
+            if let Some(stopped) = &report.stopped {
+                let survived = survivors(stopped);
+                if survived > 0 {
+                    body.push_str(&format!("; {survived} survived"));
+                }
+            }
+            Notification {
+                title: format!("{target} restarted: {body}"),
+                body: format!(
+                    "{} restart{}",
+                    report.strategy,
+                    if report.snapshot_saved { "; forensic snapshot saved" } else { "" }
+                ),
+                target: Some(target.to_owned()),
+                severity: Severity::Ok,
+            }
+        }
+        Err(e) => Notification {
+            title: format!("{target}: restart failed"),
+            body: e.message.clone(),
+            target: Some(target.to_owned()),
+            severity: Severity::Warning,
+        },
+    }
+}
+
+/// "Cleaned up 3 orphans, 1.2 GiB freed; 1 survived", or why it failed. The
+/// memory freed is the planned RSS of the processes that are now gone.
+pub fn cleanup_outcome(result: &Result<(KillPlan, KillReport), AppError>) -> Notification {
+    let (plan, report) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            return Notification {
+                title: "Orphan clean-up failed".to_owned(),
+                body: e.message.clone(),
+                target: None,
+                severity: Severity::Warning,
+            };
+        }
+    };
+    let stopped: Vec<_> = report
+        .processes
+        .iter()
+        .filter(|p| matches!(p.outcome, Outcome::ExitedAfterTerm | Outcome::Killed))
+        .collect();
+    let freed: u64 = stopped
+        .iter()
+        .filter_map(|p| plan.processes.iter().find(|planned| planned.id == p.id))
+        .filter_map(|planned| planned.rss_bytes)
+        .sum();
+    let survived = survivors(report);
+    let protected =
+        report.processes.iter().filter(|p| matches!(p.outcome, Outcome::Protected { .. })).count();
+    let n = stopped.len();
+    let mut title = if n == 0 {
+        "Orphan clean-up: nothing was running".to_owned()
+    } else {
+        format!("Cleaned up {n} orphan{}, {} freed", plural(n), human_bytes(freed))
+    };
+    if survived > 0 {
+        title.push_str(&format!("; {survived} survived"));
+    }
+    let mut body = format!("{:.1} s", report.elapsed.as_secs_f64());
+    if protected > 0 {
+        body.push_str(&format!("; {protected} left alone (protected)"));
+    }
+    Notification {
+        title,
+        body,
+        target: None,
+        severity: if survived > 0 { Severity::Warning } else { Severity::Ok },
+    }
+}
+
+fn survivors(report: &KillReport) -> usize {
+    report.processes.iter().filter(|p| matches!(p.outcome, Outcome::Survived { .. })).count()
+}
+
+const fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use leakwatch_core::kill::{PlannedProcess, ProcessOutcome};
+    use leakwatch_probe::{ProcessId, StartTime};
+    use std::time::Duration;
+
+    fn id(pid: u32) -> ProcessId {
+        ProcessId { pid, start_time: StartTime(u64::from(pid) * 10) }
+    }
+
+    #[test]
+    fn restart_names_old_and_new_pids() {
+        let report = RestartReport {
+            target: "leaky".to_owned(),
+            strategy: "command",
+            previous: Some(id(123)),
+            stopped: None,
+            spawned_pid: Some(455),
+            new_pid: Some(456),
+            healthy_after: Some(Duration::from_millis(1400)),
+            snapshot_saved: true,
+        };
+        let n = restart_outcome("leaky", &Ok(report));
+        assert_eq!(n.title, "leaky restarted: pid 123 → 456, healthy after 1.4 s");
+        assert_eq!(n.body, "command restart; forensic snapshot saved");
+        assert_eq!(n.target.as_deref(), Some("leaky"));
+        assert_eq!(n.severity, Severity::Ok);
+
+        let failed = restart_outcome("leaky", &Err(AppError::new(ErrorKind::NotFound, "no such")));
+        assert_eq!(failed.title, "leaky: restart failed");
+        assert_eq!(failed.body, "no such");
+        assert_eq!(failed.severity, Severity::Warning);
+    }
+
+    #[test]
+    fn cleanup_counts_stopped_freed_and_survivors() {
+        let planned = |pid: u32, rss: u64| PlannedProcess {
+            id: id(pid),
+            ppid: 1,
+            depth: 0,
+            name: "w".to_owned(),
+            argv: vec![],
+            rss_bytes: Some(rss),
+            protected: None,
+        };
+        let outcome = |pid: u32, outcome: Outcome| ProcessOutcome {
+            id: id(pid),
+            name: "w".to_owned(),
+            outcome,
+        };
+        let gib = 1 << 30;
+        let plan = KillPlan {
+            roots: vec![id(1), id(2)],
+            grace: Duration::from_secs(3),
+            processes: vec![
+                planned(10, gib),
+                planned(11, gib / 5),
+                planned(12, gib),
+                planned(13, gib),
+            ],
+        };
+        let report = KillReport {
+            processes: vec![
+                outcome(10, Outcome::ExitedAfterTerm),
+                outcome(11, Outcome::Killed),
+                outcome(12, Outcome::Survived { reason: "zombie".to_owned() }),
+                outcome(13, Outcome::AlreadyGone),
+            ],
+            elapsed: Duration::from_millis(3200),
+        };
+        let n = cleanup_outcome(&Ok((plan, report)));
+        assert_eq!(n.title, "Cleaned up 2 orphans, 1.2 GiB freed; 1 survived");
+        assert_eq!(n.body, "3.2 s");
+        assert_eq!(n.severity, Severity::Warning);
     }
 }

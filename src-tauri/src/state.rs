@@ -6,7 +6,7 @@
 use crate::error::{AppError, ErrorKind};
 use leakwatch_core::Config;
 use leakwatch_core::engine::{Command, Engine, EngineHandle, EngineOptions};
-use leakwatch_core::notifier::Notifier;
+use leakwatch_core::notifier::{Notification, Notifier};
 use leakwatch_core::status::Status;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +35,9 @@ impl Paths {
 pub struct AppState {
     engine: EngineHandle,
     paths: Paths,
+    /// The engine's notifier, shared so the outcome of an action is shown the
+    /// same way as an alert.
+    notifier: Arc<dyn Notifier>,
 }
 
 impl AppState {
@@ -44,11 +47,11 @@ impl AppState {
         let engine = Engine::new(EngineOptions {
             config_path: paths.config.clone(),
             store_path: paths.store.clone(),
-            notifier,
+            notifier: Arc::clone(&notifier),
             interval: None,
         })
         .map_err(|e| AppError::new(ErrorKind::Config, e.to_string()))?;
-        Ok(Self { engine: engine.spawn(), paths })
+        Ok(Self { engine: engine.spawn(), paths, notifier })
     }
 
     /// The latest status (after the last tick).
@@ -64,6 +67,24 @@ impl AppState {
     /// Sends the engine a command, applied before its next tick.
     pub fn send(&self, command: Command) {
         self.engine.send(command);
+    }
+
+    /// Shows the outcome of an action the user took, unless the config turns
+    /// notifications off. On a blocking thread: a D-Bus round trip may stall,
+    /// and neither the IPC nor the engine waits for it.
+    pub fn notify_action(&self, notification: Notification) {
+        let notifier = Arc::clone(&self.notifier);
+        let config = self.paths.config.clone();
+        tauri::async_runtime::spawn_blocking(move || {
+            // The file as it is now, as the actions read it. An unreadable one
+            // does not hide the outcome: notifications are on by default.
+            if load_config(config.as_deref()).is_ok_and(|c| !c.notify.enabled) {
+                return;
+            }
+            if let Err(e) = notifier.notify(&notification) {
+                tracing::debug!("action outcome not notified: {e}");
+            }
+        });
     }
 
     /// Where the config and history live.

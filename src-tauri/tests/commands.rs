@@ -3,7 +3,7 @@
 //! the UI receives (names, shapes, error kinds) is what is tested.
 
 use leakwatch_app::state::{AppState, Paths};
-use leakwatch_core::notifier::NullNotifier;
+use leakwatch_core::notifier::{CapturingNotifier, Notifier, NullNotifier};
 use leakwatch_test_helper::{Helper, wait_until};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -20,15 +20,16 @@ struct Fixture {
 }
 
 fn start(config: &str) -> Fixture {
+    start_with(config, Arc::new(NullNotifier))
+}
+
+fn start_with(config: &str, notifier: Arc<dyn Notifier>) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, config).expect("write config");
     let paths =
         Paths { config: Some(config_path), store: Some(dir.path().join("history.sqlite3")) };
-    let state =
-        tauri::async_runtime::block_on(
-            async move { AppState::start(paths, Arc::new(NullNotifier)) },
-        )
+    let state = tauri::async_runtime::block_on(async move { AppState::start(paths, notifier) })
         .expect("engine starts");
     let app = mock_builder()
         .manage(state)
@@ -173,4 +174,52 @@ fn pause_and_settings() {
         s["config"]["error"].is_null() && s["tick"].as_u64() > Some(0)
     });
     assert!(f.webview.app_handle().try_state::<AppState>().is_some());
+}
+
+#[test]
+fn actions_notify_their_outcome() {
+    let mut helper = Helper::spawn_with(&["--exec", "open pipe 3"]).expect("lw-helper");
+    let pid = helper.pid();
+    helper.ok("spawn 1");
+    let pidfile = std::env::temp_dir().join(format!("leakwatch-app-notify-{pid}.pid"));
+    std::fs::write(&pidfile, pid.to_string()).expect("pidfile");
+    let captured = Arc::new(CapturingNotifier::default());
+    let f = start_with(&helper_config(&pidfile), captured.clone());
+    let status = status_until(&f, "the helper", |s| s["targets"][0]["process"]["pid"] == pid);
+    let start_time = status["targets"][0]["process"]["start_time"].clone();
+    let action = |title: &str| {
+        let title = title.to_owned();
+        let found = wait_until(Duration::from_secs(10), || {
+            captured.sent().iter().any(|n| n.title.starts_with(&title))
+        });
+        assert!(found, "no notification `{title}…`: {:#?}", captured.sent());
+        captured.sent().into_iter().find(|n| n.title.starts_with(&title)).expect("found")
+    };
+
+    // A failed restart says why, about that target.
+    let err = invoke(&f, "restart_target", json!({ "target": "helper" })).expect_err("no restart");
+    let failed = action("helper: restart failed");
+    assert_eq!(failed.body, err["message"].as_str().expect("message"), "{err}");
+    assert_eq!(failed.target.as_deref(), Some("helper"));
+
+    // A clean-up counts what it stopped and the memory freed.
+    ok(&f, "clean_orphans", json!({ "roots": [{ "pid": pid, "start_time": start_time }] }));
+    assert!(helper.wait_timeout(Duration::from_secs(10)).is_some(), "helper still running");
+    let done = action("Cleaned up 2 orphans, ");
+    assert!(done.title.contains("freed") && !done.title.contains("survived"), "{done:?}");
+    assert_eq!(done.target, None);
+    let _ = std::fs::remove_file(&pidfile);
+}
+
+#[test]
+fn action_outcomes_respect_notifications_off() {
+    let pidfile = std::env::temp_dir().join("leakwatch-app-test-quiet.pid");
+    let captured = Arc::new(CapturingNotifier::default());
+    let config = format!("{}\n[notify]\nenabled = false\n", helper_config(&pidfile));
+    let f = start_with(&config, captured.clone());
+    let _ = invoke(&f, "restart_target", json!({ "target": "helper" })).expect_err("no restart");
+    // A sent notification would arrive within this (the same test with
+    // notifications on sees it in milliseconds).
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(captured.sent().is_empty(), "{:#?}", captured.sent());
 }
