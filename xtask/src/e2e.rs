@@ -9,10 +9,11 @@
 //! against the limit and a slope, with the count rising and the slope positive
 //! in the status; that Restart gives the target a new pid, shown in the
 //! popover; and that an orphan tree made here is listed and, after Clean up, no
-//! longer is and its processes are gone. The actions are invoked through the
-//! app's IPC inside the webview (the very calls the UI's buttons make), not by
-//! clicking, so the test does not depend on the UI's markup. Screenshots
-//! (light, dark, the orphan list) go to `docs/`.
+//! longer is and its processes are gone. The actions go through the UI as a
+//! user takes them: WebDriver clicks the real buttons (found by their
+//! `data-testid`s), reads the confirmation's plan and confirms it, so a broken
+//! button or dialog fails here. Only read-only status checks call the app's IPC
+//! directly. Screenshots (light, dark, the orphan list) go to `docs/`.
 //!
 //! The WebDriver client is a few lines of HTTP/1.1 over `TcpStream`: the
 //! protocol is JSON over plain HTTP on 127.0.0.1, and a crate would add more
@@ -232,22 +233,30 @@ fn checks(id: &str, root: &Path, helper: &Path, pidfile: &Path, first_pid: u32) 
     .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
     screenshot(id, &root.join("docs/popover-light.png"))?;
 
-    // 2. Restart: a new process for the target.
-    let plan = invoke(id, "plan_restart", &json!({ "target": "leaky" }))?;
-    eprintln!("e2e: restart plan:\n{}", plan["text"].as_str().unwrap_or(""));
-    let report = invoke(id, "restart_target", &json!({ "target": "leaky" }))?;
-    let new_pid = read_pid(pidfile)?;
-    if new_pid == first_pid || alive(first_pid) {
-        bail!("restart did not replace pid {first_pid}: {report}");
+    // 2. Restart, from the row's button: the confirmation names the process, the
+    // grace and the strategy; confirming gives the target a new process.
+    let row = r#"[data-testid="target-row"][data-target="leaky"]"#;
+    let summary = format!(r#"{row} [data-testid="target-summary"]"#);
+    click_until(id, &summary, || expanded(id, &summary, true))?;
+    click_until(id, &format!(r#"{row} [data-testid="restart-button"]"#), || plan_shown(id))?;
+    let plan = element_text(id, r#"[data-testid="plan-text"]"#)?;
+    eprintln!("e2e: restart plan:\n{plan}");
+    for expected in [&format!("{first_pid} (lw-helper)"), "wait up to 1s", "then start: sh -c"] {
+        if !plan.contains(expected) {
+            bail!("the restart confirmation does not say `{expected}`: {plan}");
+        }
     }
-    wait_until(Duration::from_secs(20), "the status to show the new pid", || {
-        let status = invoke(id, "get_status", &json!({}))?;
-        Ok(find_target(&status, "leaky")
-            .is_some_and(|t| t["process"]["pid"].as_u64() == Some(u64::from(new_pid))))
+    click_until(id, r#"[data-testid="confirm-button"]"#, || confirmed(id))?;
+    let new_pid = wait_until_value(Duration::from_secs(30), "the restart", || {
+        Ok(read_pid(pidfile).ok().filter(|pid| *pid != first_pid && !alive(first_pid)))
     })?;
+    let pid_shown = format!(r#"{row} [data-testid="target-pid"]"#);
     wait_until(Duration::from_secs(20), "the popover to show the new pid", || {
-        Ok(page_text(id)?.contains(&new_pid.to_string()))
-    })?;
+        Ok(element_text(id, &pid_shown)? == new_pid.to_string())
+    })
+    .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
+    // Collapse the row again, so the orphans' screenshot shows the list.
+    click_until(id, &summary, || expanded(id, &summary, false))?;
     eprintln!("e2e: restarted: pid {first_pid} → {new_pid}");
 
     // 3. An orphan tree: a helper with two children whose launching shell exits.
@@ -283,24 +292,32 @@ fn checks(id: &str, root: &Path, helper: &Path, pidfile: &Path, first_pid: u32) 
         })
         .unwrap_or_default();
     eprintln!("e2e: orphan tree {} with {} processes", tree["root"]["pid"], members.len());
-    let shown = format!("pid {}", tree["root"]["pid"]);
+    let root_pid = tree["root"]["pid"].as_u64().unwrap_or(0);
+    let orphan_row = format!(r#"[data-testid="orphan-row"][data-root-pid="{root_pid}"]"#);
     wait_until(Duration::from_secs(20), "the popover to list the orphan tree", || {
-        Ok(page_text(id)?.contains(&shown))
+        Ok(!elements(id, &orphan_row)?.is_empty())
     })?;
     screenshot(id, &root.join("docs/popover-orphans.png"))?;
-    let roots = json!({ "roots": [tree["root"].clone()] });
-    let plan = invoke(id, "plan_cleanup", &roots)?;
-    eprintln!("e2e: clean-up plan:\n{}", plan["text"].as_str().unwrap_or(""));
-    let report = invoke(id, "clean_orphans", &roots)?;
-    wait_until(Duration::from_secs(10), "the orphan tree to be gone", || {
-        Ok(members.iter().all(|pid| !alive(*pid)))
-    })
-    .with_context(|| format!("clean-up report: {report}"))?;
     if members.len() < 3 {
         bail!("the orphan tree should have 3 processes: {tree}");
     }
+    // Select it, Clean up, read the dry run, confirm.
+    let select = format!(r#"{orphan_row} [data-testid="orphan-select"]"#);
+    click_until(id, &select, || has_property(id, &select, "checked", &Value::Bool(true)))?;
+    click_until(id, r#"[data-testid="cleanup-button"]"#, || plan_shown(id))?;
+    let plan = element_text(id, r#"[data-testid="plan-text"]"#)?;
+    eprintln!("e2e: clean-up plan:\n{plan}");
+    let named = members.iter().all(|pid| plan.contains(&pid.to_string()));
+    if !named || !plan.contains("SIGTERM") {
+        bail!("the clean-up confirmation does not list the tree {members:?}: {plan}");
+    }
+    click_until(id, r#"[data-testid="confirm-button"]"#, || confirmed(id))?;
+    wait_until(Duration::from_secs(20), "the orphan tree to be gone", || {
+        Ok(members.iter().all(|pid| !alive(*pid)))
+    })
+    .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
     wait_until(Duration::from_secs(40), "the popover to drop the orphan tree", || {
-        Ok(!page_text(id)?.contains(&shown))
+        Ok(elements(id, &orphan_row)?.is_empty())
     })?;
     eprintln!("e2e: orphan tree cleaned up");
     Ok(())
@@ -360,7 +377,91 @@ fn find_target<'a>(status: &'a Value, name: &str) -> Option<&'a Value> {
     status["targets"].as_array()?.iter().find(|t| t["name"] == name)
 }
 
-/// Calls a command through the app's IPC inside the webview, as the UI does.
+/// The WebDriver reference of an element in a reply.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// The elements matching a CSS selector now (none is not an error).
+fn elements(id: &str, css: &str) -> Result<Vec<String>> {
+    let reply = request(
+        "POST",
+        &format!("/session/{id}/elements"),
+        &json!({ "using": "css selector", "value": css }),
+    )?;
+    Ok(reply["value"]
+        .as_array()
+        .map(|found| {
+            found.iter().filter_map(|e| e[ELEMENT_KEY].as_str().map(str::to_owned)).collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The first element matching a CSS selector, waiting for the UI to render it.
+fn element(id: &str, css: &str) -> Result<String> {
+    wait_until_value(Duration::from_secs(20), css, || Ok(elements(id, css)?.into_iter().next()))
+}
+
+/// Clicks the element matching `css` as a user would (WebDriver scrolls it into
+/// view and refuses a disabled or covered one) until `done` holds. A click is
+/// retried while the element is missing, disabled or the driver fails, and never
+/// repeated once `done` holds: a retried toggle must not undo itself.
+fn click_until(id: &str, css: &str, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
+    wait_until(Duration::from_secs(20), &format!("a click on {css} to take effect"), || {
+        if done()? {
+            return Ok(true);
+        }
+        let Some(eid) = elements(id, css)?.into_iter().next() else { return Ok(false) };
+        if property(id, &eid, "disabled")? != Value::Bool(true) {
+            request("POST", &format!("/session/{id}/element/{eid}/click"), &json!({}))?;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        done()
+    })
+}
+
+/// A DOM property of an element (`disabled`, `checked`...).
+fn property(id: &str, eid: &str, name: &str) -> Result<Value> {
+    Ok(request("GET", &format!("/session/{id}/element/{eid}/property/{name}"), &Value::Null)?
+        ["value"]
+        .take())
+}
+
+/// Whether the first element matching `css` has this property value.
+fn has_property(id: &str, css: &str, name: &str, value: &Value) -> Result<bool> {
+    Ok(match elements(id, css)?.first() {
+        Some(eid) => property(id, eid, name)? == *value,
+        None => false,
+    })
+}
+
+/// Whether the disclosure matching `css` is open (`on`) or closed.
+fn expanded(id: &str, css: &str, on: bool) -> Result<bool> {
+    let eid = element(id, css)?;
+    let path = format!("/session/{id}/element/{eid}/attribute/aria-expanded");
+    Ok(request("GET", &path, &Value::Null)?["value"] == Value::String(on.to_string()))
+}
+
+/// Whether the confirmation dialog is closed or busy (its button disabled).
+fn confirmed(id: &str) -> Result<bool> {
+    let css = r#"[data-testid="confirm-button"]"#;
+    Ok(elements(id, css)?.is_empty() || has_property(id, css, "disabled", &Value::Bool(true))?)
+}
+
+/// Whether the confirmation dialog shows a plan.
+fn plan_shown(id: &str) -> Result<bool> {
+    Ok(!elements(id, r#"[data-testid="plan-text"]"#)?.is_empty())
+}
+
+/// The rendered text of the element matching `css`, once it has some.
+fn element_text(id: &str, css: &str) -> Result<String> {
+    wait_until_value(Duration::from_secs(20), &format!("text in {css}"), || {
+        let eid = element(id, css)?;
+        let reply = request("GET", &format!("/session/{id}/element/{eid}/text"), &Value::Null)?;
+        Ok(reply["value"].as_str().filter(|t| !t.is_empty()).map(str::to_owned))
+    })
+}
+
+/// Calls a command through the app's IPC inside the webview, as the UI does
+/// (read-only status checks only: actions go through the buttons).
 fn invoke(id: &str, cmd: &str, args: &Value) -> Result<Value> {
     let script = "const [cmd, args, done] = arguments; \
         window.__TAURI_INTERNALS__.invoke(cmd, args) \
