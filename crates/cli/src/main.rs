@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         Command::Restart(args) => commands::restart::run(args, cli.json),
         Command::Watch(args) => commands::watch::run(args, cli.json),
         Command::History(args) => commands::history::run(args, cli.json),
-        Command::Daemon(args) => commands::daemon::run(args),
+        Command::Daemon(args) => commands::daemon::run(args, cli.json),
         Command::Doctor(args) => commands::doctor::run(args, cli.json),
         Command::Config(args) => commands::config::run(args, cli.json),
     };

@@ -2,6 +2,8 @@
 //! (launchctl(1)) and systemd on Linux (systemctl(1)). Leakwatch asks them which
 //! process a job has now and, to restart one, asks them to do it: a supervised
 //! server must be restarted by its supervisor, or the supervisor fights back.
+//! Leakwatch's own daemon is installed under them the same way
+//! (`leakwatch daemon install`).
 
 use std::process::Command;
 
@@ -14,8 +16,8 @@ pub enum ServiceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{program} {args} failed: {stderr}")]
-    Failed { program: &'static str, args: String, stderr: String },
+    #[error("`{program} {args}` failed ({status}): {stderr}")]
+    Failed { program: &'static str, args: String, status: String, stderr: String },
 }
 
 /// The pid launchd reports for job `label` in the caller's domain, `None` when the
@@ -56,6 +58,50 @@ pub fn systemd_restart(unit: &str) -> Result<(), ServiceError> {
     checked("systemctl", &["--user", "restart", unit])
 }
 
+/// Loads the LaunchAgent at `plist` into the user's GUI domain
+/// (`launchctl bootstrap gui/UID PLIST`), booting out a loaded job of the same
+/// `label` first so that a reinstall takes the new file. Returns the commands run.
+pub fn launchd_install(plist: &str, label: &str, uid: u32) -> Result<Vec<String>, ServiceError> {
+    let domain = format!("gui/{uid}");
+    let job = format!("{domain}/{label}");
+    // Not loaded yet is the usual case: its failure says nothing.
+    let _ = run("launchctl", &["bootout", &job]);
+    checked("launchctl", &["bootstrap", &domain, plist])?;
+    Ok(vec![format!("launchctl bootout {job}"), format!("launchctl bootstrap {domain} {plist}")])
+}
+
+/// Stops and unloads the LaunchAgent `label` (`launchctl bootout gui/UID/LABEL`);
+/// one that is not loaded is not an error.
+pub fn launchd_uninstall(label: &str, uid: u32) -> Result<Vec<String>, ServiceError> {
+    let job = format!("gui/{uid}/{label}");
+    let _ = run("launchctl", &["bootout", &job]);
+    Ok(vec![format!("launchctl bootout {job}")])
+}
+
+/// Makes systemd read the user unit just written and starts it now and at every
+/// login (`systemctl --user daemon-reload`, `enable --now UNIT`).
+pub fn systemd_install(unit: &str) -> Result<Vec<String>, ServiceError> {
+    checked("systemctl", &["--user", "daemon-reload"])?;
+    checked("systemctl", &["--user", "enable", "--now", unit])?;
+    Ok(vec![
+        "systemctl --user daemon-reload".to_owned(),
+        format!("systemctl --user enable --now {unit}"),
+    ])
+}
+
+/// Stops and disables the user unit (`systemctl --user disable --now UNIT`); call
+/// [`systemd_reload`] once its file is gone.
+pub fn systemd_uninstall(unit: &str) -> Result<Vec<String>, ServiceError> {
+    checked("systemctl", &["--user", "disable", "--now", unit])?;
+    Ok(vec![format!("systemctl --user disable --now {unit}")])
+}
+
+/// `systemctl --user daemon-reload`.
+pub fn systemd_reload() -> Result<Vec<String>, ServiceError> {
+    checked("systemctl", &["--user", "daemon-reload"])?;
+    Ok(vec!["systemctl --user daemon-reload".to_owned()])
+}
+
 fn run(program: &'static str, args: &[&str]) -> Result<std::process::Output, ServiceError> {
     Command::new(program)
         .args(args)
@@ -71,6 +117,7 @@ fn checked(program: &'static str, args: &[&str]) -> Result<(), ServiceError> {
     Err(ServiceError::Failed {
         program,
         args: args.join(" "),
+        status: out.status.to_string(),
         stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
     })
 }

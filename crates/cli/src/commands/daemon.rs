@@ -3,6 +3,8 @@
 //! collect them); SIGHUP reloads the config; SIGTERM and SIGINT stop it cleanly,
 //! after the tick in flight is written to the store.
 
+mod service;
+
 use super::{EngineArgs, runtime};
 use leakwatch_core::engine::{Command, Engine};
 use leakwatch_core::metrics;
@@ -16,13 +18,34 @@ use std::sync::{Arc, Mutex};
     the file changes); SIGTERM or SIGINT stop the daemon after writing the last tick.\n\n\
     Logging: LEAKWATCH_LOG (or RUST_LOG) sets the level, e.g. LEAKWATCH_LOG=debug.\n\n\
     Metrics: with `[metrics] listen = \"127.0.0.1:9464\"` in the config, Prometheus text is \
-    served at http://127.0.0.1:9464/metrics.")]
+    served at http://127.0.0.1:9464/metrics.\n\n\
+    As a service: `leakwatch daemon install` runs it at every login under launchd (macOS) or \
+    systemd --user (Linux); `leakwatch daemon uninstall` removes it.")]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct Args {
     #[command(flatten)]
     engine: EngineArgs,
+    #[command(subcommand)]
+    action: Option<Action>,
 }
 
-pub(crate) fn run(args: &Args) -> anyhow::Result<String> {
+/// Installing the daemon as a user service.
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    Install(service::InstallArgs),
+    Uninstall(service::UninstallArgs),
+}
+
+pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
+    match &args.action {
+        Some(Action::Install(install)) => service::install(install, json),
+        Some(Action::Uninstall(uninstall)) => service::uninstall(uninstall, json),
+        None => run_engine(args),
+    }
+}
+
+/// The daemon itself, in the foreground until SIGTERM.
+fn run_engine(args: &Args) -> anyhow::Result<String> {
     init_logging();
     let notifier: Arc<dyn Notifier> = Arc::new(DesktopNotifier);
     let engine = Engine::new(args.engine.options(notifier, None)?)?;

@@ -1,0 +1,311 @@
+//! `leakwatch daemon install | uninstall`: the headless engine as a user service
+//! that starts at login and comes back if it dies, under the platform's own
+//! supervisor: a LaunchAgent on macOS (launchd.plist(5), `launchctl bootstrap`),
+//! a systemd user unit on Linux (systemd.service(5), `systemctl --user`). The files
+//! are the templates in `packaging/`, filled with this binary's path, so what is
+//! installed is what the repository ships and documents.
+
+use crate::output;
+use anyhow::Context;
+use leakwatch_core::service;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The LaunchAgent's label, its file's name without `.plist`.
+pub(crate) const LAUNCHD_LABEL: &str = "dev.leakwatch.daemon";
+/// The systemd user unit.
+pub(crate) const SYSTEMD_UNIT: &str = "leakwatch.service";
+/// Puts the plist or unit in this directory instead of the platform's (for tests,
+/// and for a home elsewhere).
+const DIR_ENV: &str = "LEAKWATCH_SERVICE_DIR";
+
+const PLIST_TEMPLATE: &str =
+    include_str!("../../../../../packaging/launchd/dev.leakwatch.daemon.plist");
+const UNIT_TEMPLATE: &str = include_str!("../../../../../packaging/systemd/leakwatch.service");
+
+/// Install the daemon as a user service that starts at login.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "macOS: writes ~/Library/LaunchAgents/dev.leakwatch.daemon.plist \
+    (logs in ~/Library/Logs/Leakwatch/daemon.log) and runs `launchctl bootstrap gui/UID` on it, \
+    after booting out an older copy. Linux: writes ~/.config/systemd/user/leakwatch.service \
+    ($XDG_CONFIG_HOME is honoured) and runs `systemctl --user daemon-reload` and \
+    `systemctl --user enable --now leakwatch.service` (logs: `journalctl --user -u leakwatch`). \
+    Either runs this very binary, so install it where it will stay first.\n\n\
+    --json prints {\"action\", \"manager\", \"file\", \"contents\", \"commands\", \"dry_run\"}.")]
+pub(crate) struct InstallArgs {
+    /// The config file the daemon reads (default: the platform's, as for `watch`).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the file and the commands; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Stop the daemon service and remove it.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "macOS: `launchctl bootout gui/UID/dev.leakwatch.daemon`, then \
+    removes the plist. Linux: `systemctl --user disable --now leakwatch.service`, removes the \
+    unit, `systemctl --user daemon-reload`. Not installed is not an error.\n\n\
+    --json prints {\"action\", \"manager\", \"file\", \"contents\", \"commands\", \"dry_run\"}.")]
+pub(crate) struct UninstallArgs {
+    /// Print the commands; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// The service manager of this platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Manager {
+    Launchd,
+    Systemd,
+}
+
+impl Manager {
+    fn here() -> anyhow::Result<Manager> {
+        if cfg!(target_os = "macos") {
+            Ok(Manager::Launchd)
+        } else if cfg!(target_os = "linux") {
+            Ok(Manager::Systemd)
+        } else {
+            anyhow::bail!(
+                "`leakwatch daemon install` knows launchd (macOS) and systemd (Linux) only"
+            )
+        }
+    }
+
+    fn file_name(self) -> String {
+        match self {
+            Manager::Launchd => format!("{LAUNCHD_LABEL}.plist"),
+            Manager::Systemd => SYSTEMD_UNIT.to_owned(),
+        }
+    }
+
+    /// `~/Library/LaunchAgents` or `$XDG_CONFIG_HOME/systemd/user`.
+    fn directory(self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = std::env::var_os(DIR_ENV) {
+            return Ok(PathBuf::from(dir));
+        }
+        let dirs = directories::BaseDirs::new()
+            .context("cannot tell the home directory (set HOME or LEAKWATCH_SERVICE_DIR)")?;
+        Ok(match self {
+            Manager::Launchd => dirs.home_dir().join("Library/LaunchAgents"),
+            Manager::Systemd => dirs.config_dir().join("systemd/user"),
+        })
+    }
+}
+
+/// What was (or, with `--dry-run`, would be) done.
+#[derive(Debug, Serialize)]
+struct Report {
+    action: &'static str,
+    manager: Manager,
+    file: PathBuf,
+    /// The file written (install only).
+    contents: Option<String>,
+    commands: Vec<String>,
+    dry_run: bool,
+}
+
+pub(crate) fn install(args: &InstallArgs, json: bool) -> anyhow::Result<String> {
+    let manager = Manager::here()?;
+    let exe = std::env::current_exe().context("cannot tell where this leakwatch binary is")?;
+    let mut argv = vec![exe.display().to_string(), "daemon".to_owned()];
+    if let Some(config) = &args.config {
+        let config = std::path::absolute(config)
+            .with_context(|| format!("config path {}", config.display()))?;
+        argv.extend(["--config".to_owned(), config.display().to_string()]);
+    }
+    let file = manager.directory()?.join(manager.file_name());
+    let log_dir = log_directory()?;
+    let contents = match manager {
+        Manager::Launchd => render_plist(&argv, &log_dir),
+        Manager::Systemd => render_unit(&argv),
+    };
+    let uid = leakwatch_probe::current_uid();
+    let mut report = Report {
+        action: "install",
+        manager,
+        file: file.clone(),
+        contents: Some(contents.clone()),
+        commands: match manager {
+            Manager::Launchd => vec![
+                format!("launchctl bootout gui/{uid}/{LAUNCHD_LABEL}"),
+                format!("launchctl bootstrap gui/{uid} {}", file.display()),
+            ],
+            Manager::Systemd => vec![
+                "systemctl --user daemon-reload".to_owned(),
+                format!("systemctl --user enable --now {SYSTEMD_UNIT}"),
+            ],
+        },
+        dry_run: args.dry_run,
+    };
+    if !args.dry_run {
+        write_atomically(&file, &contents)?;
+        report.commands = match manager {
+            Manager::Launchd => {
+                std::fs::create_dir_all(&log_dir)
+                    .with_context(|| format!("creating the log directory {}", log_dir.display()))?;
+                service::launchd_install(&file.display().to_string(), LAUNCHD_LABEL, uid)
+            }
+            Manager::Systemd => service::systemd_install(SYSTEMD_UNIT),
+        }
+        .with_context(|| format!("{} was written, but loading it failed", file.display()))?;
+    }
+    render(&report, json)
+}
+
+pub(crate) fn uninstall(args: &UninstallArgs, json: bool) -> anyhow::Result<String> {
+    let manager = Manager::here()?;
+    let file = manager.directory()?.join(manager.file_name());
+    let uid = leakwatch_probe::current_uid();
+    let installed = file.exists();
+    let mut report = Report {
+        action: "uninstall",
+        manager,
+        file: file.clone(),
+        contents: None,
+        commands: match (manager, installed) {
+            (_, false) => Vec::new(),
+            (Manager::Launchd, true) => {
+                vec![format!("launchctl bootout gui/{uid}/{LAUNCHD_LABEL}")]
+            }
+            (Manager::Systemd, true) => vec![
+                format!("systemctl --user disable --now {SYSTEMD_UNIT}"),
+                "systemctl --user daemon-reload".to_owned(),
+            ],
+        },
+        dry_run: args.dry_run,
+    };
+    if installed && !args.dry_run {
+        report.commands = match manager {
+            Manager::Launchd => service::launchd_uninstall(LAUNCHD_LABEL, uid)?,
+            Manager::Systemd => service::systemd_uninstall(SYSTEMD_UNIT)?,
+        };
+        std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+        if manager == Manager::Systemd {
+            report.commands.extend(service::systemd_reload()?);
+        }
+    }
+    render(&report, json)
+}
+
+/// Where the LaunchAgent's output goes (macOS; unused on Linux, where the
+/// journal keeps it).
+fn log_directory() -> anyhow::Result<PathBuf> {
+    let dirs = directories::BaseDirs::new().context("cannot tell the home directory")?;
+    Ok(dirs.home_dir().join("Library/Logs/Leakwatch"))
+}
+
+fn render(report: &Report, json: bool) -> anyhow::Result<String> {
+    if json {
+        return output::json(report);
+    }
+    let file = report.file.display();
+    let mut out = String::new();
+    let verb = if report.dry_run { "would run" } else { "ran" };
+    match (report.action, report.dry_run, report.commands.is_empty()) {
+        ("uninstall", _, true) => out.push_str(&format!("not installed ({file} does not exist)\n")),
+        ("uninstall", false, false) => out.push_str(&format!("removed {file}\n")),
+        ("uninstall", true, false) => out.push_str(&format!("would remove {file}\n")),
+        (_, false, _) => out.push_str(&format!("installed {file}\n")),
+        (_, true, _) => {
+            out.push_str(&format!("would write {file}:\n\n"));
+            out.push_str(report.contents.as_deref().unwrap_or_default());
+            out.push('\n');
+        }
+    }
+    for command in &report.commands {
+        out.push_str(&format!("{verb}: {command}\n"));
+    }
+    Ok(out)
+}
+
+/// The unit with `ExecStart=` set to `argv`, each word quoted for systemd
+/// (systemd.service(5), "Command lines": `%` and `$` are specifiers there).
+fn render_unit(argv: &[String]) -> String {
+    let quoted: Vec<String> = argv
+        .iter()
+        .map(|word| {
+            let escaped = word
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('%', "%%")
+                .replace('$', "$$");
+            format!("\"{escaped}\"")
+        })
+        .collect();
+    UNIT_TEMPLATE.replace("@EXEC_START@", &quoted.join(" "))
+}
+
+/// The plist with `ProgramArguments` set to `argv` and its logs in `log_dir`.
+fn render_plist(argv: &[String], log_dir: &Path) -> String {
+    let arguments: Vec<String> =
+        argv.iter().map(|word| format!("\t\t<string>{}</string>", xml_escape(word))).collect();
+    PLIST_TEMPLATE
+        .replace("@PROGRAM_ARGUMENTS@", &arguments.join("\n"))
+        .replace("@LOG_DIR@", &xml_escape(&log_dir.display().to_string()))
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, so a
+/// service manager never reads half a file.
+fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let dir = path.parent().context("the service file has no directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn unit_words_are_quoted_for_systemd() {
+        let unit = render_unit(&[
+            "/opt/my tools/leakwatch".to_owned(),
+            "daemon".to_owned(),
+            "--config".to_owned(),
+            "/home/a/100%\"$x\".toml".to_owned(),
+        ]);
+        assert!(unit.contains(
+            "ExecStart=\"/opt/my tools/leakwatch\" \"daemon\" \"--config\" \
+             \"/home/a/100%%\\\"$$x\\\".toml\"\n"
+        ));
+        assert!(!unit.contains('@'), "a placeholder is left: {unit}");
+        assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    }
+
+    #[test]
+    fn plist_arguments_are_escaped_and_every_placeholder_filled() {
+        let plist = render_plist(
+            &["/Apps/L&W <1>/leakwatch".to_owned(), "daemon".to_owned()],
+            Path::new("/Users/a/Library/Logs/Leakwatch"),
+        );
+        assert!(plist.contains("<string>/Apps/L&amp;W &lt;1&gt;/leakwatch</string>"));
+        assert!(plist.contains("<string>/Users/a/Library/Logs/Leakwatch/daemon.log</string>"));
+        assert!(!plist.contains('@'), "a placeholder is left: {plist}");
+        // What launchd will read: a well-formed plist with the arguments intact.
+        let value = plist::Value::from_reader_xml(plist.as_bytes()).unwrap();
+        let dict = value.as_dictionary().unwrap();
+        assert_eq!(dict.get("Label").and_then(plist::Value::as_string), Some(LAUNCHD_LABEL));
+        let arguments: Vec<&str> = dict
+            .get("ProgramArguments")
+            .and_then(plist::Value::as_array)
+            .unwrap()
+            .iter()
+            .filter_map(plist::Value::as_string)
+            .collect();
+        assert_eq!(arguments, ["/Apps/L&W <1>/leakwatch", "daemon"]);
+        let limits = dict.get("SoftResourceLimits").and_then(plist::Value::as_dictionary).unwrap();
+        assert!(
+            limits.get("NumberOfFiles").and_then(plist::Value::as_signed_integer) >= Some(1024)
+        );
+    }
+}
