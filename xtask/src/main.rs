@@ -3,6 +3,7 @@
 
 mod app_footprint;
 mod bench;
+mod cask;
 mod ci;
 mod e2e;
 mod macos_check;
@@ -28,6 +29,8 @@ enum Task {
     Bench(bench::Args),
     /// The menubar app end to end under Xvfb, over WebDriver (Linux).
     E2e,
+    /// Fill the Homebrew cask template with a release's version and checksum.
+    Cask(cask::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,5 +40,6 @@ fn main() -> anyhow::Result<()> {
         Task::MacosCheck => macos_check::run(),
         Task::Bench(args) => bench::run(&args),
         Task::E2e => e2e::run_e2e(),
+        Task::Cask(args) => cask::run(&args),
     }
 }
