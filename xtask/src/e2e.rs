@@ -490,20 +490,32 @@ fn screenshot(id: &str, path: &Path) -> Result<()> {
 }
 
 /// One WebDriver request: HTTP/1.1 with a JSON body, `Connection: close`.
+/// How many times a request whose reply never came is sent again. tauri-driver
+/// sometimes fails to forward a request to WebKitWebDriver ("client error
+/// (SendRequest)", seen on a loaded machine) and closes the connection without a
+/// reply; the command was not delivered, so sending it again is safe.
+const UNANSWERED_RETRIES: u32 = 3;
+
 fn request(method: &str, path: &str, body: &Value) -> Result<Value> {
     let body = if body.is_null() { String::new() } else { body.to_string() };
-    let mut stream = TcpStream::connect(("127.0.0.1", DRIVER_PORT))?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{DRIVER_PORT}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
+    let mut attempt = 0;
+    let response = loop {
+        match exchange(method, path, &body) {
+            Ok(response) if !response.is_empty() => break response,
+            outcome if attempt < UNANSWERED_RETRIES => {
+                attempt += 1;
+                let why = outcome.err().map_or_else(|| "no reply".to_owned(), |e| e.to_string());
+                eprintln!("e2e: {method} {path}: {why}; sending it again ({attempt})");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Ok(_) => bail!("{method} {path}: no reply from tauri-driver"),
+            Err(e) => return Err(e.context(format!("{method} {path}"))),
+        }
+    };
     let text = String::from_utf8_lossy(&response);
-    let (head, payload) = text.split_once("\r\n\r\n").ok_or_else(|| anyhow!("bad HTTP reply"))?;
+    let (head, payload) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("{method} {path}: bad HTTP reply: {text}"))?;
     let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
         dechunk(payload)
     } else {
@@ -515,6 +527,22 @@ fn request(method: &str, path: &str, body: &Value) -> Result<Value> {
         bail!("{method} {path}: {}", value["value"]);
     }
     Ok(value)
+}
+
+/// One request on a fresh connection; the raw reply (empty when the driver
+/// closed the connection without one).
+fn exchange(method: &str, path: &str, body: &str) -> Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(("127.0.0.1", DRIVER_PORT))?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{DRIVER_PORT}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    Ok(response)
 }
 
 fn dechunk(mut text: &str) -> String {
