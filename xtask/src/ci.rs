@@ -6,6 +6,8 @@ use anyhow::Result;
 
 pub(crate) fn run() -> Result<()> {
     run_command(cargo().args(["fmt", "--all", "--check"]))?;
+    // Cheap, and a source changed without its renders fails here, not in a bundle.
+    crate::icons::run(true)?;
     // The menubar app links WebKitGTK and friends, and embeds the built UI.
     ensure_debian_packages(&crate::ui::APP_PACKAGES)?;
     crate::ui::build()?;

@@ -6,6 +6,7 @@ mod bench;
 mod cask;
 mod ci;
 mod e2e;
+mod icons;
 mod macos_check;
 mod ui;
 mod util;
@@ -31,6 +32,12 @@ enum Task {
     E2e,
     /// Fill the Homebrew cask template with a release's version and checksum.
     Cask(cask::Args),
+    /// Render icons/*.svg into every icon file the app and its bundles use.
+    Icons {
+        /// Fail if a generated file differs from what its source renders to.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,5 +48,6 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => bench::run(&args),
         Task::E2e => e2e::run_e2e(),
         Task::Cask(args) => cask::run(&args),
+        Task::Icons { check } => icons::run(check),
     }
 }
