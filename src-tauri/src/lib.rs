@@ -36,8 +36,13 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
     ]
 }
 
-/// Runs the app until Quit.
+/// Runs the app until Quit; `--version` (or `-V`) prints the version and returns
+/// before any window system is touched, so a package can be checked headless.
 pub fn run() {
+    if matches!(std::env::args().nth(1).as_deref(), Some("--version" | "-V")) {
+        println!("leakwatch-app {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
     init_tracing();
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_positioner::init())

@@ -24,6 +24,7 @@ pub(crate) fn run() -> Result<()> {
     crate::ui::check_bindings_current()?;
     crate::ui::test()?;
     crate::e2e::run_e2e()?;
+    crate::dist::ci_check()?;
     crate::macos_check::run()?;
     eprintln!("xtask ci: all checks passed");
     Ok(())

@@ -5,6 +5,7 @@ mod app_footprint;
 mod bench;
 mod cask;
 mod ci;
+mod dist;
 mod e2e;
 mod icons;
 mod macos_check;
@@ -32,6 +33,8 @@ enum Task {
     E2e,
     /// Fill the Homebrew cask template with a release's version and checksum.
     Cask(cask::Args),
+    /// Build the menubar app's .deb with the Tauri bundler (and check it).
+    Dist(dist::Args),
     /// Render icons/*.svg into every icon file the app and its bundles use.
     Icons {
         /// Fail if a generated file differs from what its source renders to.
@@ -48,6 +51,7 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => bench::run(&args),
         Task::E2e => e2e::run_e2e(),
         Task::Cask(args) => cask::run(&args),
+        Task::Dist(args) => dist::run(&args),
         Task::Icons { check } => icons::run(check),
     }
 }
