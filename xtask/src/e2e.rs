@@ -489,13 +489,13 @@ fn screenshot(id: &str, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One WebDriver request: HTTP/1.1 with a JSON body, `Connection: close`.
 /// How many times a request whose reply never came is sent again. tauri-driver
 /// sometimes fails to forward a request to WebKitWebDriver ("client error
 /// (SendRequest)", seen on a loaded machine) and closes the connection without a
 /// reply; the command was not delivered, so sending it again is safe.
 const UNANSWERED_RETRIES: u32 = 3;
 
+/// One WebDriver request: HTTP/1.1 with a JSON body, `Connection: close`.
 fn request(method: &str, path: &str, body: &Value) -> Result<Value> {
     let body = if body.is_null() { String::new() } else { body.to_string() };
     let mut attempt = 0;

@@ -720,9 +720,6 @@ impl Engine {
         });
     }
 
-    /// The limit for percentages and the ETA (DESIGN.md, "File descriptor kinds"):
-    /// the process's own where the OS tells it, else the configured `fd_limit`,
-    /// else the platform default the probe reports. Read once per series.
     /// `process`'s descriptors by kind: read afresh, or the last read while the
     /// count is unchanged and younger than [`FD_KINDS_MAX_AGE`]. `None` when the
     /// pid now belongs to another process.
@@ -762,6 +759,9 @@ impl Engine {
         Ok(Some(summary))
     }
 
+    /// The limit for percentages and the ETA (DESIGN.md, "File descriptor kinds"):
+    /// the process's own where the OS tells it, else the configured `fd_limit`,
+    /// else the platform default the probe reports. Read once per series.
     fn effective_limit(
         &mut self,
         instance: &str,
