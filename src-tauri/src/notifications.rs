@@ -9,7 +9,7 @@
 //! for the grace, so the user has often closed the popover by the time they end.
 
 use crate::error::AppError;
-use leakwatch_core::kill::{KillPlan, KillReport, Outcome};
+use leakwatch_core::kill::{KillPlan, KillReport};
 use leakwatch_core::model::Severity;
 use leakwatch_core::notifier::{Notification, Notifier, NotifyError, NullNotifier};
 use leakwatch_core::restart::RestartReport;
@@ -96,7 +96,7 @@ pub fn restart_outcome(target: &str, result: &Result<RestartReport, AppError>) -
                 body.push_str(&format!(", healthy after {:.1} s", after.as_secs_f64()));
             }
             if let Some(stopped) = &report.stopped {
-                let survived = survivors(stopped);
+                let survived = stopped.with_outcome("survived").len();
                 if survived > 0 {
                     body.push_str(&format!("; {survived} survived"));
                 }
@@ -135,19 +135,15 @@ pub fn cleanup_outcome(result: &Result<(KillPlan, KillReport), AppError>) -> Not
             };
         }
     };
-    let stopped: Vec<_> = report
-        .processes
-        .iter()
-        .filter(|p| matches!(p.outcome, Outcome::ExitedAfterTerm | Outcome::Killed))
-        .collect();
+    let mut stopped = report.with_outcome("exited_after_term");
+    stopped.extend(report.with_outcome("killed"));
     let freed: u64 = stopped
         .iter()
         .filter_map(|p| plan.processes.iter().find(|planned| planned.id == p.id))
         .filter_map(|planned| planned.rss_bytes)
         .sum();
-    let survived = survivors(report);
-    let protected =
-        report.processes.iter().filter(|p| matches!(p.outcome, Outcome::Protected { .. })).count();
+    let survived = report.with_outcome("survived").len();
+    let protected = report.with_outcome("protected").len();
     let n = stopped.len();
     let mut title = if n == 0 {
         "Orphan clean-up: nothing was running".to_owned()
@@ -169,10 +165,6 @@ pub fn cleanup_outcome(result: &Result<(KillPlan, KillReport), AppError>) -> Not
     }
 }
 
-fn survivors(report: &KillReport) -> usize {
-    report.processes.iter().filter(|p| matches!(p.outcome, Outcome::Survived { .. })).count()
-}
-
 const fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -181,7 +173,7 @@ const fn plural(n: usize) -> &'static str {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
-    use leakwatch_core::kill::{PlannedProcess, ProcessOutcome};
+    use leakwatch_core::kill::{Outcome, PlannedProcess, ProcessOutcome};
     use leakwatch_probe::{ProcessId, StartTime};
     use std::time::Duration;
 
