@@ -58,48 +58,81 @@ pub fn systemd_restart(unit: &str) -> Result<(), ServiceError> {
     checked("systemctl", &["--user", "restart", unit])
 }
 
+/// One command Leakwatch asks a service manager to run, kept as data so that the
+/// same list is shown by a dry run and run for real.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerCommand {
+    program: &'static str,
+    args: Vec<String>,
+    /// Its failure says nothing (booting out a job that is not loaded).
+    may_fail: bool,
+}
+
+impl ManagerCommand {
+    fn new(program: &'static str, args: &[&str]) -> Self {
+        Self { program, args: args.iter().map(|a| (*a).to_owned()).collect(), may_fail: false }
+    }
+
+    fn may_fail(mut self) -> Self {
+        self.may_fail = true;
+        self
+    }
+
+    /// Runs it; a failure is an error unless the command may fail.
+    pub fn run(&self) -> Result<(), ServiceError> {
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        if self.may_fail {
+            run(self.program, &args).map(drop)
+        } else {
+            checked(self.program, &args)
+        }
+    }
+}
+
+impl std::fmt::Display for ManagerCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.program, self.args.join(" "))
+    }
+}
+
+/// Runs `commands` in order, stopping at the first that fails.
+pub fn run_all(commands: &[ManagerCommand]) -> Result<(), ServiceError> {
+    commands.iter().try_for_each(ManagerCommand::run)
+}
+
 /// Loads the LaunchAgent at `plist` into the user's GUI domain
 /// (`launchctl bootstrap gui/UID PLIST`), booting out a loaded job of the same
-/// `label` first so that a reinstall takes the new file. Returns the commands run.
-pub fn launchd_install(plist: &str, label: &str, uid: u32) -> Result<Vec<String>, ServiceError> {
+/// `label` first so that a reinstall takes the new file.
+pub fn launchd_install(plist: &str, label: &str, uid: u32) -> Vec<ManagerCommand> {
     let domain = format!("gui/{uid}");
-    let job = format!("{domain}/{label}");
-    // Not loaded yet is the usual case: its failure says nothing.
-    let _ = run("launchctl", &["bootout", &job]);
-    checked("launchctl", &["bootstrap", &domain, plist])?;
-    Ok(vec![format!("launchctl bootout {job}"), format!("launchctl bootstrap {domain} {plist}")])
+    let mut commands = launchd_uninstall(label, uid);
+    commands.push(ManagerCommand::new("launchctl", &["bootstrap", &domain, plist]));
+    commands
 }
 
 /// Stops and unloads the LaunchAgent `label` (`launchctl bootout gui/UID/LABEL`);
 /// one that is not loaded is not an error.
-pub fn launchd_uninstall(label: &str, uid: u32) -> Result<Vec<String>, ServiceError> {
-    let job = format!("gui/{uid}/{label}");
-    let _ = run("launchctl", &["bootout", &job]);
-    Ok(vec![format!("launchctl bootout {job}")])
+pub fn launchd_uninstall(label: &str, uid: u32) -> Vec<ManagerCommand> {
+    vec![ManagerCommand::new("launchctl", &["bootout", &format!("gui/{uid}/{label}")]).may_fail()]
 }
 
 /// Makes systemd read the user unit just written and starts it now and at every
 /// login (`systemctl --user daemon-reload`, `enable --now UNIT`).
-pub fn systemd_install(unit: &str) -> Result<Vec<String>, ServiceError> {
-    checked("systemctl", &["--user", "daemon-reload"])?;
-    checked("systemctl", &["--user", "enable", "--now", unit])?;
-    Ok(vec![
-        "systemctl --user daemon-reload".to_owned(),
-        format!("systemctl --user enable --now {unit}"),
-    ])
+pub fn systemd_install(unit: &str) -> Vec<ManagerCommand> {
+    let mut commands = systemd_reload();
+    commands.push(ManagerCommand::new("systemctl", &["--user", "enable", "--now", unit]));
+    commands
 }
 
-/// Stops and disables the user unit (`systemctl --user disable --now UNIT`); call
+/// Stops and disables the user unit (`systemctl --user disable --now UNIT`); run
 /// [`systemd_reload`] once its file is gone.
-pub fn systemd_uninstall(unit: &str) -> Result<Vec<String>, ServiceError> {
-    checked("systemctl", &["--user", "disable", "--now", unit])?;
-    Ok(vec![format!("systemctl --user disable --now {unit}")])
+pub fn systemd_uninstall(unit: &str) -> Vec<ManagerCommand> {
+    vec![ManagerCommand::new("systemctl", &["--user", "disable", "--now", unit])]
 }
 
 /// `systemctl --user daemon-reload`.
-pub fn systemd_reload() -> Result<Vec<String>, ServiceError> {
-    checked("systemctl", &["--user", "daemon-reload"])?;
-    Ok(vec!["systemctl --user daemon-reload".to_owned()])
+pub fn systemd_reload() -> Vec<ManagerCommand> {
+    vec![ManagerCommand::new("systemctl", &["--user", "daemon-reload"])]
 }
 
 fn run(program: &'static str, args: &[&str]) -> Result<std::process::Output, ServiceError> {

@@ -117,76 +117,65 @@ pub(crate) fn install(args: &InstallArgs, json: bool) -> anyhow::Result<String> 
         argv.extend(["--config".to_owned(), config.display().to_string()]);
     }
     let file = manager.directory()?.join(manager.file_name());
-    let log_dir = log_directory()?;
-    let contents = match manager {
-        Manager::Launchd => render_plist(&argv, &log_dir),
-        Manager::Systemd => render_unit(&argv),
-    };
-    let uid = leakwatch_probe::current_uid();
-    let mut report = Report {
-        action: "install",
-        manager,
-        file: file.clone(),
-        contents: Some(contents.clone()),
-        commands: match manager {
-            Manager::Launchd => vec![
-                format!("launchctl bootout gui/{uid}/{LAUNCHD_LABEL}"),
-                format!("launchctl bootstrap gui/{uid} {}", file.display()),
-            ],
-            Manager::Systemd => vec![
-                "systemctl --user daemon-reload".to_owned(),
-                format!("systemctl --user enable --now {SYSTEMD_UNIT}"),
-            ],
-        },
-        dry_run: args.dry_run,
+    let (contents, log_dir, commands) = match manager {
+        Manager::Launchd => {
+            let log_dir = log_directory()?;
+            let uid = leakwatch_probe::current_uid();
+            let commands =
+                service::launchd_install(&file.display().to_string(), LAUNCHD_LABEL, uid);
+            (render_plist(&argv, &log_dir), Some(log_dir), commands)
+        }
+        Manager::Systemd => (render_unit(&argv), None, service::systemd_install(SYSTEMD_UNIT)),
     };
     if !args.dry_run {
         write_atomically(&file, &contents)?;
-        report.commands = match manager {
-            Manager::Launchd => {
-                std::fs::create_dir_all(&log_dir)
-                    .with_context(|| format!("creating the log directory {}", log_dir.display()))?;
-                service::launchd_install(&file.display().to_string(), LAUNCHD_LABEL, uid)
-            }
-            Manager::Systemd => service::systemd_install(SYSTEMD_UNIT),
+        if let Some(log_dir) = &log_dir {
+            std::fs::create_dir_all(log_dir)
+                .with_context(|| format!("creating the log directory {}", log_dir.display()))?;
         }
-        .with_context(|| format!("{} was written, but loading it failed", file.display()))?;
+        service::run_all(&commands)
+            .with_context(|| format!("{} was written, but loading it failed", file.display()))?;
     }
+    let report = Report {
+        action: "install",
+        manager,
+        file,
+        contents: Some(contents),
+        commands: commands.iter().map(ToString::to_string).collect(),
+        dry_run: args.dry_run,
+    };
     render(&report, json)
 }
 
 pub(crate) fn uninstall(args: &UninstallArgs, json: bool) -> anyhow::Result<String> {
     let manager = Manager::here()?;
     let file = manager.directory()?.join(manager.file_name());
-    let uid = leakwatch_probe::current_uid();
+    // Stop the service, remove its file, then (systemd) forget it.
+    let (stop, forget) = match manager {
+        Manager::Launchd => {
+            (service::launchd_uninstall(LAUNCHD_LABEL, leakwatch_probe::current_uid()), Vec::new())
+        }
+        Manager::Systemd => (service::systemd_uninstall(SYSTEMD_UNIT), service::systemd_reload()),
+    };
     let installed = file.exists();
-    let mut report = Report {
+    if installed && !args.dry_run {
+        service::run_all(&stop)?;
+        std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+        service::run_all(&forget)?;
+    }
+    let commands = if installed {
+        stop.iter().chain(&forget).map(ToString::to_string).collect()
+    } else {
+        Vec::new()
+    };
+    let report = Report {
         action: "uninstall",
         manager,
-        file: file.clone(),
+        file,
         contents: None,
-        commands: match (manager, installed) {
-            (_, false) => Vec::new(),
-            (Manager::Launchd, true) => {
-                vec![format!("launchctl bootout gui/{uid}/{LAUNCHD_LABEL}")]
-            }
-            (Manager::Systemd, true) => vec![
-                format!("systemctl --user disable --now {SYSTEMD_UNIT}"),
-                "systemctl --user daemon-reload".to_owned(),
-            ],
-        },
+        commands,
         dry_run: args.dry_run,
     };
-    if installed && !args.dry_run {
-        report.commands = match manager {
-            Manager::Launchd => service::launchd_uninstall(LAUNCHD_LABEL, uid)?,
-            Manager::Systemd => service::systemd_uninstall(SYSTEMD_UNIT)?,
-        };
-        std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
-        if manager == Manager::Systemd {
-            report.commands.extend(service::systemd_reload()?);
-        }
-    }
     render(&report, json)
 }
 
