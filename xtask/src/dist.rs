@@ -35,7 +35,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
         bail!("`cargo xtask dist` makes the Linux .deb; on a Mac run the Tauri bundler there");
     }
     ensure_debian_packages(&crate::ui::APP_PACKAGES)?;
-    crate::ui::build()?;
+    // The bundler's own beforeBuildCommand builds ui/dist; only its packages
+    // (the bundler among them) are needed first.
+    crate::ui::install()?;
     let root = workspace_root();
     let tauri = root.join("ui/node_modules/.bin/tauri");
     ensure!(tauri.is_file(), "{} is missing after `npm ci` in ui/", tauri.display());

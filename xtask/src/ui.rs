@@ -47,12 +47,18 @@ pub(crate) fn build() -> Result<()> {
         eprintln!("xtask: ui/ has no sources yet; using a placeholder ui/dist");
         return ensure_dist();
     }
+    install()?;
+    run(Command::new("npm").args(["run", "build"]).current_dir(&dir))?;
+    ensure_dist()
+}
+
+/// Installs the UI's npm packages as `package-lock.json` pins them (`npm ci`),
+/// Node itself first if it is missing.
+pub(crate) fn install() -> Result<()> {
     if Command::new("npm").arg("--version").output().is_err() {
         ensure_debian_packages(&["nodejs", "npm"])?;
     }
-    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir))?;
-    run(Command::new("npm").args(["run", "build"]).current_dir(&dir))?;
-    ensure_dist()
+    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(ui_dir()))
 }
 
 /// The UI's own checks: svelte-check and tsc (`npm run check`) and the Vitest
