@@ -19,7 +19,9 @@ mod model;
 
 #[cfg(target_os = "linux")]
 mod linux;
-#[cfg(target_os = "macos")]
+// Compiled for tests everywhere: its decisions are unit-tested on Linux against a
+// fake of the raw calls (see macos.rs).
+#[cfg(any(test, target_os = "macos"))]
 mod macos;
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 mod unsupported;
@@ -74,29 +76,12 @@ impl Probe {
     /// the scan are left out; ones whose details are restricted keep what could be
     /// read (see the `Option` fields of [`ProcessInfo`]).
     pub fn processes(&mut self) -> Result<Vec<ProcessInfo>> {
-        let pids = self.os.pids()?;
-        let mut out = Vec::with_capacity(pids.len());
-        for pid in pids {
-            match self.read_process(pid) {
-                Ok(info) => out.push(info),
-                Err(e) if e.kind() == ErrorKind::NoSuchProcess => {}
-                Err(e) if e.kind() == ErrorKind::PermissionDenied => {}
-                // A process caught mid-exit can answer with a short or empty file
-                // rather than ENOENT: if it is gone now, it simply left the table.
-                Err(_) if self.os.start_time(pid).is_err() => {}
-                Err(e) => return Err(e),
-            }
-        }
-        // Forget identities that are gone, so the cache tracks the live table only.
-        let mut live: std::collections::HashSet<ProcessId> = std::collections::HashSet::new();
-        live.extend(out.iter().map(|p| p.id));
-        self.details.retain(|id, _| live.contains(id));
-        Ok(out)
+        scan(&self.os, &mut self.details)
     }
 
     /// One process by pid.
     pub fn process(&mut self, pid: u32) -> Result<ProcessInfo> {
-        self.read_process(pid)
+        read_process(&self.os, &mut self.details, pid)
     }
 
     /// The identity of the process that has `pid` now: the cheapest read that tells
@@ -162,45 +147,72 @@ impl Probe {
     pub fn system_limits(&self) -> Vec<SystemLimit> {
         self.os.system_limits()
     }
+}
 
-    fn read_process(&mut self, pid: u32) -> Result<ProcessInfo> {
-        let raw = self.os.process(pid)?;
-        let id = ProcessId { pid, start_time: raw.start_time };
-        let details = match self.details.get(&id) {
-            Some(cached) if *cached.name == *raw.name => cached.clone(),
-            _ => {
-                let ProcessDetails { argv, exe } = match self.os.details(pid) {
-                    Ok(details) => details,
-                    // Another user's process: its argv may be private, its stat not.
-                    Err(e) if e.kind() == ErrorKind::PermissionDenied => ProcessDetails::default(),
-                    Err(e) => return Err(e),
-                };
-                let cached = CachedDetails {
-                    name: Arc::from(raw.name.as_str()),
-                    argv: argv.into(),
-                    exe: exe.map(Arc::from),
-                };
-                self.details.insert(id, cached.clone());
-                cached
-            }
-        };
-        Ok(ProcessInfo {
-            id,
-            ppid: raw.ppid,
-            pgid: raw.pgid,
-            sid: raw.sid,
-            uid: raw.uid,
-            state: raw.state,
-            name: raw.name,
-            exe: details.exe.map(|e| e.to_string()),
-            argv: details.argv,
-            rss_bytes: raw.rss_bytes,
-            cpu_time: raw.cpu_time,
-            threads: raw.threads,
-            started_at: raw.started_at,
-            is_kernel_thread: raw.is_kernel_thread,
-        })
+/// Every process `os` lists, in pid order, with argv and executable from `cache`
+/// where the identity was seen before. Processes that exit during the scan are
+/// left out, and so is one that cannot be read at all (not even an identity): a
+/// per-process error never fails the whole scan, which would stop orphans,
+/// locators, kill plans and restarts for every target.
+fn scan<B: Backend>(
+    os: &B,
+    cache: &mut HashMap<ProcessId, CachedDetails>,
+) -> Result<Vec<ProcessInfo>> {
+    let pids = os.pids()?;
+    let mut out = Vec::with_capacity(pids.len());
+    for pid in pids {
+        if let Ok(info) = read_process(os, cache, pid) {
+            out.push(info);
+        }
     }
+    // Forget identities that are gone, so the cache tracks the live table only.
+    let live: std::collections::HashSet<ProcessId> = out.iter().map(|p| p.id).collect();
+    cache.retain(|id, _| live.contains(id));
+    Ok(out)
+}
+
+fn read_process<B: Backend>(
+    os: &B,
+    cache: &mut HashMap<ProcessId, CachedDetails>,
+    pid: u32,
+) -> Result<ProcessInfo> {
+    let raw = os.process(pid)?;
+    let id = ProcessId { pid, start_time: raw.start_time };
+    let details = match cache.get(&id) {
+        Some(cached) if *cached.name == *raw.name => cached.clone(),
+        _ => {
+            let ProcessDetails { argv, exe } = match os.details(pid) {
+                Ok(details) => details,
+                Err(e) if e.kind() == ErrorKind::NoSuchProcess => return Err(e),
+                // Another user's argv may be private, or the kernel could not copy
+                // it: "argv unknown", and the rest of the row stands.
+                Err(_) => ProcessDetails::default(),
+            };
+            let cached = CachedDetails {
+                name: Arc::from(raw.name.as_str()),
+                argv: argv.into(),
+                exe: exe.map(Arc::from),
+            };
+            cache.insert(id, cached.clone());
+            cached
+        }
+    };
+    Ok(ProcessInfo {
+        id,
+        ppid: raw.ppid,
+        pgid: raw.pgid,
+        sid: raw.sid,
+        uid: raw.uid,
+        state: raw.state,
+        name: raw.name,
+        exe: details.exe.map(|e| e.to_string()),
+        argv: details.argv,
+        rss_bytes: raw.rss_bytes,
+        cpu_time: raw.cpu_time,
+        threads: raw.threads,
+        started_at: raw.started_at,
+        is_kernel_thread: raw.is_kernel_thread,
+    })
 }
 
 /// The real user id of the calling process: "my processes" in listings.
