@@ -187,3 +187,39 @@ fn clean_orphans_removes_a_tree_left_by_a_sigkilled_parent() {
         })
     }));
 }
+
+#[test]
+fn restart_whose_program_is_not_on_path_is_refused_before_anything_is_stopped() {
+    let scratch = Scratch::new("restart-no-program");
+    let mut reaper = Reaper::default();
+    let port = free_port();
+    // As launchd starts the app and the daemon: a PATH without the program, and
+    // a login shell that has nothing to add.
+    std::fs::write(
+        scratch.0.join("config.toml"),
+        format!(
+            "[[watch]]\nname = \"webui\"\nport = {port}\n\n[watch.restart]\ncommand = \
+             [\"lw-no-such-server\", \"start\"]\ngrace = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let mut launcher = Helper::spawn().unwrap();
+    let first: u32 = launcher.ok(&format!("double-fork tcp-listen {port}"))[0].parse().unwrap();
+    reaper.0.push(first);
+    assert_eq!(listeners(port), vec![first]);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_leakwatch"))
+        .args(["restart", "webui", "--yes"])
+        .env("LEAKWATCH_CONFIG", scratch.0.join("config.toml"))
+        .env("LEAKWATCH_DATA_DIR", scratch.0.join("data"))
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("SHELL", "/bin/false")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("`lw-no-such-server` is not found on PATH"), "{stderr}");
+    assert!(stderr.contains("nothing was stopped"), "{stderr}");
+    // The old server is untouched.
+    assert_eq!(listeners(port), vec![first]);
+}

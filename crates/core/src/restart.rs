@@ -11,7 +11,7 @@
 
 use crate::config::{Health, Restart, Selector, Target};
 use crate::kill::{self, Guard, KillReport};
-use crate::locate::{PortMemo, locate};
+use crate::locate::{PortMemo, listens_on, locate};
 use crate::model::{UnixMillis, unix_millis};
 use crate::store::Snapshot;
 use crate::summary::FdSummary;
@@ -37,6 +37,12 @@ pub enum RestartError {
     Stop { target: String, message: String },
     #[error("{target}: port {port} still in use {waited:?} after stopping it")]
     PortBusy { target: String, port: u16, waited: Duration },
+    #[error(
+        "{target}: refusing to restart: `{program}` is not found on PATH {searched}; nothing \
+         was stopped. Use a full path in `command`, or give the target \
+         `env = {{ PATH = \"...\" }}`"
+    )]
+    ProgramNotFound { target: String, program: String, searched: String },
     #[error("{target}: could not start {program}: {source}")]
     Spawn {
         target: String,
@@ -169,6 +175,16 @@ pub fn restart(
                 .map_err(|e| RestartError::Service { target: target.name.clone(), source: e })?;
         }
         Restart::Command { argv, cwd, env, log, grace, .. } => {
+            // Before anything is stopped: a program that cannot be found would
+            // leave the target down (launchd gives the app and the LaunchAgent
+            // PATH=/usr/bin:/bin:/usr/sbin:/sbin, without npm, node, uv or brew's).
+            let launch = resolve_launch(argv, cwd.as_deref(), env, login_shell_path).map_err(
+                |searched| RestartError::ProgramNotFound {
+                    target: target.name.clone(),
+                    program: argv.first().cloned().unwrap_or_default(),
+                    searched,
+                },
+            )?;
             if let Some(previous) = previous {
                 let plan = kill::plan_ids(probe, &[previous], *grace, guard).map_err(|e| {
                     RestartError::Stop { target: target.name.clone(), message: e.to_string() }
@@ -184,15 +200,13 @@ pub fn restart(
                 report.stopped = Some(stopped);
             }
             if let Some(port) = port_of(&target.selector).or_else(|| target_health_port(restart)) {
-                wait_port_free(&target.name, port, *grace * 2 + Duration::from_secs(5))?;
+                wait_port_free(probe, &target.name, port, *grace * 2 + Duration::from_secs(5))?;
             }
-            let spawned =
-                spawn_detached(argv, cwd.as_deref(), env, log.as_deref()).map_err(|source| {
-                    RestartError::Spawn {
-                        target: target.name.clone(),
-                        program: argv.first().cloned().unwrap_or_default(),
-                        source,
-                    }
+            let spawned = spawn_detached(&launch, argv, cwd.as_deref(), env, log.as_deref())
+                .map_err(|source| RestartError::Spawn {
+                    target: target.name.clone(),
+                    program: argv.first().cloned().unwrap_or_default(),
+                    source,
                 })?;
             report.spawned_pid = Some(spawned.id());
             child = Some(spawned);
@@ -203,9 +217,8 @@ pub fn restart(
         _ => crate::config::DEFAULT_HEALTH_TIMEOUT,
     };
     let check = match restart {
-        Restart::Command { health: Some(health), .. } => Some(health.clone()),
-        _ => port_of(&target.selector)
-            .map(|port| Health::Tcp(SocketAddr::from(([127, 0, 0, 1], port)))),
+        Restart::Command { health: Some(health), .. } => Some(Check::Configured(health.clone())),
+        _ => port_of(&target.selector).map(Check::Port),
     };
     wait_healthy(&target.name, check.as_ref(), timeout, &mut child)?;
     report.healthy_after = Some(started.elapsed());
@@ -266,19 +279,21 @@ pub fn forensic_snapshot(
     }))
 }
 
-/// Starts `argv` in a new session (setsid), stdin from /dev/null and output
-/// appended to `log` (or discarded), so it outlives Leakwatch and its terminal.
+/// Starts `argv` (its program as `launch` resolved it) in a new session (setsid),
+/// stdin from /dev/null and output appended to `log` (or discarded), so it
+/// outlives Leakwatch and its terminal.
 fn spawn_detached(
+    launch: &Launch,
     argv: &[String],
     cwd: Option<&std::path::Path>,
     env: &std::collections::BTreeMap<String, String>,
     log: Option<&std::path::Path>,
 ) -> std::io::Result<Child> {
-    let (program, args) = argv
-        .split_first()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command"))?;
-    let mut command = Command::new(program);
-    command.args(args).envs(env).stdin(Stdio::null());
+    let args = argv.get(1..).unwrap_or_default();
+    let mut command = Command::new(&launch.program);
+    // The PATH it was found with, so that what it starts in turn (`npm` runs
+    // `node`) is found the same way; the target's own env still wins.
+    command.env("PATH", &launch.path).args(args).envs(env).stdin(Stdio::null());
     if let Some(cwd) = cwd {
         command.current_dir(cwd);
     }
@@ -303,25 +318,192 @@ fn spawn_detached(
     command.spawn()
 }
 
-fn wait_port_free(target: &str, port: u16, limit: Duration) -> Result<(), RestartError> {
+/// Waits until nobody listens on `port`. Binding a test socket cannot tell: on
+/// macOS a bind to 127.0.0.1 with SO_REUSEADDR succeeds while a wildcard listener
+/// holds the port (`in_pcbbind` looks for an exact match), and a listener on
+/// `::1` does not stop a bind on 127.0.0.1 anywhere.
+fn wait_port_free(
+    probe: &mut Probe,
+    target: &str,
+    port: u16,
+    limit: Duration,
+) -> Result<(), RestartError> {
     let started = Instant::now();
     loop {
-        // std sets SO_REUSEADDR on Unix listeners, so TIME_WAIT does not count as busy.
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !port_in_use(probe, port) {
             return Ok(());
         }
         if started.elapsed() >= limit {
             return Err(RestartError::PortBusy { target: target.to_owned(), port, waited: limit });
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Whether anyone listens on TCP `port`: a loopback address (IPv4 or IPv6)
+/// accepts connections on it, or the probe finds a listening socket on it (one
+/// bound to another address only, say). A socket in TIME_WAIT does not count.
+pub fn port_in_use(probe: &mut Probe, port: u16) -> bool {
+    if probe_port(port).is_ok() {
+        return true;
+    }
+    match probe.listening_inodes(port) {
+        Ok(inodes) => !inodes.is_empty(),
+        // No socket inodes here (macOS): ask each process we may read.
+        Err(_) => probe.processes().is_ok_and(|table| {
+            table.iter().any(|p| !p.is_kernel_thread && listens_on(probe, p.id.pid, port))
+        }),
+    }
+}
+
+/// The loopback addresses a local server may listen on: `localhost` is `::1`
+/// first on macOS, and Node 17+ and Vite listen there only.
+fn loopback(port: u16) -> [SocketAddr; 2] {
+    [
+        SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port)),
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+    ]
+}
+
+/// A port target's health: something accepts connections on `port` at
+/// 127.0.0.1 or at ::1.
+pub fn probe_port(port: u16) -> Result<(), String> {
+    connect_any(&loopback(port), Duration::from_secs(2)).map(drop)
+}
+
+/// What a restart waits for.
+#[derive(Debug, Clone)]
+enum Check {
+    /// The target's `health`.
+    Configured(Health),
+    /// A port target without one: the port accepting connections.
+    Port(u16),
+}
+
+/// How a restart command is started: its program, found before anything was
+/// stopped, and the PATH it was found on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub program: std::path::PathBuf,
+    pub path: std::ffi::OsString,
+}
+
+/// Finds the program of `argv` as execvp(3) would, on the target's own
+/// `env.PATH` if it sets one, else on this process's PATH followed by the user's
+/// login-shell PATH (`login_path`, asked only when needed). Err: the PATH
+/// searched, for the message.
+pub fn resolve_launch(
+    argv: &[String],
+    cwd: Option<&std::path::Path>,
+    env: &std::collections::BTreeMap<String, String>,
+    login_path: impl FnOnce() -> Option<std::ffi::OsString>,
+) -> Result<Launch, String> {
+    let Some(program) = argv.first().filter(|p| !p.is_empty()) else {
+        return Err("(an empty command has no program)".to_owned());
+    };
+    if let Some(path) = env.get("PATH") {
+        let path = std::ffi::OsString::from(path);
+        return resolve_program(program, cwd, &path)
+            .map(|program| Launch { program, path: path.clone() })
+            .ok_or_else(|| format!("{} (the target's env)", path.to_string_lossy()));
+    }
+    let own = std::env::var_os("PATH").unwrap_or_default();
+    if let Some(found) = resolve_program(program, cwd, &own) {
+        return Ok(Launch { program: found, path: own });
+    }
+    let mut dirs: Vec<std::path::PathBuf> = std::env::split_paths(&own).collect();
+    if let Some(login) = login_path() {
+        for dir in std::env::split_paths(&login) {
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+    }
+    let path = std::env::join_paths(&dirs).unwrap_or(own);
+    resolve_program(program, cwd, &path)
+        .map(|program| Launch { program, path: path.clone() })
+        .ok_or_else(|| format!("{} (Leakwatch's and the login shell's)", path.to_string_lossy()))
+}
+
+/// `program` as execvp(3) finds it: a name with a `/` is a path (relative to
+/// `cwd`), anything else the first executable file of that name in `path`.
+pub fn resolve_program(
+    program: &str,
+    cwd: Option<&std::path::Path>,
+    path: &std::ffi::OsStr,
+) -> Option<std::path::PathBuf> {
+    if program.contains('/') {
+        let candidate = match cwd {
+            Some(cwd) => cwd.join(program),
+            None => std::path::PathBuf::from(program),
+        };
+        return is_executable(&candidate).then_some(candidate);
+    }
+    std::env::split_paths(path)
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .map(|dir| dir.join(program))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        path.is_file()
+    }
+}
+
+/// The user's login-shell PATH (`$SHELL -l -c 'printf %s "$PATH"'`), read once per
+/// process: where Homebrew, nvm, uv and friends put their programs, which a
+/// process started by launchd does not inherit.
+fn login_shell_path() -> Option<std::ffi::OsString> {
+    static PATH: std::sync::OnceLock<Option<std::ffi::OsString>> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let shell = std::env::var_os("SHELL")
+            .or_else(|| cfg!(target_os = "macos").then(|| "/bin/zsh".into()))?;
+        shell_path(std::path::Path::new(&shell), Duration::from_secs(5))
+    })
+    .clone()
+}
+
+/// What `shell -l -c 'printf %s "$PATH"'` prints, if it does so within `limit`
+/// (a login script may wait for input or hang: it is killed then).
+pub fn shell_path(shell: &std::path::Path, limit: Duration) -> Option<std::ffi::OsString> {
+    let mut child = Command::new(shell)
+        .args(["-l", "-c", "printf %s \"$PATH\""])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => break,
+            Ok(None) if started.elapsed() < limit => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    child.stdout.take()?.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8(out).ok()?;
+    let line = text.lines().last()?.trim();
+    (!line.is_empty()).then(|| line.into())
 }
 
 /// Polls `check` until it passes. Without a check, the spawned process staying
 /// alive for a second is the best evidence there is.
 fn wait_healthy(
     target: &str,
-    check: Option<&Health>,
+    check: Option<&Check>,
     timeout: Duration,
     child: &mut Option<Child>,
 ) -> Result<(), RestartError> {
@@ -331,7 +513,11 @@ fn wait_healthy(
         return Ok(());
     };
     loop {
-        let mut last = match probe_health(check) {
+        let outcome = match check {
+            Check::Configured(health) => probe_health(health),
+            Check::Port(port) => probe_port(*port),
+        };
+        let mut last = match outcome {
             Ok(()) => return Ok(()),
             Err(reason) => reason,
         };
@@ -363,13 +549,14 @@ pub fn probe_health(check: &Health) -> Result<(), String> {
         Health::Http(url) => {
             let (host, port, path) =
                 parse_http_url(url).ok_or_else(|| format!("{url}: not an http:// URL"))?;
-            let address = (host.as_str(), port)
+            // Every address the name resolves to, in order: `localhost` is ::1
+            // first on macOS, and a server may listen on only one of them.
+            let addresses: Vec<SocketAddr> = (host.as_str(), port)
                 .to_socket_addrs()
                 .map_err(|e| format!("{url}: {e}"))?
-                .next()
-                .ok_or_else(|| format!("{url}: no address"))?;
-            let mut stream = TcpStream::connect_timeout(&address, connect_timeout)
-                .map_err(|e| format!("{url}: {e}"))?;
+                .collect();
+            let mut stream = connect_any(&addresses, connect_timeout)
+                .map_err(|reason| format!("{url}: {reason}"))?;
             stream.set_read_timeout(Some(connect_timeout)).map_err(|e| e.to_string())?;
             write!(stream, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
                 .map_err(|e| format!("{url}: {e}"))?;
@@ -392,6 +579,18 @@ pub fn probe_health(check: &Health) -> Result<(), String> {
             }
         }
     }
+}
+
+/// A connection to the first of `addresses` that accepts one; else why none did.
+fn connect_any(addresses: &[SocketAddr], timeout: Duration) -> Result<TcpStream, String> {
+    let mut failures = Vec::with_capacity(addresses.len());
+    for address in addresses {
+        match TcpStream::connect_timeout(address, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e) => failures.push(format!("{address}: {e}")),
+        }
+    }
+    if failures.is_empty() { Err("no address".to_owned()) } else { Err(failures.join("; ")) }
 }
 
 /// `http://host[:port][/path]` → (host, port, path). Health endpoints are local
@@ -484,6 +683,140 @@ mod secs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn program_is_found_as_execvp_would_executables_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        let other = dir.path().join("other");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        // Not executable in the first directory, executable in the second.
+        std::fs::write(bin.join("npm"), "not a program").unwrap();
+        let npm = script(&other, "npm", "exit 0");
+        let path = std::env::join_paths([&bin, &other]).unwrap();
+        assert_eq!(resolve_program("npm", None, &path), Some(npm.clone()));
+        assert_eq!(resolve_program("node", None, &path), None);
+        // A name with a slash is a path, relative to the command's cwd.
+        assert_eq!(resolve_program("./npm", Some(&other), &path), Some(other.join("./npm")));
+        assert_eq!(resolve_program(npm.to_str().unwrap(), None, "".as_ref()), Some(npm));
+        assert_eq!(resolve_program("./npm", Some(&bin), &path), None);
+    }
+
+    #[test]
+    fn restart_program_missing_from_launchds_path_is_found_on_the_login_shells() {
+        let dir = tempfile::tempdir().unwrap();
+        let brew = dir.path().join("homebrew/bin");
+        std::fs::create_dir_all(&brew).unwrap();
+        let program = format!("lw-test-server-{}", std::process::id());
+        let found = script(&brew, &program, "exit 0");
+        let argv = vec![program.clone(), "start".to_owned()];
+        let login = brew.clone().into_os_string();
+        let launch = resolve_launch(&argv, None, &BTreeMap::new(), || Some(login)).unwrap();
+        assert_eq!(launch.program, found);
+        // The child gets a PATH that has it, so what it starts is found too.
+        assert!(std::env::split_paths(&launch.path).any(|dir| dir == brew));
+        // Neither PATH has it: refused, saying where it looked.
+        let searched = resolve_launch(&argv, None, &BTreeMap::new(), || None).unwrap_err();
+        assert!(searched.contains("login shell"), "{searched}");
+    }
+
+    #[test]
+    fn restart_program_is_looked_for_on_the_targets_own_path_when_it_sets_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = format!("lw-test-tool-{}", std::process::id());
+        let found = script(dir.path(), &program, "exit 0");
+        let env = BTreeMap::from([("PATH".to_owned(), dir.path().display().to_string())]);
+        let asked = std::cell::Cell::new(false);
+        let launch = resolve_launch(&[program], None, &env, || {
+            asked.set(true);
+            None
+        })
+        .unwrap();
+        assert_eq!(launch.program, found);
+        assert!(!asked.get(), "the login shell is not asked when the target says");
+        let missing = resolve_launch(&["sh".to_owned()], None, &env, || None).unwrap_err();
+        assert!(missing.contains("the target's env"), "{missing}");
+    }
+
+    #[test]
+    fn login_shell_path_is_read_and_a_hung_shell_is_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let shell = script(
+            dir.path(),
+            "fake-shell",
+            "echo 'Last login: today'\necho '/opt/homebrew/bin:/usr/bin'",
+        );
+        assert_eq!(
+            shell_path(&shell, Duration::from_secs(30)),
+            Some("/opt/homebrew/bin:/usr/bin".into())
+        );
+        let hung = script(dir.path(), "hung-shell", "exec sleep 30");
+        assert_eq!(shell_path(&hung, Duration::from_millis(300)), None);
+        let failing = script(dir.path(), "failing-shell", "exit 1");
+        assert_eq!(shell_path(&failing, Duration::from_secs(30)), None);
+    }
+
+    #[test]
+    fn port_target_served_on_ipv6_loopback_only_is_healthy() {
+        let server = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        assert_eq!(probe_port(port), Ok(()));
+        drop(server);
+        let error = probe_port(port).unwrap_err();
+        assert!(error.contains("127.0.0.1") && error.contains("[::1]"), "{error}");
+    }
+
+    #[test]
+    fn http_health_tries_every_address_not_only_the_first() {
+        let server = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        // Two connections: the bare connect, then the health check's GET.
+        let answer = std::thread::spawn(move || {
+            for _ in 0..2 {
+                let (mut conn, _) = server.accept().unwrap();
+                let mut buf = [0u8; 512];
+                let _ = conn.read(&mut buf);
+                let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        // As `localhost` resolves on macOS, but in the other order: the IPv4
+        // address first, where nothing listens.
+        let addresses = [
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        ];
+        let stream = connect_any(&addresses, Duration::from_secs(5)).unwrap();
+        assert!(stream.peer_addr().unwrap().is_ipv6());
+        drop(stream);
+        // And through the health check itself, by the address literal.
+        let health = Health::Http(format!("http://[::1]:{port}/health"));
+        assert_eq!(probe_health(&health), Ok(()));
+        answer.join().unwrap();
+    }
+
+    #[test]
+    fn port_held_on_ipv6_only_is_not_free_although_ipv4_binds() {
+        let mut probe = Probe::new().unwrap();
+        let server = std::net::TcpListener::bind("[::1]:0").unwrap();
+        let port = server.local_addr().unwrap().port();
+        // What the old check did, and why it was wrong: this bind succeeds.
+        let bound = std::net::TcpListener::bind(("127.0.0.1", port));
+        assert!(bound.is_ok());
+        drop(bound);
+        assert!(port_in_use(&mut probe, port));
+        drop(server);
+        assert!(!port_in_use(&mut probe, port));
+    }
 
     #[test]
     fn breaker_trips_on_the_extra_restart_and_recovers() {
