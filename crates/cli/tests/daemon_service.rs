@@ -138,3 +138,28 @@ fn verify_with_systemd_analyze(unit: &Path) {
     let ours: Vec<&str> = err.lines().filter(|l| l.contains("leakwatch.service")).collect();
     assert!(ours.is_empty(), "{err}");
 }
+
+#[test]
+fn install_through_a_symlink_runs_the_binary_itself() {
+    let sandbox = Sandbox::new(0);
+    // As Homebrew installs it: bin/leakwatch is a symlink into the Cellar.
+    let link = sandbox.dir.path().join("bin/leakwatch");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_leakwatch"), &link).unwrap();
+    let path = format!(
+        "{}:{}",
+        sandbox.dir.path().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(&link)
+        .args(["daemon", "install"])
+        .env("PATH", path)
+        .env("HOME", sandbox.dir.path())
+        .env("LEAKWATCH_SERVICE_DIR", sandbox.dir.path().join("units"))
+        .output()
+        .unwrap();
+    stdout(&out);
+    let unit = std::fs::read_to_string(sandbox.unit()).unwrap();
+    let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+    let real = std::fs::canonicalize(env!("CARGO_BIN_EXE_leakwatch")).unwrap();
+    assert_eq!(exec, format!("ExecStart=\"{}\" \"daemon\"", real.display()));
+}

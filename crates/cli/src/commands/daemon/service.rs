@@ -26,8 +26,11 @@ const UNIT_TEMPLATE: &str = include_str!("../../../../../packaging/systemd/leakw
 /// Install the daemon as a user service that starts at login.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "macOS: writes ~/Library/LaunchAgents/dev.leakwatch.daemon.plist \
-    (logs in ~/Library/Logs/Leakwatch/daemon.log) and runs `launchctl bootstrap gui/UID` on it, \
-    after booting out an older copy. Linux: writes ~/.config/systemd/user/leakwatch.service \
+    (logs in ~/Library/Logs/Leakwatch/daemon.log; PATH set to this shell's, for restart \
+    commands) and runs `launchctl bootstrap gui/UID` on it, after booting out an older copy, \
+    waiting until launchd no longer finds it and running `launchctl enable`; bootstrap is \
+    retried on status 5. A status 5 that persists means the agent is switched off in System \
+    Settings → General → Login Items: allow Leakwatch there and install again. Linux: writes ~/.config/systemd/user/leakwatch.service \
     ($XDG_CONFIG_HOME is honoured) and runs `systemctl --user daemon-reload` and \
     `systemctl --user enable --now leakwatch.service` (logs: `journalctl --user -u leakwatch`). \
     Either runs this very binary, so install it where it will stay first.\n\n\
@@ -110,6 +113,11 @@ struct Report {
 pub(crate) fn install(args: &InstallArgs, json: bool) -> anyhow::Result<String> {
     let manager = Manager::here()?;
     let exe = std::env::current_exe().context("cannot tell where this leakwatch binary is")?;
+    // current_exe() may be a symlink (Homebrew's bin/leakwatch, on macOS always as
+    // invoked): the service must run the binary itself.
+    let exe = std::fs::canonicalize(&exe).with_context(|| {
+        format!("cannot resolve this leakwatch binary's path {}", exe.display())
+    })?;
     let mut argv = vec![exe.display().to_string(), "daemon".to_owned()];
     if let Some(config) = &args.config {
         let config = std::path::absolute(config)
@@ -123,7 +131,7 @@ pub(crate) fn install(args: &InstallArgs, json: bool) -> anyhow::Result<String> 
             let uid = leakwatch_probe::current_uid();
             let commands =
                 service::launchd_install(&file.display().to_string(), LAUNCHD_LABEL, uid);
-            (render_plist(&argv, &log_dir), Some(log_dir), commands)
+            (render_plist(&argv, &log_dir, &install_path()), Some(log_dir), commands)
         }
         Manager::Systemd => (render_unit(&argv), None, service::systemd_install(SYSTEMD_UNIT)),
     };
@@ -227,13 +235,33 @@ fn render_unit(argv: &[String]) -> String {
     UNIT_TEMPLATE.replace("@EXEC_START@", &quoted.join(" "))
 }
 
-/// The plist with `ProgramArguments` set to `argv` and its logs in `log_dir`.
-fn render_plist(argv: &[String], log_dir: &Path) -> String {
+/// The PATH the LaunchAgent runs with: the installing shell's, with launchd's
+/// own directories kept.
+fn install_path() -> String {
+    const LAUNCHD_PATH: [&str; 4] = ["/usr/bin", "/bin", "/usr/sbin", "/sbin"];
+    let mut dirs: Vec<String> = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for dir in LAUNCHD_PATH {
+        if !dirs.iter().any(|d| d == dir) {
+            dirs.push(dir.to_owned());
+        }
+    }
+    dirs.join(":")
+}
+
+/// The plist with `ProgramArguments` set to `argv`, its logs in `log_dir` and
+/// `PATH` set to `path`.
+fn render_plist(argv: &[String], log_dir: &Path, path: &str) -> String {
     let arguments: Vec<String> =
         argv.iter().map(|word| format!("\t\t<string>{}</string>", xml_escape(word))).collect();
     PLIST_TEMPLATE
         .replace("@PROGRAM_ARGUMENTS@", &arguments.join("\n"))
         .replace("@LOG_DIR@", &xml_escape(&log_dir.display().to_string()))
+        .replace("@PATH@", &xml_escape(path))
 }
 
 fn xml_escape(text: &str) -> String {
@@ -276,6 +304,7 @@ mod tests {
         let plist = render_plist(
             &["/Apps/L&W <1>/leakwatch".to_owned(), "daemon".to_owned()],
             Path::new("/Users/a/Library/Logs/Leakwatch"),
+            "/opt/homebrew/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         );
         assert!(plist.contains("<string>/Apps/L&amp;W &lt;1&gt;/leakwatch</string>"));
         assert!(plist.contains("<string>/Users/a/Library/Logs/Leakwatch/daemon.log</string>"));
@@ -292,6 +321,14 @@ mod tests {
             .filter_map(plist::Value::as_string)
             .collect();
         assert_eq!(arguments, ["/Apps/L&W <1>/leakwatch", "daemon"]);
+        // Restart commands find what the installing shell found.
+        let env = dict.get("EnvironmentVariables").and_then(plist::Value::as_dictionary).unwrap();
+        assert_eq!(
+            env.get("PATH").and_then(plist::Value::as_string),
+            Some("/opt/homebrew/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        );
+        // Not throttled as a Background job: a watchdog must act on time.
+        assert_eq!(dict.get("ProcessType"), None);
         let limits = dict.get("SoftResourceLimits").and_then(plist::Value::as_dictionary).unwrap();
         assert!(
             limits.get("NumberOfFiles").and_then(plist::Value::as_signed_integer) >= Some(1024)
