@@ -82,6 +82,14 @@ fn setup(app: &tauri::AppHandle) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let e2e = popover::e2e();
+    // Before the first notification: as the app itself, never mac-notification-sys's
+    // `use_default` lookup (a "Where is use_default?" dialog).
+    if !e2e {
+        let identifier = &app.config().identifier;
+        if let Err(e) = leakwatch_core::notifier::set_notification_application(identifier) {
+            tracing::warn!("{e}");
+        }
+    }
     let clicks = app.clone();
     let on_click: notifications::OnClick = Arc::new(move |target: Option<String>| {
         let app = clicks.clone();

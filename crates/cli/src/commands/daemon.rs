@@ -9,7 +9,7 @@ use super::{EngineArgs, runtime};
 use leakwatch_core::engine::{Command, Engine};
 use leakwatch_core::metrics;
 use leakwatch_core::model::EventKind;
-use leakwatch_core::notifier::{DesktopNotifier, Notifier};
+use leakwatch_core::notifier::{self, DesktopNotifier, Notifier};
 use std::sync::{Arc, Mutex};
 
 /// Run the engine headless: history, notifications, metrics, and logs on stderr.
@@ -44,9 +44,20 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
     }
 }
 
+/// Names the application macOS shows the daemon's notifications as, before the
+/// first one: the menubar app if installed, else Terminal (README, "Running
+/// headless"). Elsewhere it does nothing.
+pub(crate) fn set_notification_application() {
+    let bundle_id = notifier::cli_notification_application(notifier::app_installed());
+    if let Err(e) = notifier::set_notification_application(bundle_id) {
+        tracing::warn!("{e}");
+    }
+}
+
 /// The daemon itself, in the foreground until SIGTERM.
 fn run_engine(args: &Args) -> anyhow::Result<String> {
     init_logging();
+    set_notification_application();
     let notifier: Arc<dyn Notifier> = Arc::new(DesktopNotifier);
     let engine = Engine::new(args.engine.options(notifier, None)?)?;
     let metrics_listen = engine.config().metrics.listen;

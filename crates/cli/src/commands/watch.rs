@@ -45,6 +45,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
+    if !args.no_notify {
+        super::daemon::set_notification_application();
+    }
     let notifier: Arc<dyn Notifier> =
         if args.no_notify { Arc::new(NullNotifier) } else { Arc::new(DesktopNotifier) };
     let engine = Engine::new(args.engine.options(notifier, args.interval)?)?;
