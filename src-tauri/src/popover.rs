@@ -117,9 +117,9 @@ pub fn open<R: Runtime>(app: &AppHandle<R>, view: &View) {
             return;
         }
     };
-    if !e2e && window.move_window_constrained(Position::TrayCenter).is_err() {
-        // The tray's position is unknown until it has been clicked (or never, on
-        // some Linux panels): fall back to the top right corner.
+    if !e2e && !place_under_tray(app, &window) {
+        // The tray's position is unknown (some Linux panels never tell): fall
+        // back to the top right corner.
         let _ = window.move_window(Position::TopRight);
     }
     if !e2e {
@@ -140,6 +140,62 @@ pub fn open<R: Runtime>(app: &AppHandle<R>, view: &View) {
     let _ = window.set_focus();
 }
 
+/// Moves `window` under the tray icon, within the icon's monitor; false when the
+/// icon's place or its monitor is unknown. tray-icon reports the status item's
+/// top edge as y (the positioner's `TrayCenter` put the popover there, under the
+/// menu bar), so this goes by the whole rectangle.
+fn place_under_tray<R: Runtime>(app: &AppHandle<R>, window: &tauri::WebviewWindow<R>) -> bool {
+    let Some(tray) = app.tray_by_id(crate::tray::TRAY_ID) else {
+        return false;
+    };
+    let Ok(Some(rect)) = tray.rect() else {
+        return false;
+    };
+    let scale = window.scale_factor().unwrap_or(1.0);
+    let position = rect.position.to_physical::<f64>(scale);
+    let size = rect.size.to_physical::<f64>(scale);
+    let icon = ScreenRect { x: position.x, y: position.y, width: size.width, height: size.height };
+    let centre = (icon.x + icon.width / 2.0, icon.y + icon.height / 2.0);
+    let Ok(Some(monitor)) = app.monitor_from_point(centre.0, centre.1) else {
+        return false;
+    };
+    let area = monitor.work_area();
+    let screen = ScreenRect {
+        x: f64::from(area.position.x),
+        y: f64::from(area.position.y),
+        width: f64::from(area.size.width),
+        height: f64::from(area.size.height),
+    };
+    let scale = monitor.scale_factor();
+    let (x, y) = popover_origin(icon, (WIDTH * scale, HEIGHT * scale), screen);
+    window.set_position(tauri::PhysicalPosition::new(x, y)).is_ok()
+}
+
+/// A rectangle on screen, in physical pixels, y downwards.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScreenRect {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+/// Where a popover of `size` opens for a tray icon at `icon` on a monitor whose
+/// usable area is `screen`: centred on the icon, below it when the icon is in the
+/// screen's top half (macOS's menu bar, a top panel), above it otherwise (a
+/// bottom taskbar), and moved inside the screen where it would stick out.
+pub fn popover_origin(icon: ScreenRect, size: (f64, f64), screen: ScreenRect) -> (f64, f64) {
+    let (width, height) = size;
+    let x = icon.x + icon.width / 2.0 - width / 2.0;
+    let icon_in_top_half = icon.y + icon.height / 2.0 < screen.y + screen.height / 2.0;
+    let y = if icon_in_top_half { icon.y + icon.height } else { icon.y - height };
+    let clamp = |value: f64, low: f64, high: f64| value.min(high).max(low);
+    (
+        clamp(x, screen.x, screen.x + screen.width - width),
+        clamp(y, screen.y, screen.y + screen.height - height),
+    )
+}
+
 /// Destroys the popover's window and webview (not merely hides it).
 fn close<R: Runtime>(window: &tauri::WebviewWindow<R>) {
     if let Err(e) = window.destroy() {
@@ -150,6 +206,53 @@ fn close<R: Runtime>(window: &tauri::WebviewWindow<R>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const POPOVER: (f64, f64) = (800.0, 1160.0);
+
+    fn rect(x: f64, y: f64, width: f64, height: f64) -> ScreenRect {
+        ScreenRect { x, y, width, height }
+    }
+
+    #[test]
+    fn popover_opens_below_a_menu_bar_icon_not_over_the_menu_bar() {
+        // A Retina MacBook: the menu bar is 74 px high; tray-icon gives the
+        // status item's top edge (0) as y.
+        let screen = rect(0.0, 0.0, 3024.0, 1964.0);
+        let icon = rect(2000.0, 0.0, 60.0, 74.0);
+        assert_eq!(popover_origin(icon, POPOVER, screen), (1630.0, 74.0));
+    }
+
+    #[test]
+    fn popover_near_the_right_edge_stays_on_screen() {
+        let screen = rect(0.0, 0.0, 3024.0, 1964.0);
+        let icon = rect(2950.0, 0.0, 60.0, 74.0);
+        let (x, y) = popover_origin(icon, POPOVER, screen);
+        assert_eq!((x, y), (3024.0 - 800.0, 74.0));
+    }
+
+    #[test]
+    fn popover_on_a_second_monitor_left_of_the_main_one_stays_on_it() {
+        // Monitors left of the main one have negative x.
+        let screen = rect(-1920.0, 0.0, 1920.0, 1080.0);
+        let icon = rect(-1900.0, 0.0, 40.0, 37.0);
+        assert_eq!(popover_origin(icon, (400.0, 580.0), screen), (-1920.0, 37.0));
+    }
+
+    #[test]
+    fn popover_opens_above_an_icon_in_a_bottom_taskbar() {
+        let screen = rect(0.0, 0.0, 1920.0, 1040.0);
+        let icon = rect(1800.0, 1040.0, 40.0, 40.0);
+        assert_eq!(popover_origin(icon, (400.0, 580.0), screen), (1520.0, 460.0));
+    }
+
+    #[test]
+    fn popover_taller_than_the_space_below_is_moved_up_inside_the_screen() {
+        let screen = rect(0.0, 25.0, 1280.0, 700.0);
+        let icon = rect(600.0, 0.0, 30.0, 25.0);
+        let (_, y) = popover_origin(icon, (400.0, 1160.0), screen);
+        // As high as the screen allows: its top edge, never above it.
+        assert_eq!(y, 25.0);
+    }
 
     #[test]
     fn routes_escape_target_names() {
