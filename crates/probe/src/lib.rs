@@ -10,8 +10,9 @@
 //! Two rules hold for every backend:
 //! - a process that exits while it is being read is [`ErrorKind::NoSuchProcess`],
 //!   never a panic and never a half-filled record;
-//! - the probe never `open`s or synchronously `stat`s the files a target holds, so a
-//!   dead network mount cannot hang the watchdog.
+//! - the probe never `open`s or `stat`s the files a target holds itself. (On macOS
+//!   the kernel's description of a vnode descriptor includes a `vn_stat` it makes,
+//!   as for `lsof`; the every-tick read asks for a bounded number of those.)
 
 mod backend;
 mod error;
@@ -100,7 +101,8 @@ impl Probe {
     /// kind and path, at a fraction of the cost where naming endpoints is dear
     /// (on Linux, `/proc/PID/net/tcp` walks the kernel's whole TCP hash table on
     /// every read, some milliseconds however few sockets there are). What the
-    /// engine reads every tick.
+    /// engine reads every tick. On macOS only the first 512 file descriptors get
+    /// their paths (and `dir`/`device` kinds) here; the rest count as `file`.
     pub fn fd_kinds(&self, pid: u32) -> Result<FdTable> {
         self.read_fd_table(pid, false)
     }

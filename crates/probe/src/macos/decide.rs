@@ -191,6 +191,11 @@ pub(crate) trait MacSys {
     fn launchctl_limit_maxfiles(&self) -> Option<String>;
 }
 
+/// How many vnode descriptors of one table the every-tick read describes (see
+/// `fd_table`): enough for a server's files and a leak's first hundreds, so the
+/// top paths are seen; a table of thousands of files costs no more.
+pub(crate) const VNODE_DESCRIPTIONS: usize = 512;
+
 /// Where `launchctl` lives on every macOS; named in limit sources.
 pub(crate) const LAUNCHCTL: &str = "/bin/launchctl";
 
@@ -295,15 +300,27 @@ impl<S: MacSys> Backend for Mac<S> {
     }
 
     // proc_pidfdinfo names endpoints in the same call that gives the kind.
-    fn fd_table(&self, pid: u32, _endpoints: bool) -> Result<Vec<Fd>> {
+    // Without `endpoints` (the engine's every-tick read) at most
+    // VNODE_DESCRIPTIONS vnodes are described: each description makes the kernel
+    // `vn_stat` the file (`fill_vnodeinfo`), which costs per descriptor and can
+    // block on a dead network mount; the rest count as `file`, without a path.
+    fn fd_table(&self, pid: u32, endpoints: bool) -> Result<Vec<Fd>> {
         let c_pid = c_pid(pid)?;
         let entries = self.list_fds(pid, c_pid)?;
         let mut fds = Vec::with_capacity(entries.len());
+        let mut vnodes_left = if endpoints { usize::MAX } else { VNODE_DESCRIPTIONS };
         for FdEntry { fd, fd_type } in entries {
             let plain = Fd { fd, kind: fd_type.plain_kind(), path: None, endpoint: None };
             if !fd_type.describable() {
                 fds.push(plain);
                 continue;
+            }
+            if fd_type == FdType::Vnode {
+                if vnodes_left == 0 {
+                    fds.push(plain);
+                    continue;
+                }
+                vnodes_left -= 1;
             }
             match self.sys.describe_fd(c_pid, fd, fd_type) {
                 Ok(FdDescription { kind, path, endpoint }) => {

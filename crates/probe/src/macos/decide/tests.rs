@@ -530,3 +530,24 @@ fn undescribed_descriptors_keep_the_kind_of_their_type() {
         ]
     );
 }
+
+#[test]
+fn every_tick_read_describes_a_bounded_number_of_vnodes() {
+    let mut server = proc(ME, 401, 900, "node");
+    let total = i32::try_from(VNODE_DESCRIPTIONS).unwrap() + 100;
+    server.fds = (0..total).map(|fd| vnode(fd, "/Volumes/nfs/state.db")).collect();
+    let mac = backend(a_mac(ME).with(900, server));
+    let described = |calls: &RefCell<Vec<String>>| {
+        calls.borrow().iter().filter(|call| call.starts_with("describe_fd")).count()
+    };
+    let kinds = mac.fd_table(900, false).unwrap();
+    assert_eq!(kinds.len(), VNODE_DESCRIPTIONS + 100, "every descriptor is counted");
+    assert!(kinds.iter().all(|fd| fd.kind == FdKind::File));
+    assert_eq!(kinds.iter().filter(|fd| fd.path.is_some()).count(), VNODE_DESCRIPTIONS);
+    assert_eq!(described(&mac.sys.calls), VNODE_DESCRIPTIONS);
+    // The full table (`leakwatch fds`, snapshots) describes them all.
+    mac.sys.calls.borrow_mut().clear();
+    let full = mac.fd_table(900, true).unwrap();
+    assert!(full.iter().all(|fd| fd.path.is_some()));
+    assert_eq!(described(&mac.sys.calls), VNODE_DESCRIPTIONS + 100);
+}
