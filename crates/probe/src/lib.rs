@@ -74,8 +74,10 @@ impl Probe {
     }
 
     /// Every process the caller may see, in pid order. Processes that exit during
-    /// the scan are left out; ones whose details are restricted keep what could be
-    /// read (see the `Option` fields of [`ProcessInfo`]).
+    /// the scan are left out, and so is one that cannot be read at all; ones whose
+    /// details are restricted keep what could be read (see the `Option` fields of
+    /// [`ProcessInfo`]; an unknown argv is empty). Fails only when the process
+    /// table itself cannot be listed.
     pub fn processes(&mut self) -> Result<Vec<ProcessInfo>> {
         scan(&self.os, &mut self.details)
     }
