@@ -470,8 +470,14 @@ impl<S: MacSys> Mac<S> {
     /// `PROC_PIDTBSDINFO` gave it, else `p_comm` (16); a name that may have been
     /// cut is completed from the executable's file name when that begins with it.
     fn full_name(&self, c_pid: i32, entry: &ProcEntry) -> String {
-        let name = if entry.name.is_empty() { &entry.comm } else { &entry.name };
-        if name.len() < MAXCOMLEN - 1 {
+        // p_comm holds MAXCOMLEN bytes, p_name (`char[2 * MAXCOMLEN]`) one less
+        // than twice that: only a name that fills its field may have been cut.
+        let (name, room) = if entry.name.is_empty() {
+            (&entry.comm, MAXCOMLEN)
+        } else {
+            (&entry.name, 2 * MAXCOMLEN - 1)
+        };
+        if name.len() < room {
             return name.clone();
         }
         let file_name = self.sys.pid_path(c_pid).and_then(|path| {

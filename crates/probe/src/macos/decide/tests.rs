@@ -424,6 +424,11 @@ fn names_longer_than_p_comm_are_read_whole() {
     helper.entry.name = long.chars().take(2 * MAXCOMLEN).collect();
     let mac = backend(a_mac(ME).with(950, helper.clone()));
     assert_eq!(mac.process(950).unwrap().name, long);
+    // p_name had room for it all: the executable's path is not asked for.
+    helper.path = None;
+    let mac = backend(a_mac(ME).with(950, helper.clone()));
+    assert_eq!(mac.process(950).unwrap().name, long);
+    helper.path = Some(format!("/usr/local/bin/{long}"));
     // Another user's: only p_comm, completed from the executable's file name.
     helper.entry.uid = ROOT;
     let mac = backend(a_mac(ME).with(950, helper));
