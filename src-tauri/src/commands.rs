@@ -290,7 +290,7 @@ pub fn get_settings<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
 ) -> Result<Settings, AppError> {
-    settings::read(state.paths().config.as_deref(), crate::autostart::is_enabled(&app))
+    settings::read(state.paths().config_file(), crate::autostart::is_enabled(&app))
 }
 
 /// Saves the settings into the config file (validated first), reloads the engine
@@ -301,7 +301,7 @@ pub fn save_settings<R: Runtime>(
     state: State<'_, AppState>,
     settings: Settings,
 ) -> Result<Settings, AppError> {
-    let path = state.paths().config.clone().ok_or_else(|| {
+    let path = state.paths().config_file().map(std::path::Path::to_path_buf).ok_or_else(|| {
         AppError::new(
             ErrorKind::Unavailable,
             "no configuration directory: set LEAKWATCH_CONFIG or HOME",
@@ -329,8 +329,8 @@ pub fn set_launch_at_login<R: Runtime>(app: AppHandle<R>, enabled: bool) -> Resu
 pub fn reveal_config(state: State<'_, AppState>) -> Result<(), AppError> {
     let path = state
         .paths()
-        .config
-        .clone()
+        .config_file()
+        .map(std::path::Path::to_path_buf)
         .ok_or_else(|| AppError::new(ErrorKind::Unavailable, "no configuration path"))?;
     reveal(&path)
 }

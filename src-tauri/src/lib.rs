@@ -91,9 +91,7 @@ fn setup(app: &tauri::AppHandle) -> Result<(), Box<dyn std::error::Error>> {
     let notifier = notifications::notifier(e2e, on_click);
     // The engine's loop runs on Tauri's runtime: enter it to spawn.
     let state =
-        tauri::async_runtime::block_on(
-            async move { AppState::start(Paths::from_env(), notifier) },
-        )?;
+        tauri::async_runtime::block_on(async move { AppState::start(Paths::from_env(), notifier) });
     app.manage(state);
     events::forward(app);
     tray::build(app)?;

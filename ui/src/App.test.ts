@@ -67,6 +67,48 @@ describe('target rows', () => {
     expect(button.getAttribute('aria-expanded')).toBe('false');
   });
 
+  it('names the top growing kind with its count and slope', async () => {
+    await show(leakingStatus());
+    expect(within(row('copilot')).getByTestId('top-kind').textContent).toBe('kqueue 9180 ↑ +310/h');
+    expect(within(row('ollama')).getByTestId('top-kind').textContent).toBe('file 48');
+  });
+
+  it('says "limit unknown" instead of a percentage of an assumed limit', async () => {
+    const status = leakingStatus();
+    status.targets[1] = { ...status.targets[1], limit_unknown: true, limit: null };
+    status.targets[1].sample = { ...status.targets[1].sample!, limit: null };
+    await show(status);
+    const r = row('ollama');
+    expect(within(r).getByTestId('limit-unknown').textContent).toBe('limit unknown');
+    expect(r.textContent).not.toContain('%');
+  });
+
+  it('acts on the row\'s target, never on a parsed name, and offers only what works', async () => {
+    const status = leakingStatus();
+    status.targets[0] = { ...status.targets[0], name: 'copilot[4821]', instance: 4821 };
+    status.targets[1] = {
+      ...status.targets[1], restartable: false,
+      restart_unavailable: 'no [watch.restart] for this target: set up a restart first',
+    };
+    const { backend } = await show(status);
+    await fireEvent.click(within(row('copilot[4821]')).getAllByRole('button')[0]);
+    await fireEvent.click(screen.getByTestId('restart-button'));
+    await waitFor(() => expect(backend.callsTo('planRestart')).toEqual([['copilot']]));
+    await fireEvent.click(within(row('ollama')).getAllByRole('button')[0]);
+    const ollama = row('ollama');
+    expect(within(ollama).queryByTestId('restart-button')).toBeNull();
+    expect(within(ollama).getByTestId('restart-unavailable').textContent).toContain('[watch.restart]');
+  });
+
+  it('shows what keeps Leakwatch itself from working', async () => {
+    const status = leakingStatus();
+    status.problems = [{ what: 'history', message: 'running without history: read-only disk', fix: 'make it writable' }];
+    await show(status);
+    const banner = screen.getByTestId('problem');
+    expect(banner.textContent).toContain('running without history');
+    expect(banner.textContent).toContain('make it writable');
+  });
+
   it('restarts only after confirming the plan', async () => {
     const text = 'Restart copilot (launchd gui/501/dev.copilot):\n  SIGTERM 4821 copilot\n  grace 3 s, then SIGKILL';
     const { backend } = await show(leakingStatus(), { restartPlan: { text, processes: [] } });
