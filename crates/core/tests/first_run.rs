@@ -183,3 +183,42 @@ async fn wait_for(
     .await;
     found.unwrap_or_else(|_| panic!("no such status: {:#?}", statuses.borrow().problems))
 }
+
+/// The process `pid` as the probe reads it.
+fn process(probe: &mut leakwatch_probe::Probe, pid: u32) -> leakwatch_probe::ProcessInfo {
+    probe.process(pid).unwrap()
+}
+
+#[test]
+fn watch_proposes_the_listening_port_and_shows_what_it_matches() {
+    use leakwatch_core::config_edit::{Locator, propose_locator};
+    let mut launcher = leakwatch_test_helper::Helper::spawn().unwrap();
+    let reply = launcher.ok("double-fork tcp-listen 0");
+    let server: u32 = reply[0].parse().unwrap();
+    let port: u16 = reply[1].parse().unwrap();
+    launcher.track_pid(server);
+    let mut probe = leakwatch_probe::Probe::new().unwrap();
+    let table = probe.processes().unwrap();
+    let server_info = process(&mut probe, server);
+    let proposal = propose_locator(&probe, &table, &server_info);
+    assert_eq!(proposal.locator, Locator::Port(port), "{proposal:?}");
+    assert!(!proposal.last_resort);
+    assert_eq!(proposal.matches, [server]);
+    assert_eq!(proposal.name, "lw-helper");
+}
+
+#[test]
+fn watch_proposes_an_argv_pattern_for_a_process_without_a_port() {
+    use leakwatch_core::config_edit::{Locator, propose_locator};
+    let helper = leakwatch_test_helper::Helper::spawn().unwrap();
+    let mut probe = leakwatch_probe::Probe::new().unwrap();
+    let table = probe.processes().unwrap();
+    let info = process(&mut probe, helper.pid());
+    let proposal = propose_locator(&probe, &table, &info);
+    let Locator::Argv(pattern) = &proposal.locator else {
+        panic!("not an argv pattern: {proposal:?}");
+    };
+    assert!(pattern.starts_with('^') && pattern.contains("lw"), "{pattern}");
+    assert!(!proposal.last_resort);
+    assert!(proposal.matches.contains(&helper.pid()), "{proposal:?}");
+}
