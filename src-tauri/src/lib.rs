@@ -33,6 +33,11 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         commands::save_settings,
         commands::set_launch_at_login,
         commands::reveal_config,
+        commands::propose_watch,
+        commands::locator_matches,
+        commands::add_target,
+        commands::remove_target,
+        commands::set_fd_limit,
     ]
 }
 
@@ -133,6 +138,7 @@ mod bindings {
         crate::settings::Settings::export_all(&cfg)?;
         crate::error::AppError::export_all(&cfg)?;
         crate::popover::View::export_all(&cfg)?;
+        leakwatch_core::config_edit::Proposal::export_all(&cfg)?;
         Ok(())
     }
 }

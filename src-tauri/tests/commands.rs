@@ -110,6 +110,50 @@ fn an_empty_home_starts_the_app_in_automatic_mode() {
 }
 
 #[test]
+fn watch_on_an_automatic_row_writes_the_target_and_the_row_becomes_it() {
+    let (dir, config, store) = empty_home();
+    let helper = Helper::spawn_with(&["--exec", "open epoll 5"]).expect("lw-helper");
+    let pid = helper.pid();
+    let paths = Paths { config: ConfigSource::Default(Some(config.clone())), store: Some(store) };
+    let f = start_in(dir, paths, Arc::new(NullNotifier));
+    status_until(&f, "a first tick", |s| s["tick"].as_u64() > Some(0));
+    // The user keeps notes in the file before watching anything.
+    std::fs::create_dir_all(config.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&config, "# my notes: keep them\n").expect("write");
+
+    let proposal = ok(&f, "propose_watch", json!({ "pid": pid }));
+    assert_eq!(proposal["name"], "lw-helper", "{proposal}");
+    assert_eq!(proposal["locator"]["key"], "argv", "{proposal}");
+    assert!(proposal["matches"].as_array().is_some_and(|m| m.contains(&json!(pid))), "{proposal}");
+    // Narrowed to this helper only, as a user would edit it.
+    let locator = json!({ "key": "argv", "value": format!("^{}", proposal["locator"]["value"].as_str().unwrap_or("").trim_start_matches('^')) });
+    let matches = ok(&f, "locator_matches", json!({ "locator": locator }));
+    assert!(matches.as_array().is_some_and(|m| m.contains(&json!(pid))), "{matches}");
+
+    ok(&f, "add_target", json!({ "name": "agent", "locator": locator, "fdLimit": 4096 }));
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.starts_with("# my notes: keep them\n"), "{text}");
+    assert!(text.contains("name = \"agent\"") && text.contains("fd_limit = 4096"), "{text}");
+    let status = status_until(&f, "the row as the target", |s| {
+        s["targets"].as_array().is_some_and(|rows| {
+            rows.iter().any(|r| r["target"] == "agent" && r["process"]["pid"] == pid)
+        })
+    });
+    assert_eq!(status["config"]["automatic"], false);
+
+    let dup =
+        invoke(&f, "add_target", json!({ "name": "agent", "locator": locator, "fdLimit": null }))
+            .expect_err("a duplicate");
+    assert_eq!(dup["kind"], "invalid_settings", "{dup}");
+    ok(&f, "set_fd_limit", json!({ "target": "agent", "limit": 8192 }));
+    assert!(std::fs::read_to_string(&config).expect("config").contains("fd_limit = 8192"));
+    ok(&f, "remove_target", json!({ "name": "agent" }));
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert_eq!(text.trim_end(), "# my notes: keep them");
+    status_until(&f, "automatic mode again", |s| s["config"]["automatic"] == true);
+}
+
+#[test]
 fn a_broken_config_shows_its_error_and_the_app_keeps_running() {
     let (dir, config, store) = empty_home();
     std::fs::create_dir_all(config.parent().expect("dir")).expect("mkdir");

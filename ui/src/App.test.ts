@@ -100,6 +100,41 @@ describe('target rows', () => {
     expect(within(ollama).getByTestId('restart-unavailable').textContent).toContain('[watch.restart]');
   });
 
+  it('Watch on an automatic row proposes a locator and saves the target', async () => {
+    const status = leakingStatus();
+    status.config.automatic = true;
+    status.targets[0] = {
+      ...status.targets[0], name: 'copilot[4821]', target: null, instance: 4821, restartable: false,
+      restart_unavailable: 'not a watched target: Watch it to set up a restart',
+    };
+    const { backend } = await show(status);
+    await fireEvent.click(within(row('copilot[4821]')).getAllByRole('button')[0]);
+    await fireEvent.click(screen.getByTestId('watch-button'));
+    const dialog = await screen.findByTestId('watch-dialog');
+    expect(backend.callsTo('proposeWatch')).toEqual([[4821]]);
+    expect((within(dialog).getByTestId('watch-name') as HTMLInputElement).value).toBe('copilot');
+    expect(dialog.textContent).toContain('matches now: 4821');
+    await fireEvent.input(within(dialog).getByTestId('watch-name'), { target: { value: 'agent' } });
+    await fireEvent.click(within(dialog).getByTestId('watch-save'));
+    await waitFor(() => expect(backend.callsTo('addTarget')).toEqual([
+      ['agent', { key: 'argv', value: '^/usr/local/bin/copilot' }, null],
+    ]));
+  });
+
+  it('Set limit writes fd_limit and shows a refusal next to the field', async () => {
+    const status = leakingStatus();
+    status.targets[1] = { ...status.targets[1], limit_unknown: true };
+    const { backend } = await show(status);
+    await fireEvent.click(within(row('ollama')).getAllByRole('button')[0]);
+    await fireEvent.click(screen.getByTestId('set-limit-button'));
+    await fireEvent.input(screen.getByTestId('limit-input'), { target: { value: 'lots' } });
+    await fireEvent.click(screen.getByTestId('limit-save'));
+    expect(screen.getByTestId('limit-error').textContent).toContain('whole number');
+    await fireEvent.input(screen.getByTestId('limit-input'), { target: { value: '10240' } });
+    await fireEvent.click(screen.getByTestId('limit-save'));
+    await waitFor(() => expect(backend.callsTo('setFdLimit')).toEqual([['ollama', 10240]]));
+  });
+
   it('shows what keeps Leakwatch itself from working', async () => {
     const status = leakingStatus();
     status.problems = [{ what: 'history', message: 'running without history: read-only disk', fix: 'make it writable' }];

@@ -12,12 +12,12 @@ use crate::config::{Config, ConfigError, Selector};
 use crate::locate::{PortMemo, listening_port, locate};
 use leakwatch_probe::{FdKind, Probe, ProcessInfo};
 use regex::Regex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
 
 /// How a new target finds its process: one of the config's selectors.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "key", content = "value", rename_all = "snake_case")]
 pub enum Locator {
@@ -123,6 +123,19 @@ pub fn add_target(text: &str, target: &NewTarget, path: &Path) -> Result<String,
         table.insert("fd_limit", value(i64::try_from(limit).unwrap_or(i64::MAX)));
     }
     list.push(table);
+    // Comments at the end of the file (all of a file that holds only notes)
+    // stay above the new table rather than end up below it.
+    let trailing = doc.trailing().as_str().unwrap_or("").to_owned();
+    if trailing.contains('#')
+        && let Some(added) = doc
+            .get_mut("watch")
+            .and_then(Item::as_array_of_tables_mut)
+            .and_then(|l| l.iter_mut().last())
+    {
+        let own = added.decor().prefix().and_then(|p| p.as_str()).unwrap_or("").to_owned();
+        added.decor_mut().set_prefix(format!("{trailing}\n{own}"));
+        doc.set_trailing("");
+    }
     let edited = doc.to_string();
     Config::parse(&edited, path)?;
     Ok(edited)
@@ -164,6 +177,34 @@ pub fn remove_target(text: &str, name: &str, path: &Path) -> Result<String, Edit
     Ok(edited)
 }
 
+/// `text` with the `[[watch]]` table `name`'s `fd_limit` set (or removed with
+/// `None`), validated as `path`: what "Set limit…" writes.
+pub fn set_fd_limit(
+    text: &str,
+    name: &str,
+    limit: Option<u64>,
+    path: &Path,
+) -> Result<String, EditError> {
+    let mut doc = document(text, path)?;
+    let missing = || EditError::NoSuchTarget { path: path.to_path_buf(), name: name.to_owned() };
+    let list = doc.get_mut("watch").and_then(Item::as_array_of_tables_mut).ok_or_else(missing)?;
+    let table = list
+        .iter_mut()
+        .find(|t| t.get("name").and_then(Item::as_str) == Some(name))
+        .ok_or_else(missing)?;
+    match limit {
+        Some(limit) => {
+            table.insert("fd_limit", value(i64::try_from(limit).unwrap_or(i64::MAX)));
+        }
+        None => {
+            table.remove("fd_limit");
+        }
+    }
+    let edited = doc.to_string();
+    Config::parse(&edited, path)?;
+    Ok(edited)
+}
+
 /// Applies `edit` to the file at `path` (an absent file is empty: the first
 /// target creates it, and its directory) and replaces it atomically.
 pub fn edit_file(
@@ -199,9 +240,9 @@ pub struct Proposal {
     pub locator: Locator,
     /// Why this locator (and what it will keep finding after a restart).
     pub why: String,
-    /// True when nothing stable was found and the locator is this process's
-    /// exact command line: it may stop matching after a restart with other
-    /// arguments, and should be edited.
+    /// True when nothing stable was found (no port, no command line) and the
+    /// locator is the process's name alone: it may match other processes of
+    /// that name, and should be edited.
     pub last_resort: bool,
     /// The pids the locator matches now.
     pub matches: Vec<u32>,
@@ -303,6 +344,15 @@ mod tests {
     }
 
     #[test]
+    fn a_file_of_notes_keeps_them_above_the_first_target() {
+        let target = NewTarget { name: "web".into(), locator: Locator::Port(1), fd_limit: None };
+        let edited = add_target("# my notes\n", &target, &path()).unwrap();
+        assert!(edited.starts_with("# my notes\n"), "{edited}");
+        let removed = remove_target(&edited, "web", &path()).unwrap();
+        assert_eq!(removed.trim_end(), "# my notes");
+    }
+
+    #[test]
     fn removing_gives_back_the_file_as_it_was() {
         let target = NewTarget {
             name: "api".into(),
@@ -375,6 +425,22 @@ mod tests {
         assert_eq!(pattern, "^/usr/bin/node (.* )?/srv/app/server\\.js");
         assert!(Regex::new(&pattern).unwrap().is_match(&argv.join(" ")));
         assert_eq!(argv_pattern(&[]), None);
+    }
+
+    #[test]
+    fn set_limit_writes_fd_limit_on_that_target_only() {
+        let text = "# mine\n[[watch]]\nname = \"a\"\nport = 1 # the api\n\n[[watch]]\nname = \"b\"\nport = 2\n";
+        let edited = set_fd_limit(text, "b", Some(4096), &path()).unwrap();
+        assert!(edited.contains("port = 1 # the api"), "{edited}");
+        let config = Config::parse(&edited, &path()).unwrap();
+        assert_eq!(config.watch[0].fd_limit, None);
+        assert_eq!(config.watch[1].fd_limit, Some(4096));
+        let cleared = set_fd_limit(&edited, "b", None, &path()).unwrap();
+        assert_eq!(cleared, text);
+        assert!(matches!(
+            set_fd_limit(text, "c", Some(1), &path()),
+            Err(EditError::NoSuchTarget { .. })
+        ));
     }
 
     #[test]

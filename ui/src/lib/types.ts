@@ -8,7 +8,9 @@
 
 import type { Problem } from '../bindings/Problem';
 import type { TopKind } from '../bindings/TopKind';
-export type { Problem, TopKind };
+import type { Locator } from '../bindings/Locator';
+import type { Proposal } from '../bindings/Proposal';
+export type { Locator, Problem, Proposal, TopKind };
 
 /** Milliseconds since the Unix epoch. */
 export type UnixMillis = number;
