@@ -222,3 +222,61 @@ fn watch_proposes_an_argv_pattern_for_a_process_without_a_port() {
     assert!(!proposal.last_resort);
     assert!(proposal.matches.contains(&helper.pid()), "{proposal:?}");
 }
+
+/// The severity the built-in `eta` rule (warn under 6 h, critical under 1 h)
+/// gives a time to the limit.
+fn eta_severity(eta_seconds: f64) -> Severity {
+    if eta_seconds < 3600.0 {
+        Severity::Critical
+    } else if eta_seconds < 6.0 * 3600.0 {
+        Severity::Warning
+    } else {
+        Severity::Ok
+    }
+}
+
+#[test]
+fn a_row_showing_a_near_limit_is_coloured_by_it_once_the_rule_samples_are_in() {
+    // A leak of 7,200 epolls an hour: against the helper's own limit (raised to
+    // the hard limit, 20,000 on the CI machine) that is a limit in under 3 h.
+    let mut helper =
+        leakwatch_test_helper::Helper::spawn_with(&["--exec", "leak epoll 500"]).unwrap();
+    let home = EmptyHome::new();
+    let pidfile = home.dir.path().join("leaky.pid");
+    std::fs::write(&pidfile, helper.pid().to_string()).unwrap();
+    std::fs::create_dir_all(home.config().parent().unwrap()).unwrap();
+    std::fs::write(
+        home.config(),
+        format!(
+            "[defaults]\nwindow = \"5m\"\n\n[[watch]]\nname = \"leaky\"\npidfile = '{}'\n\
+             interval = \"250ms\"\n[watch.rules]\nfds = false\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    let mut engine = Engine::new(home.options(ConfigSource::Default(Some(home.config())))).unwrap();
+    // The rule needs `samples` (2) ticks past its threshold after the ETA first
+    // shows: count the ticks since it did.
+    let mut with_eta = 0;
+    let mut last = None;
+    let done = wait_until(Duration::from_secs(240), || {
+        std::thread::sleep(Duration::from_millis(250));
+        let status = engine.tick();
+        let row = status.targets.iter().find(|t| t.target.as_deref() == Some("leaky")).cloned();
+        let shown = row.as_ref().and_then(|r| r.eta_seconds);
+        with_eta = if shown.is_some() { with_eta + 1 } else { 0 };
+        last = row;
+        with_eta >= 4
+    });
+    let row = last.unwrap();
+    assert!(done, "no ETA within 4 min: {row:#?}");
+    let eta = row.eta_seconds.unwrap();
+    let expected = eta_severity(eta);
+    let rule = row.rules.iter().find(|r| r.metric == "eta").unwrap();
+    assert_eq!(rule.severity, expected, "eta {eta:.0} s: {row:#?}");
+    assert_eq!(row.severity, expected, "the row's colour is its text's: {row:#?}");
+    let top = row.top_kind.as_ref().unwrap();
+    assert_eq!(top.kind, leakwatch_probe::FdKind::Epoll, "{top:?}");
+    assert!(top.slope_per_hour.is_some_and(|s| s > 3600.0), "{top:?}");
+    helper.ok("stop-leak");
+}
