@@ -135,6 +135,19 @@ describe('target rows', () => {
     await waitFor(() => expect(backend.callsTo('setFdLimit')).toEqual([['ollama', 10240]]));
   });
 
+  it('scales the sparkline to the recorded span and says which', async () => {
+    const status = leakingStatus();
+    const at = status.targets[0].sample!.at;
+    status.targets[0].history = [[at - 10 * 60_000, 9000], [at - 5 * 60_000, 9200], [at, 9412]];
+    await show(status);
+    const spark = within(row('copilot')).getByTestId('sparkline');
+    expect(spark.dataset.span).toBe('600');
+    // 9,412 of 10,240 over a drawn range of about 8,100 to 10,300: the limit is in view.
+    expect(spark.getAttribute('aria-label')).toBe('descriptors over the last 10 min, limit 10240 marked');
+    // 96 of 256, drawn from about 80 to 110: the limit is not.
+    expect(within(row('ollama')).getByTestId('sparkline').getAttribute('aria-label')).toBe('descriptors over the last hour');
+  });
+
   it('shows what keeps Leakwatch itself from working', async () => {
     const status = leakingStatus();
     status.problems = [{ what: 'history', message: 'running without history: read-only disk', fix: 'make it writable' }];
