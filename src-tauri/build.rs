@@ -16,6 +16,11 @@ const COMMANDS: &[&str] = &[
     "save_settings",
     "set_launch_at_login",
     "reveal_config",
+    "propose_watch",
+    "locator_matches",
+    "add_target",
+    "remove_target",
+    "set_fd_limit",
 ];
 
 fn main() {

@@ -13,6 +13,7 @@ use crate::settings::{self, Settings};
 use crate::state::AppState;
 use leakwatch_core::Config;
 use leakwatch_core::config::{DEFAULT_GRACE, Restart};
+use leakwatch_core::config_edit::{self, Locator, NewTarget};
 use leakwatch_core::engine::Command;
 use leakwatch_core::kill::{self, Guard, KillReport, PlannedProcess};
 use leakwatch_core::model::unix_millis;
@@ -290,7 +291,7 @@ pub fn get_settings<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
 ) -> Result<Settings, AppError> {
-    settings::read(state.paths().config.as_deref(), crate::autostart::is_enabled(&app))
+    settings::read(state.paths().config_file(), crate::autostart::is_enabled(&app))
 }
 
 /// Saves the settings into the config file (validated first), reloads the engine
@@ -301,7 +302,7 @@ pub fn save_settings<R: Runtime>(
     state: State<'_, AppState>,
     settings: Settings,
 ) -> Result<Settings, AppError> {
-    let path = state.paths().config.clone().ok_or_else(|| {
+    let path = state.paths().config_file().map(std::path::Path::to_path_buf).ok_or_else(|| {
         AppError::new(
             ErrorKind::Unavailable,
             "no configuration directory: set LEAKWATCH_CONFIG or HOME",
@@ -324,13 +325,96 @@ pub fn set_launch_at_login<R: Runtime>(app: AppHandle<R>, enabled: bool) -> Resu
     Ok(crate::autostart::is_enabled(&app))
 }
 
+/// What Watch proposes for the process `pid` of an automatic-mode row: a name,
+/// the locator that will find it after a restart, and what that matches now.
+#[tauri::command]
+pub async fn propose_watch(
+    state: State<'_, AppState>,
+    pid: u32,
+) -> Result<config_edit::Proposal, AppError> {
+    blocking(&state, move |probe, _, _| {
+        let table = probe.processes()?;
+        let process = probe.process(pid)?;
+        Ok(config_edit::propose_locator(probe, &table, &process))
+    })
+    .await
+}
+
+/// The pids `locator` matches now, as the Watch dialog's locator is edited.
+#[tauri::command]
+pub async fn locator_matches(
+    state: State<'_, AppState>,
+    locator: Locator,
+) -> Result<Vec<u32>, AppError> {
+    blocking(&state, move |probe, _, _| {
+        let table = probe.processes()?;
+        Ok(config_edit::matches_now(probe, &table, &locator))
+    })
+    .await
+}
+
+/// The config file to edit, or why there is none.
+fn config_file(state: &AppState) -> Result<PathBuf, AppError> {
+    state.paths().config_file().map(std::path::Path::to_path_buf).ok_or_else(|| {
+        AppError::new(
+            ErrorKind::Unavailable,
+            "no configuration directory: set LEAKWATCH_CONFIG or HOME",
+        )
+    })
+}
+
+/// Adds a `[[watch]]` target (Watch's Save, Settings' Add), keeping the file's
+/// comments; the engine reloads and the row becomes the target.
+#[tauri::command]
+pub fn add_target<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    name: String,
+    locator: Locator,
+    fd_limit: Option<u64>,
+) -> Result<(), AppError> {
+    let path = config_file(&state)?;
+    let target = NewTarget { name, locator, fd_limit };
+    config_edit::edit_file(&path, |text| config_edit::add_target(text, &target, &path))?;
+    state.send(Command::Reload);
+    crate::tray::refresh(&app);
+    Ok(())
+}
+
+/// Removes the `[[watch]]` target `name`.
+#[tauri::command]
+pub fn remove_target<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    name: String,
+) -> Result<(), AppError> {
+    let path = config_file(&state)?;
+    config_edit::edit_file(&path, |text| config_edit::remove_target(text, &name, &path))?;
+    state.send(Command::Reload);
+    crate::tray::refresh(&app);
+    Ok(())
+}
+
+/// "Set limit…": writes the target's `fd_limit` (`None` removes it).
+#[tauri::command]
+pub fn set_fd_limit(
+    state: State<'_, AppState>,
+    target: String,
+    limit: Option<u64>,
+) -> Result<(), AppError> {
+    let path = config_file(&state)?;
+    config_edit::edit_file(&path, |text| config_edit::set_fd_limit(text, &target, limit, &path))?;
+    state.send(Command::Reload);
+    Ok(())
+}
+
 /// Shows the config file in the file manager.
 #[tauri::command]
 pub fn reveal_config(state: State<'_, AppState>) -> Result<(), AppError> {
     let path = state
         .paths()
-        .config
-        .clone()
+        .config_file()
+        .map(std::path::Path::to_path_buf)
         .ok_or_else(|| AppError::new(ErrorKind::Unavailable, "no configuration path"))?;
     reveal(&path)
 }

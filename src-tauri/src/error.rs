@@ -51,6 +51,18 @@ impl From<leakwatch_probe::Error> for AppError {
     }
 }
 
+impl From<leakwatch_core::config_edit::EditError> for AppError {
+    fn from(e: leakwatch_core::config_edit::EditError) -> Self {
+        use leakwatch_core::config_edit::EditError;
+        let kind = match &e {
+            EditError::Read { .. } | EditError::Write { .. } => ErrorKind::Io,
+            EditError::NoSuchTarget { .. } => ErrorKind::NotFound,
+            _ => ErrorKind::InvalidSettings,
+        };
+        Self::new(kind, e.to_string())
+    }
+}
+
 impl From<leakwatch_core::ConfigError> for AppError {
     fn from(e: leakwatch_core::ConfigError) -> Self {
         Self::new(ErrorKind::Config, e.to_string())

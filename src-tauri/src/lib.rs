@@ -33,6 +33,11 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         commands::save_settings,
         commands::set_launch_at_login,
         commands::reveal_config,
+        commands::propose_watch,
+        commands::locator_matches,
+        commands::add_target,
+        commands::remove_target,
+        commands::set_fd_limit,
     ]
 }
 
@@ -99,9 +104,7 @@ fn setup(app: &tauri::AppHandle) -> Result<(), Box<dyn std::error::Error>> {
     let notifier = notifications::notifier(e2e, on_click);
     // The engine's loop runs on Tauri's runtime: enter it to spawn.
     let state =
-        tauri::async_runtime::block_on(
-            async move { AppState::start(Paths::from_env(), notifier) },
-        )?;
+        tauri::async_runtime::block_on(async move { AppState::start(Paths::from_env(), notifier) });
     app.manage(state);
     events::forward(app);
     tray::build(app)?;
@@ -143,6 +146,7 @@ mod bindings {
         crate::settings::Settings::export_all(&cfg)?;
         crate::error::AppError::export_all(&cfg)?;
         crate::popover::View::export_all(&cfg)?;
+        leakwatch_core::config_edit::Proposal::export_all(&cfg)?;
         Ok(())
     }
 }

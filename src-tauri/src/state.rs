@@ -3,19 +3,24 @@
 //! history live. The engine runs in this process on Tauri's tokio runtime, so the
 //! tray, notifications and popover all show the numbers of one engine.
 
-use crate::error::{AppError, ErrorKind};
-use leakwatch_core::Config;
+use crate::error::AppError;
 use leakwatch_core::engine::{Command, Engine, EngineHandle, EngineOptions};
 use leakwatch_core::notifier::{Notification, Notifier};
 use leakwatch_core::status::Status;
+use leakwatch_core::{Config, ConfigSource};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the app tries again to start an engine that could not start.
+const ENGINE_RETRY: Duration = Duration::from_secs(30);
 
 /// Where the app reads and writes.
 #[derive(Debug, Clone)]
 pub struct Paths {
-    /// The config file (`LEAKWATCH_CONFIG`, else the platform's); it may not exist.
-    pub config: Option<PathBuf>,
+    /// The config: `LEAKWATCH_CONFIG`'s file, which must exist, else the
+    /// platform's, which a new user has not written yet.
+    pub config: ConfigSource,
     /// The history database; `None` keeps no history.
     pub store: Option<PathBuf>,
 }
@@ -24,9 +29,14 @@ impl Paths {
     /// The same places the `leakwatch` CLI uses, so both share config and history.
     pub fn from_env() -> Self {
         Self {
-            config: Config::default_path(),
+            config: ConfigSource::resolve(None),
             store: Config::data_dir().map(|dir| dir.join("history.sqlite3")),
         }
+    }
+
+    /// The config file to read and edit, if there is a place for one.
+    pub fn config_file(&self) -> Option<&Path> {
+        self.config.path()
     }
 }
 
@@ -42,16 +52,22 @@ pub struct AppState {
 
 impl AppState {
     /// Starts the engine on the current tokio runtime (call inside it, e.g. in
-    /// `tauri::async_runtime::block_on`).
-    pub fn start(paths: Paths, notifier: Arc<dyn Notifier>) -> Result<Self, AppError> {
-        let engine = Engine::new(EngineOptions {
-            config_path: paths.config.clone(),
+    /// `tauri::async_runtime::block_on`). Never fails: a missing or broken
+    /// config, a history that cannot be opened or a probe that cannot start
+    /// leave the app running with the reason in the status (and the tray
+    /// warning), since a menubar app that exits at login explains nothing.
+    pub fn start(paths: Paths, notifier: Arc<dyn Notifier>) -> Self {
+        let options = EngineOptions {
+            config: paths.config.clone(),
             store_path: paths.store.clone(),
             notifier: Arc::clone(&notifier),
             interval: None,
-        })
-        .map_err(|e| AppError::new(ErrorKind::Config, e.to_string()))?;
-        Ok(Self { engine: engine.spawn(), paths, notifier })
+        };
+        let engine = EngineHandle::spawn_retrying(
+            move || Engine::new_lenient(options.clone()),
+            ENGINE_RETRY,
+        );
+        Self { engine, paths, notifier }
     }
 
     /// The latest status (after the last tick).
@@ -78,7 +94,7 @@ impl AppState {
         tauri::async_runtime::spawn_blocking(move || {
             // The file as it is now, as the actions read it. An unreadable one
             // does not hide the outcome: notifications are on by default.
-            if load_config(config.as_deref()).is_ok_and(|c| !c.notify.enabled) {
+            if load_config(&config).is_ok_and(|c| !c.notify.enabled) {
                 return;
             }
             if let Err(e) = notifier.notify(&notification) {
@@ -95,14 +111,12 @@ impl AppState {
     /// The configuration on disk now (actions use the file's current contents,
     /// as the CLI does); no file is the built-in default.
     pub fn config(&self) -> Result<Config, AppError> {
-        load_config(self.paths.config.as_deref())
+        load_config(&self.paths.config)
     }
 }
 
-/// Loads `path`, or the defaults when there is no file.
-pub fn load_config(path: Option<&Path>) -> Result<Config, AppError> {
-    match path {
-        Some(path) if path.exists() => Ok(Config::load(path)?),
-        _ => Ok(Config::default()),
-    }
+/// Loads `source`: the defaults when the platform's file does not exist yet, an
+/// error when a named one does not.
+pub fn load_config(source: &ConfigSource) -> Result<Config, AppError> {
+    Ok(source.load_or_default()?)
 }

@@ -28,12 +28,7 @@ struct Tray<R: Runtime> {
     icon: TrayIcon<R>,
     menu: Menu<R>,
     shown: Mutex<Option<TrayModel>>,
-    /// Targets with a restart, by the config file's modification stamp.
-    restartable: Mutex<(Stamp, Vec<String>)>,
 }
-
-/// A file's modification time and length: a cheap "did it change".
-type Stamp = Option<(SystemTime, u64)>;
 
 fn icon(variant: IconVariant) -> tauri::Result<Image<'static>> {
     Image::from_bytes(match variant {
@@ -65,12 +60,7 @@ pub fn build<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
             }
         })
         .build(app)?;
-    app.manage(Tray {
-        icon,
-        menu,
-        shown: Mutex::new(None),
-        restartable: Mutex::new((None, Vec::new())),
-    });
+    app.manage(Tray { icon, menu, shown: Mutex::new(None) });
     refresh(app);
     Ok(())
 }
@@ -122,11 +112,9 @@ pub fn show<R: Runtime>(app: &AppHandle<R>, status: &Status) {
     let Some(tray) = app.try_state::<Tray<R>>() else {
         return;
     };
-    let restartable = restartable(app, &tray);
     let model = tray_menu::model(
         status,
         &Inputs {
-            restartable: &restartable,
             launch_at_login: autostart::is_enabled(app),
             now: unix_millis(SystemTime::now()),
         },
@@ -185,30 +173,4 @@ fn apply<R: Runtime>(
         }
     }
     Ok(())
-}
-
-/// Targets with a `[watch.restart]`, re-read only when the config file changed.
-fn restartable<R: Runtime>(app: &AppHandle<R>, tray: &Tray<R>) -> Vec<String> {
-    let Some(state) = app.try_state::<AppState>() else {
-        return Vec::new();
-    };
-    let stamp = state
-        .paths()
-        .config
-        .as_ref()
-        .and_then(|p| std::fs::metadata(p).ok())
-        .and_then(|m| Some((m.modified().ok()?, m.len())));
-    let Ok(mut cache) = tray.restartable.lock() else {
-        return Vec::new();
-    };
-    if cache.0 != stamp || stamp.is_none() {
-        let names = state
-            .config()
-            .map(|c| {
-                c.watch.iter().filter(|t| t.restart.is_some()).map(|t| t.name.clone()).collect()
-            })
-            .unwrap_or_default();
-        *cache = (stamp, names);
-    }
-    cache.1.clone()
 }

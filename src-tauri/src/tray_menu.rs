@@ -56,15 +56,13 @@ pub struct TrayModel {
 
 /// What the model needs besides the status.
 #[derive(Debug, Clone, Default)]
-pub struct Inputs<'a> {
-    /// Targets with a `[watch.restart]`.
-    pub restartable: &'a [String],
+pub struct Inputs {
     pub launch_at_login: bool,
     pub now: UnixMillis,
 }
 
 /// The tray for `status`.
-pub fn model(status: &Status, inputs: &Inputs<'_>) -> TrayModel {
+pub fn model(status: &Status, inputs: &Inputs) -> TrayModel {
     let worst = status.worst();
     let mut entries = Vec::new();
     if status.targets.is_empty() {
@@ -73,15 +71,17 @@ pub fn model(status: &Status, inputs: &Inputs<'_>) -> TrayModel {
     for target in &status.targets {
         entries.push(item(&format!("{}{}", ids::TARGET, target.name), target_label(target), true));
     }
-    let restarts: Vec<&TargetStatus> = status
-        .targets
-        .iter()
-        .filter(|t| inputs.restartable.iter().any(|name| base_name(&t.name) == name))
-        .collect();
+    // One item per target, however many processes (rows) it matched.
+    let mut restarts: Vec<&str> = Vec::new();
+    for name in status.targets.iter().filter(|t| t.restartable).filter_map(|t| t.target.as_deref())
+    {
+        if !restarts.contains(&name) {
+            restarts.push(name);
+        }
+    }
     if !restarts.is_empty() {
         entries.push(Entry::Separator);
-        for target in restarts {
-            let name = base_name(&target.name);
+        for name in restarts {
             entries.push(item(
                 &format!("{}{name}", ids::RESTART),
                 format!("Restart {name}…"),
@@ -130,14 +130,6 @@ pub fn model(status: &Status, inputs: &Inputs<'_>) -> TrayModel {
 
 fn item(id: &str, label: String, enabled: bool) -> Entry {
     Entry::Item { id: id.to_owned(), label, enabled }
-}
-
-/// A target row's config name (rows of a multi-match target are `name[pid]`).
-pub fn base_name(row: &str) -> &str {
-    match row.rfind('[') {
-        Some(i) if row.ends_with(']') => &row[..i],
-        _ => row,
-    }
 }
 
 /// `copilot: 812 kqueue · warning`, `webui: down`.
@@ -225,6 +217,12 @@ mod tests {
         let total = kinds.values().sum();
         TargetStatus {
             name: name.to_owned(),
+            target: Some(name.to_owned()),
+            instance: None,
+            restartable: false,
+            restart_unavailable: None,
+            limit_unknown: false,
+            top_kind: None,
             selector: "port 4321".to_owned(),
             state: TargetState::Up,
             process: None,
@@ -296,16 +294,11 @@ mod tests {
         let mut down = target("webui", Severity::Critical, &[]);
         down.state = TargetState::Down("nothing listens on port 8787".to_owned());
         down.sample = None;
-        let status = Status {
-            targets: vec![
-                target("copilot", Severity::Warning, &[(FdKind::Kqueue, 812), (FdKind::Unix, 40)]),
-                down,
-            ],
-            ..Status::default()
-        };
-        let restartable = vec!["copilot".to_owned()];
-        let m =
-            model(&status, &Inputs { restartable: &restartable, launch_at_login: true, now: 0 });
+        let mut copilot =
+            target("copilot", Severity::Warning, &[(FdKind::Kqueue, 812), (FdKind::Unix, 40)]);
+        copilot.restartable = true;
+        let status = Status { targets: vec![copilot, down], ..Status::default() };
+        let m = model(&status, &Inputs { launch_at_login: true, now: 0 });
         assert_eq!(m.icon, IconVariant::Critical);
         // The critical target is down: no count, so the title comes from nobody.
         assert_eq!(m.title, None);
@@ -351,9 +344,26 @@ mod tests {
     }
 
     #[test]
-    fn multi_match_rows_restart_their_target() {
-        assert_eq!(base_name("worker[123]"), "worker");
-        assert_eq!(base_name("worker"), "worker");
+    fn a_multi_process_target_gets_one_restart_item() {
+        let mut rows = Vec::new();
+        for pid in [123, 124, 125] {
+            let mut row = target(&format!("worker[{pid}]"), Severity::Ok, &[(FdKind::Unix, 3)]);
+            row.target = Some("worker".to_owned());
+            row.instance = Some(pid);
+            row.restartable = true;
+            rows.push(row);
+        }
+        let status = Status { targets: rows, ..Status::default() };
+        let m = model(&status, &Inputs::default());
+        let restarts: Vec<&str> = m
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Item { id, .. } if id.starts_with(ids::RESTART) => Some(id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(restarts, [format!("{}worker", ids::RESTART)]);
         assert_eq!(bytes_text(340_000_000), "340 MB");
     }
 }

@@ -3,6 +3,7 @@
 //! the UI receives (names, shapes, error kinds) is what is tested.
 
 use leakwatch_app::state::{AppState, Paths};
+use leakwatch_core::ConfigSource;
 use leakwatch_core::notifier::{CapturingNotifier, Notifier, NullNotifier};
 use leakwatch_test_helper::{Helper, wait_until};
 use serde_json::{Value, json};
@@ -27,10 +28,16 @@ fn start_with(config: &str, notifier: Arc<dyn Notifier>) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, config).expect("write config");
-    let paths =
-        Paths { config: Some(config_path), store: Some(dir.path().join("history.sqlite3")) };
-    let state = tauri::async_runtime::block_on(async move { AppState::start(paths, notifier) })
-        .expect("engine starts");
+    let paths = Paths {
+        config: ConfigSource::Default(Some(config_path)),
+        store: Some(dir.path().join("history.sqlite3")),
+    };
+    start_in(dir, paths, notifier)
+}
+
+/// The app started with `paths` in `dir`, whatever is (or is not) there.
+fn start_in(dir: tempfile::TempDir, paths: Paths, notifier: Arc<dyn Notifier>) -> Fixture {
+    let state = tauri::async_runtime::block_on(async move { AppState::start(paths, notifier) });
     let app = mock_builder()
         .manage(state)
         .invoke_handler(leakwatch_app::handler())
@@ -77,6 +84,110 @@ fn helper_config(pidfile: &std::path::Path) -> String {
     )
 }
 
+/// An empty home directory: no config, no data directory.
+fn empty_home() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join(".config/leakwatch/config.toml");
+    let store = dir.path().join(".local/share/leakwatch/history.sqlite3");
+    (dir, config, store)
+}
+
+#[test]
+fn an_empty_home_starts_the_app_in_automatic_mode() {
+    let (dir, config, store) = empty_home();
+    let paths = Paths { config: ConfigSource::Default(Some(config.clone())), store: Some(store) };
+    let f = start_in(dir, paths, Arc::new(NullNotifier));
+    let status = status_until(&f, "a first tick", |s| s["tick"].as_u64() > Some(0));
+    assert_eq!(status["config"]["automatic"], true, "{status:#}");
+    assert_eq!(status["config"]["error"], Value::Null);
+    assert_eq!(status["problems"], json!([]));
+    let rows = status["targets"].as_array().expect("rows");
+    assert!(rows.iter().all(|r| r["target"].is_null() && r["restartable"] == false), "{rows:?}");
+    // The settings screen opens too, on the file a save will create.
+    let settings = ok(&f, "get_settings", json!({}));
+    assert_eq!(settings["config_path"], config.display().to_string());
+    assert!(!config.exists(), "nothing written until the user saves");
+}
+
+#[test]
+fn watch_on_an_automatic_row_writes_the_target_and_the_row_becomes_it() {
+    let (dir, config, store) = empty_home();
+    let helper = Helper::spawn_with(&["--exec", "open epoll 5"]).expect("lw-helper");
+    let pid = helper.pid();
+    let paths = Paths { config: ConfigSource::Default(Some(config.clone())), store: Some(store) };
+    let f = start_in(dir, paths, Arc::new(NullNotifier));
+    status_until(&f, "a first tick", |s| s["tick"].as_u64() > Some(0));
+    // The user keeps notes in the file before watching anything.
+    std::fs::create_dir_all(config.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&config, "# my notes: keep them\n").expect("write");
+
+    let proposal = ok(&f, "propose_watch", json!({ "pid": pid }));
+    assert_eq!(proposal["name"], "lw-helper", "{proposal}");
+    assert_eq!(proposal["locator"]["key"], "argv", "{proposal}");
+    assert!(proposal["matches"].as_array().is_some_and(|m| m.contains(&json!(pid))), "{proposal}");
+    // Narrowed to this helper only, as a user would edit it.
+    let locator = json!({ "key": "argv", "value": format!("^{}", proposal["locator"]["value"].as_str().unwrap_or("").trim_start_matches('^')) });
+    let matches = ok(&f, "locator_matches", json!({ "locator": locator }));
+    assert!(matches.as_array().is_some_and(|m| m.contains(&json!(pid))), "{matches}");
+
+    ok(&f, "add_target", json!({ "name": "agent", "locator": locator, "fdLimit": 4096 }));
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.starts_with("# my notes: keep them\n"), "{text}");
+    assert!(text.contains("name = \"agent\"") && text.contains("fd_limit = 4096"), "{text}");
+    let status = status_until(&f, "the row as the target", |s| {
+        s["targets"].as_array().is_some_and(|rows| {
+            rows.iter().any(|r| r["target"] == "agent" && r["process"]["pid"] == pid)
+        })
+    });
+    assert_eq!(status["config"]["automatic"], false);
+
+    let dup =
+        invoke(&f, "add_target", json!({ "name": "agent", "locator": locator, "fdLimit": null }))
+            .expect_err("a duplicate");
+    assert_eq!(dup["kind"], "invalid_settings", "{dup}");
+    ok(&f, "set_fd_limit", json!({ "target": "agent", "limit": 8192 }));
+    assert!(std::fs::read_to_string(&config).expect("config").contains("fd_limit = 8192"));
+    ok(&f, "remove_target", json!({ "name": "agent" }));
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert_eq!(text.trim_end(), "# my notes: keep them");
+    status_until(&f, "automatic mode again", |s| s["config"]["automatic"] == true);
+}
+
+#[test]
+fn a_broken_config_shows_its_error_and_the_app_keeps_running() {
+    let (dir, config, store) = empty_home();
+    std::fs::create_dir_all(config.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&config, "# mine\n[[watch]]\nname = \"web\"\nport = \"x\"\n").expect("write");
+    let paths = Paths { config: ConfigSource::Default(Some(config)), store: Some(store) };
+    let f = start_in(dir, paths, Arc::new(NullNotifier));
+    let status = status_until(&f, "a first tick", |s| s["tick"].as_u64() > Some(0));
+    let error = status["config"]["error"].as_str().expect("error shown");
+    assert!(error.contains("config.toml:4:"), "{error}");
+    assert!(error.contains("watch[0].port"), "{error}");
+    assert_eq!(status["config"]["automatic"], true, "built-in defaults in force");
+    // Still answering: it did not exit.
+    let later = status_until(&f, "more ticks", |s| s["tick"].as_u64() > Some(1));
+    assert!(later["config"]["error"].is_string());
+}
+
+#[test]
+fn a_missing_named_config_and_an_unusable_data_dir_leave_the_app_running() {
+    let (dir, _, store) = empty_home();
+    // The data directory's place is taken by a file.
+    let data = store.parent().expect("data dir").to_path_buf();
+    std::fs::create_dir_all(data.parent().expect("share")).expect("mkdir");
+    std::fs::write(&data, "not a directory").expect("write");
+    let named = dir.path().join("typo.toml");
+    let paths = Paths { config: ConfigSource::Named(named), store: Some(store) };
+    let f = start_in(dir, paths, Arc::new(NullNotifier));
+    let status = status_until(&f, "a first tick", |s| s["tick"].as_u64() > Some(0));
+    assert!(
+        status["config"]["error"].as_str().is_some_and(|e| e.contains("typo.toml")),
+        "{status:#}"
+    );
+    assert_eq!(status["problems"][0]["what"], "history", "{status:#}");
+}
+
 #[test]
 fn status_tree_plans_and_cleanup_through_ipc() {
     let mut helper = Helper::spawn_with(&["--exec", "open epoll 7"]).expect("lw-helper");
@@ -91,6 +202,12 @@ fn status_tree_plans_and_cleanup_through_ipc() {
     });
     let target = &status["targets"][0];
     assert_eq!(target["name"], "helper");
+    assert_eq!(target["target"], "helper");
+    assert_eq!(target["instance"], Value::Null, "the target's only row");
+    assert_eq!(target["restartable"], false, "no [watch.restart]");
+    assert!(target["restart_unavailable"].as_str().is_some_and(|r| r.contains("[watch.restart]")));
+    assert_eq!(target["top_kind"]["kind"], "epoll", "{target}");
+    assert_eq!(target["limit_unknown"], false, "Linux reads /proc/PID/limits");
     assert_eq!(target["state"], "up");
     assert_eq!(target["process"]["pid"], pid);
     let start_time = target["process"]["start_time"].clone();

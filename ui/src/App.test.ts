@@ -67,6 +67,96 @@ describe('target rows', () => {
     expect(button.getAttribute('aria-expanded')).toBe('false');
   });
 
+  it('names the top growing kind with its count and slope', async () => {
+    await show(leakingStatus());
+    expect(within(row('copilot')).getByTestId('top-kind').textContent).toBe('kqueue 9180 ↑ +310/h');
+    expect(within(row('ollama')).getByTestId('top-kind').textContent).toBe('file 48');
+  });
+
+  it('says "limit unknown" instead of a percentage of an assumed limit', async () => {
+    const status = leakingStatus();
+    status.targets[1] = { ...status.targets[1], limit_unknown: true, limit: null };
+    status.targets[1].sample = { ...status.targets[1].sample!, limit: null };
+    await show(status);
+    const r = row('ollama');
+    expect(within(r).getByTestId('limit-unknown').textContent).toBe('limit unknown');
+    expect(r.textContent).not.toContain('%');
+  });
+
+  it('acts on the row\'s target, never on a parsed name, and offers only what works', async () => {
+    const status = leakingStatus();
+    status.targets[0] = { ...status.targets[0], name: 'copilot[4821]', instance: 4821 };
+    status.targets[1] = {
+      ...status.targets[1], restartable: false,
+      restart_unavailable: 'no [watch.restart] for this target: set up a restart first',
+    };
+    const { backend } = await show(status);
+    await fireEvent.click(within(row('copilot[4821]')).getAllByRole('button')[0]);
+    await fireEvent.click(screen.getByTestId('restart-button'));
+    await waitFor(() => expect(backend.callsTo('planRestart')).toEqual([['copilot']]));
+    await fireEvent.click(within(row('ollama')).getAllByRole('button')[0]);
+    const ollama = row('ollama');
+    expect(within(ollama).queryByTestId('restart-button')).toBeNull();
+    expect(within(ollama).getByTestId('restart-unavailable').textContent).toContain('[watch.restart]');
+  });
+
+  it('Watch on an automatic row proposes a locator and saves the target', async () => {
+    const status = leakingStatus();
+    status.config.automatic = true;
+    status.targets[0] = {
+      ...status.targets[0], name: 'copilot[4821]', target: null, instance: 4821, restartable: false,
+      restart_unavailable: 'not a watched target: Watch it to set up a restart',
+    };
+    const { backend } = await show(status);
+    await fireEvent.click(within(row('copilot[4821]')).getAllByRole('button')[0]);
+    await fireEvent.click(screen.getByTestId('watch-button'));
+    const dialog = await screen.findByTestId('watch-dialog');
+    expect(backend.callsTo('proposeWatch')).toEqual([[4821]]);
+    expect((within(dialog).getByTestId('watch-name') as HTMLInputElement).value).toBe('copilot');
+    expect(dialog.textContent).toContain('matches now: 4821');
+    await fireEvent.input(within(dialog).getByTestId('watch-name'), { target: { value: 'agent' } });
+    await fireEvent.click(within(dialog).getByTestId('watch-save'));
+    await waitFor(() => expect(backend.callsTo('addTarget')).toEqual([
+      ['agent', { key: 'argv', value: '^/usr/local/bin/copilot' }, null],
+    ]));
+  });
+
+  it('Set limit writes fd_limit and shows a refusal next to the field', async () => {
+    const status = leakingStatus();
+    status.targets[1] = { ...status.targets[1], limit_unknown: true };
+    const { backend } = await show(status);
+    await fireEvent.click(within(row('ollama')).getAllByRole('button')[0]);
+    await fireEvent.click(screen.getByTestId('set-limit-button'));
+    await fireEvent.input(screen.getByTestId('limit-input'), { target: { value: 'lots' } });
+    await fireEvent.click(screen.getByTestId('limit-save'));
+    expect(screen.getByTestId('limit-error').textContent).toContain('whole number');
+    await fireEvent.input(screen.getByTestId('limit-input'), { target: { value: '10240' } });
+    await fireEvent.click(screen.getByTestId('limit-save'));
+    await waitFor(() => expect(backend.callsTo('setFdLimit')).toEqual([['ollama', 10240]]));
+  });
+
+  it('scales the sparkline to the recorded span and says which', async () => {
+    const status = leakingStatus();
+    const at = status.targets[0].sample!.at;
+    status.targets[0].history = [[at - 10 * 60_000, 9000], [at - 5 * 60_000, 9200], [at, 9412]];
+    await show(status);
+    const spark = within(row('copilot')).getByTestId('sparkline');
+    expect(spark.dataset.span).toBe('600');
+    // 9,412 of 10,240 over a drawn range of about 8,100 to 10,300: the limit is in view.
+    expect(spark.getAttribute('aria-label')).toBe('descriptors over the last 10 min, limit 10240 marked');
+    // 96 of 256, drawn from about 80 to 110: the limit is not.
+    expect(within(row('ollama')).getByTestId('sparkline').getAttribute('aria-label')).toBe('descriptors over the last hour');
+  });
+
+  it('shows what keeps Leakwatch itself from working', async () => {
+    const status = leakingStatus();
+    status.problems = [{ what: 'history', message: 'running without history: read-only disk', fix: 'make it writable' }];
+    await show(status);
+    const banner = screen.getByTestId('problem');
+    expect(banner.textContent).toContain('running without history');
+    expect(banner.textContent).toContain('make it writable');
+  });
+
   it('restarts only after confirming the plan', async () => {
     const text = 'Restart copilot (launchd gui/501/dev.copilot):\n  SIGTERM 4821 copilot\n  grace 3 s, then SIGKILL';
     const { backend } = await show(leakingStatus(), { restartPlan: { text, processes: [] } });

@@ -238,7 +238,7 @@ fn engine_ticks(
 ) -> Result<String> {
     ensure!(n >= 1, "N must be at least 1");
     let mut engine = Engine::new(EngineOptions {
-        config_path: Some(config.to_path_buf()),
+        config: leakwatch_core::ConfigSource::Named(config.to_path_buf()),
         store_path: Some(store.to_path_buf()),
         notifier: Arc::new(NullNotifier),
         interval: Some(Duration::from_millis(1)),

@@ -771,13 +771,7 @@ impl Config {
     /// default is the default configuration; a missing file named by
     /// `LEAKWATCH_CONFIG` is an error (someone asked for it).
     pub fn load_default() -> Result<Config, ConfigError> {
-        if let Some(path) = std::env::var_os(CONFIG_ENV).filter(|v| !v.is_empty()) {
-            return Self::load(Path::new(&path));
-        }
-        match Self::default_path() {
-            Some(path) if path.exists() => Self::load(&path),
-            _ => Ok(Config::default()),
-        }
+        crate::config_source::ConfigSource::resolve(None).load_or_default()
     }
 
     /// Validates `text`; `path` is named in errors, and relative paths in the file
@@ -794,6 +788,12 @@ impl Config {
     /// `~/Library/Application Support/dev.leakwatch.Leakwatch` on macOS).
     pub fn default_path() -> Option<PathBuf> {
         resolve_dir(std::env::var_os(CONFIG_ENV), |dirs| dirs.config_dir().join("config.toml"))
+    }
+
+    /// The platform's config file, whatever `LEAKWATCH_CONFIG` says: the file a
+    /// new user has not written yet.
+    pub fn platform_path() -> Option<PathBuf> {
+        resolve_dir(None, |dirs| dirs.config_dir().join("config.toml"))
     }
 
     /// The data directory (the store): `LEAKWATCH_DATA_DIR` when set, else the

@@ -11,14 +11,15 @@
 
 use crate::autopilot::Autopilot;
 use crate::config::{Config, ConfigError, Target};
+use crate::config_source::ConfigSource;
 use crate::locate::{NotFound, PortMemo, locate};
 use crate::model::{Event, EventKind, Sample, SeriesKey, Severity, UnixMillis, unix_millis};
 use crate::notifier::{Notification, Notifier};
 use crate::orphans::{IdleTracker, Lineage, OrphanTree, find_orphans};
 use crate::rules::{MessageContext, Observation, RuleState, measure, outcome_message};
 use crate::status::{
-    ConfigStatus, KindGrowth, OwnUsage, ProcessSummary, RuleStatus, Status, TargetState,
-    TargetStatus,
+    ConfigStatus, KindGrowth, OwnUsage, Problem, ProcessSummary, RuleStatus, Status, TargetState,
+    TargetStatus, TopKind,
 };
 use crate::store::{SeriesId, Store, StoreError};
 use crate::summary::FdSummary;
@@ -61,9 +62,9 @@ pub const ORPHANS: &str = "orphans";
 /// What the engine is started with.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// The config file; `None` means the platform default, and a missing default
-    /// file means built-in defaults (automatic mode).
-    pub config_path: Option<PathBuf>,
+    /// Where the config comes from: an absent default file means built-in
+    /// defaults (automatic mode); a missing named file is an error.
+    pub config: ConfigSource,
     /// The history database; `None` keeps no history (as `watch --no-store`).
     pub store_path: Option<PathBuf>,
     pub notifier: Arc<dyn Notifier>,
@@ -80,6 +81,17 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Probe(#[from] leakwatch_probe::Error),
+}
+
+impl EngineError {
+    /// What failed, as [`Problem::what`] names it: `config`, `history`, `probe`.
+    pub fn what(&self) -> &'static str {
+        match self {
+            EngineError::Config(_) => "config",
+            EngineError::Store(_) => "history",
+            EngineError::Probe(_) => "probe",
+        }
+    }
 }
 
 /// Something for the engine to do between ticks.
@@ -111,6 +123,8 @@ struct Instance {
     samples: VecDeque<Sample>,
     first: Option<Sample>,
     limit: Option<FdLimit>,
+    /// Whether `limit` was resolved for this series (`None` then means unknown).
+    limit_read: bool,
     status: Option<TargetStatus>,
     /// The last descriptor table read by kind, for [`FD_KINDS_MAX_AGE`].
     kinds: Option<KindsRead>,
@@ -136,6 +150,7 @@ impl Instance {
             samples: VecDeque::new(),
             first: None,
             limit: None,
+            limit_read: false,
             status: None,
             kinds: None,
         }
@@ -151,6 +166,8 @@ pub struct Engine {
     config_file: Option<PathBuf>,
     config_stamp: Option<(SystemTime, u64)>,
     config_error: Option<String>,
+    /// What went wrong at start and is still true (no history), for the faces.
+    problems: Vec<Problem>,
     probe: Probe,
     store: Option<Store>,
     instances: BTreeMap<String, Instance>,
@@ -185,14 +202,11 @@ pub struct Engine {
 
 impl Engine {
     /// Loads the config, opens the store and the probe. A config error here stops
-    /// the start (there is no last good config yet); later ones do not.
+    /// the start (there is no last good config yet); later ones do not. For a
+    /// command a person runs (`watch`, the daemon), where failing loudly is the
+    /// clearest answer; the app uses [`Engine::new_lenient`].
     pub fn new(options: EngineOptions) -> Result<Self, EngineError> {
-        let config_file = options.config_path.clone().or_else(Config::default_path);
-        let config = match &config_file {
-            Some(path) if path.exists() => Config::load(path)?,
-            Some(path) if options.config_path.is_some() => Config::load(path)?,
-            _ => Config::default(),
-        };
+        let config = options.config.load_or_default()?;
         let mut notes = Vec::new();
         let store = match &options.store_path {
             Some(path) => {
@@ -205,13 +219,82 @@ impl Engine {
             }
             None => None,
         };
+        Self::assemble(options, config, None, store, notes, Vec::new())
+    }
+
+    /// Starts whatever the state of the files: a config that is missing (when
+    /// named) or broken leaves the built-in defaults in force with the error in
+    /// the status (file, line, key), as a later bad edit keeps the last good
+    /// config; a history that cannot be opened leaves the engine without one,
+    /// said in [`Status::problems`]. Fixing the file is picked up by the usual
+    /// reload. Only a platform with no process interface stops it.
+    pub fn new_lenient(options: EngineOptions) -> Result<Self, EngineError> {
+        let (config, config_error) = match options.config.load_or_default() {
+            Ok(config) => (config, None),
+            Err(error) => {
+                tracing::warn!("running on the built-in defaults: {error}");
+                (Config::default(), Some(error.to_string()))
+            }
+        };
+        let mut notes = Vec::new();
+        let mut problems = Vec::new();
+        let store = match &options.store_path {
+            Some(path) => match Store::open(path) {
+                Ok(opened) => {
+                    if let Some(message) = opened.message() {
+                        tracing::warn!("{message}");
+                        notes.push(message);
+                    }
+                    Some(opened.store)
+                }
+                Err(error) => {
+                    tracing::warn!("running without history: {error}");
+                    problems.push(Problem {
+                        what: "history".to_owned(),
+                        message: format!("running without history: {error}"),
+                        fix: format!(
+                            "make {} writable (or set LEAKWATCH_DATA_DIR), then restart Leakwatch",
+                            path.parent().unwrap_or(path).display()
+                        ),
+                    });
+                    None
+                }
+            },
+            None => None,
+        };
+        Self::assemble(options, config, config_error, store, notes, problems)
+    }
+
+    fn assemble(
+        options: EngineOptions,
+        config: Config,
+        config_error: Option<String>,
+        store: Option<Store>,
+        notes: Vec<String>,
+        problems: Vec<Problem>,
+    ) -> Result<Self, EngineError> {
+        let config_file = options.config.path().map(Path::to_path_buf);
         let config_stamp = config_file.as_deref().and_then(file_stamp);
+        let mut pending_events = Vec::new();
+        if let Some(message) = &config_error {
+            pending_events.push(Event {
+                at: unix_millis(SystemTime::now()),
+                target: "leakwatch".to_owned(),
+                pid: None,
+                kind: EventKind::ConfigError,
+                rule: None,
+                severity: Severity::Warning,
+                value: None,
+                message: format!("{message} (running on the built-in defaults)"),
+            });
+        }
         Ok(Self {
             options,
             config,
             config_file,
             config_stamp,
-            config_error: None,
+            config_error,
+            problems,
             probe: Probe::new()?,
             store,
             instances: BTreeMap::new(),
@@ -228,7 +311,7 @@ impl Engine {
             notify_failures: 0,
             last_prune: None,
             notes,
-            pending_events: Vec::new(),
+            pending_events,
             lineage: Lineage::new(),
             idle: IdleTracker::new(),
             orphans: Vec::new(),
@@ -286,11 +369,7 @@ impl Engine {
         }
         self.config_stamp = stamp;
         let now = unix_millis(SystemTime::now());
-        let loaded = if path.exists() || self.options.config_path.is_some() {
-            Config::load(&path)
-        } else {
-            Ok(Config::default())
-        };
+        let loaded = self.options.config.load_or_default();
         match loaded {
             Ok(config) => {
                 self.config = config;
@@ -538,6 +617,9 @@ impl Engine {
             let target = TargetView {
                 name: name.clone(),
                 instance: name.clone(),
+                configured: None,
+                pid: Some(pid),
+                restart: Err("not a watched target: Watch it to set up a restart".to_owned()),
                 selector: "automatic: top descriptor holder".to_owned(),
                 window,
                 fd_limit: self.config.defaults.fd_limit,
@@ -576,9 +658,17 @@ impl Engine {
         let selector = target.selector.to_string();
         let window = self.config.window(target);
         let fd_limit = self.config.fd_limit(target);
-        let view = |instance: &str| TargetView {
+        let restart = if target.restart.is_some() {
+            Ok(())
+        } else {
+            Err("no [watch.restart] for this target: set up a restart first".to_owned())
+        };
+        let view = |instance: &str, pid: Option<u32>| TargetView {
             name: target.name.clone(),
             instance: instance.to_owned(),
+            configured: Some(target.name.clone()),
+            pid,
+            restart: restart.clone(),
             selector: selector.clone(),
             window,
             fd_limit,
@@ -586,7 +676,7 @@ impl Engine {
         let pids = match located {
             Ok(pids) => pids,
             Err(reason) => {
-                self.target_down(&view(&target.name), &reason, &rules, now, events);
+                self.target_down(&view(&target.name, None), &reason, &rules, now, events);
                 seen.push(target.name.clone());
                 return;
             }
@@ -611,12 +701,13 @@ impl Engine {
             };
             let instance =
                 if several { format!("{}[{pid}]", target.name) } else { target.name.clone() };
-            self.poll_process(&view(&instance), &process, &rules, now, events, batch);
+            let view = view(&instance, several.then_some(pid));
+            self.poll_process(&view, &process, &rules, now, events, batch);
             seen.push(instance.clone());
             any = true;
         }
         if !any {
-            self.target_down(&view(&target.name), &NotFound::NoMatch, &rules, now, events);
+            self.target_down(&view(&target.name, None), &NotFound::NoMatch, &rules, now, events);
             seen.push(target.name.clone());
         }
     }
@@ -704,6 +795,12 @@ impl Engine {
         let history = sparkline(&instance.samples);
         instance.status = Some(TargetStatus {
             name: instance_name.clone(),
+            target: target.configured.clone(),
+            instance: target.pid,
+            restartable: target.restart.is_ok(),
+            restart_unavailable: target.restart.clone().err(),
+            limit_unknown: limit.is_none(),
+            top_kind: TopKind::pick(&sample.kinds, &trend.kinds_per_hour),
             selector: target.selector.clone(),
             state: TargetState::Up,
             process: instance.process.clone(),
@@ -759,32 +856,21 @@ impl Engine {
         Ok(Some(summary))
     }
 
-    /// The limit for percentages and the ETA (DESIGN.md, "File descriptor kinds"):
-    /// the process's own where the OS tells it, else the configured `fd_limit`,
-    /// else the platform default the probe reports. Read once per series.
+    /// The limit for percentages and the ETA (DESIGN.md, "File descriptor kinds"),
+    /// see [`resolve_limit`]; `None` when unknown. Read once per series.
     fn effective_limit(
         &mut self,
         instance: &str,
         pid: u32,
         configured: Option<u64>,
     ) -> Option<FdLimit> {
-        if let Some(limit) = self.instances.get(instance).and_then(|i| i.limit) {
-            return Some(limit);
+        if let Some(instance) = self.instances.get(instance).filter(|i| i.limit_read) {
+            return instance.limit;
         }
-        let probed = self.probe.fd_limit(pid).ok();
-        let own_reading =
-            probed.filter(|l| matches!(l.source, LimitSource::ProcLimits | LimitSource::Getrlimit));
-        let limit = own_reading
-            .or_else(|| {
-                configured.map(|soft| FdLimit {
-                    soft: Some(soft),
-                    hard: None,
-                    source: LimitSource::Configured,
-                })
-            })
-            .or(probed);
+        let limit = resolve_limit(self.probe.fd_limit(pid).ok(), configured);
         if let Some(instance) = self.instances.get_mut(instance) {
             instance.limit = limit;
+            instance.limit_read = true;
         }
         limit
     }
@@ -822,6 +908,7 @@ impl Engine {
         instance.samples.clear();
         instance.first = None;
         instance.limit = None;
+        instance.limit_read = false;
         instance.process = Some(ProcessSummary {
             id: process.id,
             name: process.name.clone(),
@@ -892,6 +979,12 @@ impl Engine {
     fn bare_status(&self, target: &TargetView, state: TargetState) -> TargetStatus {
         TargetStatus {
             name: target.instance.to_owned(),
+            target: target.configured.clone(),
+            instance: target.pid,
+            restartable: target.restart.is_ok(),
+            restart_unavailable: target.restart.clone().err(),
+            limit_unknown: false,
+            top_kind: None,
             selector: target.selector.clone(),
             state,
             process: self.instances.get(&target.instance).and_then(|i| i.process.clone()),
@@ -926,11 +1019,19 @@ impl Engine {
             let value = measure(&spec.metric, observation);
             let state = self.rule_states.entry((instance.to_owned(), key.clone())).or_default();
             if let Some(outcome) = state.evaluate(spec, value, limit, now) {
+                // A kind rule speaks of that kind's growth, not the total's: a
+                // kind left out of the fit did not change (its slope is zero).
+                let slope_per_hour = match &spec.metric {
+                    crate::config::Metric::Kind(kind) => trend
+                        .total_per_hour
+                        .map(|_| trend.kinds_per_hour.get(kind).copied().unwrap_or(0.0)),
+                    _ => trend.total_per_hour,
+                };
                 let context = MessageContext {
                     target: instance,
                     metric: &spec.metric,
                     value: outcome.value,
-                    slope_per_hour: trend.total_per_hour,
+                    slope_per_hour,
                     eta: trend.eta,
                     limit,
                 };
@@ -970,6 +1071,7 @@ impl Engine {
         instance.samples.clear();
         instance.first = None;
         instance.limit = None;
+        instance.limit_read = false;
     }
 
     fn end_instance(&mut self, name: &str, now: UnixMillis) {
@@ -1093,6 +1195,7 @@ impl Engine {
                 error: self.config_error.clone(),
                 automatic: self.config.watch.is_empty(),
             },
+            problems: self.problems.clone(),
             own: self.own_usage(),
             recent_events: self.recent_events.iter().cloned().collect(),
             restarts: self.autopilot.restarts().clone(),
@@ -1221,6 +1324,12 @@ impl Engine {
 struct TargetView {
     name: String,
     instance: String,
+    /// The `[[watch]]` name; `None` in automatic mode.
+    configured: Option<String>,
+    /// The pid when it is part of the row's identity (several matches, automatic).
+    pid: Option<u32>,
+    /// Whether a restart is possible, else why not.
+    restart: Result<(), String>,
     selector: String,
     window: Duration,
     fd_limit: Option<u64>,
@@ -1257,6 +1366,107 @@ impl EngineHandle {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
     }
+
+    /// Runs the engine `open` returns on the current tokio runtime, calling it
+    /// again every `retry` while it fails: the menubar app must come up whatever
+    /// the machine's state. Meanwhile the status says why nothing is watched (a
+    /// [`Problem`] named after what failed), and commands other than shutdown are dropped
+    /// (the next attempt reads the config afresh anyway).
+    pub fn spawn_retrying<F>(open: F, retry: Duration) -> EngineHandle
+    where
+        F: Fn() -> Result<Engine, EngineError> + Send + Sync + 'static,
+    {
+        let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
+        let (events_tx, _) = broadcast::channel(256);
+        let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
+        let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+        let events = events_tx.clone();
+        let open = Arc::new(open);
+        let task = tokio::spawn(async move {
+            let engine = loop {
+                let attempt = Arc::clone(&open);
+                let (what, error) = match tokio::task::spawn_blocking(move || attempt()).await {
+                    Ok(Ok(engine)) => break engine,
+                    Ok(Err(error)) => (error.what(), error.to_string()),
+                    Err(panicked) => {
+                        ("engine", format!("the engine panicked while starting: {panicked}"))
+                    }
+                };
+                tracing::error!("the engine could not start: {error}");
+                let status = Status {
+                    at: unix_millis(SystemTime::now()),
+                    problems: vec![Problem {
+                        what: what.to_owned(),
+                        message: format!("watching nothing: {error}"),
+                        fix: format!(
+                            "Leakwatch retries every {}; see `leakwatch doctor`",
+                            humantime::format_duration(retry)
+                        ),
+                    }],
+                    ..Status::default()
+                };
+                let _ = status_tx.send(Arc::new(status));
+                let sleep = tokio::time::sleep(retry);
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        () = &mut sleep => break,
+                        _ = shutdown_rx.changed() => return,
+                        command = command_rx.recv() => if command.is_none() { return },
+                    }
+                }
+            };
+            let inner = engine.spawn();
+            let mut statuses = inner.status();
+            let mut inner_events = inner.events();
+            loop {
+                tokio::select! {
+                    changed = statuses.changed() => {
+                        if changed.is_err() { break }
+                        let status = statuses.borrow_and_update().clone();
+                        let _ = status_tx.send(status);
+                    }
+                    event = inner_events.recv() => match event {
+                        Ok(event) => { let _ = events.send(event); }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    command = command_rx.recv() => match command {
+                        Some(command) => inner.send(command),
+                        None => break,
+                    },
+                    _ = shutdown_rx.changed() => break,
+                }
+            }
+            inner.shutdown().await;
+        });
+        EngineHandle {
+            status: status_rx,
+            events: events_tx,
+            commands: command_tx,
+            shutdown: shutdown_tx,
+            task,
+        }
+    }
+}
+
+/// The limit percentages and the ETA are measured against: the process's own
+/// where the OS tells it, else the target's configured `fd_limit`, else unknown
+/// (`None`). A platform default (launchd's 256 on macOS, for a process whose own
+/// limit cannot be read) is not the process's: Node, Go, the JVM and Chromium
+/// raise their own far above it, so rules measured against it would call every
+/// big holder critical. Unknown leaves percentage thresholds and the ETA silent,
+/// while absolute thresholds and the slope still apply.
+pub fn resolve_limit(probed: Option<FdLimit>, configured: Option<u64>) -> Option<FdLimit> {
+    let own =
+        probed.filter(|l| matches!(l.source, LimitSource::ProcLimits | LimitSource::Getrlimit));
+    own.or_else(|| {
+        configured.map(|soft| FdLimit {
+            soft: Some(soft),
+            hard: None,
+            source: LimitSource::Configured,
+        })
+    })
 }
 
 /// The file's modification time and length: a cheap "did it change" stamp.
@@ -1294,6 +1504,35 @@ mod tests {
             threads: None,
             descendants: 0,
         }
+    }
+
+    fn limit(soft: u64, source: LimitSource) -> FdLimit {
+        FdLimit { soft: Some(soft), hard: None, source }
+    }
+
+    #[test]
+    fn an_unreadable_limit_is_unknown_not_the_platform_default() {
+        // What the macOS probe answers for another process: launchd's default.
+        let assumed = Some(limit(256, LimitSource::LaunchdDefault));
+        assert_eq!(resolve_limit(assumed, None), None);
+        assert_eq!(resolve_limit(None, None), None);
+    }
+
+    #[test]
+    fn a_configured_fd_limit_stands_in_for_an_unknown_one() {
+        let assumed = Some(limit(256, LimitSource::LaunchdDefault));
+        assert_eq!(
+            resolve_limit(assumed, Some(10_240)),
+            Some(limit(10_240, LimitSource::Configured))
+        );
+    }
+
+    #[test]
+    fn the_process_own_limit_wins_over_a_configured_one() {
+        let own = Some(limit(65_536, LimitSource::ProcLimits));
+        assert_eq!(resolve_limit(own, Some(1024)), own);
+        let own = Some(limit(4096, LimitSource::Getrlimit));
+        assert_eq!(resolve_limit(own, None), own);
     }
 
     #[test]

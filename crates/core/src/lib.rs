@@ -6,6 +6,8 @@
 
 pub mod autopilot;
 pub mod config;
+pub mod config_edit;
+pub mod config_source;
 pub mod engine;
 pub mod kill;
 pub mod locate;
@@ -23,6 +25,7 @@ pub mod tree;
 pub mod trend;
 
 pub use config::{Config, ConfigError, RuleSpec};
+pub use config_source::ConfigSource;
 pub use rules::{MetricValue, RuleOutcome, RuleState};
 pub use store::{
     Opened, PruneReport, Retention, SeriesId, SeriesInfo, Snapshot, Store, StoreError,

@@ -202,6 +202,12 @@ mod tests {
         TargetStatus {
             name: name.to_owned(),
             selector: "port 4321".to_owned(),
+            target: Some(name.to_owned()),
+            instance: None,
+            restartable: false,
+            restart_unavailable: None,
+            limit_unknown: false,
+            top_kind: None,
             state: TargetState::Up,
             process: None,
             sample: Some(Sample {

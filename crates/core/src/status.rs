@@ -32,14 +32,37 @@ pub struct Status {
     pub orphan_rules: Vec<RuleStatus>,
     /// Automatic restarts performed per target since the engine started.
     pub restarts: BTreeMap<String, u64>,
+    /// What keeps the engine from working fully (no history, no process
+    /// interface yet), each with how to fix it: the app keeps running and shows
+    /// them rather than exit.
+    pub problems: Vec<Problem>,
+}
+
+/// Something wrong with Leakwatch itself, not with a watched process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Problem {
+    /// What is affected: `history`, `probe`.
+    pub what: String,
+    /// What went wrong, with the file or call that failed.
+    pub message: String,
+    /// What a person can do about it.
+    pub fix: String,
 }
 
 impl Status {
     /// The worst severity over all targets and the orphan rules: the tray icon's
-    /// variant.
+    /// variant. A config error or a [`Problem`] is at least a warning: the
+    /// watchdog is not watching what its user asked for.
     pub fn worst(&self) -> Severity {
         let targets = self.targets.iter().map(|t| t.severity);
-        targets.chain(self.orphan_rules.iter().map(|r| r.severity)).max().unwrap_or(Severity::Ok)
+        let own =
+            (self.config.error.is_some() || !self.problems.is_empty()).then_some(Severity::Warning);
+        targets
+            .chain(self.orphan_rules.iter().map(|r| r.severity))
+            .chain(own)
+            .max()
+            .unwrap_or(Severity::Ok)
     }
 }
 
@@ -71,8 +94,29 @@ pub enum TargetState {
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TargetStatus {
-    /// The target's configured name, with `[pid]` when its selector matched several.
+    /// The row's display name: the target's configured name, with `[pid]` when
+    /// its selector matched several. Faces use `target` and `instance`, never
+    /// parse this.
     pub name: String,
+    /// The `[[watch]]` entry this row belongs to; `None` for a top descriptor
+    /// holder shown in automatic mode (not a target until someone watches it).
+    pub target: Option<String>,
+    /// The pid this row stands for when its target matched several processes
+    /// (each is one row), or in automatic mode; `None` for a target's only row.
+    pub instance: Option<u32>,
+    /// Whether Restart works for this row: a configured target with a
+    /// `[watch.restart]` (its process may be down: restarting starts it).
+    pub restartable: bool,
+    /// Why not, when not: what the user can do instead.
+    pub restart_unavailable: Option<String>,
+    /// True when the process's own descriptor limit cannot be read (another
+    /// user's process, or any other process on macOS) and no `fd_limit` is
+    /// configured: percentage thresholds and the ETA do not apply; a configured
+    /// `fd_limit` fixes it.
+    pub limit_unknown: bool,
+    /// What is growing: the kind with the steepest positive slope, else the
+    /// most-held kind, with its count now.
+    pub top_kind: Option<TopKind>,
     /// The selector, as written in the config (`port 4321`, `process ^copilot$`).
     pub selector: String,
     #[serde(flatten)]
@@ -95,6 +139,39 @@ pub struct TargetStatus {
     pub grew: Vec<KindGrowth>,
     /// `(time, total)` pairs of the last hour, for sparklines.
     pub history: Vec<(UnixMillis, u64)>,
+}
+
+/// A row's headline kind: "kqueue 812 ↑ +96/h".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct TopKind {
+    pub kind: FdKind,
+    pub count: u64,
+    /// Its slope per hour, when it grows; `None` when no kind grows (then this
+    /// is the most-held kind).
+    pub slope_per_hour: Option<f64>,
+}
+
+impl TopKind {
+    /// The fastest-growing kind of `kinds` (slopes per hour) present in
+    /// `counts`, else the most-held one of `counts`.
+    pub fn pick(counts: &BTreeMap<FdKind, u64>, slopes: &BTreeMap<FdKind, f64>) -> Option<Self> {
+        let growing = slopes
+            .iter()
+            .filter(|(_, slope)| **slope > 0.0 && slope.is_finite())
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(kind, slope)| TopKind {
+                kind: *kind,
+                count: counts.get(kind).copied().unwrap_or(0),
+                slope_per_hour: Some(*slope),
+            });
+        growing.or_else(|| {
+            counts
+                .iter()
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                .map(|(kind, count)| TopKind { kind: *kind, count: *count, slope_per_hour: None })
+        })
+    }
 }
 
 /// The process a target currently resolves to.
@@ -135,4 +212,26 @@ pub struct OwnUsage {
     pub rss_bytes: Option<u64>,
     pub cpu_seconds: Option<f64>,
     pub threads: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_kind_is_the_fastest_growing_kind_with_its_count() {
+        let counts = BTreeMap::from([(FdKind::Kqueue, 812), (FdKind::Unix, 2000)]);
+        let slopes = BTreeMap::from([(FdKind::Kqueue, 96.0), (FdKind::Unix, -3.0)]);
+        let top = TopKind::pick(&counts, &slopes).unwrap();
+        assert_eq!(top, TopKind { kind: FdKind::Kqueue, count: 812, slope_per_hour: Some(96.0) });
+    }
+
+    #[test]
+    fn top_kind_without_growth_is_the_most_held_kind() {
+        let counts = BTreeMap::from([(FdKind::Kqueue, 812), (FdKind::Unix, 2000)]);
+        let slopes = BTreeMap::from([(FdKind::Unix, -3.0)]);
+        let top = TopKind::pick(&counts, &slopes).unwrap();
+        assert_eq!(top, TopKind { kind: FdKind::Unix, count: 2000, slope_per_hour: None });
+        assert_eq!(TopKind::pick(&BTreeMap::new(), &BTreeMap::new()), None);
+    }
 }

@@ -54,7 +54,7 @@ fn critical_target_is_restarted_until_the_breaker_trips() {
     .unwrap();
     let store_path = dir.path().join("history.sqlite3");
     let mut engine = Engine::new(EngineOptions {
-        config_path: Some(config),
+        config: leakwatch_core::ConfigSource::Named(config),
         store_path: Some(store_path.clone()),
         notifier: Arc::new(CapturingNotifier::default()),
         interval: Some(Duration::from_millis(100)),

@@ -75,7 +75,7 @@ impl Fixture {
 
     fn engine(&self, interval: Option<Duration>) -> Engine {
         Engine::new(EngineOptions {
-            config_path: Some(self.config_path()),
+            config: leakwatch_core::ConfigSource::Named(self.config_path()),
             store_path: Some(self.store_path()),
             notifier: self.notifier.clone(),
             interval,

@@ -76,7 +76,7 @@ fn lineage_marks_parent_died_rules_fire_and_idle_trees_are_offered() {
     std::fs::write(&config, reaping).unwrap();
     let notifier = Arc::new(CapturingNotifier::default());
     let mut engine = Engine::new(EngineOptions {
-        config_path: Some(config.clone()),
+        config: leakwatch_core::ConfigSource::Named(config.clone()),
         store_path: None,
         notifier: notifier.clone(),
         interval: None,

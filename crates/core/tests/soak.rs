@@ -93,7 +93,7 @@ fn two_thousand_ticks_leak_no_descriptors_threads_or_memory() {
     std::fs::write(&config_path, config).unwrap();
     let store_path = dir.path().join("history.db");
     let mut engine = Engine::new(EngineOptions {
-        config_path: Some(config_path),
+        config: leakwatch_core::ConfigSource::Named(config_path),
         store_path: Some(store_path.clone()),
         notifier: Arc::new(CapturingNotifier::default()),
         interval: Some(Duration::from_millis(1)),

@@ -3,6 +3,7 @@ import type { ConfigStatus } from "./ConfigStatus";
 import type { Event } from "./Event";
 import type { OrphanTree } from "./OrphanTree";
 import type { OwnUsage } from "./OwnUsage";
+import type { Problem } from "./Problem";
 import type { RuleStatus } from "./RuleStatus";
 import type { TargetStatus } from "./TargetStatus";
 
@@ -38,4 +39,10 @@ orphan_rules: Array<RuleStatus>,
 /**
  * Automatic restarts performed per target since the engine started.
  */
-restarts: { [key in string]: number }, };
+restarts: { [key in string]: number }, 
+/**
+ * What keeps the engine from working fully (no history, no process
+ * interface yet), each with how to fix it: the app keeps running and shows
+ * them rather than exit.
+ */
+problems: Array<Problem>, };

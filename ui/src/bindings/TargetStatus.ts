@@ -7,15 +7,49 @@ import type { ProcessSummary } from "./ProcessSummary";
 import type { RuleStatus } from "./RuleStatus";
 import type { Sample } from "./Sample";
 import type { Severity } from "./Severity";
+import type { TopKind } from "./TopKind";
 
 /**
  * One watched process (a target may match several: each is one row).
  */
 export type TargetStatus = { 
 /**
- * The target's configured name, with `[pid]` when its selector matched several.
+ * The row's display name: the target's configured name, with `[pid]` when
+ * its selector matched several. Faces use `target` and `instance`, never
+ * parse this.
  */
 name: string, 
+/**
+ * The `[[watch]]` entry this row belongs to; `None` for a top descriptor
+ * holder shown in automatic mode (not a target until someone watches it).
+ */
+target: string | null, 
+/**
+ * The pid this row stands for when its target matched several processes
+ * (each is one row), or in automatic mode; `None` for a target's only row.
+ */
+instance: number | null, 
+/**
+ * Whether Restart works for this row: a configured target with a
+ * `[watch.restart]` (its process may be down: restarting starts it).
+ */
+restartable: boolean, 
+/**
+ * Why not, when not: what the user can do instead.
+ */
+restart_unavailable: string | null, 
+/**
+ * True when the process's own descriptor limit cannot be read (another
+ * user's process, or any other process on macOS) and no `fd_limit` is
+ * configured: percentage thresholds and the ETA do not apply; a configured
+ * `fd_limit` fixes it.
+ */
+limit_unknown: boolean, 
+/**
+ * What is growing: the kind with the steepest positive slope, else the
+ * most-held kind, with its count now.
+ */
+top_kind: TopKind | null, 
 /**
  * The selector, as written in the config (`port 4321`, `process ^copilot$`).
  */

@@ -3,7 +3,8 @@
 import { invoke } from '@tauri-apps/api/core';
 import { listen } from '@tauri-apps/api/event';
 import type {
-  ActionPlan, Event, KillReport, ProcessId, RestartReport, Settings, Status, TreeRow,
+  ActionPlan, Event, KillReport, Locator, ProcessId, Proposal, RestartReport, Settings, Status,
+  TreeRow,
 } from './types';
 import { asView, type View } from './route';
 
@@ -24,6 +25,14 @@ export interface Backend {
   saveSettings(settings: Settings): Promise<Settings>;
   setLaunchAtLogin(enabled: boolean): Promise<boolean>;
   revealConfig(): Promise<void>;
+  /** Watch: a name and a locator for an automatic-mode row's process. */
+  proposeWatch(pid: number): Promise<Proposal>;
+  /** The pids a locator matches now. */
+  locatorMatches(locator: Locator): Promise<number[]>;
+  /** Adds a `[[watch]]` target; rejects with `{kind, message}` naming what is wrong. */
+  addTarget(name: string, locator: Locator, fdLimit: number | null): Promise<void>;
+  /** "Set limit…": the target's `fd_limit` (`null` removes it). */
+  setFdLimit(target: string, limit: number | null): Promise<void>;
   /** The `status` event, after every engine tick. */
   onStatus(handler: (status: Status) => void): Promise<Unlisten>;
   /** The `leakwatch-event` event: one Event as it happens. */
@@ -47,6 +56,10 @@ export function tauriBackend(): Backend {
     saveSettings: (settings) => invoke<Settings>('save_settings', { settings }),
     setLaunchAtLogin: (enabled) => invoke<boolean>('set_launch_at_login', { enabled }),
     revealConfig: () => invoke<void>('reveal_config'),
+    proposeWatch: (pid) => invoke<Proposal>('propose_watch', { pid }),
+    locatorMatches: (locator) => invoke<number[]>('locator_matches', { locator }),
+    addTarget: (name, locator, fdLimit) => invoke<void>('add_target', { name, locator, fdLimit }),
+    setFdLimit: (target, limit) => invoke<void>('set_fd_limit', { target, limit }),
     onStatus: (handler) => listen<Status>('status', (e) => handler(e.payload)),
     onEvent: (handler) => listen<Event>('leakwatch-event', (e) => handler(e.payload)),
     onNavigate: (handler) =>

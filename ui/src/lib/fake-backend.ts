@@ -3,7 +3,8 @@
 // push `status` events.
 import type { Backend, Unlisten } from './backend';
 import type {
-  ActionPlan, Event, KillReport, ProcessId, RestartReport, Settings, Status, TreeRow,
+  ActionPlan, Event, KillReport, Locator, ProcessId, Proposal, RestartReport, Settings, Status,
+  TreeRow,
 } from './types';
 import type { View } from './route';
 
@@ -147,6 +148,33 @@ export class FakeBackend implements Backend {
 
   async revealConfig() {
     this.record('revealConfig');
+  }
+
+  async proposeWatch(pid: number): Promise<Proposal> {
+    this.record('proposeWatch', pid);
+    const row = this.status.targets.find((t) => t.process?.pid === pid);
+    return {
+      name: row?.process?.name ?? 'server',
+      locator: { key: 'argv', value: `^${row?.process?.argv[0] ?? 'server'}` },
+      why: 'its program and first argument',
+      last_resort: false,
+      matches: [pid],
+    };
+  }
+
+  async locatorMatches(locator: Locator): Promise<number[]> {
+    this.record('locatorMatches', locator);
+    return [];
+  }
+
+  async addTarget(name: string, locator: Locator, fdLimit: number | null) {
+    this.record('addTarget', name, locator, fdLimit);
+    if (this.options.settingsError) throw this.options.settingsError;
+  }
+
+  async setFdLimit(target: string, limit: number | null) {
+    this.record('setFdLimit', target, limit);
+    if (this.options.settingsError) throw this.options.settingsError;
   }
 
   async onStatus(handler: (s: Status) => void): Promise<Unlisten> {

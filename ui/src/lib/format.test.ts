@@ -2,8 +2,26 @@ import { describe, expect, it } from 'vitest';
 import {
   classOf, classTotals, errorMessage, formatBytes, formatCount, formatDuration, formatEta,
   formatOrphanReason, formatPathGroup, formatPercent, formatSlope, kindNoun, shortenMiddle, sortedKinds, targetDot,
+  sparkRange, sparkSpan,
 } from './format';
 import { downTarget, leakingTarget, orphanTrees } from '../fixtures/status';
+
+describe('sparkline scale', () => {
+  it('spans the recorded history, not always the hour', () => {
+    const at = 1_000_000;
+    expect(sparkSpan([[at - 3 * 60_000, 5], [at, 9]], at)).toBe(180);
+    expect(sparkSpan([[at - 5_000, 5], [at, 9]], at)).toBe(60);
+    expect(sparkSpan([[at - 2 * 3600_000, 5], [at, 9]], at)).toBe(3600);
+    expect(sparkSpan([], at)).toBe(3600);
+  });
+
+  it('keeps a small wobble on a big count flat', () => {
+    const [lo, hi] = sparkRange([1000, 1002]);
+    expect(hi - lo).toBeGreaterThanOrEqual(200);
+    expect(lo).toBeLessThan(1000);
+    expect(hi).toBeGreaterThan(1002);
+  });
+});
 
 describe('formatBytes', () => {
   it.each([

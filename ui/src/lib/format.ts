@@ -111,6 +111,26 @@ export function formatDuration(seconds: number | null | undefined): string {
   return `${secs} s`;
 }
 
+/** The seconds a sparkline spans: the history it has (a target's first minutes
+ * fill the box rather than a sliver at its right end), at least a minute, at most
+ * the hour the engine keeps. */
+export function sparkSpan(history: [number, number][], at: number): number {
+  if (history.length === 0) return 3600;
+  const seconds = (at - history[0][0]) / 1000;
+  return Math.min(3600, Math.max(60, Math.ceil(seconds)));
+}
+
+/** The vertical range of a sparkline over `values`: a small wobble on a big
+ * count must not look like a leak, so it spans at least 20% of the value (and
+ * 20 descriptors). */
+export function sparkRange(values: number[]): [number, number] {
+  const min = Math.min(...values);
+  const max = Math.max(...values);
+  const span = Math.max(max - min, max * 0.2, 20);
+  const mid = (max + min) / 2;
+  return [mid - span * 0.6, mid + span * 0.6];
+}
+
 /** Slope of descriptors per hour: "+96/h", "−12/h", "flat" (under 1/h), "" when unknown. */
 export function formatSlope(perHour: number | null | undefined): string {
   if (perHour == null || !Number.isFinite(perHour)) return '';

@@ -6,6 +6,12 @@
 // land in ../bindings/, replace the declarations below with re-exports, e.g.
 //   export type { Status } from '../bindings/Status';
 
+import type { Problem } from '../bindings/Problem';
+import type { TopKind } from '../bindings/TopKind';
+import type { Locator } from '../bindings/Locator';
+import type { Proposal } from '../bindings/Proposal';
+export type { Locator, Problem, Proposal, TopKind };
+
 /** Milliseconds since the Unix epoch. */
 export type UnixMillis = number;
 
@@ -97,7 +103,18 @@ export interface KindGrowth {
 }
 
 export type TargetStatus = TargetState & {
+  /** The row's display name (`name[pid]` for one of several); never parsed. */
   name: string;
+  /** The `[[watch]]` name; null for an automatic-mode row. */
+  target: string | null;
+  /** The pid, when one of several rows of its target (or automatic). */
+  instance: number | null;
+  restartable: boolean;
+  /** Why Restart is not offered, when it is not. */
+  restart_unavailable: string | null;
+  /** The process's own limit cannot be read and no fd_limit is configured. */
+  limit_unknown: boolean;
+  top_kind: TopKind | null;
   selector: string;
   process: ProcessSummary | null;
   sample: Sample | null;
@@ -176,6 +193,8 @@ export interface Status {
   orphan_rules: RuleStatus[];
   /** Automatic restarts per target since the engine started. */
   restarts: Partial<Record<string, number>>;
+  /** What keeps Leakwatch itself from working fully, with a fix. */
+  problems: Problem[];
 }
 
 // ---- actions (core::kill, core::restart) ----

@@ -1,9 +1,11 @@
-//! `leakwatch config init | check | path`: write a commented example, validate a
-//! file with errors that name the file, line and key, and say where the config
-//! lives on this platform.
+//! `leakwatch config init | check | path | add | remove`: write a commented
+//! example, validate a file with errors that name the file, line and key, say
+//! where the config lives on this platform, and add or remove a `[[watch]]`
+//! target keeping the file's comments and layout.
 
 use crate::output;
 use leakwatch_core::config::Config;
+use leakwatch_core::config_edit::{self, Locator, NewTarget};
 use std::path::PathBuf;
 
 /// Write, check or locate the config file.
@@ -30,6 +32,45 @@ enum Action {
     },
     /// Print where the config file is read from.
     Path,
+    /// Add a [[watch]] target, keeping the file's comments and layout; the result
+    /// must pass `config check` or nothing is written. Give exactly one locator.
+    #[command(group(clap::ArgGroup::new("locator").required(true).multiple(false)))]
+    Add {
+        /// The target's name (unique in the file).
+        name: String,
+        /// The process listening on this TCP port.
+        #[arg(long, group = "locator", value_name = "N")]
+        port: Option<u16>,
+        /// The pid written in this file.
+        #[arg(long, group = "locator", value_name = "P")]
+        pidfile: Option<PathBuf>,
+        /// A regex on the process name.
+        #[arg(long, group = "locator", value_name = "RE")]
+        process: Option<String>,
+        /// A regex on the whole command line.
+        #[arg(long, group = "locator", value_name = "RE")]
+        argv: Option<String>,
+        /// A launchd job label (macOS).
+        #[arg(long, group = "locator", value_name = "L")]
+        launchd: Option<String>,
+        /// A systemd user unit (Linux).
+        #[arg(long, group = "locator", value_name = "U")]
+        systemd: Option<String>,
+        /// The descriptor limit to measure against where the process's own cannot
+        /// be read.
+        #[arg(long, value_name = "N")]
+        fd_limit: Option<u64>,
+        /// The file to edit (default: `leakwatch config path`); created if missing.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Remove the [[watch]] target NAME, keeping the rest of the file as it is.
+    Remove {
+        name: String,
+        /// The file to edit (default: `leakwatch config path`).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
@@ -74,6 +115,30 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         Action::Path => {
             let path = resolve(None)?;
             message(json, &path, &path.display().to_string())
+        }
+        Action::Add { name, port, pidfile, process, argv, launchd, systemd, fd_limit, config } => {
+            let locator = port
+                .map(Locator::Port)
+                .or_else(|| pidfile.clone().map(Locator::Pidfile))
+                .or_else(|| process.clone().map(Locator::Process))
+                .or_else(|| argv.clone().map(Locator::Argv))
+                .or_else(|| launchd.clone().map(Locator::Launchd))
+                .or_else(|| systemd.clone().map(Locator::Systemd))
+                .ok_or_else(|| anyhow::anyhow!("give one locator: --port, --pidfile, ..."))?;
+            let path = resolve(config.as_ref())?;
+            let target = NewTarget { name: name.clone(), locator, fd_limit: *fd_limit };
+            config_edit::edit_file(&path, |text| config_edit::add_target(text, &target, &path))?;
+            let text =
+                format!("added {name} ({}) to {}", target.locator.describe(), path.display());
+            message(json, &path, &text)
+        }
+        Action::Remove { name, config } => {
+            let path = resolve(config.as_ref())?;
+            if !path.exists() {
+                anyhow::bail!("{}: no such file, so no target named `{name}`", path.display());
+            }
+            config_edit::edit_file(&path, |text| config_edit::remove_target(text, name, &path))?;
+            message(json, &path, &format!("removed {name} from {}", path.display()))
         }
     }
 }

@@ -5,7 +5,6 @@
 
 use super::{probe, store_path};
 use crate::output;
-use leakwatch_core::config::Config;
 use leakwatch_probe::{FdLimit, SystemLimit};
 use serde::Serialize;
 
@@ -47,12 +46,11 @@ struct Report {
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
     let probe = probe()?;
-    let config_path = args.config.clone().or_else(Config::default_path);
+    let source = leakwatch_core::ConfigSource::resolve(args.config.clone());
+    let config_path = source.path().map(std::path::Path::to_path_buf);
     let exists = config_path.as_deref().is_some_and(std::path::Path::exists);
-    let loaded = match &config_path {
-        Some(path) if exists => Some(Config::load(path)),
-        _ => None,
-    };
+    // A missing default file is automatic mode; a missing named one is an error.
+    let loaded = source.load().transpose();
     let config = ConfigReport {
         path: config_path.as_ref().map(|p| p.display().to_string()),
         exists,

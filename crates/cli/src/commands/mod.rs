@@ -59,7 +59,7 @@ impl EngineArgs {
     ) -> anyhow::Result<leakwatch_core::engine::EngineOptions> {
         let store_path = if self.no_store { None } else { Some(store_path()?) };
         Ok(leakwatch_core::engine::EngineOptions {
-            config_path: self.config.clone(),
+            config: leakwatch_core::ConfigSource::resolve(self.config.clone()),
             store_path,
             notifier,
             interval,

@@ -1,0 +1,147 @@
+//! `leakwatch config add | remove` as a user runs them, round-tripped through
+//! `leakwatch config check`, and what a config file that someone named but that
+//! is missing does to every command that reads it (issue 10, item 18).
+#![allow(clippy::unwrap_used)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn leakwatch(env_config: &Path, data: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_leakwatch"))
+        .args(args)
+        .env("LEAKWATCH_CONFIG", env_config)
+        .env("LEAKWATCH_DATA_DIR", data)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("config.toml")
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        leakwatch(&self.config(), &self.dir.path().join("data"), args)
+    }
+}
+
+const MINE: &str = "# my comment, keep it\n[defaults]\ninterval = \"5s\" # slower\n";
+
+#[test]
+fn config_add_and_remove_round_trip_through_config_check() {
+    let s = Scratch::new();
+    std::fs::write(s.config(), MINE).unwrap();
+    let locators: [&[&str]; 6] = [
+        &["--port", "4321"],
+        &["--pidfile", "/run/web.pid"],
+        &["--process", "^copilot$"],
+        &["--argv", "node .*server\\.js"],
+        &["--launchd", "dev.example.web"],
+        &["--systemd", "web.service"],
+    ];
+    for (i, locator) in locators.iter().enumerate() {
+        let name = format!("t{i}");
+        let mut args = vec!["config", "add", name.as_str()];
+        args.extend_from_slice(locator);
+        let out = s.run(&args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        let check = s.run(&["config", "check"]);
+        assert!(check.status.success(), "{}", text(&check));
+        assert!(text(&check).contains(&name), "{}", text(&check));
+    }
+    let edited = std::fs::read_to_string(s.config()).unwrap();
+    assert!(edited.starts_with(MINE), "comments and layout kept: {edited}");
+
+    for i in 0..locators.len() {
+        let out = s.run(&["--json", "config", "remove", &format!("t{i}")]);
+        assert!(out.status.success(), "{}", text(&out));
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(json["message"].as_str().unwrap().contains(&format!("removed t{i}")), "{json}");
+    }
+    let back = std::fs::read_to_string(s.config()).unwrap();
+    assert_eq!(back.trim_end(), MINE.trim_end());
+}
+
+#[test]
+fn config_add_creates_the_file_writes_fd_limit_and_says_so_in_json() {
+    let s = Scratch::new();
+    let nested = s.dir.path().join("sub/config.toml");
+    let nested = nested.to_str().unwrap();
+    let out = s.run(&[
+        "--json",
+        "config",
+        "add",
+        "web",
+        "--port",
+        "8787",
+        "--fd-limit",
+        "10240",
+        "--config",
+        nested,
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["path"], nested);
+    assert_eq!(json["exists"], true);
+    assert!(json["message"].as_str().unwrap().contains("port 8787"), "{json}");
+    let written = std::fs::read_to_string(nested).unwrap();
+    assert!(written.contains("fd_limit = 10240"), "{written}");
+    let check = s.run(&["config", "check", nested]);
+    assert!(check.status.success(), "{}", text(&check));
+}
+
+#[test]
+fn config_add_refuses_duplicates_bad_regexes_and_two_locators_leaving_the_file() {
+    let s = Scratch::new();
+    std::fs::write(s.config(), MINE).unwrap();
+    assert!(s.run(&["config", "add", "web", "--port", "1"]).status.success());
+    let before = std::fs::read_to_string(s.config()).unwrap();
+
+    let dup = s.run(&["config", "add", "web", "--port", "2"]);
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(text(&dup).contains("exists already"), "{}", text(&dup));
+
+    let bad = s.run(&["config", "add", "re", "--process", "("]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).contains("watch[1].process"), "key named: {}", text(&bad));
+
+    let two = s.run(&["config", "add", "x", "--port", "3", "--process", "y"]);
+    assert!(!two.status.success());
+    let none = s.run(&["config", "add", "x"]);
+    assert!(!none.status.success());
+
+    let gone = s.run(&["config", "remove", "nope"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(text(&gone).contains("no target named `nope`"), "{}", text(&gone));
+
+    assert_eq!(std::fs::read_to_string(s.config()).unwrap(), before, "file untouched");
+}
+
+#[test]
+fn a_missing_leakwatch_config_file_is_an_error_for_watch_and_daemon_too() {
+    let s = Scratch::new();
+    assert!(!s.config().exists());
+    for args in [
+        &["watch", "--once", "--no-store"][..],
+        &["daemon", "--no-store"][..],
+        &["kill-tree", "--dry-run", "1"][..],
+    ] {
+        let out = s.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
+        let message = text(&out);
+        assert!(message.contains("config.toml"), "{args:?}: {message}");
+        assert!(message.contains("no such file"), "{args:?}: {message}");
+    }
+}
