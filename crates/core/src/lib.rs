@@ -6,6 +6,7 @@
 
 pub mod autopilot;
 pub mod config;
+pub mod diagnose;
 pub mod engine;
 pub mod kill;
 pub mod locate;
