@@ -247,6 +247,8 @@ mod tests {
             top_paths: Vec::new(),
             grew: Vec::new(),
             history: Vec::new(),
+            diagnosis: None,
+            signatures: Vec::new(),
         }
     }
 
