@@ -216,3 +216,42 @@ fn explain_names_a_tree_left_by_a_sigkilled_parent() {
     assert!(signatures(&report).contains(&"orphaned_tree".to_owned()), "{report:#}");
     assert_eq!(report["orphan"]["leader_gone"], true);
 }
+
+#[test]
+fn explain_finds_a_configured_target_by_name() {
+    let dir = tempdir("target");
+    let helper = helper_leaking("leak inotify 50");
+    let pidfile = dir.join("agent.pid");
+    std::fs::write(&pidfile, format!("{}\n", helper.pid())).unwrap();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[[watch]]\nname = \"agent\"\npidfile = '{}'\n", pidfile.display()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_leakwatch"))
+        .args(["explain", "agent", "--observe", "3s", "--json", "--config"])
+        .arg(&config)
+        .env("XDG_DATA_HOME", &dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["target"], "agent");
+    assert_eq!(report["pid"], u64::from(helper.pid()));
+    assert_named(&report, "watchers_not_removed");
+
+    let missing = Command::new(env!("CARGO_BIN_EXE_leakwatch"))
+        .args(["explain", "nosuch", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("`nosuch` is neither a pid nor a target in the config; configured: agent"),
+        "{stderr}"
+    );
+}
