@@ -245,6 +245,8 @@ mod tests {
             top_paths: Vec::new(),
             grew: Vec::new(),
             history: Vec::new(),
+            diagnosis: None,
+            signatures: Vec::new(),
         }
     }
 

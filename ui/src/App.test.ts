@@ -37,6 +37,10 @@ describe('target rows', () => {
     expect(gauge.getAttribute('aria-label')).toContain('event loops 9180');
     const healthy = row('ollama');
     expect(within(healthy).getByTestId('target-slope').textContent).toBe('flat');
+    expect(within(r).getByTestId('target-diagnosis').textContent).toBe(
+      'event loops leaking: 1 kqueue + 2 unix sockets each, +310/h',
+    );
+    expect(within(healthy).queryByTestId('target-diagnosis')).toBeNull();
   });
 
   it('shows a down target with its reason', async () => {

@@ -33,6 +33,7 @@ enum Command {
     Watch(commands::watch::Args),
     Ps(commands::ps::Args),
     Fds(commands::fds::Args),
+    Explain(commands::explain::Args),
     Tree(commands::tree::Args),
     Orphans(commands::orphans::Args),
     KillTree(commands::kill_tree::Args),
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Ps(args) => commands::ps::run(args, cli.json),
         Command::Fds(args) => commands::fds::run(args, cli.json),
+        Command::Explain(args) => commands::explain::run(args, cli.json),
         Command::Tree(args) => commands::tree::run(args, cli.json),
         Command::Orphans(args) => commands::orphans::run(args, cli.json),
         Command::KillTree(args) => commands::kill_tree::run(args, cli.json),

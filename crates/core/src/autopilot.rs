@@ -36,12 +36,27 @@ pub struct Autopilot {
     restarts: BTreeMap<String, u64>,
     /// Orphan roots handed to a reaper, so a tree is not reaped twice.
     reaping: HashSet<ProcessId>,
+    /// The engine's latest diagnosis per target, written into the forensic
+    /// snapshot of an automatic restart so the evidence says what leaked.
+    diagnoses: HashMap<String, String>,
 }
 
 /// The in-flight key of the reaper (targets are keyed by their name).
 const REAPER: &str = "\u{0}orphan-reaper";
 
 impl Autopilot {
+    /// Remembers `target`'s latest one-line diagnosis (or forgets it).
+    pub fn note_diagnosis(&mut self, target: &str, line: Option<String>) {
+        match line {
+            Some(line) => {
+                self.diagnoses.insert(target.to_owned(), line);
+            }
+            None => {
+                self.diagnoses.remove(target);
+            }
+        }
+    }
+
     /// Restarts performed so far, per target.
     pub fn restarts(&self) -> &BTreeMap<String, u64> {
         &self.restarts
@@ -73,7 +88,13 @@ impl Autopilot {
                 Done::Restart { target, result, snapshots } => {
                     if let Some(store) = store {
                         for snapshot in &snapshots {
-                            if let Err(e) = store.record_snapshot(snapshot) {
+                            let mut snapshot = snapshot.clone();
+                            if let (Some(line), Some(body)) =
+                                (self.diagnoses.get(&target), snapshot.body.as_object_mut())
+                            {
+                                body.insert("diagnosis".to_owned(), line.clone().into());
+                            }
+                            if let Err(e) = store.record_snapshot(&snapshot) {
                                 tracing::warn!("{e}");
                             }
                         }

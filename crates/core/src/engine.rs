@@ -12,6 +12,7 @@
 use crate::autopilot::Autopilot;
 use crate::config::{Config, ConfigError, Target};
 use crate::config_source::ConfigSource;
+use crate::diagnose::{Baseline, BaselineReason, Diagnosis, Evidence, diagnose};
 use crate::locate::{NotFound, PortMemo, locate};
 use crate::model::{Event, EventKind, Sample, SeriesKey, Severity, UnixMillis, unix_millis};
 use crate::notifier::{Notification, Notifier};
@@ -128,6 +129,11 @@ struct Instance {
     status: Option<TargetStatus>,
     /// The last descriptor table read by kind, for [`FD_KINDS_MAX_AGE`].
     kinds: Option<KindsRead>,
+    /// The descriptors open at the series' first read by kind: what survives
+    /// since is what the diagnosis reads.
+    baseline: Option<Baseline>,
+    /// The diagnosis of the last read by kind.
+    diagnosis: Diagnosis,
 }
 
 /// A process's descriptors summarised by kind, when, and the count
@@ -153,6 +159,8 @@ impl Instance {
             limit_read: false,
             status: None,
             kinds: None,
+            baseline: None,
+            diagnosis: Diagnosis::default(),
         }
     }
 }
@@ -552,6 +560,12 @@ impl Engine {
                 .map(|s| s.severity)
                 .max()
                 .unwrap_or(Severity::Ok);
+            let diagnosis = self
+                .instances
+                .values()
+                .filter(|i| i.target == target.name)
+                .find_map(|i| i.diagnosis.line());
+            self.autopilot.note_diagnosis(&target.name, diagnosis);
             self.autopilot.consider_restart(&self.config, target, severity, now, events);
         }
         if scanned {
@@ -814,6 +828,8 @@ impl Engine {
             top_paths: summary.paths.iter().take(10).cloned().collect(),
             grew,
             history,
+            diagnosis: instance.diagnosis.line(),
+            signatures: instance.diagnosis.signatures(),
         });
     }
 
@@ -846,6 +862,20 @@ impl Engine {
         }
         let summary = Arc::new(FdSummary::from_fds(&table.fds));
         if let Some(instance) = self.instances.get_mut(instance_name) {
+            // Survivors since the series' first read: a read by kind already
+            // holds every identity, so this costs a set lookup per descriptor.
+            let now = unix_millis(SystemTime::now());
+            match &instance.baseline {
+                Some(baseline) => {
+                    let survivors = baseline.survivors(&table, now);
+                    instance.diagnosis =
+                        diagnose(&Evidence { survivors: Some(&survivors), ..Evidence::default() });
+                }
+                None => {
+                    instance.baseline =
+                        Some(Baseline::new(&table, now, BaselineReason::SeriesStart));
+                }
+            }
             instance.kinds = Some(KindsRead {
                 id: process.id,
                 count,
@@ -909,6 +939,8 @@ impl Engine {
         instance.first = None;
         instance.limit = None;
         instance.limit_read = false;
+        instance.baseline = None;
+        instance.diagnosis = Diagnosis::default();
         instance.process = Some(ProcessSummary {
             id: process.id,
             name: process.name.clone(),
@@ -998,6 +1030,8 @@ impl Engine {
             top_paths: Vec::new(),
             grew: Vec::new(),
             history: Vec::new(),
+            diagnosis: None,
+            signatures: Vec::new(),
         }
     }
 
@@ -1150,9 +1184,16 @@ impl Engine {
             if !notify {
                 continue;
             }
+            // A rule about a target says what is leaking, when that is known.
+            let diagnosis = (event.kind != EventKind::Cleared)
+                .then(|| self.instances.get(&event.target).and_then(|i| i.diagnosis.line()))
+                .flatten();
             let notification = Notification {
                 title: format!("Leakwatch: {}", event.target),
-                body: event.message.clone(),
+                body: match diagnosis {
+                    Some(line) => format!("{}\n{line}", event.message),
+                    None => event.message.clone(),
+                },
                 target: Some(event.target.clone()),
                 severity: event.severity,
             };

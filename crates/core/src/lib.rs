@@ -8,6 +8,7 @@ pub mod autopilot;
 pub mod config;
 pub mod config_edit;
 pub mod config_source;
+pub mod diagnose;
 pub mod engine;
 pub mod kill;
 pub mod locate;

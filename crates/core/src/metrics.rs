@@ -17,6 +17,12 @@ struct TargetLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignatureLabels {
+    target: String,
+    signature: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
     target: String,
     kind: String,
@@ -50,7 +56,13 @@ pub fn render(status: &Status, extra: &Extra) -> String {
     let rule = Family::<RuleLabels, Gauge>::default();
     let severity = Family::<TargetLabels, Gauge>::default();
     let restarts = Family::<TargetLabels, Gauge>::default();
+    let signature = Family::<SignatureLabels, Gauge>::default();
     for target in &status.targets {
+        for found in &target.signatures {
+            let labels =
+                SignatureLabels { target: target.name.clone(), signature: found.name().into() };
+            signature.get_or_create(&labels).set(1);
+        }
         let labels = TargetLabels { target: target.name.clone() };
         up.get_or_create(&labels).set(i64::from(target.state == TargetState::Up));
         severity.get_or_create(&labels).set(severity_value(target.severity));
@@ -106,6 +118,11 @@ pub fn render(status: &Status, extra: &Extra) -> String {
     registry.register("rule_state", "Rule state: 0 ok, 1 warning, 2 critical", rule);
     registry.register("target_severity", "Worst rule state of the target", severity);
     registry.register("restarts", "Restarts Leakwatch performed", restarts);
+    registry.register(
+        "leak_signature_info",
+        "1 for each leak signature the target's surviving descriptors match",
+        signature,
+    );
     registry.register("orphan_trees", "Orphaned process trees", orphans);
     registry.register("orphan_rss_bytes", "Resident memory held by orphan trees", orphan_rss);
     registry.register("own_rss_bytes", "Leakwatch's own resident memory", own_rss);
@@ -233,6 +250,8 @@ mod tests {
             top_paths: Vec::new(),
             grew: Vec::new(),
             history: Vec::new(),
+            diagnosis: Some("event loops leaking: kqueue ×812".to_owned()),
+            signatures: vec![crate::diagnose::Signature::EventLoopsNotClosed],
         }
     }
 
@@ -249,6 +268,7 @@ mod tests {
             "leakwatch_rule_state{target=\"copilot\",rule=\"kqueue\"} 1",
             "leakwatch_target_up{target=\"copilot\"} 1",
             "leakwatch_restarts{target=\"copilot\"} 2",
+            "leakwatch_leak_signature_info{target=\"copilot\",signature=\"event_loops_not_closed\"} 1",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

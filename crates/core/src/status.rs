@@ -3,6 +3,7 @@
 //! cheap to clone behind an `Arc`, serialises to the JSON that `watch --json`
 //! prints and the UI receives, and keeps the faces free of engine internals.
 
+use crate::diagnose::Signature;
 use crate::model::{Event, Sample, Severity, UnixMillis};
 use crate::orphans::OrphanTree;
 use crate::summary::PathGroup;
@@ -139,6 +140,12 @@ pub struct TargetStatus {
     pub grew: Vec<KindGrowth>,
     /// `(time, total)` pairs of the last hour, for sparklines.
     pub history: Vec<(UnixMillis, u64)>,
+    /// What is leaking, in one line ("event loops leaking: 1 epoll + 2 unix
+    /// sockets each, +96/h"), from the descriptors that survived since the
+    /// series started; `None` while nothing recognisable survives.
+    pub diagnosis: Option<String>,
+    /// The leak signatures behind `diagnosis`, most certain first.
+    pub signatures: Vec<Signature>,
 }
 
 /// A row's headline kind: "kqueue 812 ↑ +96/h".

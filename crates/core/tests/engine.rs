@@ -628,3 +628,52 @@ async fn a_rescan_polls_at_once_rather_than_on_the_beat() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     handle.shutdown().await;
 }
+
+#[test]
+fn a_leaking_target_row_and_notification_carry_the_diagnosis() {
+    let fx = Fixture::new();
+    let mut helper = Helper::spawn().unwrap();
+    let pidfile = fx.write_pidfile("watchers", helper.pid());
+    let rules = "[watch.rules]\ninotify = { warn = 12, samples = 2 }\nfds = false\neta = false\n";
+    fx.write_config(&pidfile_target("watchers", &pidfile, rules));
+    let mut engine = fx.engine(None);
+    // The first read is the series' baseline: nothing survives yet.
+    let status = engine.tick();
+    assert_eq!(row(&status, "watchers").diagnosis, None);
+    // Churn only: opened and closed between reads, never a survivor.
+    for _ in 0..5 {
+        helper.ok("open inotify 20");
+        helper.ok("close inotify all");
+        engine.tick();
+    }
+    let status = engine.tick();
+    assert_eq!(row(&status, "watchers").diagnosis, None, "churn is not a leak");
+
+    helper.ok("leak inotify 20");
+    let status = tick_until(&mut engine, TICK, 200, |s| {
+        row(s, "watchers")
+            .rules
+            .iter()
+            .any(|r| r.metric == "inotify" && r.severity == Severity::Warning)
+            && row(s, "watchers").diagnosis.is_some()
+    });
+    let target = row(&status, "watchers");
+    assert!(
+        target.diagnosis.as_deref().unwrap().starts_with("file watchers never removed"),
+        "{target:?}"
+    );
+    assert_eq!(target.signatures, vec![leakwatch_core::diagnose::Signature::WatchersNotRemoved]);
+    let metrics =
+        leakwatch_core::metrics::render(&status, &leakwatch_core::metrics::Extra::default());
+    assert!(
+        metrics.contains(
+            "leakwatch_leak_signature_info{target=\"watchers\",signature=\"watchers_not_removed\"} 1"
+        ),
+        "{metrics}"
+    );
+    // Five survivors name the shape, twelve raise the rule: the raise says it.
+    let sent = fx.notifier.sent();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert!(sent[0].body.contains("\nfile watchers never removed: "), "{sent:#?}");
+    helper.ok("stop-leak");
+}

@@ -39,6 +39,11 @@ pub(crate) trait Backend: Sized {
     /// The descriptors of `pid`; with `endpoints` false a backend may skip the
     /// work of naming socket endpoints (kinds and paths are always given).
     fn fd_table(&self, pid: u32, endpoints: bool) -> Result<Vec<Fd>>;
+    /// Like `fd_table`, with what each descriptor refers to where the backend
+    /// knows it at no extra cost (see [`crate::FdTable::objects`]).
+    fn fd_table_with_objects(&self, pid: u32, endpoints: bool) -> Result<Vec<(Fd, Option<u64>)>> {
+        Ok(self.fd_table(pid, endpoints)?.into_iter().map(|fd| (fd, None)).collect())
+    }
     fn fd_count(&self, pid: u32) -> Result<usize>;
     fn fd_limit(&self, pid: u32) -> Result<FdLimit>;
     /// What could be read of the system-wide limits; unreadable ones are left out.

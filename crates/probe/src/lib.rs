@@ -111,13 +111,14 @@ impl Probe {
 
     fn read_fd_table(&self, pid: u32, endpoints: bool) -> Result<FdTable> {
         let start_time = self.os.start_time(pid)?;
-        let mut fds = self.os.fd_table(pid, endpoints)?;
-        fds.sort_unstable_by_key(|fd| fd.fd);
+        let mut fds = self.os.fd_table_with_objects(pid, endpoints)?;
+        fds.sort_unstable_by_key(|(fd, _)| fd.fd);
         // A pid reused while we read would give us another process's table.
         if self.os.start_time(pid)? != start_time {
             return Err(Error::no_such_process(pid));
         }
-        Ok(FdTable { id: ProcessId { pid, start_time }, fds })
+        let (fds, objects) = fds.into_iter().unzip();
+        Ok(FdTable { id: ProcessId { pid, start_time }, fds, objects })
     }
 
     /// How many descriptors `pid` has open, by the cheapest means the OS offers.

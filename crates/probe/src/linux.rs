@@ -126,10 +126,15 @@ impl Backend for Os {
     }
 
     fn fd_table(&self, pid: u32, endpoints: bool) -> Result<Vec<Fd>> {
+        Ok(self.fd_table_with_objects(pid, endpoints)?.into_iter().map(|(fd, _)| fd).collect())
+    }
+
+    fn fd_table_with_objects(&self, pid: u32, endpoints: bool) -> Result<Vec<(Fd, Option<u64>)>> {
         let fd_dir = self.open_fd_dir(pid)?;
         let dir_fd = fd_dir.as_fd();
         let mut dir = Dir::read_from(dir_fd).map_err(|e| fd_dir_error(pid, e))?;
         let mut fds = Vec::new();
+        let mut objects = Vec::new();
         let mut sockets: HashMap<u64, Vec<usize>> = HashMap::new();
         let mut path_kinds: HashMap<String, FdKind> = HashMap::new();
         let mut link = [0u8; 4096];
@@ -145,7 +150,9 @@ impl Backend for Os {
                 Err(rustix::io::Errno::NOENT) => continue,
                 Err(e) => return Err(fd_dir_error(pid, e)),
             };
-            let entry = match classify_link(&link[..len]) {
+            let link = &link[..len];
+            objects.push(link_inode(link));
+            let entry = match classify_link(link) {
                 Link::Kind(kind) => Fd { fd, kind, path: None, endpoint: None },
                 Link::Socket(inode) if endpoints => {
                     sockets.entry(inode).or_default().push(fds.len());
@@ -178,7 +185,7 @@ impl Backend for Os {
         if !sockets.is_empty() {
             self.resolve_sockets(pid, &mut fds, sockets)?;
         }
-        Ok(fds)
+        Ok(fds.into_iter().zip(objects).collect())
     }
 
     fn fd_count(&self, pid: u32) -> Result<usize> {
@@ -535,6 +542,19 @@ fn classify_link(link: &[u8]) -> Link {
     Link::Path { kind, path }
 }
 
+/// The inode a `pipe:[ino]`, `socket:[ino]` or `pidfd:[ino]` link names: the
+/// kernel object itself, the same in every process that holds it. Anonymous
+/// inodes (`anon_inode:[eventpoll]`) share one inode and paths have none in the
+/// link: `None`.
+fn link_inode(link: &[u8]) -> Option<u64> {
+    let open = link.iter().position(|&b| b == b'[')?;
+    let prefix = &link[..open];
+    if !matches!(prefix, b"pipe:" | b"socket:" | b"pidfd:") {
+        return None;
+    }
+    link[open + 1..].strip_suffix(b"]").and_then(parse_decimal)
+}
+
 /// The per-namespace socket tables of `/proc/PID/net`, most common first.
 #[derive(Debug, Clone, Copy)]
 enum SocketTable {
@@ -702,6 +722,16 @@ mod tests {
             kind(b"/srv/state.db-wal"),
             Link::Path { kind: None, path: "/srv/state.db-wal".into() }
         );
+    }
+
+    #[test]
+    fn link_inodes_name_pipes_sockets_and_pidfds_only() {
+        assert_eq!(link_inode(b"pipe:[4711]"), Some(4711));
+        assert_eq!(link_inode(b"socket:[12345]"), Some(12345));
+        assert_eq!(link_inode(b"pidfd:[77]"), Some(77));
+        assert_eq!(link_inode(b"anon_inode:[eventpoll]"), None);
+        assert_eq!(link_inode(b"/srv/[weird]"), None);
+        assert_eq!(link_inode(b"pipe:[x]"), None);
     }
 
     #[test]

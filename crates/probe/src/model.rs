@@ -248,6 +248,21 @@ pub struct FdTable {
     #[serde(flatten)]
     pub id: ProcessId,
     pub fds: Vec<Fd>,
+    /// What each descriptor of `fds` (same index) refers to, where the platform
+    /// tells it without extra calls: on Linux the inode in the link of a pipe,
+    /// socket or pidfd (`pipe:[4711]`); `None` elsewhere (anonymous inodes all share
+    /// one, files are told apart by path). Lets a reader tell a descriptor still
+    /// open from one closed and reopened under the same number, and see the same
+    /// object held by a parent and its children.
+    #[serde(skip)]
+    pub objects: Vec<Option<u64>>,
+}
+
+impl FdTable {
+    /// The object `fds[index]` refers to, if known.
+    pub fn object(&self, index: usize) -> Option<u64> {
+        self.objects.get(index).copied().flatten()
+    }
 }
 
 /// Where an FD limit was learned (DESIGN.md: macOS cannot read another process's

@@ -203,3 +203,32 @@ fn a_listeners_inode_leads_to_its_owner() {
     helper.kill();
     assert!(probe.listening_inodes(port).unwrap().is_empty());
 }
+
+#[test]
+fn fd_objects_are_the_inodes_of_the_links() {
+    let mut helper = Helper::spawn().unwrap();
+    let pid = helper.pid();
+    helper.cmd("open pipe 2").unwrap();
+    helper.cmd("open unix 1").unwrap();
+    helper.cmd("open epoll 1").unwrap();
+    let probe = Probe::new().unwrap();
+    for table in [probe.fd_kinds(pid).unwrap(), probe.fd_table(pid).unwrap()] {
+        assert_eq!(table.objects.len(), table.fds.len());
+        let links = independent_fd_links(pid);
+        let mut pipe_objects = BTreeMap::<u64, usize>::new();
+        for (index, fd) in table.fds.iter().enumerate() {
+            let link = &links[&fd.fd];
+            let expected = ["pipe:[", "socket:["]
+                .iter()
+                .find_map(|p| link.strip_prefix(p))
+                .map(|rest| rest.trim_end_matches(']').parse::<u64>().unwrap());
+            assert_eq!(table.object(index), expected, "fd {} ({link})", fd.fd);
+            if fd.kind == FdKind::Pipe {
+                *pipe_objects.entry(table.object(index).unwrap()).or_default() += 1;
+            }
+        }
+        // Both ends of one pipe are one object: the two pipes opened are held whole
+        // (the helper's stdio pipes, one end each, are not).
+        assert_eq!(pipe_objects.values().filter(|ends| **ends == 2).count(), 2);
+    }
+}

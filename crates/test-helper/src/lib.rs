@@ -31,6 +31,7 @@
 //! | `open KIND [N]`, `open file PATH [N]`, `open dir PATH [N]`, `open unix-listen PATH` | fds added |
 //! | `open tcp-conn N` | `ADDED listener=0/1 client=N accepted=N` |
 //! | `close KIND [N\|all]` (the last N of that kind) | fds closed |
+//! | `no-cloexec` (children spawned later inherit every held fd) | fds changed |
 //! | `count` | `KIND=N`... then `leaked= leaking= leak-errors= http= total=` |
 //! | `leak KIND[:PATH] EVERY_MS` / `stop-leak` / `close-leaked` | — / leaked fds held / closed |
 //! | `ignore-term` / `term-marker PATH` / `term-delay MS` | — |
@@ -41,7 +42,8 @@
 //! | `serve-http [PORT]` | port |
 //! | `pid` / `exit [CODE]` / `sleep-forever` / `detach` / `help` | pid / — / — / — / usage |
 //!
-//! KIND is one of `file dir device pipe unix unix-listen tcp-listen tcp-conn udp shm`,
+//! KIND is one of `file dir device pipe unix unix-listen tcp-listen tcp-conn udp shm
+//! close-wait` (a loopback connection whose peer closed: CLOSE_WAIT),
 //! plus `epoll eventfd timerfd signalfd inotify` on Linux and `kqueue` on macOS (on
 //! the other OS they answer `err unsupported on this OS`). N defaults to 1; `pipe`
 //! and `unix` open two fds per unit. If opening fails part-way, what was opened is

@@ -8,6 +8,7 @@ import type { RuleStatus } from "./RuleStatus";
 import type { Sample } from "./Sample";
 import type { Severity } from "./Severity";
 import type { TopKind } from "./TopKind";
+import type { Signature } from "./Signature";
 
 /**
  * One watched process (a target may match several: each is one row).
@@ -81,4 +82,14 @@ grew: Array<KindGrowth>,
 /**
  * `(time, total)` pairs of the last hour, for sparklines.
  */
-history: Array<[number, number]>, } & ({ "state": "up" } | { "state": "down", "reason": string } | { "state": "permission_denied", "reason": string });
+history: Array<[number, number]>, 
+/**
+ * What is leaking, in one line ("event loops leaking: 1 epoll + 2 unix
+ * sockets each, +96/h"), from the descriptors that survived since the
+ * series started; `None` while nothing recognisable survives.
+ */
+diagnosis: string | null, 
+/**
+ * The leak signatures behind `diagnosis`, most certain first.
+ */
+signatures: Array<Signature>, } & ({ "state": "up" } | { "state": "down", "reason": string } | { "state": "permission_denied", "reason": string });

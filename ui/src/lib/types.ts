@@ -25,6 +25,12 @@ export type FdClass = 'event_loops' | 'sockets' | 'files' | 'pipes' | 'other';
 
 export type Severity = 'ok' | 'warning' | 'critical';
 
+/** Leak signatures (crates/core/src/diagnose/signatures.rs). */
+export type Signature =
+  | 'event_loops_not_closed' | 'sqlite_connections_not_closed' | 'subprocess_pipes_not_closed'
+  | 'close_wait_sockets' | 'watchers_not_removed' | 'path_reopened' | 'inherited_by_children'
+  | 'orphaned_tree' | 'idle_tree_holding_memory' | 'unrecognised';
+
 /** `start_time` is the OS's own unit; only compared for equality. */
 export interface ProcessId {
   pid: number;
@@ -128,6 +134,9 @@ export type TargetStatus = TargetState & {
   grew: KindGrowth[];
   /** `[at, total]` pairs, oldest first. */
   history: [UnixMillis, number][];
+  /** What is leaking, in one line, or null while nothing recognisable survives. */
+  diagnosis: string | null;
+  signatures: Signature[];
 };
 
 export interface ConfigStatus {

@@ -5,6 +5,7 @@ pub(crate) mod clean_orphans;
 pub(crate) mod config;
 pub(crate) mod daemon;
 pub(crate) mod doctor;
+pub(crate) mod explain;
 pub(crate) mod fds;
 pub(crate) mod history;
 pub(crate) mod kill_tree;

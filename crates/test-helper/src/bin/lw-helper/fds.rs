@@ -38,10 +38,12 @@ pub(crate) enum Kind {
     Signalfd,
     Inotify,
     Kqueue,
+    /// A loopback TCP connection whose peer closed and this end did not: CLOSE_WAIT.
+    CloseWait,
 }
 
 impl Kind {
-    pub(crate) const ALL: [Kind; 16] = [
+    pub(crate) const ALL: [Kind; 17] = [
         Kind::File,
         Kind::Dir,
         Kind::Device,
@@ -58,6 +60,7 @@ impl Kind {
         Kind::Signalfd,
         Kind::Inotify,
         Kind::Kqueue,
+        Kind::CloseWait,
     ];
 
     pub(crate) fn word(self) -> &'static str {
@@ -78,6 +81,7 @@ impl Kind {
             Kind::Signalfd => "signalfd",
             Kind::Inotify => "inotify",
             Kind::Kqueue => "kqueue",
+            Kind::CloseWait => "close-wait",
         }
     }
 
@@ -291,8 +295,45 @@ impl Table {
                 push(Held::new(fd));
             }
             Kind::TcpConn => return self.open_tcp_pair(),
+            Kind::CloseWait => return self.open_close_wait(),
         }
         Ok(Added { fds, ..Added::default() })
+    }
+
+    /// One loopback connection whose accepted end is closed at once, so the kept
+    /// client end sits in CLOSE_WAIT: a peer that hung up on a program that never
+    /// closed. Shares the `tcp-conn` listener.
+    fn open_close_wait(&mut self) -> Result<Added, String> {
+        let mut added = Added::default();
+        if self.tcp_conn_listener.is_none() {
+            let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("tcp listen: {e}"))?;
+            self.tcp_conn_listener = Some(l);
+            added.listener = 1;
+        }
+        let Some(listener) = &self.tcp_conn_listener else {
+            return Err("tcp-conn listener vanished".to_owned());
+        };
+        let addr = listener.local_addr().map_err(|e| format!("listener address: {e}"))?;
+        let client = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+        let (server, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+        drop(server);
+        self.held[Kind::CloseWait.index()].push(Held::new(client));
+        added.fds = 1 + added.listener;
+        Ok(added)
+    }
+
+    /// `no-cloexec`: clears close-on-exec on every held descriptor, so children
+    /// spawned afterwards inherit them all (the missing `O_CLOEXEC` of a leaky
+    /// parent). Returns how many descriptors it changed.
+    pub(crate) fn clear_cloexec(&self) -> Result<usize, String> {
+        use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+        let mut changed = 0;
+        for held in self.held.iter().flatten() {
+            fcntl(&held._fd, FcntlArg::F_SETFD(FdFlag::empty()))
+                .map_err(|e| format!("clear FD_CLOEXEC: {e}"))?;
+            changed += 1;
+        }
+        Ok(changed)
     }
 
     /// One connected loopback pair for `tcp-conn`: the client end and the accepted end,

@@ -30,7 +30,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const HELP: &str = "open KIND [PATH] [N] | close KIND [N|all] | count | \
-    leak KIND[:PATH] EVERY_MS | stop-leak | close-leaked | ignore-term | term-marker PATH | \
+    no-cloexec | leak KIND[:PATH] EVERY_MS | stop-leak | close-leaked | ignore-term | term-marker PATH | \
     term-delay MS | \
     spawn N [CMD [; CMD]...] | tree DEPTH WIDTH [ignore-term] | \
     fork-every MS [MAX] [ignore-term] | double-fork [tcp-listen PORT] | \
@@ -126,6 +126,7 @@ impl State {
                 Ok(self.table.close(kind, n).to_string())
             }
             "count" => Ok(self.count()),
+            "no-cloexec" => self.table.clear_cloexec().map(|n| n.to_string()),
             "leak" => {
                 let [spec @ .., every] = args else {
                     return Err("usage: leak KIND[:PATH] EVERY_MS".to_owned());
