@@ -7,6 +7,7 @@ use crate::error::{AppError, ErrorKind};
 use leakwatch_core::Config;
 use leakwatch_core::engine::{Command, Engine, EngineHandle, EngineOptions};
 use leakwatch_core::notifier::{Notification, Notifier};
+use leakwatch_core::owner::Face;
 use leakwatch_core::status::Status;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,12 +45,15 @@ impl AppState {
     /// Starts the engine on the current tokio runtime (call inside it, e.g. in
     /// `tauri::async_runtime::block_on`).
     pub fn start(paths: Paths, notifier: Arc<dyn Notifier>) -> Result<Self, AppError> {
-        let engine = Engine::new(EngineOptions {
-            config_path: paths.config.clone(),
-            store_path: paths.store.clone(),
-            notifier: Arc::clone(&notifier),
-            interval: None,
-        })
+        let engine = Engine::new_as(
+            EngineOptions {
+                config_path: paths.config.clone(),
+                store_path: paths.store.clone(),
+                notifier: Arc::clone(&notifier),
+                interval: None,
+            },
+            Face::App,
+        )
         .map_err(|e| AppError::new(ErrorKind::Config, e.to_string()))?;
         Ok(Self { engine: engine.spawn(), paths, notifier })
     }

@@ -15,6 +15,7 @@ use crate::locate::{NotFound, PortMemo, locate};
 use crate::model::{Event, EventKind, Sample, SeriesKey, Severity, UnixMillis, unix_millis};
 use crate::notifier::{Notification, Notifier};
 use crate::orphans::{IdleTracker, Lineage, OrphanTree, find_orphans};
+use crate::owner::{DataDirLock, Face, LockError};
 use crate::rules::{MessageContext, Observation, RuleState, measure, outcome_message};
 use crate::status::{
     ConfigStatus, KindGrowth, OwnUsage, ProcessSummary, RuleStatus, Status, TargetState,
@@ -80,6 +81,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Probe(#[from] leakwatch_probe::Error),
+    /// Another engine owns the data directory (see [`crate::owner`]).
+    #[error(transparent)]
+    Locked(#[from] LockError),
 }
 
 /// Something for the engine to do between ticks.
@@ -181,12 +185,30 @@ pub struct Engine {
     orphan_rules: Vec<RuleStatus>,
     /// Automatic restarts and orphan reaping in flight.
     autopilot: Autopilot,
+    /// The data directory's lock, held while the engine lives (with a store).
+    lock: Option<DataDirLock>,
 }
 
 impl Engine {
     /// Loads the config, opens the store and the probe. A config error here stops
     /// the start (there is no last good config yet); later ones do not.
+    /// With a store, the engine first locks its data directory as
+    /// [`Face::Other`]: see [`Engine::new_as`].
     pub fn new(options: EngineOptions) -> Result<Self, EngineError> {
+        Self::new_as(options, Face::Other)
+    }
+
+    /// [`Engine::new`] for `face`, named in the data directory's lock so that a
+    /// second engine started on the same history can say which one runs
+    /// ([`EngineError::Locked`]) instead of writing every sample twice.
+    pub fn new_as(options: EngineOptions, face: Face) -> Result<Self, EngineError> {
+        let lock = match options.store_path.as_deref().and_then(Path::parent) {
+            Some(dir) if dir.as_os_str().is_empty() => {
+                Some(DataDirLock::acquire(Path::new("."), face)?)
+            }
+            Some(dir) => Some(DataDirLock::acquire(dir, face)?),
+            None => None,
+        };
         let config_file = options.config_path.clone().or_else(Config::default_path);
         let config = match &config_file {
             Some(path) if path.exists() => Config::load(path)?,
@@ -234,7 +256,13 @@ impl Engine {
             orphans: Vec::new(),
             orphan_rules: Vec::new(),
             autopilot: Autopilot::default(),
+            lock,
         })
+    }
+
+    /// The data directory's lock, when the engine keeps history.
+    pub fn lock(&self) -> Option<&DataDirLock> {
+        self.lock.as_ref()
     }
 
     /// The config in force.

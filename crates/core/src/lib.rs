@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod model;
 pub mod notifier;
 pub mod orphans;
+pub mod owner;
 pub mod restart;
 pub mod rules;
 pub mod service;

@@ -10,6 +10,7 @@ use leakwatch_core::engine::{Command, Engine};
 use leakwatch_core::metrics;
 use leakwatch_core::model::EventKind;
 use leakwatch_core::notifier::{DesktopNotifier, Notifier};
+use leakwatch_core::owner::Face;
 use std::sync::{Arc, Mutex};
 
 /// Run the engine headless: history, notifications, metrics, and logs on stderr.
@@ -48,7 +49,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
 fn run_engine(args: &Args) -> anyhow::Result<String> {
     init_logging();
     let notifier: Arc<dyn Notifier> = Arc::new(DesktopNotifier);
-    let engine = Engine::new(args.engine.options(notifier, None)?)?;
+    let engine = Engine::new_as(args.engine.options(notifier, None)?, Face::Daemon)?;
     let metrics_listen = engine.config().metrics.listen;
     let notify_enabled = engine.config().notify.enabled;
     runtime()?.block_on(async move {
