@@ -1148,6 +1148,7 @@ impl Engine {
         let (events_tx, _) = broadcast::channel(256);
         let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+        let (listen_tx, listen_rx) = watch::channel(self.config.metrics.listen);
         let events = events_tx.clone();
         let task = tokio::spawn(async move {
             for note in self.take_notes() {
@@ -1195,6 +1196,8 @@ impl Engine {
                         last_event_at =
                             status.recent_events.iter().map(|e| e.at).fold(last_event_at, u64::max);
                         let _ = status_tx.send(status);
+                        let listen = current.config().metrics.listen;
+                        listen_tx.send_if_modified(|old| std::mem::replace(old, listen) != listen);
                         let wanted = current.base_interval();
                         if wanted != period {
                             period = wanted;
@@ -1238,6 +1241,7 @@ impl Engine {
             events: events_tx,
             commands: command_tx,
             shutdown: shutdown_tx,
+            metrics_listen: listen_rx,
             task,
         }
     }
@@ -1261,6 +1265,7 @@ pub struct EngineHandle {
     events: broadcast::Sender<Event>,
     commands: mpsc::UnboundedSender<Command>,
     shutdown: watch::Sender<bool>,
+    metrics_listen: watch::Receiver<Option<std::net::SocketAddr>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -1273,6 +1278,12 @@ impl EngineHandle {
     /// Events as they happen.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// The config's `[metrics] listen`, changed when a reload changes it, so the
+    /// face serving `/metrics` can move there.
+    pub fn metrics_listen(&self) -> watch::Receiver<Option<std::net::SocketAddr>> {
+        self.metrics_listen.clone()
     }
 
     /// Sends a command; it is applied before the next tick.

@@ -58,17 +58,23 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
         let handle = engine.spawn();
-        let server = match metrics_listen {
+        let extra = Arc::new(Mutex::new(metrics::Extra::default()));
+        let first = match metrics_listen {
             Some(address) => {
                 let listener = tokio::net::TcpListener::bind(address)
                     .await
                     .map_err(|e| anyhow::anyhow!("metrics: cannot listen on {address}: {e}"))?;
                 tracing::info!("serving metrics at http://{address}/metrics");
-                let extra = Arc::new(Mutex::new(metrics::Extra::default()));
-                Some(tokio::spawn(metrics::serve(listener, handle.status(), extra)))
+                Some(MetricsServer::serve(listener, handle.status(), &extra))
             }
             None => None,
         };
+        let server = tokio::spawn(follow_metrics_listen(
+            first,
+            handle.metrics_listen(),
+            handle.status(),
+            extra,
+        ));
         tracing::info!(
             "leakwatch daemon started (pid {}, notifications {})",
             std::process::id(),
@@ -95,13 +101,106 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
                 _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break; }
             }
         }
-        if let Some(server) = server {
-            server.abort();
-        }
+        server.abort();
         handle.shutdown().await;
         tracing::info!("stopped");
         anyhow::Ok(String::new())
     })
+}
+
+/// The `/metrics` server running now, and where.
+struct MetricsServer {
+    address: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MetricsServer {
+    fn serve(
+        listener: tokio::net::TcpListener,
+        status: tokio::sync::watch::Receiver<Arc<leakwatch_core::status::Status>>,
+        extra: &Arc<Mutex<metrics::Extra>>,
+    ) -> Self {
+        let address = listener.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+        Self { address, task: tokio::spawn(metrics::serve(listener, status, Arc::clone(extra))) }
+    }
+
+    /// Stops it and waits until its socket is closed, so the port can be reused.
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Moves `/metrics` when a reload changes `[metrics] listen`: binds the new
+/// address, then stops the old server. A new address that cannot be bound
+/// keeps the old one serving and says so loudly (at error level, naming both),
+/// so a typo in a reload never silently leaves Prometheus scraping nothing.
+async fn follow_metrics_listen(
+    mut current: Option<MetricsServer>,
+    mut listen: tokio::sync::watch::Receiver<Option<std::net::SocketAddr>>,
+    status: tokio::sync::watch::Receiver<Arc<leakwatch_core::status::Status>>,
+    extra: Arc<Mutex<metrics::Extra>>,
+) {
+    while listen.changed().await.is_ok() {
+        let wanted = *listen.borrow_and_update();
+        match (wanted, current.take()) {
+            (None, None) => {}
+            (None, Some(old)) => {
+                tracing::info!("metrics: no longer serving at http://{}/metrics", old.address);
+                old.stop().await;
+            }
+            (Some(address), Some(old)) if old.address == address => current = Some(old),
+            (Some(address), old) => {
+                let mut bound = tokio::net::TcpListener::bind(address).await;
+                // The same port on another address of this host is only free
+                // once the old socket is closed.
+                let old = match (bound.is_err(), old) {
+                    (true, Some(old)) if old.address.port() == address.port() => {
+                        let previous = old.address;
+                        old.stop().await;
+                        bound = tokio::net::TcpListener::bind(address).await;
+                        if bound.is_err() {
+                            // Back where it was, if that is still free.
+                            tokio::net::TcpListener::bind(previous)
+                                .await
+                                .ok()
+                                .map(|l| MetricsServer::serve(l, status.clone(), &extra))
+                        } else {
+                            None
+                        }
+                    }
+                    (_, old) => old,
+                };
+                match bound {
+                    Ok(listener) => {
+                        if let Some(old) = old {
+                            old.stop().await;
+                        }
+                        tracing::info!("metrics: now serving at http://{address}/metrics");
+                        current = Some(MetricsServer::serve(listener, status.clone(), &extra));
+                    }
+                    Err(error) => {
+                        match &old {
+                            Some(old) => tracing::error!(
+                                "metrics: the configuration moved [metrics] listen to {address}, \
+                                 but it cannot be bound ({error}); still serving at \
+                                 http://{}/metrics until it can (fix it and reload, or restart)",
+                                old.address
+                            ),
+                            None => tracing::error!(
+                                "metrics: cannot listen on {address} ({error}); /metrics is \
+                                 not served (fix [metrics] listen and reload, or restart)"
+                            ),
+                        }
+                        current = old;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(server) = current {
+        server.stop().await;
+    }
 }
 
 /// Logs to stderr, plain text, level from LEAKWATCH_LOG or RUST_LOG (default info).

@@ -1,0 +1,267 @@
+//! The daemon as a server, attacked as issue 10 attacked it: two daemons on one
+//! data directory, idle and slow clients on `/metrics`, descriptor exhaustion,
+//! and `[metrics] listen` changed under a running daemon. Real daemons, real
+//! sockets.
+#![cfg(target_os = "linux")]
+// Helpers shared by the tests unwrap too: a panic is the failure report we want.
+#![allow(clippy::unwrap_used)]
+
+use leakwatch_test_helper::wait_until;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A scratch directory with LEAKWATCH_* pointing into it.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("leakwatch-server-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .env("LEAKWATCH_CONFIG", self.path("config.toml"))
+            .env("LEAKWATCH_DATA_DIR", self.path("data"))
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+        command
+    }
+
+    fn write_config(&self, text: &str) {
+        std::fs::write(self.path("config.toml"), text).unwrap();
+    }
+
+    /// `leakwatch daemon`, its stderr collected as it is written.
+    fn daemon(&self) -> Daemon {
+        self.daemon_via(&[])
+    }
+
+    /// The daemon run through `wrapper` (e.g. `prlimit --nofile=N:N --`).
+    fn daemon_via(&self, wrapper: &[&str]) -> Daemon {
+        let bin = env!("CARGO_BIN_EXE_leakwatch");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut args: Vec<&str> = rest.to_vec();
+                args.extend([bin, "daemon"]);
+                self.command(program, &args)
+            }
+            None => self.command(bin, &["daemon"]),
+        };
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Daemon { child, log }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Daemon {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (generously) for `needle` in the log.
+    fn wait_for_log(&self, needle: &str) -> bool {
+        wait_until(Duration::from_secs(60), || self.log().contains(needle))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on now (bound once and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+fn scrapes(port: u16) -> bool {
+    http_get(port, "/metrics").is_some_and(|r| r.starts_with("HTTP/1.1 200") && r.contains("# EOF"))
+}
+
+/// A config with no targets (automatic mode), quiet, metrics on `port`.
+fn config_with_metrics(port: u16) -> String {
+    format!("[notify]\nenabled = false\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
+}
+
+#[test]
+fn second_daemon_on_one_data_dir_refuses_naming_the_running_one() {
+    let scratch = Scratch::new("two-daemons");
+    scratch.write_config("[notify]\nenabled = false\n");
+    let first = scratch.daemon();
+    assert!(first.wait_for_log("leakwatch daemon started"), "{}", first.log());
+
+    let bin = env!("CARGO_BIN_EXE_leakwatch");
+    for args in [&["daemon"][..], &["watch", "--once", "--json"][..]] {
+        let second = scratch.command(bin, args).output().unwrap();
+        let message = String::from_utf8_lossy(&second.stderr);
+        assert_eq!(second.status.code(), Some(1), "{args:?} ran beside the daemon: {message}");
+        assert!(message.contains("another engine already owns the data directory"), "{message}");
+        assert!(message.contains("leakwatch daemon"), "{message}");
+        assert!(message.contains(&format!("pid {}", first.pid())), "{message}");
+        assert!(message.contains("since "), "{message}");
+    }
+    // `--no-store` keeps no history, so it does not need the directory.
+    let apart =
+        scratch.command(bin, &["watch", "--once", "--json", "--no-store"]).output().unwrap();
+    assert!(apart.status.success(), "{}", String::from_utf8_lossy(&apart.stderr));
+
+    // The kernel releases the lock of a daemon that dies without a word.
+    let pid = first.pid();
+    drop(first);
+    let third = scratch.daemon();
+    assert!(
+        third.wait_for_log("leakwatch daemon started"),
+        "a daemon could not start after pid {pid} was killed:\n{}",
+        third.log()
+    );
+}
+
+#[test]
+fn metrics_serves_a_scrape_beside_many_idle_connections() {
+    let scratch = Scratch::new("idle");
+    let port = free_port();
+    scratch.write_config(&config_with_metrics(port));
+    let daemon = scratch.daemon();
+    assert!(wait_until(Duration::from_secs(60), || scrapes(port)), "{}", daemon.log());
+    // Idle clients that never send a byte, below the connection cap.
+    let idle: Vec<std::net::TcpStream> =
+        (0..40).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    let response = http_get(port, "/metrics?from=test").unwrap_or_default();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}\n{}", daemon.log());
+    drop(idle);
+}
+
+/// CPU time (user + system) of `pid` in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn metrics_accept_loop_backs_off_on_emfile_and_keeps_serving() {
+    let scratch = Scratch::new("emfile");
+    let port = free_port();
+    scratch.write_config(&config_with_metrics(port));
+    // Few descriptors: the idle clients below exhaust them before the
+    // connection cap is reached, so `accept` fails with EMFILE.
+    let daemon = scratch.daemon_via(&["prlimit", "--nofile=40:40", "--"]);
+    assert!(wait_until(Duration::from_secs(60), || scrapes(port)), "{}", daemon.log());
+    let idle: Vec<std::net::TcpStream> =
+        (0..60).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    assert!(daemon.wait_for_log("Too many open files"), "never ran out:\n{}", daemon.log());
+    // While out of descriptors, the loop must wait, not spin: a spinning loop
+    // burns about a core for as long as the exhaustion lasts.
+    let ticks_per_second = 100;
+    let before = cpu_ticks(daemon.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(daemon.pid()) - before;
+    assert!(
+        used < 3 * ticks_per_second / 2,
+        "the daemon used {used} ticks of CPU in 3 s while out of descriptors"
+    );
+    drop(idle);
+    // The idle clients are gone (or timed out): a scrape works again.
+    assert!(
+        wait_until(Duration::from_secs(60), || scrapes(port)),
+        "metrics never came back after EMFILE:\n{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn reload_moves_metrics_to_a_changed_listen_address() {
+    let scratch = Scratch::new("rebind");
+    let (old, new) = (free_port(), free_port());
+    scratch.write_config(&config_with_metrics(old));
+    let daemon = scratch.daemon();
+    assert!(wait_until(Duration::from_secs(60), || scrapes(old)), "{}", daemon.log());
+    // Noticed by the file watch; the reload changes only the port.
+    scratch.write_config(&format!("{}\n# moved\n", config_with_metrics(new)));
+    assert!(
+        wait_until(Duration::from_secs(60), || scrapes(new)),
+        "metrics never moved to {new}:\n{}",
+        daemon.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", old))
+            .is_err()),
+        "the old port {old} is still open"
+    );
+    assert!(daemon.log().contains(&format!("now serving at http://127.0.0.1:{new}/metrics")));
+}
+
+#[test]
+fn reload_to_an_unbindable_listen_says_so_and_keeps_serving() {
+    let scratch = Scratch::new("rebind-busy");
+    let old = free_port();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    scratch.write_config(&config_with_metrics(old));
+    let daemon = scratch.daemon();
+    assert!(wait_until(Duration::from_secs(60), || scrapes(old)), "{}", daemon.log());
+    scratch.write_config(&format!("{}\n# moved\n", config_with_metrics(busy)));
+    assert!(
+        daemon.wait_for_log("cannot be bound"),
+        "no word about the unbindable address:\n{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    let line = log.lines().find(|l| l.contains("cannot be bound")).unwrap();
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains(&format!("127.0.0.1:{busy}")), "{line}");
+    assert!(line.contains(&format!("still serving at http://127.0.0.1:{old}/metrics")), "{line}");
+    assert!(scrapes(old), "the old address stopped serving");
+    drop(taken);
+}
