@@ -19,7 +19,10 @@ use std::sync::{Arc, Mutex};
     the file changes); SIGTERM or SIGINT stop the daemon after writing the last tick.\n\n\
     Logging: LEAKWATCH_LOG (or RUST_LOG) sets the level, e.g. LEAKWATCH_LOG=debug.\n\n\
     Metrics: with `[metrics] listen = \"127.0.0.1:9464\"` in the config, Prometheus text is \
-    served at http://127.0.0.1:9464/metrics.\n\n\
+    served at http://127.0.0.1:9464/metrics; a reload that changes the address moves it (or \
+    logs an error and keeps the old one if the new one cannot be bound).\n\n\
+    One engine per data directory: a daemon refuses to start while another engine (a \
+    daemon, `watch`, the app) holds the data directory's lock, and names it.\n\n\
     As a service: `leakwatch daemon install` runs it at every login under launchd (macOS) or \
     systemd --user (Linux); `leakwatch daemon uninstall` removes it.")]
 #[command(args_conflicts_with_subcommands = true)]
