@@ -265,3 +265,103 @@ fn reload_to_an_unbindable_listen_says_so_and_keeps_serving() {
     assert!(scrapes(old), "the old address stopped serving");
     drop(taken);
 }
+
+#[test]
+fn status_without_a_running_engine_exits_3() {
+    let scratch = Scratch::new("status-none");
+    let out =
+        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no engine running"), "{out:?}");
+}
+
+fn status_json(scratch: &Scratch) -> Option<serde_json::Value> {
+    let out =
+        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["status", "--json"]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+#[test]
+fn status_answers_from_the_daemon_while_garbage_and_idle_clients_hold_its_socket() {
+    use std::os::unix::net::UnixStream;
+    let scratch = Scratch::new("status");
+    let helper = leakwatch_test_helper::Helper::spawn().unwrap();
+    let pidfile = scratch.path("helper.pid");
+    std::fs::write(&pidfile, helper.pid().to_string()).unwrap();
+    scratch.write_config(&format!(
+        "[notify]\nenabled = false\n\n[[watch]]\nname = \"leaky\"\npidfile = \"{}\"\ninterval = \"200ms\"\n",
+        pidfile.display()
+    ));
+    let daemon = scratch.daemon();
+    let mut first = None;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            first = status_json(&scratch).filter(|s| s["tick"].as_u64() > Some(0));
+            first.is_some()
+        }),
+        "status never answered:\n{}",
+        daemon.log()
+    );
+    let first = first.unwrap();
+    assert_eq!(first["targets"][0]["name"], "leaky");
+    assert_eq!(first["own"]["pid"], daemon.pid());
+    let socket = scratch.path("data").join("engine.sock");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Clients that hold the socket idle, and one that sends garbage.
+    let idle: Vec<UnixStream> = (0..20).map(|_| UnixStream::connect(&socket).unwrap()).collect();
+    let mut garbage = UnixStream::connect(&socket).unwrap();
+    garbage.write_all(b"\x00\xffNOT HTTP\r\n\r\n").unwrap();
+    let mut stalled = UnixStream::connect(&socket).unwrap();
+    stalled.write_all(b"GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // Neither the engine nor other clients wait for them.
+    let start_tick = first["tick"].as_u64().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            status_json(&scratch)
+                .and_then(|s| s["tick"].as_u64())
+                .is_some_and(|tick| tick > start_tick + 3)
+        }),
+        "the engine or its API stalled behind idle clients:\n{}",
+        daemon.log()
+    );
+    let text = scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("leaky: up"), "{text}");
+    drop((idle, garbage, stalled));
+}
+
+#[test]
+fn status_from_another_uid_is_refused_by_the_peer_uid_check() {
+    // The engine runs as `nobody`; root can open the 0600 socket despite its
+    // mode, so only the peer-uid check stands between them.
+    let scratch = Scratch::new("other-uid");
+    scratch.write_config("[notify]\nenabled = false\n");
+    let data = scratch.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let chown = Command::new("chown").args(["65534:65534", data.to_str().unwrap()]).status();
+    assert!(chown.unwrap().success());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&scratch.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon =
+        scratch.daemon_via(&["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+    let socket = data.join("engine.sock");
+    assert!(
+        wait_until(Duration::from_secs(60), || socket.exists()),
+        "the daemon as nobody never served its socket:\n{}",
+        daemon.log()
+    );
+    let out =
+        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "another uid was answered: {out:?}");
+    assert!(
+        daemon.wait_for_log("refused a connection from uid 0"),
+        "no word of the refusal:\n{}",
+        daemon.log()
+    );
+}

@@ -1150,6 +1150,22 @@ impl Engine {
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
         let (listen_tx, listen_rx) = watch::channel(self.config.metrics.listen);
         let events = events_tx.clone();
+        // The lock owner serves the local API, so other faces attach to it.
+        let api = self.lock.as_ref().map(|lock| crate::api::socket_path(lock.dir()));
+        let api = api.and_then(|socket| match crate::api::SameUserListener::bind(&socket) {
+            Ok(listener) => {
+                let engine = crate::api::Engine {
+                    status: status_rx.clone(),
+                    events: events_tx.clone(),
+                    commands: command_tx.clone(),
+                };
+                Some((socket, tokio::spawn(crate::api::serve(listener, engine))))
+            }
+            Err(error) => {
+                tracing::warn!("local API: cannot listen on {}: {error}", socket.display());
+                None
+            }
+        });
         let task = tokio::spawn(async move {
             for note in self.take_notes() {
                 tracing::warn!("{note}");
@@ -1222,6 +1238,11 @@ impl Engine {
                     },
                     _ = shutdown_rx.changed() => break,
                 }
+            }
+            // The socket goes while the lock is still held, so no later owner's is removed.
+            if let Some((socket, server)) = api {
+                server.abort();
+                let _ = std::fs::remove_file(socket);
             }
             // Let a running tick finish so its samples reach the store.
             if let Some(handle) = in_flight.take()

@@ -4,6 +4,7 @@
 //! process trees, and (as the engine grows) trend, rules and actions. Being pure,
 //! it is tested with made-up snapshots as well as real processes.
 
+pub mod api;
 pub mod autopilot;
 pub mod config;
 pub mod engine;

@@ -51,6 +51,9 @@ pub struct Owner {
     pub face: Face,
     /// When the owner took the lock (Unix ms).
     pub since: UnixMillis,
+    /// Where it serves the local API ([`crate::api`]), once its engine runs.
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
 }
 
 impl std::fmt::Display for Owner {
@@ -110,7 +113,12 @@ impl DataDirLock {
             }
             Err((_, errno)) => return Err(io(std::io::Error::from(errno))),
         };
-        let owner = Owner { pid: std::process::id(), face, since: unix_millis(SystemTime::now()) };
+        let owner = Owner {
+            pid: std::process::id(),
+            face,
+            since: unix_millis(SystemTime::now()),
+            socket: Some(crate::api::socket_path(dir)),
+        };
         let text = serde_json::to_string(&owner).map_err(|e| io(std::io::Error::other(e)))?;
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
