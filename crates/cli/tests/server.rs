@@ -134,35 +134,101 @@ fn config_with_metrics(port: u16) -> String {
 }
 
 #[test]
-fn second_daemon_on_one_data_dir_refuses_naming_the_running_one() {
-    let scratch = Scratch::new("two-daemons");
+fn second_engine_on_one_data_dir_is_refused_naming_the_running_one() {
+    let scratch = Scratch::new("two-engines");
     scratch.write_config("[notify]\nenabled = false\n");
     let first = scratch.daemon();
     assert!(first.wait_for_log("leakwatch daemon started"), "{}", first.log());
 
     let bin = env!("CARGO_BIN_EXE_leakwatch");
-    for args in [&["daemon"][..], &["watch", "--once", "--json"][..]] {
-        let second = scratch.command(bin, args).output().unwrap();
-        let message = String::from_utf8_lossy(&second.stderr);
-        assert_eq!(second.status.code(), Some(1), "{args:?} ran beside the daemon: {message}");
-        assert!(message.contains("another engine already owns the data directory"), "{message}");
-        assert!(message.contains("leakwatch daemon"), "{message}");
-        assert!(message.contains(&format!("pid {}", first.pid())), "{message}");
-        assert!(message.contains("since "), "{message}");
-    }
+    let second = scratch.command(bin, &["watch", "--once", "--json"]).output().unwrap();
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "watch ran beside the daemon: {message}");
+    assert!(message.contains("another engine already owns the data directory"), "{message}");
+    assert!(message.contains("leakwatch daemon"), "{message}");
+    assert!(message.contains(&format!("pid {}", first.pid())), "{message}");
+    assert!(message.contains("since "), "{message}");
     // `--no-store` keeps no history, so it does not need the directory.
     let apart =
         scratch.command(bin, &["watch", "--once", "--json", "--no-store"]).output().unwrap();
     assert!(apart.status.success(), "{}", String::from_utf8_lossy(&apart.stderr));
+}
 
-    // The kernel releases the lock of a daemon that dies without a word.
-    let pid = first.pid();
-    drop(first);
-    let third = scratch.daemon();
+/// Sample times of every series of `target` in the history, sorted.
+fn sample_times(scratch: &Scratch, target: &str) -> Vec<u64> {
+    let out = scratch
+        .command(env!("CARGO_BIN_EXE_leakwatch"), &["history", target, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut times: Vec<u64> = history["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["samples"].as_array().unwrap().iter().filter_map(|x| x["at"].as_u64()))
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+#[test]
+fn second_daemon_waits_then_takes_over_when_the_owner_is_killed() {
+    let scratch = Scratch::new("takeover");
+    let helper = leakwatch_test_helper::Helper::spawn().unwrap();
+    let pidfile = scratch.path("helper.pid");
+    std::fs::write(&pidfile, helper.pid().to_string()).unwrap();
+    let interval_ms = 1000;
+    scratch.write_config(&format!(
+        "[notify]\nenabled = false\n\n[[watch]]\nname = \"leaky\"\npidfile = \"{}\"\ninterval = \"{interval_ms}ms\"\n",
+        pidfile.display()
+    ));
+    let mut first = scratch.daemon();
+    assert!(first.wait_for_log("leakwatch daemon started"), "{}", first.log());
+    let second = scratch.daemon();
     assert!(
-        third.wait_for_log("leakwatch daemon started"),
-        "a daemon could not start after pid {pid} was killed:\n{}",
-        third.log()
+        second.wait_for_log("waiting to take over"),
+        "the second daemon did not wait:\n{}\nthe first ({:?}):\n{}",
+        second.log(),
+        first.child.try_wait(),
+        first.log()
+    );
+    let log = second.log();
+    assert!(log.contains(&format!("pid {}", first.pid())), "{log}");
+    // Both run for a while; only the owner samples.
+    std::thread::sleep(Duration::from_millis(4 * interval_ms));
+    assert!(!second.log().contains("leakwatch daemon started"), "{}", second.log());
+
+    let killed_at =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as u64;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert!(
+        second.wait_for_log("taking over"),
+        "the second daemon never took over:\n{}",
+        second.log()
+    );
+    assert!(second.wait_for_log("leakwatch daemon started"), "{}", second.log());
+    std::thread::sleep(Duration::from_millis(4 * interval_ms));
+    let takeover_log = second.log();
+    drop(second);
+
+    let times = sample_times(&scratch, "leaky");
+    assert!(times.len() >= 6, "{times:?}");
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    // One sample per tick while both ran: two writers would interleave samples.
+    let before: Vec<u64> =
+        times.windows(2).filter(|w| w[1] < killed_at).map(|w| w[1] - w[0]).collect();
+    assert!(before.len() >= 3, "{times:?}");
+    assert!(
+        before.iter().all(|gap| *gap >= interval_ms / 2),
+        "samples closer than half an interval (two writers?): {before:?}"
+    );
+    // No hole at the takeover longer than two intervals.
+    assert!(
+        gaps.iter().all(|gap| *gap <= 2 * interval_ms),
+        "a gap longer than two intervals: {gaps:?} at {times:?}\n{takeover_log}"
     );
 }
 

@@ -21,8 +21,9 @@ use std::sync::{Arc, Mutex};
     Metrics: with `[metrics] listen = \"127.0.0.1:9464\"` in the config, Prometheus text is \
     served at http://127.0.0.1:9464/metrics; a reload that changes the address moves it (or \
     logs an error and keeps the old one if the new one cannot be bound).\n\n\
-    One engine per data directory: a daemon refuses to start while another engine (a \
-    daemon, `watch`, the app) holds the data directory's lock, and names it.\n\n\
+    One engine per data directory: while another engine (a daemon, `watch`, the app) \
+    holds the data directory's lock, the daemon logs which one and waits, then takes over \
+    within a fraction of a second when it stops or dies.\n\n\
     As a service: `leakwatch daemon install` runs it at every login under launchd (macOS) or \
     systemd --user (Linux); `leakwatch daemon uninstall` removes it.")]
 #[command(args_conflicts_with_subcommands = true)]
@@ -52,14 +53,17 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
 fn run_engine(args: &Args) -> anyhow::Result<String> {
     init_logging();
     let notifier: Arc<dyn Notifier> = Arc::new(DesktopNotifier);
-    let engine = Engine::new_as(args.engine.options(notifier, None)?, Face::Daemon)?;
-    let metrics_listen = engine.config().metrics.listen;
-    let notify_enabled = engine.config().notify.enabled;
     runtime()?.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
+        let options = args.engine.options(notifier, None)?;
+        let Some(engine) = owner_or_wait(options, &mut terminate, &mut interrupt).await? else {
+            return anyhow::Ok(String::new());
+        };
+        let metrics_listen = engine.config().metrics.listen;
+        let notify_enabled = engine.config().notify.enabled;
         let handle = engine.spawn();
         let extra = Arc::new(Mutex::new(metrics::Extra::default()));
         let first = match metrics_listen {
@@ -109,6 +113,51 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
         tracing::info!("stopped");
         anyhow::Ok(String::new())
     })
+}
+
+/// How often a waiting daemon tries the data directory's lock again: the
+/// takeover delay after the owner dies.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The engine, once this daemon owns the data directory. While another engine
+/// (the app, `watch`, another daemon) owns it, the daemon waits rather than
+/// doubling every sample and alert, and takes over when that engine exits or
+/// dies. `None` when stopped by a signal while waiting.
+async fn owner_or_wait(
+    options: leakwatch_core::engine::EngineOptions,
+    terminate: &mut tokio::signal::unix::Signal,
+    interrupt: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<Option<Engine>> {
+    use leakwatch_core::engine::EngineError;
+    use leakwatch_core::owner::LockError;
+    let mut waiting = false;
+    loop {
+        match Engine::new_as(options.clone(), Face::Daemon) {
+            Err(EngineError::Locked(LockError::Held { dir, owner })) => {
+                if !waiting {
+                    let owner = owner.map_or_else(|| "owner unknown".to_owned(), |o| o.to_string());
+                    tracing::info!(
+                        "another engine owns the data directory {}: {owner}; waiting to take \
+                         over when it stops (`leakwatch status` shows its state)",
+                        dir.display()
+                    );
+                    waiting = true;
+                }
+            }
+            Ok(engine) => {
+                if waiting {
+                    tracing::info!("the previous engine stopped: taking over");
+                }
+                return Ok(Some(engine));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LOCK_RETRY) => {}
+            _ = terminate.recv() => { tracing::info!("SIGTERM while waiting: stopping"); return Ok(None); }
+            _ = interrupt.recv() => { tracing::info!("SIGINT while waiting: stopping"); return Ok(None); }
+        }
+    }
 }
 
 /// The `/metrics` server running now, and where.
