@@ -339,6 +339,10 @@ fn status_without_a_running_engine_exits_3() {
         scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["status", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no engine running"), "{out:?}");
+    let doctor =
+        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["doctor", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert_eq!(report["engine"]["running"], false, "{report}");
 }
 
 fn status_json(scratch: &Scratch) -> Option<serde_json::Value> {
@@ -378,6 +382,19 @@ fn status_answers_from_the_daemon_while_garbage_and_idle_clients_hold_its_socket
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
+    // `doctor` names the owner.
+    let doctor =
+        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["doctor", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let engine = &report["engine"];
+    assert_eq!(engine["running"], true, "{report}");
+    assert_eq!(engine["pid"], daemon.pid());
+    assert_eq!(engine["face"], "daemon");
+    assert!(engine["since"].as_u64().is_some(), "{report}");
+    assert_eq!(engine["socket"], socket.display().to_string());
+    let doctor = scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["doctor"]).output().unwrap();
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains(&format!("engine: leakwatch daemon, pid {}", daemon.pid())), "{text}");
 
     // Clients that hold the socket idle, and one that sends garbage.
     let idle: Vec<UnixStream> = (0..20).map(|_| UnixStream::connect(&socket).unwrap()).collect();
