@@ -382,6 +382,21 @@ fn status_answers_from_the_daemon_while_garbage_and_idle_clients_hold_its_socket
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
+    // History through the API, as `curl --unix-socket` would ask for it.
+    let history = {
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        stream
+            .write_all(b"GET /v1/history?target=leaky&since=1h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(history.starts_with("HTTP/1.1 200"), "{history}");
+    let body: serde_json::Value =
+        serde_json::from_str(history.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["series"][0]["process"]["pid"], helper.pid(), "{body}");
+    assert!(!body["series"][0]["samples"].as_array().unwrap().is_empty(), "{body}");
     // `doctor` names the owner.
     let doctor =
         scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["doctor", "--json"]).output().unwrap();

@@ -12,6 +12,8 @@
 //! - `GET /v1/stream`: newline-delimited JSON, `{"status": ...}` after every tick
 //!   and `{"event": ...}` as events are raised; a client too slow to read is
 //!   dropped rather than allowed to hold the engine back.
+//! - `GET /v1/history?target=NAME&since=1h`: the target's recorded series with
+//!   their samples, and its events, since then (as `leakwatch history --json`).
 //! - `POST /v1/rescan`, `POST /v1/reload`: the engine's commands.
 //! - `POST /v1/pause-alerts?for=1h` (no `for`: resume).
 
@@ -55,6 +57,8 @@ pub struct Engine {
     pub status: watch::Receiver<Arc<Status>>,
     pub events: broadcast::Sender<Event>,
     pub commands: mpsc::UnboundedSender<Command>,
+    /// The history database, read (read-only) for `/v1/history`.
+    pub store: Option<PathBuf>,
 }
 
 /// A Unix listener that only hands over connections from this process's own
@@ -138,6 +142,7 @@ pub fn handler(engine: Engine) -> Handler {
                     json(StatusCode::OK, &*status)
                 }
                 (&Method::GET, "/v1/stream") => stream(&engine),
+                (&Method::GET, "/v1/history") => history(engine.store.clone(), &query).await,
                 (&Method::POST, "/v1/rescan") => command(Command::Rescan),
                 (&Method::POST, "/v1/reload") => command(Command::Reload),
                 (&Method::POST, "/v1/pause-alerts") => match pause_for(&query) {
@@ -156,6 +161,56 @@ pub fn handler(engine: Engine) -> Handler {
             }
         })
     })
+}
+
+/// `/v1/history?target=NAME&since=DURATION` (default 1h), read from the store
+/// on a blocking thread through its own read-only connection, so a long query
+/// never holds up a tick.
+async fn history(store: Option<PathBuf>, query: &str) -> Response<Body> {
+    use crate::model::unix_millis;
+    let params: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let Some(target) = params.get("target").cloned() else {
+        return error(StatusCode::BAD_REQUEST, "history needs ?target=NAME");
+    };
+    let since = match params.get("since").map(|s| (s, humantime::parse_duration(s))) {
+        None => Duration::from_secs(3600),
+        Some((_, Ok(since))) => since,
+        Some((text, Err(e))) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("since={text}: {e}: expected a duration like \"1h\""),
+            );
+        }
+    };
+    let Some(path) = store else {
+        return error(StatusCode::NOT_FOUND, "this engine keeps no history (--no-store)");
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let store = crate::store::Store::open_read_only(&path)?;
+        let now = unix_millis(std::time::SystemTime::now());
+        let since = now.saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        let mut series = Vec::new();
+        for info in store.series(&target)? {
+            if info.ended_at.is_some_and(|end| end < since) {
+                continue;
+            }
+            let samples = store.samples(info.id, since)?;
+            let mut value = serde_json::to_value(&info).unwrap_or_default();
+            value["samples"] = serde_json::to_value(samples).unwrap_or_default();
+            series.push(value);
+        }
+        let events = store.events(Some(&target), since)?;
+        Ok::<_, crate::store::StoreError>(serde_json::json!({
+            "target": target, "since": since, "series": series, "events": events,
+        }))
+    })
+    .await;
+    match read {
+        Ok(Ok(report)) => json(StatusCode::OK, &report),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("history read failed: {e}")),
+    }
 }
 
 /// `for=DURATION` of `/v1/pause-alerts`; none resumes alerts.
@@ -315,7 +370,7 @@ mod tests {
         let (status_tx, status) = watch::channel(Arc::new(Status { tick: 7, ..Status::default() }));
         let (events, _) = broadcast::channel(16);
         let (commands, command_rx) = mpsc::unbounded_channel();
-        (Engine { status, events, commands }, status_tx, command_rx)
+        (Engine { status, events, commands, store: None }, status_tx, command_rx)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,6 +393,8 @@ mod tests {
             commands.recv().await,
             Some(Command::PauseAlerts(Some(d))) if d == Duration::from_secs(3600)
         ));
+        let no_store = request(&socket, Method::GET, "/v1/history?target=web").await;
+        assert!(matches!(no_store, Err(ClientError::Status { status: StatusCode::NOT_FOUND, .. })));
         let bad = request(&socket, Method::POST, "/v1/pause-alerts?for=soon").await;
         assert!(matches!(bad, Err(ClientError::Status { status: StatusCode::BAD_REQUEST, .. })));
         server.abort();
