@@ -6,6 +6,7 @@
 use crate::error::AppError;
 use leakwatch_core::engine::{Command, Engine, EngineHandle, EngineOptions};
 use leakwatch_core::notifier::{Notification, Notifier};
+use leakwatch_core::owner::Face;
 use leakwatch_core::status::Status;
 use leakwatch_core::{Config, ConfigSource};
 use std::path::{Path, PathBuf};
@@ -64,7 +65,7 @@ impl AppState {
             interval: None,
         };
         let engine = EngineHandle::spawn_retrying(
-            move || Engine::new_lenient(options.clone()),
+            move || Engine::new_lenient_as(options.clone(), Face::App),
             ENGINE_RETRY,
         );
         Self { engine, paths, notifier }

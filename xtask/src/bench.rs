@@ -19,7 +19,9 @@
 //! its CPU per tick over 5 and then 50 helper targets (each a small server's table
 //! of a few dozen to a hundred descriptors, with TCP), amortised with the full
 //! process-table scan it does every 10 s, as a share of one core at the default
-//! 2 s interval, and its resident memory.
+//! 2 s interval, and its resident memory. The status section times one answer
+//! from a running daemon (`leakwatch status --json`, 20 targets) beside what
+//! `watch --once` costs.
 
 use crate::util;
 use anyhow::{Context, Result, bail, ensure};
@@ -71,6 +73,8 @@ enum Section {
     Engine,
     /// The menubar app's footprint, popover closed and open.
     App,
+    /// `leakwatch status --json` against a running daemon, beside `watch --once`.
+    Status,
 }
 
 impl Args {
@@ -128,6 +132,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
     if args.runs_section(Section::Engine) {
         engine_section(&mut out, &mut targets, args, &bins)?;
+    }
+    if args.runs_section(Section::Status) {
+        status_section(&mut out, &mut targets, args, &bins)?;
     }
     if args.runs_section(Section::App) {
         crate::app_footprint::section(&mut out, !args.no_build)?;
@@ -788,6 +795,127 @@ fn engine_section(
             ),
         });
     }
+    Ok(())
+}
+
+/// Targets of the status section: what issue 14 asks `status` to answer for fast.
+const STATUS_TARGETS: usize = 20;
+
+/// Section 5: one answer from the running engine. A daemon watches
+/// [`STATUS_TARGETS`] helpers; `leakwatch status --json` asks it over the local
+/// socket, and `leakwatch watch --once --json --no-store` (what a prompt or a
+/// plugin had to run before: its own engine for one tick) is timed beside it.
+fn status_section(
+    out: &mut String,
+    targets: &mut Vec<String>,
+    args: &Args,
+    bins: &Bins,
+) -> Result<()> {
+    let mut helpers = Helpers::default();
+    let scratch = Scratch::new()?;
+    let mut config = String::from("[notify]\nenabled = false\n");
+    for i in 0..STATUS_TARGETS {
+        let id = helpers.start(&bins.helper)?;
+        let pidfile = scratch.path.join(format!("status-{i}.pid"));
+        std::fs::write(&pidfile, helpers.get(id).pid.to_string())
+            .with_context(|| format!("writing {}", pidfile.display()))?;
+        let _ = write!(
+            config,
+            "\n[[watch]]\nname = \"target-{i}\"\npidfile = \"{}\"\n",
+            pidfile.display()
+        );
+    }
+    let config_path = scratch.path.join("status.toml");
+    std::fs::write(&config_path, config)
+        .with_context(|| format!("writing {}", config_path.display()))?;
+    let data = scratch.path.join("status-data");
+    // `env` sets the variables for each timed run (the same few hundred
+    // microseconds for both contenders).
+    let env_args = |words: &[&str]| -> Vec<String> {
+        let mut all = vec![
+            format!("LEAKWATCH_CONFIG={}", config_path.display()),
+            format!("LEAKWATCH_DATA_DIR={}", data.display()),
+            bins.leakwatch.display().to_string(),
+        ];
+        all.extend(words.iter().map(|w| (*w).to_owned()));
+        all
+    };
+    let mut daemon = Command::new(&bins.leakwatch)
+        .arg("daemon")
+        .env("LEAKWATCH_CONFIG", &config_path)
+        .env("LEAKWATCH_DATA_DIR", &data)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("could not start {} daemon", bins.leakwatch.display()))?;
+    let every_target = |stdout: &str| -> Result<()> {
+        let status: serde_json::Value =
+            serde_json::from_str(stdout.lines().next().unwrap_or_default())
+                .context("not a JSON status")?;
+        let up = status["targets"]
+            .as_array()
+            .map_or(0, |t| t.iter().filter(|t| t["state"] == "up").count());
+        ensure!(up == STATUS_TARGETS, "{up} of {STATUS_TARGETS} targets up");
+        Ok(())
+    };
+    let status_args = env_args(&["status", "--json"]);
+    let status_words: Vec<&str> = status_args.iter().map(String::as_str).collect();
+    let watch_args = env_args(&["watch", "--once", "--json", "--no-store", "--no-notify"]);
+    let watch_words: Vec<&str> = watch_args.iter().map(String::as_str).collect();
+    let contenders = vec![
+        Contender::new(
+            "`leakwatch status --json` (the running daemon answers)",
+            Path::new("env"),
+            &status_words,
+            every_target,
+        ),
+        Contender::new(
+            "`leakwatch watch --once --json --no-store` (an engine of its own, one tick)",
+            Path::new("env"),
+            &watch_words,
+            every_target,
+        ),
+    ];
+    // The daemon's first tick: until then `status` has no targets to show.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while contenders[0].verify().is_err() {
+        ensure!(Instant::now() < deadline, "the daemon never answered `status` with its targets");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("bench: timing `status` against a daemon with {STATUS_TARGETS} targets");
+    let measured = measure(&contenders, args, &bins.bench);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    helpers.kill_all();
+    let stats = measured?;
+    let _ = writeln!(
+        out,
+        "\n### One answer from the running engine ({STATUS_TARGETS} targets)\n\n\
+         A `leakwatch daemon` watches {STATUS_TARGETS} idle `lw-helper`s by pidfile; `status` \
+         asks it over its Unix socket. Times include `env` setting the variables.\n"
+    );
+    let _ = writeln!(out, "| command | median | min | CPU |");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
+    for (contender, s) in contenders.iter().zip(&stats) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            contender.label,
+            duration(s.median),
+            duration(s.min),
+            duration(s.cpu)
+        );
+    }
+    let (status, watch) = (stats[0], stats[1]);
+    targets.push(format!(
+        "`leakwatch status --json` with {STATUS_TARGETS} targets: {} median (target < 20 ms; \
+         `watch --once` takes {}): {}",
+        duration(status.median),
+        duration(watch.median),
+        met(status.median < Duration::from_millis(20))
+    ));
     Ok(())
 }
 

@@ -4,6 +4,9 @@
 use crate::util::{cargo, ensure_debian_packages, run as run_command};
 use anyhow::Result;
 
+/// Debian packages the tests run: `prometheus` (with `promtool`).
+pub(crate) const TEST_PACKAGES: [&str; 1] = ["prometheus"];
+
 pub(crate) fn run() -> Result<()> {
     run_command(cargo().args(["fmt", "--all", "--check"]))?;
     // Cheap, and a source changed without its renders fails here, not in a bundle.
@@ -20,6 +23,9 @@ pub(crate) fn run() -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // Tests run Debian's Prometheus against the daemon, and promtool on the
+    // packaged alert rules (crates/cli/tests/prometheus.rs).
+    ensure_debian_packages(&TEST_PACKAGES)?;
     run_command(cargo().args(["test", "--workspace", "--locked"]))?;
     crate::ui::check_bindings_current()?;
     crate::ui::test()?;

@@ -1,6 +1,7 @@
 //! `leakwatch`, the command line. Each subcommand is one module under
 //! `commands/`; this file only parses arguments and turns errors into one clear
-//! line and an exit code (1 for a failure, 2 for bad usage, as clap does).
+//! line and an exit code (1 for a failure, 2 for bad usage, as clap does, 3 when
+//! `status` finds no engine running).
 
 mod commands;
 mod output;
@@ -42,6 +43,7 @@ enum Command {
     History(commands::history::Args),
     Daemon(commands::daemon::Args),
     Doctor(commands::doctor::Args),
+    Status(commands::status::Args),
     Config(commands::config::Args),
 }
 
@@ -60,12 +62,16 @@ fn main() -> ExitCode {
         Command::History(args) => commands::history::run(args, cli.json),
         Command::Daemon(args) => commands::daemon::run(args, cli.json),
         Command::Doctor(args) => commands::doctor::run(args, cli.json),
+        Command::Status(args) => commands::status::run(args, cli.json),
         Command::Config(args) => commands::config::run(args, cli.json),
     };
     match result.and_then(|text| output::print(&text)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let _ = writeln!(std::io::stderr(), "leakwatch: {error:#}");
+            if commands::status::is_no_engine(&error) {
+                return ExitCode::from(commands::status::NO_ENGINE_EXIT);
+            }
             ExitCode::FAILURE
         }
     }

@@ -17,6 +17,7 @@ use crate::locate::{NotFound, PortMemo, locate};
 use crate::model::{Event, EventKind, Sample, SeriesKey, Severity, UnixMillis, unix_millis};
 use crate::notifier::{Notification, Notifier};
 use crate::orphans::{IdleTracker, Lineage, OrphanTree, find_orphans};
+use crate::owner::{DataDirLock, Face, LockError};
 use crate::rules::{MessageContext, Observation, RuleState, measure, outcome_message};
 use crate::status::{
     ConfigStatus, KindGrowth, OwnUsage, Problem, ProcessSummary, RuleStatus, Status, TargetState,
@@ -82,6 +83,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Probe(#[from] leakwatch_probe::Error),
+    /// Another engine owns the data directory (see [`crate::owner`]).
+    #[error(transparent)]
+    Locked(#[from] LockError),
 }
 
 impl EngineError {
@@ -91,6 +95,7 @@ impl EngineError {
             EngineError::Config(_) => "config",
             EngineError::Store(_) => "history",
             EngineError::Probe(_) => "probe",
+            EngineError::Locked(_) => "engine",
         }
     }
 }
@@ -206,14 +211,38 @@ pub struct Engine {
     orphan_rules: Vec<RuleStatus>,
     /// Automatic restarts and orphan reaping in flight.
     autopilot: Autopilot,
+    /// The data directory's lock, held while the engine lives (with a store).
+    lock: Option<DataDirLock>,
+}
+
+/// Locks the data directory of an engine that keeps history (its store's
+/// folder), so that one engine per user samples and writes it.
+fn lock_data_dir(options: &EngineOptions, face: Face) -> Result<Option<DataDirLock>, LockError> {
+    match options.store_path.as_deref().and_then(Path::parent) {
+        Some(dir) if dir.as_os_str().is_empty() => {
+            DataDirLock::acquire(Path::new("."), face).map(Some)
+        }
+        Some(dir) => DataDirLock::acquire(dir, face).map(Some),
+        None => Ok(None),
+    }
 }
 
 impl Engine {
     /// Loads the config, opens the store and the probe. A config error here stops
     /// the start (there is no last good config yet); later ones do not. For a
     /// command a person runs (`watch`, the daemon), where failing loudly is the
-    /// clearest answer; the app uses [`Engine::new_lenient`].
+    /// clearest answer; the app uses [`Engine::new_lenient_as`]. With a store,
+    /// the engine first locks its data directory as [`Face::Other`]: see
+    /// [`Engine::new_as`].
     pub fn new(options: EngineOptions) -> Result<Self, EngineError> {
+        Self::new_as(options, Face::Other)
+    }
+
+    /// [`Engine::new`] for `face`, named in the data directory's lock so that a
+    /// second engine started on the same history can say which one runs
+    /// ([`EngineError::Locked`]) instead of writing every sample twice.
+    pub fn new_as(options: EngineOptions, face: Face) -> Result<Self, EngineError> {
+        let lock = lock_data_dir(&options, face)?;
         let config = options.config.load_or_default()?;
         let mut notes = Vec::new();
         let store = match &options.store_path {
@@ -227,7 +256,7 @@ impl Engine {
             }
             None => None,
         };
-        Self::assemble(options, config, None, store, notes, Vec::new())
+        Self::assemble(options, config, None, store, notes, Vec::new(), lock)
     }
 
     /// Starts whatever the state of the files: a config that is missing (when
@@ -235,8 +264,16 @@ impl Engine {
     /// the status (file, line, key), as a later bad edit keeps the last good
     /// config; a history that cannot be opened leaves the engine without one,
     /// said in [`Status::problems`]. Fixing the file is picked up by the usual
-    /// reload. Only a platform with no process interface stops it.
+    /// reload. Only a platform with no process interface stops it, or another
+    /// engine owning the data directory ([`EngineError::Locked`]: the caller
+    /// retries, and so takes over when that owner goes away).
     pub fn new_lenient(options: EngineOptions) -> Result<Self, EngineError> {
+        Self::new_lenient_as(options, Face::Other)
+    }
+
+    /// [`Engine::new_lenient`] for `face` (see [`Engine::new_as`]).
+    pub fn new_lenient_as(options: EngineOptions, face: Face) -> Result<Self, EngineError> {
+        let lock = lock_data_dir(&options, face)?;
         let (config, config_error) = match options.config.load_or_default() {
             Ok(config) => (config, None),
             Err(error) => {
@@ -270,7 +307,7 @@ impl Engine {
             },
             None => None,
         };
-        Self::assemble(options, config, config_error, store, notes, problems)
+        Self::assemble(options, config, config_error, store, notes, problems, lock)
     }
 
     fn assemble(
@@ -280,6 +317,7 @@ impl Engine {
         store: Option<Store>,
         notes: Vec<String>,
         problems: Vec<Problem>,
+        lock: Option<DataDirLock>,
     ) -> Result<Self, EngineError> {
         let config_file = options.config.path().map(Path::to_path_buf);
         let config_stamp = config_file.as_deref().and_then(file_stamp);
@@ -325,7 +363,13 @@ impl Engine {
             orphans: Vec::new(),
             orphan_rules: Vec::new(),
             autopilot: Autopilot::default(),
+            lock,
         })
+    }
+
+    /// The data directory's lock, when the engine keeps history.
+    pub fn lock(&self) -> Option<&DataDirLock> {
+        self.lock.as_ref()
     }
 
     /// The config in force.
@@ -1264,7 +1308,25 @@ impl Engine {
         let (events_tx, _) = broadcast::channel(256);
         let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+        let (listen_tx, listen_rx) = watch::channel(self.config.metrics.listen);
         let events = events_tx.clone();
+        // The lock owner serves the local API, so other faces attach to it.
+        let api = self.lock.as_ref().map(|lock| crate::api::socket_path(lock.dir()));
+        let api = api.and_then(|socket| match crate::api::SameUserListener::bind(&socket) {
+            Ok(listener) => {
+                let engine = crate::api::Engine {
+                    status: status_rx.clone(),
+                    events: events_tx.clone(),
+                    commands: command_tx.clone(),
+                    store: self.options.store_path.clone(),
+                };
+                Some((socket, tokio::spawn(crate::api::serve(listener, engine))))
+            }
+            Err(error) => {
+                tracing::warn!("local API: cannot listen on {}: {error}", socket.display());
+                None
+            }
+        });
         let task = tokio::spawn(async move {
             for note in self.take_notes() {
                 tracing::warn!("{note}");
@@ -1311,6 +1373,8 @@ impl Engine {
                         last_event_at =
                             status.recent_events.iter().map(|e| e.at).fold(last_event_at, u64::max);
                         let _ = status_tx.send(status);
+                        let listen = current.config().metrics.listen;
+                        listen_tx.send_if_modified(|old| std::mem::replace(old, listen) != listen);
                         let wanted = current.base_interval();
                         if wanted != period {
                             period = wanted;
@@ -1336,6 +1400,11 @@ impl Engine {
                     _ = shutdown_rx.changed() => break,
                 }
             }
+            // The socket goes while the lock is still held, so no later owner's is removed.
+            if let Some((socket, server)) = api {
+                server.abort();
+                let _ = std::fs::remove_file(socket);
+            }
             // Let a running tick finish so its samples reach the store.
             if let Some(handle) = in_flight.take()
                 && let Ok(Ok((current, _))) =
@@ -1354,6 +1423,7 @@ impl Engine {
             events: events_tx,
             commands: command_tx,
             shutdown: shutdown_tx,
+            metrics_listen: listen_rx,
             task,
         }
     }
@@ -1383,6 +1453,7 @@ pub struct EngineHandle {
     events: broadcast::Sender<Event>,
     commands: mpsc::UnboundedSender<Command>,
     shutdown: watch::Sender<bool>,
+    metrics_listen: watch::Receiver<Option<std::net::SocketAddr>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -1395,6 +1466,12 @@ impl EngineHandle {
     /// Events as they happen.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// The config's `[metrics] listen`, changed when a reload changes it, so the
+    /// face serving `/metrics` can move there.
+    pub fn metrics_listen(&self) -> watch::Receiver<Option<std::net::SocketAddr>> {
+        self.metrics_listen.clone()
     }
 
     /// Sends a command; it is applied before the next tick.

@@ -4,18 +4,21 @@
 //! process trees, and (as the engine grows) trend, rules and actions. Being pure,
 //! it is tested with made-up snapshots as well as real processes.
 
+pub mod api;
 pub mod autopilot;
 pub mod config;
 pub mod config_edit;
 pub mod config_source;
 pub mod diagnose;
 pub mod engine;
+pub mod http;
 pub mod kill;
 pub mod locate;
 pub mod metrics;
 pub mod model;
 pub mod notifier;
 pub mod orphans;
+pub mod owner;
 pub mod restart;
 pub mod rules;
 pub mod service;

@@ -146,62 +146,51 @@ fn saturating(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Serves `GET /metrics` on `listener` from the latest status until the task is
-/// dropped. A minimal HTTP/1.1 responder is all a Prometheus scrape needs, and
-/// it keeps a web framework out of a watchdog that should stay small.
+/// Serves `/metrics` (GET and HEAD, any query string) on `listener` from the
+/// latest status until the task is dropped, with [`crate::http`]'s server and
+/// its [`Limits::METRICS`](crate::http::Limits::METRICS).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     status: tokio::sync::watch::Receiver<std::sync::Arc<Status>>,
     extra: std::sync::Arc<std::sync::Mutex<Extra>>,
 ) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        let status = status.clone();
-        let extra = extra.clone();
-        tokio::spawn(async move {
-            let timeout = std::time::Duration::from_secs(5);
-            let _ = tokio::time::timeout(timeout, answer(stream, status, extra)).await;
-        });
-    }
+    crate::http::serve(listener, crate::http::Limits::METRICS, handler(status, extra)).await;
 }
 
-async fn answer(
-    mut stream: tokio::net::TcpStream,
+/// The routes of the metrics endpoint, for any listener: `/metrics` (and `/`)
+/// answer GET and HEAD; other paths 404, other methods 405.
+pub fn handler(
     status: tokio::sync::watch::Receiver<std::sync::Arc<Status>>,
     extra: std::sync::Arc<std::sync::Mutex<Extra>>,
-) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut request = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
-        let read = stream.read(&mut buf).await?;
-        if read == 0 {
-            break;
-        }
-        request.extend_from_slice(&buf[..read]);
-    }
-    let line = request.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = String::from_utf8_lossy(line);
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (code, content_type, body) = if method == "GET" && (path == "/metrics" || path == "/") {
-        let snapshot = status.borrow().clone();
-        let extra = extra.lock().map(|e| e.clone()).unwrap_or_default();
-        (
-            "200 OK",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            render(&snapshot, &extra),
-        )
-    } else {
-        ("404 Not Found", "text/plain; charset=utf-8", "try /metrics\n".to_owned())
-    };
-    let head = format!(
-        "HTTP/1.1 {code}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+) -> crate::http::Handler {
+    use hyper::{Method, StatusCode, header};
+    std::sync::Arc::new(move |request| {
+        let response = match (request.method(), request.uri().path()) {
+            (&Method::GET | &Method::HEAD, "/metrics" | "/") => {
+                let snapshot = status.borrow().clone();
+                let extra = extra.lock().map(|e| e.clone()).unwrap_or_default();
+                let mut response =
+                    hyper::Response::new(crate::http::full(render(&snapshot, &extra)));
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                response
+            }
+            (_, "/metrics" | "/") => {
+                let mut response =
+                    crate::http::text(StatusCode::METHOD_NOT_ALLOWED, "use GET or HEAD\n");
+                response
+                    .headers_mut()
+                    .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+                response
+            }
+            _ => crate::http::text(StatusCode::NOT_FOUND, "try /metrics\n"),
+        };
+        Box::pin(async move { response })
+    })
 }
 
 #[cfg(test)]
@@ -323,11 +312,74 @@ mod tests {
         stream.read_to_string(&mut response).await.unwrap();
         assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
         assert!(response.contains("leakwatch_fds{target=\"web\",kind=\"unix\"} 40"));
+        server.abort();
+    }
+
+    /// One request on a fresh connection, the whole response as text.
+    async fn exchange(address: std::net::SocketAddr, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-        stream.write_all(b"GET /other HTTP/1.1\r\n\r\n").await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        assert!(response.starts_with("HTTP/1.1 404"));
+        stream.write_all(request).await.unwrap();
+        let mut response = Vec::new();
+        let read = stream.read_to_end(&mut response);
+        tokio::time::timeout(std::time::Duration::from_secs(30), read).await.unwrap().unwrap();
+        String::from_utf8_lossy(&response).into_owned()
+    }
+
+    async fn metrics_server() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let status = Status { targets: vec![target("web")], ..Status::default() };
+        let (tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(status));
+        // The sender must outlive the server for `borrow` to see the status.
+        let server = tokio::spawn(async move {
+            let _tx = tx;
+            serve(listener, rx, Default::default()).await;
+        });
+        (address, server)
+    }
+
+    #[tokio::test]
+    async fn metrics_answers_head_without_a_body() {
+        let (address, server) = metrics_server().await;
+        let response =
+            exchange(address, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert!(response.contains("openmetrics-text"), "{response}");
+        assert!(!response.contains("leakwatch_fds"), "HEAD sent a body:\n{response}");
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn metrics_ignores_a_query_string() {
+        let (address, server) = metrics_server().await;
+        let request = b"GET /metrics?target=web&x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let response = exchange(address, request).await;
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert!(response.contains("leakwatch_fds{target=\"web\",kind=\"unix\"} 40"));
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn metrics_answers_garbage_with_400_and_unknown_paths_with_404() {
+        let (address, server) = metrics_server().await;
+        let response = exchange(address, b"\x00\x01garbage \xff\r\n\r\n").await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{response:?}");
+        let response =
+            exchange(address, b"GET /other HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+        assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+        let response = exchange(
+            address,
+            b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(response.starts_with("HTTP/1.1 405"), "{response}");
+        // Still serving after all that.
+        let response =
+            exchange(address, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
         server.abort();
     }
 

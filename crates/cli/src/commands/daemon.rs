@@ -10,6 +10,7 @@ use leakwatch_core::engine::{Command, Engine};
 use leakwatch_core::metrics;
 use leakwatch_core::model::EventKind;
 use leakwatch_core::notifier::{self, DesktopNotifier, Notifier};
+use leakwatch_core::owner::Face;
 use std::sync::{Arc, Mutex};
 
 /// Run the engine headless: history, notifications, metrics, and logs on stderr.
@@ -18,7 +19,11 @@ use std::sync::{Arc, Mutex};
     the file changes); SIGTERM or SIGINT stop the daemon after writing the last tick.\n\n\
     Logging: LEAKWATCH_LOG (or RUST_LOG) sets the level, e.g. LEAKWATCH_LOG=debug.\n\n\
     Metrics: with `[metrics] listen = \"127.0.0.1:9464\"` in the config, Prometheus text is \
-    served at http://127.0.0.1:9464/metrics.\n\n\
+    served at http://127.0.0.1:9464/metrics; a reload that changes the address moves it (or \
+    logs an error and keeps the old one if the new one cannot be bound).\n\n\
+    One engine per data directory: while another engine (a daemon, `watch`, the app) \
+    holds the data directory's lock, the daemon logs which one and waits, then takes over \
+    within a fraction of a second when it stops or dies.\n\n\
     As a service: `leakwatch daemon install` runs it at every login under launchd (macOS) or \
     systemd --user (Linux); `leakwatch daemon uninstall` removes it.")]
 #[command(args_conflicts_with_subcommands = true)]
@@ -59,26 +64,35 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
     init_logging();
     set_notification_application();
     let notifier: Arc<dyn Notifier> = Arc::new(DesktopNotifier);
-    let engine = Engine::new(args.engine.options(notifier, None)?)?;
-    let metrics_listen = engine.config().metrics.listen;
-    let notify_enabled = engine.config().notify.enabled;
     runtime()?.block_on(async move {
         use tokio::signal::unix::{SignalKind, signal};
         let mut terminate = signal(SignalKind::terminate())?;
         let mut interrupt = signal(SignalKind::interrupt())?;
         let mut hangup = signal(SignalKind::hangup())?;
+        let options = args.engine.options(notifier, None)?;
+        let Some(engine) = owner_or_wait(options, &mut terminate, &mut interrupt).await? else {
+            return anyhow::Ok(String::new());
+        };
+        let metrics_listen = engine.config().metrics.listen;
+        let notify_enabled = engine.config().notify.enabled;
         let handle = engine.spawn();
-        let server = match metrics_listen {
+        let extra = Arc::new(Mutex::new(metrics::Extra::default()));
+        let first = match metrics_listen {
             Some(address) => {
                 let listener = tokio::net::TcpListener::bind(address)
                     .await
                     .map_err(|e| anyhow::anyhow!("metrics: cannot listen on {address}: {e}"))?;
                 tracing::info!("serving metrics at http://{address}/metrics");
-                let extra = Arc::new(Mutex::new(metrics::Extra::default()));
-                Some(tokio::spawn(metrics::serve(listener, handle.status(), extra)))
+                Some(MetricsServer::serve(listener, handle.status(), &extra))
             }
             None => None,
         };
+        let server = tokio::spawn(follow_metrics_listen(
+            first,
+            handle.metrics_listen(),
+            handle.status(),
+            extra,
+        ));
         tracing::info!(
             "leakwatch daemon started (pid {}, notifications {})",
             std::process::id(),
@@ -105,13 +119,151 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
                 _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break; }
             }
         }
-        if let Some(server) = server {
-            server.abort();
-        }
+        server.abort();
         handle.shutdown().await;
         tracing::info!("stopped");
         anyhow::Ok(String::new())
     })
+}
+
+/// How often a waiting daemon tries the data directory's lock again: the
+/// takeover delay after the owner dies.
+const LOCK_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The engine, once this daemon owns the data directory. While another engine
+/// (the app, `watch`, another daemon) owns it, the daemon waits rather than
+/// doubling every sample and alert, and takes over when that engine exits or
+/// dies. `None` when stopped by a signal while waiting.
+async fn owner_or_wait(
+    options: leakwatch_core::engine::EngineOptions,
+    terminate: &mut tokio::signal::unix::Signal,
+    interrupt: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<Option<Engine>> {
+    use leakwatch_core::engine::EngineError;
+    use leakwatch_core::owner::LockError;
+    let mut waiting = false;
+    loop {
+        match Engine::new_as(options.clone(), Face::Daemon) {
+            Err(EngineError::Locked(LockError::Held { dir, owner })) => {
+                if !waiting {
+                    let owner = owner.map_or_else(|| "owner unknown".to_owned(), |o| o.to_string());
+                    tracing::info!(
+                        "another engine owns the data directory {}: {owner}; waiting to take \
+                         over when it stops (`leakwatch status` shows its state)",
+                        dir.display()
+                    );
+                    waiting = true;
+                }
+            }
+            Ok(engine) => {
+                if waiting {
+                    tracing::info!("the previous engine stopped: taking over");
+                }
+                return Ok(Some(engine));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LOCK_RETRY) => {}
+            _ = terminate.recv() => { tracing::info!("SIGTERM while waiting: stopping"); return Ok(None); }
+            _ = interrupt.recv() => { tracing::info!("SIGINT while waiting: stopping"); return Ok(None); }
+        }
+    }
+}
+
+/// The `/metrics` server running now, and where.
+struct MetricsServer {
+    address: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MetricsServer {
+    fn serve(
+        listener: tokio::net::TcpListener,
+        status: tokio::sync::watch::Receiver<Arc<leakwatch_core::status::Status>>,
+        extra: &Arc<Mutex<metrics::Extra>>,
+    ) -> Self {
+        let address = listener.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+        Self { address, task: tokio::spawn(metrics::serve(listener, status, Arc::clone(extra))) }
+    }
+
+    /// Stops it and waits until its socket is closed, so the port can be reused.
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Moves `/metrics` when a reload changes `[metrics] listen`: binds the new
+/// address, then stops the old server. A new address that cannot be bound
+/// keeps the old one serving and says so loudly (at error level, naming both),
+/// so a typo in a reload never silently leaves Prometheus scraping nothing.
+async fn follow_metrics_listen(
+    mut current: Option<MetricsServer>,
+    mut listen: tokio::sync::watch::Receiver<Option<std::net::SocketAddr>>,
+    status: tokio::sync::watch::Receiver<Arc<leakwatch_core::status::Status>>,
+    extra: Arc<Mutex<metrics::Extra>>,
+) {
+    while listen.changed().await.is_ok() {
+        let wanted = *listen.borrow_and_update();
+        match (wanted, current.take()) {
+            (None, None) => {}
+            (None, Some(old)) => {
+                tracing::info!("metrics: no longer serving at http://{}/metrics", old.address);
+                old.stop().await;
+            }
+            (Some(address), Some(old)) if old.address == address => current = Some(old),
+            (Some(address), old) => {
+                let mut bound = tokio::net::TcpListener::bind(address).await;
+                // The same port on another address of this host is only free
+                // once the old socket is closed.
+                let old = match (bound.is_err(), old) {
+                    (true, Some(old)) if old.address.port() == address.port() => {
+                        let previous = old.address;
+                        old.stop().await;
+                        bound = tokio::net::TcpListener::bind(address).await;
+                        if bound.is_err() {
+                            // Back where it was, if that is still free.
+                            tokio::net::TcpListener::bind(previous)
+                                .await
+                                .ok()
+                                .map(|l| MetricsServer::serve(l, status.clone(), &extra))
+                        } else {
+                            None
+                        }
+                    }
+                    (_, old) => old,
+                };
+                match bound {
+                    Ok(listener) => {
+                        if let Some(old) = old {
+                            old.stop().await;
+                        }
+                        tracing::info!("metrics: now serving at http://{address}/metrics");
+                        current = Some(MetricsServer::serve(listener, status.clone(), &extra));
+                    }
+                    Err(error) => {
+                        match &old {
+                            Some(old) => tracing::error!(
+                                "metrics: the configuration moved [metrics] listen to {address}, \
+                                 but it cannot be bound ({error}); still serving at \
+                                 http://{}/metrics until it can (fix it and reload, or restart)",
+                                old.address
+                            ),
+                            None => tracing::error!(
+                                "metrics: cannot listen on {address} ({error}); /metrics is \
+                                 not served (fix [metrics] listen and reload, or restart)"
+                            ),
+                        }
+                        current = old;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(server) = current {
+        server.stop().await;
+    }
 }
 
 /// Logs to stderr, plain text, level from LEAKWATCH_LOG or RUST_LOG (default info).

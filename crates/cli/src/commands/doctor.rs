@@ -5,6 +5,9 @@
 
 use super::{probe, store_path};
 use crate::output;
+use leakwatch_core::api;
+use leakwatch_core::config::Config;
+use leakwatch_core::owner::{Face, read_owner};
 use leakwatch_probe::{FdLimit, SystemLimit};
 use serde::Serialize;
 
@@ -12,7 +15,9 @@ use serde::Serialize;
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "JSON (--json): an object with the fields platform, \
     own_limit {soft, hard, source}, system_limits [{name, value, source}], config {path, \
-    exists, valid, error, targets}, store {path, exists, size_bytes}.")]
+    exists, valid, error, targets}, store {path, exists, size_bytes}, engine {running, pid, \
+    face (daemon, watch, app, other), since (Unix ms), socket}: the engine that owns the data \
+    directory, if one answers on its socket.")]
 pub(crate) struct Args {
     /// Check this config file instead of the default one.
     #[arg(long, value_name = "FILE")]
@@ -35,6 +40,17 @@ struct StoreReport {
     size_bytes: Option<u64>,
 }
 
+/// The engine that owns the data directory: running when it answers on its
+/// socket (the lock file alone may be left from one that has exited).
+#[derive(Debug, Serialize)]
+struct EngineReport {
+    running: bool,
+    pid: Option<u32>,
+    face: Option<Face>,
+    since: Option<u64>,
+    socket: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 struct Report {
     platform: &'static str,
@@ -42,6 +58,7 @@ struct Report {
     system_limits: Vec<SystemLimit>,
     config: ConfigReport,
     store: StoreReport,
+    engine: EngineReport,
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
@@ -78,11 +95,38 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         system_limits: probe.system_limits(),
         config,
         store,
+        engine: engine_report(),
     };
     if json {
         return output::json(&report);
     }
     Ok(render(&report))
+}
+
+/// Asks the data directory's socket who runs, and the lock file since when.
+fn engine_report() -> EngineReport {
+    let Some(dir) = Config::data_dir() else {
+        return EngineReport { running: false, pid: None, face: None, since: None, socket: None };
+    };
+    let socket = api::socket_path(&dir);
+    let answered = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()
+        .and_then(|rt| rt.block_on(api::request(&socket, api::Method::GET, "/v1/status")).ok())
+        .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok());
+    let pid = answered
+        .as_ref()
+        .and_then(|status| status["own"]["pid"].as_u64())
+        .and_then(|pid| u32::try_from(pid).ok());
+    let owner = read_owner(&dir).filter(|owner| Some(owner.pid) == pid);
+    EngineReport {
+        running: answered.is_some(),
+        pid,
+        face: owner.as_ref().map(|o| o.face),
+        since: owner.as_ref().map(|o| o.since),
+        socket: Some(socket.display().to_string()),
+    }
 }
 
 fn render(report: &Report) -> String {
@@ -135,6 +179,23 @@ fn render(report: &Report) -> String {
         }
         (Some(path), false) => out.push_str(&format!("{path} (not created yet)\n")),
         (None, _) => out.push_str("no data directory\n"),
+    }
+    let engine = &report.engine;
+    out.push_str("\nengine: ");
+    let socket = engine.socket.as_deref().unwrap_or("-");
+    match (engine.running, engine.pid) {
+        (true, Some(pid)) => {
+            let face = engine.face.map_or_else(|| "unknown".to_owned(), |f| f.to_string());
+            let since = engine.since.map_or_else(
+                || "?".to_owned(),
+                |ms| {
+                    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+                    humantime::format_rfc3339_seconds(at).to_string()
+                },
+            );
+            out.push_str(&format!("{face}, pid {pid}, since {since}, socket {socket}\n"));
+        }
+        _ => out.push_str(&format!("none running (no answer on {socket})\n")),
     }
     out
 }

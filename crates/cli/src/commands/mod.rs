@@ -12,6 +12,7 @@ pub(crate) mod kill_tree;
 pub(crate) mod orphans;
 pub(crate) mod ps;
 pub(crate) mod restart;
+pub(crate) mod status;
 pub(crate) mod tree;
 pub(crate) mod watch;
 

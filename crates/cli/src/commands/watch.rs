@@ -7,6 +7,7 @@ use crate::output::{self, Align, Table};
 use leakwatch_core::engine::Engine;
 use leakwatch_core::model::{Event, Severity, human_duration};
 use leakwatch_core::notifier::{DesktopNotifier, Notifier, NullNotifier};
+use leakwatch_core::owner::Face;
 use leakwatch_core::status::{Status, TargetState, TargetStatus};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -50,7 +51,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
     }
     let notifier: Arc<dyn Notifier> =
         if args.no_notify { Arc::new(NullNotifier) } else { Arc::new(DesktopNotifier) };
-    let engine = Engine::new(args.engine.options(notifier, args.interval)?)?;
+    let engine = Engine::new_as(args.engine.options(notifier, args.interval)?, Face::Watch)?;
     let samples = if args.once { Some(1) } else { args.samples };
     let mode = if json {
         Mode::Json

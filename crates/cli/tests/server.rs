@@ -1,0 +1,465 @@
+//! The daemon as a server, attacked as issue 10 attacked it: two daemons on one
+//! data directory, idle and slow clients on `/metrics`, descriptor exhaustion,
+//! and `[metrics] listen` changed under a running daemon. Real daemons, real
+//! sockets.
+#![cfg(target_os = "linux")]
+// Helpers shared by the tests unwrap too: a panic is the failure report we want.
+#![allow(clippy::unwrap_used)]
+
+use leakwatch_test_helper::wait_until;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A scratch directory with LEAKWATCH_* pointing into it.
+struct Scratch {
+    dir: PathBuf,
+}
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("leakwatch-server-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .env("LEAKWATCH_CONFIG", self.path("config.toml"))
+            .env("LEAKWATCH_DATA_DIR", self.path("data"))
+            .env_remove("DBUS_SESSION_BUS_ADDRESS");
+        command
+    }
+
+    fn write_config(&self, text: &str) {
+        std::fs::write(self.path("config.toml"), text).unwrap();
+    }
+
+    /// `leakwatch daemon`, its stderr collected as it is written.
+    fn daemon(&self) -> Daemon {
+        self.daemon_via(&[])
+    }
+
+    /// The daemon run through `wrapper` (e.g. `prlimit --nofile=N:N --`).
+    fn daemon_via(&self, wrapper: &[&str]) -> Daemon {
+        let bin = env!("CARGO_BIN_EXE_leakwatch");
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut args: Vec<&str> = rest.to_vec();
+                args.extend([bin, "daemon"]);
+                self.command(program, &args)
+            }
+            None => self.command(bin, &["daemon"]),
+        };
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Daemon { child, log }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+struct Daemon {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (generously) for `needle` in the log.
+    fn wait_for_log(&self, needle: &str) -> bool {
+        wait_until(Duration::from_secs(60), || self.log().contains(needle))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nothing listens on now (bound once and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+fn scrapes(port: u16) -> bool {
+    http_get(port, "/metrics").is_some_and(|r| r.starts_with("HTTP/1.1 200") && r.contains("# EOF"))
+}
+
+/// A config with no targets (automatic mode), quiet, metrics on `port`.
+fn config_with_metrics(port: u16) -> String {
+    format!("[notify]\nenabled = false\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
+}
+
+#[test]
+fn second_engine_on_one_data_dir_is_refused_naming_the_running_one() {
+    let scratch = Scratch::new("two-engines");
+    scratch.write_config("[notify]\nenabled = false\n");
+    let first = scratch.daemon();
+    assert!(first.wait_for_log("leakwatch daemon started"), "{}", first.log());
+
+    let bin = env!("CARGO_BIN_EXE_leakwatch");
+    let second = scratch.command(bin, &["watch", "--once", "--json"]).output().unwrap();
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "watch ran beside the daemon: {message}");
+    assert!(message.contains("another engine already owns the data directory"), "{message}");
+    assert!(message.contains("leakwatch daemon"), "{message}");
+    assert!(message.contains(&format!("pid {}", first.pid())), "{message}");
+    assert!(message.contains("since "), "{message}");
+    // `--no-store` keeps no history, so it does not need the directory.
+    let apart =
+        scratch.command(bin, &["watch", "--once", "--json", "--no-store"]).output().unwrap();
+    assert!(apart.status.success(), "{}", String::from_utf8_lossy(&apart.stderr));
+}
+
+/// Sample times of every series of `target` in the history, sorted.
+fn sample_times(scratch: &Scratch, target: &str) -> Vec<u64> {
+    let out = scratch
+        .command(env!("CARGO_BIN_EXE_leakwatch"), &["history", target, "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut times: Vec<u64> = history["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["samples"].as_array().unwrap().iter().filter_map(|x| x["at"].as_u64()))
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+#[test]
+fn second_daemon_waits_then_takes_over_when_the_owner_is_killed() {
+    let scratch = Scratch::new("takeover");
+    let helper = leakwatch_test_helper::Helper::spawn().unwrap();
+    let pidfile = scratch.path("helper.pid");
+    std::fs::write(&pidfile, helper.pid().to_string()).unwrap();
+    let interval_ms = 1000;
+    scratch.write_config(&format!(
+        "[notify]\nenabled = false\n\n[[watch]]\nname = \"leaky\"\npidfile = \"{}\"\ninterval = \"{interval_ms}ms\"\n",
+        pidfile.display()
+    ));
+    let mut first = scratch.daemon();
+    assert!(first.wait_for_log("leakwatch daemon started"), "{}", first.log());
+    let second = scratch.daemon();
+    assert!(
+        second.wait_for_log("waiting to take over"),
+        "the second daemon did not wait:\n{}\nthe first ({:?}):\n{}",
+        second.log(),
+        first.child.try_wait(),
+        first.log()
+    );
+    let log = second.log();
+    assert!(log.contains(&format!("pid {}", first.pid())), "{log}");
+    // Both run for a while; only the owner samples.
+    std::thread::sleep(Duration::from_millis(4 * interval_ms));
+    assert!(!second.log().contains("leakwatch daemon started"), "{}", second.log());
+
+    let killed_at =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as u64;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    assert!(
+        second.wait_for_log("taking over"),
+        "the second daemon never took over:\n{}",
+        second.log()
+    );
+    assert!(second.wait_for_log("leakwatch daemon started"), "{}", second.log());
+    std::thread::sleep(Duration::from_millis(4 * interval_ms));
+    let takeover_log = second.log();
+    drop(second);
+
+    let times = sample_times(&scratch, "leaky");
+    assert!(times.len() >= 6, "{times:?}");
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    // One sample per tick while both ran: two writers would interleave samples.
+    let before: Vec<u64> =
+        times.windows(2).filter(|w| w[1] < killed_at).map(|w| w[1] - w[0]).collect();
+    assert!(before.len() >= 3, "{times:?}");
+    assert!(
+        before.iter().all(|gap| *gap >= interval_ms / 2),
+        "samples closer than half an interval (two writers?): {before:?}"
+    );
+    // No hole at the takeover longer than two intervals.
+    assert!(
+        gaps.iter().all(|gap| *gap <= 2 * interval_ms),
+        "a gap longer than two intervals: {gaps:?} at {times:?}\n{takeover_log}"
+    );
+}
+
+#[test]
+fn metrics_serves_a_scrape_beside_many_idle_connections() {
+    let scratch = Scratch::new("idle");
+    let port = free_port();
+    scratch.write_config(&config_with_metrics(port));
+    let daemon = scratch.daemon();
+    assert!(wait_until(Duration::from_secs(60), || scrapes(port)), "{}", daemon.log());
+    // Idle clients that never send a byte, below the connection cap.
+    let idle: Vec<std::net::TcpStream> =
+        (0..40).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    let response = http_get(port, "/metrics?from=test").unwrap_or_default();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}\n{}", daemon.log());
+    drop(idle);
+}
+
+/// CPU time (user + system) of `pid` in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn metrics_accept_loop_backs_off_on_emfile_and_keeps_serving() {
+    let scratch = Scratch::new("emfile");
+    let port = free_port();
+    scratch.write_config(&config_with_metrics(port));
+    // Few descriptors: the idle clients below exhaust them before the
+    // connection cap is reached, so `accept` fails with EMFILE.
+    let daemon = scratch.daemon_via(&["prlimit", "--nofile=40:40", "--"]);
+    assert!(wait_until(Duration::from_secs(60), || scrapes(port)), "{}", daemon.log());
+    let idle: Vec<std::net::TcpStream> =
+        (0..60).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    assert!(daemon.wait_for_log("Too many open files"), "never ran out:\n{}", daemon.log());
+    // While out of descriptors, the loop must wait, not spin: a spinning loop
+    // burns about a core for as long as the exhaustion lasts.
+    let ticks_per_second = 100;
+    let before = cpu_ticks(daemon.pid());
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_ticks(daemon.pid()) - before;
+    assert!(
+        used < 3 * ticks_per_second / 2,
+        "the daemon used {used} ticks of CPU in 3 s while out of descriptors"
+    );
+    drop(idle);
+    // The idle clients are gone (or timed out): a scrape works again.
+    assert!(
+        wait_until(Duration::from_secs(60), || scrapes(port)),
+        "metrics never came back after EMFILE:\n{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn reload_moves_metrics_to_a_changed_listen_address() {
+    let scratch = Scratch::new("rebind");
+    let (old, new) = (free_port(), free_port());
+    scratch.write_config(&config_with_metrics(old));
+    let daemon = scratch.daemon();
+    assert!(wait_until(Duration::from_secs(60), || scrapes(old)), "{}", daemon.log());
+    // Noticed by the file watch; the reload changes only the port.
+    scratch.write_config(&format!("{}\n# moved\n", config_with_metrics(new)));
+    assert!(
+        wait_until(Duration::from_secs(60), || scrapes(new)),
+        "metrics never moved to {new}:\n{}",
+        daemon.log()
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", old))
+            .is_err()),
+        "the old port {old} is still open"
+    );
+    assert!(daemon.log().contains(&format!("now serving at http://127.0.0.1:{new}/metrics")));
+}
+
+#[test]
+fn reload_to_an_unbindable_listen_says_so_and_keeps_serving() {
+    let scratch = Scratch::new("rebind-busy");
+    let old = free_port();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().port();
+    scratch.write_config(&config_with_metrics(old));
+    let daemon = scratch.daemon();
+    assert!(wait_until(Duration::from_secs(60), || scrapes(old)), "{}", daemon.log());
+    scratch.write_config(&format!("{}\n# moved\n", config_with_metrics(busy)));
+    assert!(
+        daemon.wait_for_log("cannot be bound"),
+        "no word about the unbindable address:\n{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    let line = log.lines().find(|l| l.contains("cannot be bound")).unwrap();
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains(&format!("127.0.0.1:{busy}")), "{line}");
+    assert!(line.contains(&format!("still serving at http://127.0.0.1:{old}/metrics")), "{line}");
+    assert!(scrapes(old), "the old address stopped serving");
+    drop(taken);
+}
+
+#[test]
+fn status_without_a_running_engine_exits_3() {
+    let scratch = Scratch::new("status-none");
+    let out =
+        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no engine running"), "{out:?}");
+    let doctor =
+        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["doctor", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    assert_eq!(report["engine"]["running"], false, "{report}");
+}
+
+fn status_json(scratch: &Scratch) -> Option<serde_json::Value> {
+    let out =
+        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["status", "--json"]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+#[test]
+fn status_answers_from_the_daemon_while_garbage_and_idle_clients_hold_its_socket() {
+    use std::os::unix::net::UnixStream;
+    let scratch = Scratch::new("status");
+    let helper = leakwatch_test_helper::Helper::spawn().unwrap();
+    let pidfile = scratch.path("helper.pid");
+    std::fs::write(&pidfile, helper.pid().to_string()).unwrap();
+    scratch.write_config(&format!(
+        "[notify]\nenabled = false\n\n[[watch]]\nname = \"leaky\"\npidfile = \"{}\"\ninterval = \"200ms\"\n",
+        pidfile.display()
+    ));
+    let daemon = scratch.daemon();
+    let mut first = None;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            first = status_json(&scratch).filter(|s| s["tick"].as_u64() > Some(0));
+            first.is_some()
+        }),
+        "status never answered:\n{}",
+        daemon.log()
+    );
+    let first = first.unwrap();
+    assert_eq!(first["targets"][0]["name"], "leaky");
+    assert_eq!(first["own"]["pid"], daemon.pid());
+    let socket = scratch.path("data").join("engine.sock");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&socket).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    // History through the API, as `curl --unix-socket` would ask for it.
+    let history = {
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        stream
+            .write_all(b"GET /v1/history?target=leaky&since=1h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    };
+    assert!(history.starts_with("HTTP/1.1 200"), "{history}");
+    let body: serde_json::Value =
+        serde_json::from_str(history.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["series"][0]["process"]["pid"], helper.pid(), "{body}");
+    assert!(!body["series"][0]["samples"].as_array().unwrap().is_empty(), "{body}");
+    // `doctor` names the owner.
+    let doctor =
+        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["doctor", "--json"]).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let engine = &report["engine"];
+    assert_eq!(engine["running"], true, "{report}");
+    assert_eq!(engine["pid"], daemon.pid());
+    assert_eq!(engine["face"], "daemon");
+    assert!(engine["since"].as_u64().is_some(), "{report}");
+    assert_eq!(engine["socket"], socket.display().to_string());
+    let doctor = scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["doctor"]).output().unwrap();
+    let text = String::from_utf8_lossy(&doctor.stdout);
+    assert!(text.contains(&format!("engine: leakwatch daemon, pid {}", daemon.pid())), "{text}");
+
+    // Clients that hold the socket idle, and one that sends garbage.
+    let idle: Vec<UnixStream> = (0..20).map(|_| UnixStream::connect(&socket).unwrap()).collect();
+    let mut garbage = UnixStream::connect(&socket).unwrap();
+    garbage.write_all(b"\x00\xffNOT HTTP\r\n\r\n").unwrap();
+    let mut stalled = UnixStream::connect(&socket).unwrap();
+    stalled.write_all(b"GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    // Neither the engine nor other clients wait for them.
+    let start_tick = first["tick"].as_u64().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            status_json(&scratch)
+                .and_then(|s| s["tick"].as_u64())
+                .is_some_and(|tick| tick > start_tick + 3)
+        }),
+        "the engine or its API stalled behind idle clients:\n{}",
+        daemon.log()
+    );
+    let text = scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    assert!(text.contains("leaky: up"), "{text}");
+    drop((idle, garbage, stalled));
+}
+
+#[test]
+fn status_from_another_uid_is_refused_by_the_peer_uid_check() {
+    // The engine runs as `nobody`; root can open the 0600 socket despite its
+    // mode, so only the peer-uid check stands between them.
+    let scratch = Scratch::new("other-uid");
+    scratch.write_config("[notify]\nenabled = false\n");
+    let data = scratch.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let chown = Command::new("chown").args(["65534:65534", data.to_str().unwrap()]).status();
+    assert!(chown.unwrap().success());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&scratch.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon =
+        scratch.daemon_via(&["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+    let socket = data.join("engine.sock");
+    assert!(
+        wait_until(Duration::from_secs(60), || socket.exists()),
+        "the daemon as nobody never served its socket:\n{}",
+        daemon.log()
+    );
+    let out =
+        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["status", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "another uid was answered: {out:?}");
+    assert!(
+        daemon.wait_for_log("refused a connection from uid 0"),
+        "no word of the refusal:\n{}",
+        daemon.log()
+    );
+}

@@ -1,0 +1,453 @@
+//! The running engine's local API: HTTP/1.1 on a Unix socket in the data
+//! directory (`engine.sock`), served by the engine that owns the directory's
+//! lock ([`crate::owner`]), so the CLI (`leakwatch status`), scripts (`curl
+//! --unix-socket`) and other faces read the one engine's state instead of
+//! starting a second one. Only the same user may connect: the socket is 0600 in
+//! a 0700 directory, and every connection's peer uid (`SO_PEERCRED`,
+//! `getpeereid`) is checked before a byte is read. It is the same server code as
+//! `/metrics` ([`crate::http`]), with limits for long-lived streams.
+//!
+//! Routes (bodies are JSON; `v1` is the version of their shape):
+//! - `GET /v1/status`: the latest status, as `leakwatch watch --json` prints it.
+//! - `GET /v1/stream`: newline-delimited JSON, `{"status": ...}` after every tick
+//!   and `{"event": ...}` as events are raised; a client too slow to read is
+//!   dropped rather than allowed to hold the engine back.
+//! - `GET /v1/history?target=NAME&since=1h`: the target's recorded series with
+//!   their samples, and its events, since then (as `leakwatch history --json`).
+//! - `POST /v1/rescan`, `POST /v1/reload`: the engine's commands.
+//! - `POST /v1/pause-alerts?for=1h` (no `for`: resume).
+
+use crate::engine::Command;
+use crate::http::{Body, Handler, Limits, full};
+use crate::model::Event;
+use crate::status::Status;
+pub use hyper::Method;
+use hyper::body::{Bytes, Frame};
+use hyper::{Response, StatusCode, header};
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// The socket's name in the data directory.
+pub const SOCKET_FILE: &str = "engine.sock";
+
+/// The socket of the engine owning `dir`.
+pub fn socket_path(dir: &Path) -> PathBuf {
+    dir.join(SOCKET_FILE)
+}
+
+/// Connections to the local API: few faces, but streams stay open.
+pub const LIMITS: Limits = Limits {
+    max_connections: 32,
+    header_timeout: Duration::from_secs(10),
+    connection_timeout: None,
+    keep_alive: true,
+};
+
+/// Lines a stream client may fall behind before it is dropped.
+const STREAM_BACKLOG: usize = 64;
+
+/// What the API serves from: the engine's channels.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub status: watch::Receiver<Arc<Status>>,
+    pub events: broadcast::Sender<Event>,
+    pub commands: mpsc::UnboundedSender<Command>,
+    /// The history database, read (read-only) for `/v1/history`.
+    pub store: Option<PathBuf>,
+}
+
+/// A Unix listener that only hands over connections from this process's own
+/// user; others are closed unread (and logged).
+#[derive(Debug)]
+pub struct SameUserListener {
+    listener: tokio::net::UnixListener,
+    uid: u32,
+}
+
+impl SameUserListener {
+    /// Binds `path` (a stale socket file is replaced: the caller holds the
+    /// data directory's lock, so no live engine owns it) and makes it 0600.
+    pub fn bind(path: &Path) -> std::io::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let listener = tokio::net::UnixListener::bind(path)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        Ok(Self { listener, uid: nix::unistd::getuid().as_raw() })
+    }
+}
+
+impl crate::http::Listener for SameUserListener {
+    type Io = tokio::net::UnixStream;
+    async fn accept(&mut self) -> std::io::Result<Self::Io> {
+        loop {
+            let (stream, _) = self.listener.accept().await?;
+            match stream.peer_cred() {
+                Ok(peer) if peer.uid() == self.uid => return Ok(stream),
+                Ok(peer) => tracing::warn!(
+                    "local API: refused a connection from uid {} (pid {:?}): only uid {} may connect",
+                    peer.uid(),
+                    peer.pid(),
+                    self.uid
+                ),
+                Err(error) => tracing::warn!("local API: refused a connection: {error}"),
+            }
+        }
+    }
+}
+
+/// Serves the API on `listener` until the task is dropped.
+pub async fn serve(listener: SameUserListener, engine: Engine) {
+    crate::http::serve(listener, LIMITS, handler(engine)).await;
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body> {
+    let text = serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    let mut response = Response::new(full(text));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+/// The API's routes.
+pub fn handler(engine: Engine) -> Handler {
+    Arc::new(move |request| {
+        let engine = engine.clone();
+        let path = request.uri().path().to_owned();
+        let query = request.uri().query().unwrap_or("").to_owned();
+        let method = request.method().clone();
+        Box::pin(async move {
+            let command = |command: Command| {
+                if engine.commands.send(command).is_err() {
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped");
+                }
+                json(StatusCode::ACCEPTED, &serde_json::json!({ "accepted": true }))
+            };
+            match (&method, path.as_str()) {
+                (&Method::GET | &Method::HEAD, "/v1/status") => {
+                    let status = engine.status.borrow().clone();
+                    json(StatusCode::OK, &*status)
+                }
+                (&Method::GET, "/v1/stream") => stream(&engine),
+                (&Method::GET, "/v1/history") => history(engine.store.clone(), &query).await,
+                (&Method::POST, "/v1/rescan") => command(Command::Rescan),
+                (&Method::POST, "/v1/reload") => command(Command::Reload),
+                (&Method::POST, "/v1/pause-alerts") => match pause_for(&query) {
+                    Ok(duration) => command(Command::PauseAlerts(duration)),
+                    Err(message) => error(StatusCode::BAD_REQUEST, &message),
+                },
+                (
+                    _,
+                    "/v1/status" | "/v1/stream" | "/v1/rescan" | "/v1/reload" | "/v1/pause-alerts",
+                ) => error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this route"),
+                _ => error(
+                    StatusCode::NOT_FOUND,
+                    "unknown route; try GET /v1/status, GET /v1/stream, POST /v1/rescan, \
+                     POST /v1/reload, POST /v1/pause-alerts?for=1h",
+                ),
+            }
+        })
+    })
+}
+
+/// `/v1/history?target=NAME&since=DURATION` (default 1h), read from the store
+/// on a blocking thread through its own read-only connection, so a long query
+/// never holds up a tick.
+async fn history(store: Option<PathBuf>, query: &str) -> Response<Body> {
+    use crate::model::unix_millis;
+    let params: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let Some(target) = params.get("target").cloned() else {
+        return error(StatusCode::BAD_REQUEST, "history needs ?target=NAME");
+    };
+    let since = match params.get("since").map(|s| (s, humantime::parse_duration(s))) {
+        None => Duration::from_secs(3600),
+        Some((_, Ok(since))) => since,
+        Some((text, Err(e))) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("since={text}: {e}: expected a duration like \"1h\""),
+            );
+        }
+    };
+    let Some(path) = store else {
+        return error(StatusCode::NOT_FOUND, "this engine keeps no history (--no-store)");
+    };
+    let read = tokio::task::spawn_blocking(move || {
+        let store = crate::store::Store::open_read_only(&path)?;
+        let now = unix_millis(std::time::SystemTime::now());
+        let since = now.saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        let mut series = Vec::new();
+        for info in store.series(&target)? {
+            if info.ended_at.is_some_and(|end| end < since) {
+                continue;
+            }
+            let samples = store.samples(info.id, since)?;
+            let mut value = serde_json::to_value(&info).unwrap_or_default();
+            value["samples"] = serde_json::to_value(samples).unwrap_or_default();
+            series.push(value);
+        }
+        let events = store.events(Some(&target), since)?;
+        Ok::<_, crate::store::StoreError>(serde_json::json!({
+            "target": target, "since": since, "series": series, "events": events,
+        }))
+    })
+    .await;
+    match read {
+        Ok(Ok(report)) => json(StatusCode::OK, &report),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("history read failed: {e}")),
+    }
+}
+
+/// `for=DURATION` of `/v1/pause-alerts`; none resumes alerts.
+fn pause_for(query: &str) -> Result<Option<Duration>, String> {
+    let Some(value) = query.split('&').find_map(|pair| pair.strip_prefix("for=")) else {
+        return Ok(None);
+    };
+    humantime::parse_duration(value)
+        .map(Some)
+        .map_err(|e| format!("for={value}: {e}: expected a duration like \"30m\" or \"1h\""))
+}
+
+/// A chunked body fed by a channel.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|line| line.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+fn stream(engine: &Engine) -> Response<Body> {
+    use http_body_util::BodyExt;
+    let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BACKLOG);
+    let mut status = engine.status.clone();
+    let mut events = engine.events.subscribe();
+    tokio::spawn(async move {
+        let line = |key: &str, value: &dyn erased::Json| -> Option<Bytes> {
+            let mut text = format!("{{\"{key}\":{}}}", value.json()?);
+            text.push('\n');
+            Some(Bytes::from(text))
+        };
+        // The current status first, so a client has something at once.
+        let first = status.borrow_and_update().clone();
+        let mut pending = line("status", &*first);
+        loop {
+            if let Some(bytes) = pending.take() {
+                // Full (a client not reading) or closed: drop the client.
+                if tx.try_send(bytes).is_err() {
+                    return;
+                }
+            }
+            tokio::select! {
+                changed = status.changed() => {
+                    if changed.is_err() { return; }
+                    let current = status.borrow_and_update().clone();
+                    pending = line("status", &*current);
+                }
+                event = events.recv() => match event {
+                    Ok(event) => pending = line("event", &event),
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                () = tx.closed() => return,
+            }
+        }
+    });
+    let mut response = Response::new(ChannelBody(rx).boxed());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-ndjson"));
+    response
+}
+
+/// Serialising either a status or an event through one closure.
+mod erased {
+    pub(super) trait Json {
+        fn json(&self) -> Option<String>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> Option<String> {
+            serde_json::to_string(self).ok()
+        }
+    }
+}
+
+/// Why the API could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing listens on the socket: no engine runs for this data directory.
+    #[error("no engine running (no socket at {})", path.display())]
+    NoEngine { path: PathBuf },
+    #[error("local API at {}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("local API at {}: {source}", path.display())]
+    Http { path: PathBuf, source: hyper::Error },
+    #[error("local API at {}: {status}: {body}", path.display())]
+    Status { path: PathBuf, status: StatusCode, body: String },
+}
+
+/// One request to the engine at `socket`: its body when it answers 2xx.
+pub async fn request(socket: &Path, method: Method, path: &str) -> Result<Bytes, ClientError> {
+    use http_body_util::{BodyExt, Empty};
+    let at = || socket.to_owned();
+    let stream = match tokio::net::UnixStream::connect(socket).await {
+        Ok(stream) => stream,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(ClientError::NoEngine { path: at() });
+        }
+        Err(source) => return Err(ClientError::Io { path: at(), source }),
+    };
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|source| ClientError::Http { path: at(), source })?;
+    tokio::spawn(connection);
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "leakwatch")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| ClientError::Io { path: at(), source: std::io::Error::other(e) })?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|source| ClientError::Http { path: at(), source })?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|source| ClientError::Http { path: at(), source })?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(ClientError::Status {
+            path: at(),
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pause_for_reads_a_duration_and_names_a_bad_one() {
+        assert_eq!(pause_for(""), Ok(None));
+        assert_eq!(pause_for("for=30m"), Ok(Some(Duration::from_secs(1800))));
+        let error = pause_for("x=1&for=soon").unwrap_err();
+        assert!(error.contains("for=soon"), "{error}");
+    }
+
+    fn engine() -> (Engine, watch::Sender<Arc<Status>>, mpsc::UnboundedReceiver<Command>) {
+        let (status_tx, status) = watch::channel(Arc::new(Status { tick: 7, ..Status::default() }));
+        let (events, _) = broadcast::channel(16);
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        (Engine { status, events, commands, store: None }, status_tx, command_rx)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn api_serves_status_and_commands_on_a_private_socket() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let socket = socket_path(dir.path());
+        std::fs::write(&socket, "stale").unwrap();
+        let listener = SameUserListener::bind(&socket).unwrap();
+        assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+        let (engine, _status_tx, mut commands) = engine();
+        let server = tokio::spawn(serve(listener, engine));
+        let body = request(&socket, Method::GET, "/v1/status").await.unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status["tick"], 7);
+        request(&socket, Method::POST, "/v1/rescan").await.unwrap();
+        assert!(matches!(commands.recv().await, Some(Command::Rescan)));
+        request(&socket, Method::POST, "/v1/pause-alerts?for=1h").await.unwrap();
+        assert!(matches!(
+            commands.recv().await,
+            Some(Command::PauseAlerts(Some(d))) if d == Duration::from_secs(3600)
+        ));
+        let no_store = request(&socket, Method::GET, "/v1/history?target=web").await;
+        assert!(matches!(no_store, Err(ClientError::Status { status: StatusCode::NOT_FOUND, .. })));
+        let bad = request(&socket, Method::POST, "/v1/pause-alerts?for=soon").await;
+        assert!(matches!(bad, Err(ClientError::Status { status: StatusCode::BAD_REQUEST, .. })));
+        server.abort();
+        let _ = server.await;
+        std::fs::remove_file(&socket).unwrap();
+        let gone = request(&socket, Method::GET, "/v1/status").await;
+        assert!(matches!(gone, Err(ClientError::NoEngine { .. })), "{gone:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn api_stream_sends_statuses_and_events_as_they_happen() {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        let socket = socket_path(dir.path());
+        let listener = SameUserListener::bind(&socket).unwrap();
+        let (engine, status_tx, _commands) = engine();
+        let events = engine.events.clone();
+        let server = tokio::spawn(serve(listener, engine));
+        let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
+        stream.write_all(b"GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut lines = BufReader::new(stream).lines();
+        assert_eq!(next_json(&mut lines).await["status"]["tick"], 7);
+        status_tx.send(Arc::new(Status { tick: 8, ..Status::default() })).unwrap();
+        assert_eq!(next_json(&mut lines).await["status"]["tick"], 8);
+        events
+            .send(Event {
+                at: 1,
+                target: "web".into(),
+                pid: None,
+                kind: crate::model::EventKind::ConfigReloaded,
+                rule: None,
+                severity: crate::model::Severity::Ok,
+                value: None,
+                message: "hello".into(),
+            })
+            .unwrap();
+        assert_eq!(next_json(&mut lines).await["event"]["message"], "hello");
+        server.abort();
+    }
+
+    /// The next JSON line of a chunked stream (chunk sizes are skipped).
+    async fn next_json(
+        lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::net::UnixStream>>,
+    ) -> serde_json::Value {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            if line.starts_with('{') {
+                return serde_json::from_str(&line).unwrap();
+            }
+        }
+    }
+}
