@@ -33,7 +33,7 @@ enum Task {
     E2e,
     /// Fill the Homebrew cask template with a release's version and checksum.
     Cask(cask::Args),
-    /// Build the menubar app's .deb with the Tauri bundler (and check it).
+    /// Build the Linux .deb (menubar app and CLI) with the Tauri bundler (and check it).
     Dist(dist::Args),
     /// Render icons/*.svg into every icon file the app and its bundles use.
     Icons {
