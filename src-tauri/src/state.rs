@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often the app tries again to start an engine that could not start.
-const ENGINE_RETRY: Duration = Duration::from_secs(30);
+/// How often the app tries again to start an engine that could not start: short,
+/// because the usual reason is another engine (the daemon) owning the data
+/// directory, and the app takes over within seconds when that one stops.
+const ENGINE_RETRY: Duration = Duration::from_secs(3);
 
 /// Where the app reads and writes.
 #[derive(Debug, Clone)]

@@ -1498,6 +1498,7 @@ impl EngineHandle {
         let (events_tx, _) = broadcast::channel(256);
         let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
+        let (listen_tx, listen_rx) = watch::channel(None);
         let events = events_tx.clone();
         let open = Arc::new(open);
         let task = tokio::spawn(async move {
@@ -1537,8 +1538,14 @@ impl EngineHandle {
             let inner = engine.spawn();
             let mut statuses = inner.status();
             let mut inner_events = inner.events();
+            let mut inner_listen = inner.metrics_listen();
+            let _ = listen_tx.send(*inner_listen.borrow_and_update());
             loop {
                 tokio::select! {
+                    changed = inner_listen.changed() => {
+                        if changed.is_err() { break }
+                        let _ = listen_tx.send(*inner_listen.borrow_and_update());
+                    }
                     changed = statuses.changed() => {
                         if changed.is_err() { break }
                         let status = statuses.borrow_and_update().clone();
@@ -1563,6 +1570,7 @@ impl EngineHandle {
             events: events_tx,
             commands: command_tx,
             shutdown: shutdown_tx,
+            metrics_listen: listen_rx,
             task,
         }
     }
