@@ -32,6 +32,10 @@ pub struct Status {
     pub orphan_rules: Vec<RuleStatus>,
     /// Automatic restarts performed per target since the engine started.
     pub restarts: BTreeMap<String, u64>,
+    /// Why history is not being kept or written, when it is not: a data
+    /// directory that cannot be written (the engine runs without history), a
+    /// full disk.
+    pub history_error: Option<String>,
 }
 
 impl Status {

@@ -38,4 +38,10 @@ orphan_rules: Array<RuleStatus>,
 /**
  * Automatic restarts performed per target since the engine started.
  */
-restarts: { [key in string]: number }, };
+restarts: { [key in string]: number }, 
+/**
+ * Why history is not being kept or written, when it is not: a data
+ * directory that cannot be written (the engine runs without history), a
+ * full disk.
+ */
+history_error: string | null, };
