@@ -97,6 +97,44 @@ fn config_init_writes_a_valid_example_and_will_not_clobber() {
     );
 }
 
+#[test]
+fn config_and_history_files_are_owner_only_and_loose_ones_are_fixed() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let scratch = Scratch::new("modes");
+    let config = scratch.path("etc/leakwatch/config.toml");
+    let out = scratch.run(&["config", "init", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(config.parent().unwrap()), 0o700);
+    assert_eq!(mode(&config), 0o600);
+    // Rewriting a world-readable config makes it private.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = scratch.run(&["config", "init", "--force", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&config), 0o600);
+
+    // A data directory and history from before, readable by everyone.
+    let data = scratch.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = scratch.run(&["watch", "--once", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains(&format!("{} was readable by other users (mode 0755)", data.display())),
+        "{message}"
+    );
+    let db = data.join("history.sqlite3");
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&db), 0o600);
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = scratch.run(&["watch", "--once", "--json"]);
+    assert!(stderr(&out).contains("(mode 0644)"), "{}", stderr(&out));
+    assert_eq!(mode(&db), 0o600);
+    let out = scratch.run(&["watch", "--once", "--json"]);
+    assert!(!stderr(&out).contains("readable by other users"), "{}", stderr(&out));
+}
+
 /// A config watching `helper` through a pidfile, with a short window so a slope is
 /// fitted within seconds.
 fn leak_config(scratch: &Scratch, helper: &Helper, extra: &str) -> PathBuf {

@@ -74,6 +74,8 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
             if notify_enabled { "on" } else { "off" }
         );
         let mut events = handle.events();
+        let mut failure = handle.failure();
+        let mut failed = None;
         loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -90,6 +92,12 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
                     tracing::info!("SIGHUP: reloading the configuration");
                     handle.send(Command::Reload);
                 }
+                // The engine gave up: exit non-zero, so that launchd or systemd
+                // starts a fresh process, rather than serve frozen metrics.
+                _ = failure.changed() => {
+                    failed = failure.borrow().clone();
+                    break;
+                }
                 _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                 _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break; }
             }
@@ -98,6 +106,9 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
             server.abort();
         }
         handle.shutdown().await;
+        if let Some(reason) = failed {
+            anyhow::bail!("{reason}");
+        }
         tracing::info!("stopped");
         anyhow::Ok(String::new())
     })

@@ -36,8 +36,8 @@ pub(crate) struct Args {
     /// Take one sample and exit.
     #[arg(long, conflicts_with = "samples")]
     once: bool,
-    /// Take this many samples and exit.
-    #[arg(long, value_name = "N")]
+    /// Take this many samples and exit (at least 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     samples: Option<u64>,
     /// Do not show desktop notifications (alerts still appear in the output).
     #[arg(long)]
@@ -61,6 +61,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         let mut status = handle.status();
         let mut seen = 0u64;
         let mut last_event = 0;
+        let failure = handle.failure();
         loop {
             tokio::select! {
                 changed = status.changed() => {
@@ -84,6 +85,10 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         handle.shutdown().await;
         if mode == Mode::Screen {
             let _ = std::io::stdout().write_all(b"\n");
+        }
+        // The status channel closes when the engine gave up: that is a failure.
+        if let Some(reason) = failure.borrow().clone() {
+            anyhow::bail!("{reason}");
         }
         anyhow::Ok(String::new())
     })
