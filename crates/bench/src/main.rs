@@ -42,8 +42,9 @@
 //! the engine kept before it (every sample of the last hour or window, the trend
 //! refitted over all of them). At each of the MINUTES it times the per-tick
 //! history work of both (fold in a sample, fit the trend, draw the sparkline;
-//! the old one: keep the sample, fit over the deque) by this thread's CPU time,
-//! and measures the heap each holds with a counting allocator. Prints one line
+//! the old one: keep the sample, fit over the deque) in batches by the wall
+//! clock (median batch), and measures the heap each holds with a counting
+//! allocator. Prints one line
 //! per minute: `minute new_tick_ns new_bytes old_tick_ns old_bytes`. Simulated
 //! time is what lets a filled hour-long window be measured in seconds; the rest
 //! of a tick (the probe's reads) does not depend on history and is the
@@ -359,9 +360,11 @@ fn heap_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
     (value, LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(before))
 }
 
-/// Ticks timed at each checkpoint of `history-ticks`, for the new history and
-/// the old one (whose ticks are long by then).
-const HISTORY_TIMED: (usize, usize) = (500, 20);
+/// Ticks per timed batch at each checkpoint of `history-ticks`, for the new
+/// history and the old one (whose ticks are long by then).
+const HISTORY_TIMED: (usize, usize) = (50, 5);
+/// Timed batches per checkpoint; the median is reported.
+const HISTORY_BATCHES: usize = 11;
 
 /// A small server's sample leaking a socket a second: seven kinds, as the
 /// engine section's helpers hold.
@@ -416,24 +419,35 @@ fn history_ticks(interval_ms: u64, window_s: u64, minutes: &[u64]) -> Result<Str
         // What each holds: the heap a copy of it takes.
         let (_, held_new) = heap_of(|| new.clone());
         let (_, held_old) = heap_of(|| old.clone());
-        let mut new_ticks = Vec::with_capacity(HISTORY_TIMED.0);
-        for k in 0..HISTORY_TIMED.0 as u64 {
-            let mut copy = new.clone();
-            let sample = history_sample(start + (i + k) * interval_ms, i + k);
-            let before = thread_cpu()?;
-            copy.push(&sample);
-            std::hint::black_box((copy.trend(sample.at), copy.sparkline()));
-            new_ticks.push(thread_cpu()?.saturating_sub(before));
+        // Batches timed by the wall clock (the thread CPU clock counts in
+        // scheduler ticks, too coarse for a tick of microseconds), the median
+        // batch kept: a preempted batch is an outlier, not the answer.
+        let mut new_ticks = Vec::with_capacity(HISTORY_BATCHES);
+        for _ in 0..HISTORY_BATCHES {
+            let started = Instant::now();
+            for _ in 0..HISTORY_TIMED.0 {
+                let sample = history_sample(start + i * interval_ms, i);
+                new.push(&sample);
+                std::hint::black_box((new.trend(sample.at), new.sparkline()));
+                while old.front().is_some_and(|s| s.at + keep_ms < sample.at) {
+                    old.pop_front();
+                }
+                old.push_back(sample);
+                i += 1;
+            }
+            new_ticks.push(started.elapsed() / HISTORY_TIMED.0 as u32);
         }
-        let mut old_ticks = Vec::with_capacity(HISTORY_TIMED.1);
-        for k in 0..HISTORY_TIMED.1 as u64 {
-            let sample = history_sample(start + (i + k) * interval_ms, i + k);
-            let now = sample.at;
-            let before = thread_cpu()?;
-            old.push_back(sample);
-            std::hint::black_box(Trend::from_samples(old.make_contiguous(), window, now));
-            old_ticks.push(thread_cpu()?.saturating_sub(before));
-            old.pop_back();
+        let mut old_ticks = Vec::with_capacity(HISTORY_BATCHES);
+        for _ in 0..HISTORY_BATCHES {
+            let started = Instant::now();
+            for k in 0..HISTORY_TIMED.1 as u64 {
+                let sample = history_sample(start + (i + k) * interval_ms, i + k);
+                let now = sample.at;
+                old.push_back(sample);
+                std::hint::black_box(Trend::from_samples(old.make_contiguous(), window, now));
+                old.pop_back();
+            }
+            old_ticks.push(started.elapsed() / HISTORY_TIMED.1 as u32);
         }
         lines.push(format!(
             "{minute} {} {held_new} {} {held_old}",

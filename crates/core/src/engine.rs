@@ -217,18 +217,13 @@ impl Engine {
             // unwritable data directory is said, and the engine runs on.
             Some(path) => match Store::open(path) {
                 Ok(opened) => {
-                    for message in &opened.permissions_fixed {
-                        tracing::warn!("{message}");
-                    }
-                    if let Some(message) = opened.message() {
-                        tracing::warn!("{message}");
-                        notes.push(message);
-                    }
+                    notes.extend(opened.permissions_fixed.iter().cloned());
+                    // Logged by `spawn`, or shown by a face that takes them first.
+                    notes.extend(opened.message());
                     Some(opened.store)
                 }
                 Err(error) => {
                     let message = format!("running without history: {error}");
-                    tracing::warn!("{message}");
                     notes.push(message.clone());
                     history_error = Some(message);
                     None
@@ -1133,15 +1128,10 @@ impl Engine {
             };
             // A notifier is outside code (D-Bus, an executor of its own) that has
             // panicked under fd exhaustion; its failure must not take the tick.
-            let shown = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.options.notifier.notify(&notification)
-            }))
-            .unwrap_or_else(|panic| {
-                Err(crate::notifier::NotifyError(format!(
-                    "the notifier panicked: {}",
-                    panic_message(panic.as_ref())
-                )))
-            });
+            let shown = catch_quietly(|| self.options.notifier.notify(&notification))
+                .unwrap_or_else(|panic| {
+                    Err(crate::notifier::NotifyError(format!("the notifier panicked: {panic}")))
+                });
             if let Err(error) = shown {
                 // No notification service (a headless server): log, do not fail.
                 if self.notify_failures == 0 {
@@ -1238,10 +1228,7 @@ impl Engine {
                             // A tick that panics loses that tick, not the engine:
                             // its state is plain data, and the next tick reads
                             // everything afresh.
-                            let status = std::panic::catch_unwind(
-                                std::panic::AssertUnwindSafe(|| current.tick()),
-                            )
-                            .map_err(|panic| panic_message(panic.as_ref()));
+                            let status = catch_quietly(|| current.tick());
                             (current, status)
                         }));
                     }
@@ -1408,6 +1395,42 @@ impl EngineHandle {
 
 /// A tick's status, or what its panic said.
 type TickResult = Result<Arc<Status>, String>;
+
+thread_local! {
+    /// Set while [`catch_quietly`] runs: a panic then is logged by the engine,
+    /// throttled, instead of by the default hook on every tick.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Where the last panic caught quietly on this thread happened.
+    static CAUGHT_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, turning a panic into its message (with where it happened). The
+/// default panic hook would print every one, a stack of identical lines per
+/// tick when a tick fails for good; the engine logs them itself, throttled.
+fn catch_quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.with(std::cell::Cell::get) {
+                let at = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+                CAUGHT_AT.with(|cell| *cell.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    let was = CATCHING.with(|cell| cell.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|cell| cell.set(was));
+    result.map_err(|panic| {
+        let message = panic_message(panic.as_ref());
+        match CAUGHT_AT.with(|cell| cell.borrow_mut().take()) {
+            Some(at) => format!("{message} (at {at})"),
+            None => message,
+        }
+    })
+}
 
 /// The message of a caught panic (a `&str` or `String` payload, as `panic!` makes).
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {

@@ -17,6 +17,10 @@ use std::sync::{Arc, Mutex};
 #[command(after_long_help = "Signals: SIGHUP reloads the config (it is also reloaded when \
     the file changes); SIGTERM or SIGINT stop the daemon after writing the last tick.\n\n\
     Logging: LEAKWATCH_LOG (or RUST_LOG) sets the level, e.g. LEAKWATCH_LOG=debug.\n\n\
+    Failures: a tick that fails is logged and the next one runs; a history that cannot be \
+    opened or written (read-only data directory, full disk) is warned about and the daemon \
+    runs on without it. If 20 ticks in a row fail, the daemon exits 1, so that launchd or \
+    systemd starts it afresh.\n\n\
     Metrics: with `[metrics] listen = \"127.0.0.1:9464\"` in the config, Prometheus text is \
     served at http://127.0.0.1:9464/metrics.\n\n\
     As a service: `leakwatch daemon install` runs it at every login under launchd (macOS) or \

@@ -47,7 +47,12 @@ pub(crate) struct Args {
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
     let notifier: Arc<dyn Notifier> =
         if args.no_notify { Arc::new(NullNotifier) } else { Arc::new(DesktopNotifier) };
-    let engine = Engine::new(args.engine.options(notifier, args.interval)?)?;
+    let mut engine = Engine::new(args.engine.options(notifier, args.interval)?)?;
+    // `watch` logs nothing, so what the engine has to say at start is said here:
+    // a history moved aside or run without, permissions tightened.
+    for note in engine.take_notes() {
+        eprintln!("leakwatch: {note}");
+    }
     let samples = if args.once { Some(1) } else { args.samples };
     let mode = if json {
         Mode::Json
