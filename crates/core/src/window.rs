@@ -191,7 +191,8 @@ impl SampleWindow {
     /// Folds in a sample. Constant time (amortised), whatever came before.
     pub fn push(&mut self, sample: &Sample) {
         let point = Point::of(sample);
-        let index = sample.at / self.width;
+        // `max(1)`: a default history, never given a window, still works.
+        let index = sample.at / self.width.max(1);
         match self.fit.back_mut() {
             // A sample from before the newest bucket (the clock stepped back)
             // joins the newest bucket rather than reopening history.
@@ -537,5 +538,9 @@ mod tests {
         history.clear();
         assert!(history.sparkline().is_empty());
         assert!(history.last().is_none());
+        // One never given a window still takes samples.
+        let mut bare = SampleWindow::default();
+        bare.push(&sample(NOW, 1, 2, 3));
+        assert_eq!(bare.sparkline(), [(NOW, 6)]);
     }
 }
