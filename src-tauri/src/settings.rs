@@ -106,12 +106,10 @@ pub fn save(path: &Path, settings: &Settings) -> Result<(), AppError> {
     if edited == text {
         return Ok(());
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        leakwatch_core::private::create_dir(dir)?;
     }
-    let tmp = path.with_extension("toml.tmp");
-    std::fs::write(&tmp, edited)?;
-    std::fs::rename(&tmp, path)?;
+    leakwatch_core::private::write(path, edited.as_bytes())?;
     Ok(())
 }
 

@@ -71,6 +71,9 @@ enum Section {
     Processes,
     /// The watch engine's own CPU per tick and RSS.
     Engine,
+    /// The engine's per-target history cost from the first minute to a filled
+    /// window (simulated time; needs only `leakwatch-bench`).
+    Steady,
     /// The menubar app's footprint, popover closed and open.
     App,
     /// `leakwatch status --json` against a running daemon, beside `watch --once`.
@@ -98,6 +101,20 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     if args.only == [Section::App] {
         let mut out = String::new();
         crate::app_footprint::section(&mut out, !args.no_build)?;
+        print!("{out}");
+        return Ok(());
+    }
+    if args.only == [Section::Steady] {
+        if !args.no_build {
+            util::run(util::cargo().args(["build", "--release", "-p", "leakwatch-bench"]))?;
+        }
+        let mut out = String::new();
+        let mut targets = Vec::new();
+        steady_section(&mut out, &mut targets)?;
+        out.push_str("\n### Targets\n\n");
+        for target in &targets {
+            let _ = writeln!(out, "- {target}");
+        }
         print!("{out}");
         return Ok(());
     }
@@ -135,6 +152,9 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
     if args.runs_section(Section::Status) {
         status_section(&mut out, &mut targets, args, &bins)?;
+    }
+    if args.runs_section(Section::Steady) {
+        steady_section(&mut out, &mut targets)?;
     }
     if args.runs_section(Section::App) {
         crate::app_footprint::section(&mut out, !args.no_build)?;
@@ -1003,6 +1023,92 @@ fn engine_run(
         tcp_read: Duration::from_nanos(tcp_read),
         counts: (ticks, scans),
     })
+}
+
+/// The steady-state section's sampling: the issue's 100 ms, the default 30 min
+/// window, and minutes from the first to well after the window (and the hour the
+/// sparkline spans) filled.
+const STEADY_INTERVAL_MS: u64 = 100;
+const STEADY_WINDOW_S: u64 = 1800;
+const STEADY_MINUTES: [u64; 6] = [1, 3, 10, 30, 60, 120];
+
+/// Section 5: the engine's per-target history (trend and sparkline) per tick and
+/// in memory, from the first minute to long after its window filled, against
+/// what the engine kept before (every sample of the last hour).
+fn steady_section(out: &mut String, targets: &mut Vec<String>) -> Result<()> {
+    let bench = util::target_dir().join("release").join("leakwatch-bench");
+    ensure!(bench.is_file(), "{} is missing; run without --no-build", bench.display());
+    eprintln!("bench: simulating {} min of one target's history", STEADY_MINUTES[5]);
+    let mut words = vec![
+        "history-ticks".to_owned(),
+        STEADY_INTERVAL_MS.to_string(),
+        STEADY_WINDOW_S.to_string(),
+    ];
+    words.extend(STEADY_MINUTES.iter().map(u64::to_string));
+    let text = command_text(Command::new(&bench).args(&words).stderr(Stdio::inherit()))
+        .with_context(|| format!("`leakwatch-bench {}` failed", words.join(" ")))?;
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<u64> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        let [minute, new_tick, new_bytes, old_tick, old_bytes] = fields[..] else {
+            bail!("`leakwatch-bench {}` printed {line:?}", words.join(" "));
+        };
+        rows.push((minute, new_tick, new_bytes, old_tick, old_bytes));
+    }
+    ensure!(rows.len() == STEADY_MINUTES.len(), "`leakwatch-bench` printed {text:?}");
+    let _ = writeln!(out, "\n### The engine's steady state: history per target\n");
+    let _ = writeln!(
+        out,
+        "One target sampled every {STEADY_INTERVAL_MS} ms with a {} min trend window, in \
+         simulated time (`leakwatch-bench history-ticks`, release), so that two hours of \
+         samples take seconds. At each minute, the history work of one tick (fold in the \
+         sample, fit the trend with its per-kind slopes, draw the sparkline) is timed by the \
+         wall clock in batches of {} ticks (the median of 11 batches), and the heap it \
+         holds is counted by the allocator. \"Before\" is what the engine did until the bounded history: every sample \
+         of the last hour kept, the trend refitted over the window's samples.\n",
+        STEADY_WINDOW_S / 60,
+        50
+    );
+    let _ = writeln!(
+        out,
+        "| minutes of history | per tick | memory | before: per tick | before: memory |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|");
+    let kib = |b: u64| format!("{:.1} KiB", b as f64 / 1024.0);
+    for (minute, new_tick, new_bytes, old_tick, old_bytes) in &rows {
+        let _ = writeln!(
+            out,
+            "| {minute} | {} | {} | {} | {} |",
+            duration(Duration::from_nanos(*new_tick)),
+            kib(*new_bytes),
+            duration(Duration::from_nanos(*old_tick)),
+            kib(*old_bytes),
+        );
+    }
+    // The fit grows with the window's buckets until the window (30 min) and the
+    // sparkline's hour have filled; from then on it must stay flat, and bounded.
+    let full = rows.iter().find(|r| r.0 == 60).copied().unwrap_or(rows[0]);
+    let last = rows[rows.len() - 1];
+    let growth = last.1 as f64 / full.1.max(1) as f64;
+    let ceiling = rows.iter().map(|r| r.1).max().unwrap_or(0);
+    let most_memory = rows.iter().map(|r| r.2).max().unwrap_or(0);
+    let old_growth = last.3 as f64 / rows[0].3.max(1) as f64;
+    targets.push(format!(
+        "engine history per target, {} ms interval: {} per tick with the window full (60 min), \
+         {} after {} min ({growth:.2}×; target: flat once full, ≤ 1.5×): {}; at most {} per tick \
+         at any age (before: {old_growth:.1}× from 1 to {} min); memory at most {} (target: \
+         bounded, < 128 KiB): {}",
+        STEADY_INTERVAL_MS,
+        duration(Duration::from_nanos(full.1)),
+        duration(Duration::from_nanos(last.1)),
+        last.0,
+        met(growth <= 1.5),
+        duration(Duration::from_nanos(ceiling)),
+        last.0,
+        kib(most_memory),
+        met(most_memory < 128 * 1024),
+    ));
+    Ok(())
 }
 
 /// `what: 1.08× by median wall time, 1.05× by CPU time (target ≤ 1.25×): met`;

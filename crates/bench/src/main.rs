@@ -35,15 +35,36 @@
 //! `/proc/self/net/tcp`, which the probe reads for every target holding a TCP
 //! socket. Prints `tick_ns scan_tick_ns rss_bytes wall_ns net_tcp_read_ns ticks
 //! scan_ticks` (medians; RSS after the last tick).
+//!
+//! The engine's steady state: `history-ticks INTERVAL_MS WINDOW_S MINUTES...`
+//! feeds one target's samples, at INTERVAL_MS apart in simulated time, to the
+//! engine's per-process history ([`SampleWindow`]) and, for comparison, to what
+//! the engine kept before it (every sample of the last hour or window, the trend
+//! refitted over all of them). At each of the MINUTES it times the per-tick
+//! history work of both (fold in a sample, fit the trend, draw the sparkline;
+//! the old one: keep the sample, fit over the deque) in batches by the wall
+//! clock (median batch), and measures the heap each holds with a counting
+//! allocator. Prints one line
+//! per minute: `minute new_tick_ns new_bytes old_tick_ns old_bytes`. Simulated
+//! time is what lets a filled hour-long window be measured in seconds; the rest
+//! of a tick (the probe's reads) does not depend on history and is the
+//! `engine-ticks` mode's business.
 
 use anyhow::{Context, Result, bail, ensure};
 use leakwatch_core::engine::{Engine, EngineOptions};
+use leakwatch_core::model::Sample;
 use leakwatch_core::notifier::NullNotifier;
 use leakwatch_core::status::{Status, TargetState};
+use leakwatch_core::trend::Trend;
+use leakwatch_core::window::SampleWindow;
+use leakwatch_probe::FdKind;
 use leakwatch_probe::Probe;
+use std::alloc::{GlobalAlloc, Layout, System as SystemAlloc};
+use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
 
@@ -59,7 +80,11 @@ const USAGE: &str = "usage: leakwatch-bench MODE
   engine-ticks N TARGETS CONFIG STORE [--fresh-kinds]
                                 N+ engine ticks over CONFIG's TARGETS targets, history in STORE
                                 (--fresh-kinds: every tick reads every table by kind); prints
-                                `tick_ns scan_tick_ns rss_bytes wall_ns net_tcp_read_ns ticks scan_ticks`";
+                                `tick_ns scan_tick_ns rss_bytes wall_ns net_tcp_read_ns ticks scan_ticks`
+  history-ticks INTERVAL_MS WINDOW_S MINUTES...
+                                one target's history, now and as it was, at each of MINUTES of
+                                simulated samples; prints `minute new_tick_ns new_bytes old_tick_ns
+                                old_bytes` per minute";
 
 fn main() -> ExitCode {
     match run() {
@@ -101,6 +126,11 @@ fn run() -> Result<String> {
                 Path::new(store),
                 fresh_kinds,
             )?
+        }
+        ["history-ticks", interval, window, minutes @ ..] if !minutes.is_empty() => {
+            let minutes: Vec<u64> =
+                minutes.iter().map(|m| parse(m, "MINUTES")).collect::<Result<_>>()?;
+            history_ticks(parse(interval, "INTERVAL_MS")?, parse(window, "WINDOW_S")?, &minutes)?
         }
         _ => bail!("{USAGE}"),
     };
@@ -294,6 +324,138 @@ fn engine_ticks(
         median(walls).as_nanos(),
         median(tcp_reads).as_nanos(),
     ))
+}
+
+/// Counts the heap bytes live, so `history-ticks` can say what a history holds.
+struct Counting;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed on unchanged to the system allocator, which upholds
+// GlobalAlloc's contract; the counter only observes the sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's layout is passed on as GlobalAlloc::alloc requires.
+        let ptr = unsafe { SystemAlloc.alloc(layout) };
+        if !ptr.is_null() {
+            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` above with this layout, as the caller promises.
+        unsafe { SystemAlloc.dealloc(ptr, layout) };
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Heap bytes `f` leaves allocated after it returns (what it built and kept).
+fn heap_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let value = f();
+    (value, LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(before))
+}
+
+/// Ticks per timed batch at each checkpoint of `history-ticks`, for the new
+/// history and the old one (whose ticks are long by then).
+const HISTORY_TIMED: (usize, usize) = (50, 5);
+/// Timed batches per checkpoint; the median is reported.
+const HISTORY_BATCHES: usize = 11;
+
+/// A small server's sample leaking a socket a second: seven kinds, as the
+/// engine section's helpers hold.
+fn history_sample(at: u64, i: u64) -> Sample {
+    let kinds = BTreeMap::from([
+        (FdKind::Epoll, 4),
+        (FdKind::Eventfd, 2),
+        (FdKind::Unix, 12 + i % 3),
+        (FdKind::Pipe, 6),
+        (FdKind::File, 11),
+        (FdKind::Tcp, 8 + i / 10),
+        (FdKind::Device, 13),
+    ]);
+    Sample {
+        at,
+        total: kinds.values().sum(),
+        kinds,
+        limit: Some(1024),
+        rss_bytes: Some(30 << 20),
+        cpu_seconds: Some(1.0),
+        threads: Some(4),
+        descendants: 0,
+    }
+}
+
+/// `history-ticks INTERVAL_MS WINDOW_S MINUTES...`: see the module documentation.
+fn history_ticks(interval_ms: u64, window_s: u64, minutes: &[u64]) -> Result<String> {
+    ensure!(interval_ms >= 1, "INTERVAL_MS must be at least 1");
+    ensure!(window_s >= 1, "WINDOW_S must be at least 1");
+    let window = Duration::from_secs(window_s);
+    // What the engine kept before: every sample of max(1 h, window).
+    let keep_ms = window.max(Duration::from_secs(3600)).as_millis() as u64;
+    let start: u64 = 1_700_000_000_000;
+    let mut new = SampleWindow::new(window);
+    let mut old = VecDeque::<Sample>::new();
+    let mut i: u64 = 0;
+    let mut lines = Vec::new();
+    let mut checkpoints: Vec<u64> = minutes.to_vec();
+    checkpoints.sort_unstable();
+    for minute in checkpoints {
+        let until = start + minute * 60_000;
+        // Untimed: fill up to the checkpoint, as the engine would have.
+        while start + i * interval_ms < until {
+            let sample = history_sample(start + i * interval_ms, i);
+            new.push(&sample);
+            while old.front().is_some_and(|s| s.at + keep_ms < sample.at) {
+                old.pop_front();
+            }
+            old.push_back(sample);
+            i += 1;
+        }
+        // What each holds: the heap a copy of it takes.
+        let (_, held_new) = heap_of(|| new.clone());
+        let (_, held_old) = heap_of(|| old.clone());
+        // Batches timed by the wall clock (the thread CPU clock counts in
+        // scheduler ticks, too coarse for a tick of microseconds), the median
+        // batch kept: a preempted batch is an outlier, not the answer.
+        let mut new_ticks = Vec::with_capacity(HISTORY_BATCHES);
+        for _ in 0..HISTORY_BATCHES {
+            let started = Instant::now();
+            for _ in 0..HISTORY_TIMED.0 {
+                let sample = history_sample(start + i * interval_ms, i);
+                new.push(&sample);
+                std::hint::black_box((new.trend(sample.at), new.sparkline()));
+                while old.front().is_some_and(|s| s.at + keep_ms < sample.at) {
+                    old.pop_front();
+                }
+                old.push_back(sample);
+                i += 1;
+            }
+            new_ticks.push(started.elapsed() / HISTORY_TIMED.0 as u32);
+        }
+        let mut old_ticks = Vec::with_capacity(HISTORY_BATCHES);
+        for _ in 0..HISTORY_BATCHES {
+            let started = Instant::now();
+            for k in 0..HISTORY_TIMED.1 as u64 {
+                let sample = history_sample(start + (i + k) * interval_ms, i + k);
+                let now = sample.at;
+                old.push_back(sample);
+                std::hint::black_box(Trend::from_samples(old.make_contiguous(), window, now));
+                old.pop_back();
+            }
+            old_ticks.push(started.elapsed() / HISTORY_TIMED.1 as u32);
+        }
+        lines.push(format!(
+            "{minute} {} {held_new} {} {held_old}",
+            median(new_ticks).as_nanos(),
+            median(old_ticks).as_nanos(),
+        ));
+    }
+    Ok(lines.join("\n"))
 }
 
 /// One tick, checked; returns when it started and the CPU time it took.

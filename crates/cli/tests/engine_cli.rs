@@ -97,6 +97,44 @@ fn config_init_writes_a_valid_example_and_will_not_clobber() {
     );
 }
 
+#[test]
+fn config_and_history_files_are_owner_only_and_loose_ones_are_fixed() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let scratch = Scratch::new("modes");
+    let config = scratch.path("etc/leakwatch/config.toml");
+    let out = scratch.run(&["config", "init", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(config.parent().unwrap()), 0o700);
+    assert_eq!(mode(&config), 0o600);
+    // Rewriting a world-readable config makes it private.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = scratch.run(&["config", "init", "--force", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mode(&config), 0o600);
+
+    // A data directory and history from before, readable by everyone.
+    let data = scratch.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = scratch.run(&["watch", "--once", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains(&format!("{} was readable by other users (mode 0755)", data.display())),
+        "{message}"
+    );
+    let db = data.join("history.sqlite3");
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&db), 0o600);
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = scratch.run(&["watch", "--once", "--json"]);
+    assert!(stderr(&out).contains("(mode 0644)"), "{}", stderr(&out));
+    assert_eq!(mode(&db), 0o600);
+    let out = scratch.run(&["watch", "--once", "--json"]);
+    assert!(!stderr(&out).contains("readable by other users"), "{}", stderr(&out));
+}
+
 /// A config watching `helper` through a pidfile, with a short window so a slope is
 /// fitted within seconds.
 fn leak_config(scratch: &Scratch, helper: &Helper, extra: &str) -> PathBuf {
@@ -256,6 +294,100 @@ fn daemon_keeps_last_good_config_on_bad_reload() {
     wait_for("configuration reloaded");
     daemon.kill().unwrap();
     daemon.wait().unwrap();
+}
+
+/// Polls `path` until its text contains `needle`, for up to a minute.
+fn wait_for_text(path: &std::path::Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "no {needle:?} within a minute in:\n{text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn daemon_on_a_full_disk_warns_once_and_keeps_running() {
+    let scratch = Scratch::new("fulldisk");
+    let helper = Helper::spawn().unwrap();
+    leak_config(&scratch, &helper, "interval = \"100ms\"\n");
+    let log = scratch.path("daemon.log");
+    // RLIMIT_FSIZE stands in for a full disk: once the history's WAL would pass
+    // 256 KiB, every write fails (EFBIG, with SIGXFSZ ignored), tick after tick.
+    let mut daemon = Command::new("sh")
+        .args(["-c", "trap '' XFSZ; exec prlimit --fsize=262144 -- \"$0\" daemon"])
+        .arg(env!("CARGO_BIN_EXE_leakwatch"))
+        .env("LEAKWATCH_CONFIG", scratch.path("config.toml"))
+        .env("LEAKWATCH_DATA_DIR", scratch.path("data"))
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    wait_for_text(&log, "history database");
+    // Another 30 ticks or so of failing writes.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon died on a full disk");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings = text.lines().filter(|l| l.contains("history database")).count();
+    assert_eq!(warnings, 1, "one warning, not one per tick:\n{text}");
+    assert!(text.contains("leaky: watching pid"), "{text}");
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+}
+
+#[test]
+fn daemon_with_an_unwritable_data_directory_runs_without_history() {
+    let scratch = Scratch::new("rodata");
+    let helper = Helper::spawn().unwrap();
+    leak_config(&scratch, &helper, "interval = \"100ms\"\n");
+    // A data directory that cannot be created: under a regular file. (Root, as
+    // CI runs, may write a 0555 directory; nobody creates one under a file.)
+    std::fs::write(scratch.path("file"), b"").unwrap();
+    let log = scratch.path("daemon.log");
+    let mut daemon = scratch
+        .command(&["daemon"])
+        .env("LEAKWATCH_DATA_DIR", scratch.path("file/data"))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let text = wait_for_text(&log, "leaky: watching pid");
+    assert!(text.contains("running without history"), "{text}");
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon stopped");
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+}
+
+#[test]
+fn watch_samples_zero_is_refused() {
+    let scratch = Scratch::new("samples0");
+    let out = scratch.run(&["watch", "--samples", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--samples"), "{}", stderr(&out));
+}
+
+#[test]
+fn doctor_flags_a_damaged_history() {
+    let scratch = Scratch::new("doctorcorrupt");
+    std::fs::create_dir_all(scratch.path("data")).unwrap();
+    std::fs::write(scratch.path("data/history.sqlite3"), b"not a database, at all\n".repeat(300))
+        .unwrap();
+    let out = scratch.run(&["doctor", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problem = report["store"]["problem"].as_str().unwrap_or_default().to_owned();
+    assert!(problem.contains("not a database"), "{report}");
+    let text = String::from_utf8(scratch.run(&["doctor"]).stdout).unwrap();
+    assert!(text.contains("DAMAGED"), "{text}");
+
+    // A sound one is not flagged.
+    std::fs::remove_file(scratch.path("data/history.sqlite3")).unwrap();
+    assert!(scratch.run(&["watch", "--once", "--json"]).status.success());
+    let out = scratch.run(&["doctor", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["store"]["problem"], Value::Null, "{report}");
 }
 
 #[test]

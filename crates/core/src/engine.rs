@@ -25,8 +25,10 @@ use crate::status::{
 };
 use crate::store::{SeriesId, Store, StoreError};
 use crate::summary::FdSummary;
+use crate::throttle::Throttle;
 use crate::tree::ProcessTree;
 use crate::trend::{Trend, what_grew};
+use crate::window::SampleWindow;
 use leakwatch_probe::{
     ErrorKind, FdLimit, LimitSource, Probe, ProcessId, ProcessInfo, ProcessState,
 };
@@ -49,15 +51,18 @@ const FULL_SCAN_EVERY: Duration = Duration::from_secs(10);
 const FD_KINDS_MAX_AGE: Duration = Duration::from_secs(10);
 /// How many processes the automatic mode (no config) watches.
 const AUTOMATIC_TARGETS: usize = 10;
-/// Samples kept in memory per process: the sparkline hour, or the trend window if
-/// longer. Older ones live in the store.
-const SPARKLINE_SPAN: Duration = Duration::from_secs(3600);
 /// Events kept in the status for the faces.
 const RECENT_EVENTS: usize = 50;
 /// How often the store is pruned and downsampled.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-/// Points in the status's sparkline history.
-const SPARKLINE_POINTS: usize = 120;
+/// How often a history write that keeps failing (a full disk) is logged again.
+const STORE_WARN_EVERY: Duration = Duration::from_secs(600);
+/// How often a tick that keeps failing is logged again.
+const TICK_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
+/// After this many ticks in a row have failed, the engine cannot go on: it stops
+/// and [`EngineHandle::failure`] says why, so the process can exit non-zero and
+/// its service manager restart it, rather than live on with a dead engine.
+pub const GIVE_UP_AFTER_FAILED_TICKS: u32 = 20;
 /// The pseudo-target name of `[orphans.rules]` in events and notifications.
 pub const ORPHANS: &str = "orphans";
 
@@ -126,7 +131,9 @@ struct Instance {
     target: String,
     process: Option<ProcessSummary>,
     series: Option<(SeriesKey, Option<SeriesId>)>,
-    samples: VecDeque<Sample>,
+    /// Recent samples, folded into a bounded number of buckets: the trend and the
+    /// sparkline. The full history lives in the store.
+    history: SampleWindow,
     first: Option<Sample>,
     limit: Option<FdLimit>,
     /// Whether `limit` was resolved for this series (`None` then means unknown).
@@ -158,7 +165,7 @@ impl Instance {
             target: target.to_owned(),
             process: None,
             series: None,
-            samples: VecDeque::new(),
+            history: SampleWindow::default(),
             first: None,
             limit: None,
             limit_read: false,
@@ -213,6 +220,16 @@ pub struct Engine {
     autopilot: Autopilot,
     /// The data directory's lock, held while the engine lives (with a store).
     lock: Option<DataDirLock>,
+    /// History writes that fail on every tick (a full disk) are logged through it.
+    store_throttle: Throttle,
+    /// Why history is not being kept, when it is not (see [`Status::history_error`]).
+    history_error: Option<String>,
+    /// Whether the series left open by a previous run, whose processes died while
+    /// no engine watched, have been closed (on the first full scan).
+    stale_series_closed: bool,
+    /// Makes this many ticks panic: the tests' stand-in for a tick that cannot go on.
+    #[cfg(test)]
+    fail_ticks: u32,
 }
 
 /// Locks the data directory of an engine that keeps history (its store's
@@ -244,29 +261,16 @@ impl Engine {
     pub fn new_as(options: EngineOptions, face: Face) -> Result<Self, EngineError> {
         let lock = lock_data_dir(&options, face)?;
         let config = options.config.load_or_default()?;
-        let mut notes = Vec::new();
-        let store = match &options.store_path {
-            Some(path) => {
-                let opened = Store::open(path)?;
-                if let Some(message) = opened.message() {
-                    tracing::warn!("{message}");
-                    notes.push(message);
-                }
-                Some(opened.store)
-            }
-            None => None,
-        };
-        Self::assemble(options, config, None, store, notes, Vec::new(), lock)
+        Self::assemble(options, config, None, lock)
     }
 
     /// Starts whatever the state of the files: a config that is missing (when
     /// named) or broken leaves the built-in defaults in force with the error in
     /// the status (file, line, key), as a later bad edit keeps the last good
-    /// config; a history that cannot be opened leaves the engine without one,
-    /// said in [`Status::problems`]. Fixing the file is picked up by the usual
-    /// reload. Only a platform with no process interface stops it, or another
-    /// engine owning the data directory ([`EngineError::Locked`]: the caller
-    /// retries, and so takes over when that owner goes away).
+    /// config. Fixing the file is picked up by the usual reload. Only a platform
+    /// with no process interface stops it, or another engine owning the data
+    /// directory ([`EngineError::Locked`]: the caller retries, and so takes over
+    /// when that owner goes away).
     pub fn new_lenient(options: EngineOptions) -> Result<Self, EngineError> {
         Self::new_lenient_as(options, Face::Other)
     }
@@ -281,44 +285,51 @@ impl Engine {
                 (Config::default(), Some(error.to_string()))
             }
         };
-        let mut notes = Vec::new();
-        let mut problems = Vec::new();
-        let store = match &options.store_path {
-            Some(path) => match Store::open(path) {
-                Ok(opened) => {
-                    if let Some(message) = opened.message() {
-                        tracing::warn!("{message}");
-                        notes.push(message);
-                    }
-                    Some(opened.store)
-                }
-                Err(error) => {
-                    tracing::warn!("running without history: {error}");
-                    problems.push(Problem {
-                        what: "history".to_owned(),
-                        message: format!("running without history: {error}"),
-                        fix: format!(
-                            "make {} writable (or set LEAKWATCH_DATA_DIR), then restart Leakwatch",
-                            path.parent().unwrap_or(path).display()
-                        ),
-                    });
-                    None
-                }
-            },
-            None => None,
-        };
-        Self::assemble(options, config, config_error, store, notes, problems, lock)
+        Self::assemble(options, config, config_error, lock)
+    }
+
+    /// Opens the history, if the engine keeps one. A watchdog without history
+    /// beats none at all (whichever constructor): a read-only or unwritable data
+    /// directory is said, in the notes, [`Status::history_error`] and a
+    /// [`Problem`] with its fix, and the engine runs on.
+    fn open_history(
+        path: Option<&Path>,
+        notes: &mut Vec<String>,
+    ) -> (Option<Store>, Option<String>, Option<Problem>) {
+        let Some(path) = path else { return (None, None, None) };
+        match Store::open(path) {
+            Ok(opened) => {
+                notes.extend(opened.permissions_fixed.iter().cloned());
+                // Logged by `spawn`, or shown by a face that takes them first.
+                notes.extend(opened.message());
+                (Some(opened.store), None, None)
+            }
+            Err(error) => {
+                let message = format!("running without history: {error}");
+                notes.push(message.clone());
+                let problem = Problem {
+                    what: "history".to_owned(),
+                    message: message.clone(),
+                    fix: format!(
+                        "make {} writable (or set LEAKWATCH_DATA_DIR), then restart Leakwatch",
+                        path.parent().unwrap_or(path).display()
+                    ),
+                };
+                (None, Some(message), Some(problem))
+            }
+        }
     }
 
     fn assemble(
         options: EngineOptions,
         config: Config,
         config_error: Option<String>,
-        store: Option<Store>,
-        notes: Vec<String>,
-        problems: Vec<Problem>,
         lock: Option<DataDirLock>,
     ) -> Result<Self, EngineError> {
+        let mut notes = Vec::new();
+        let (store, history_error, problem) =
+            Self::open_history(options.store_path.as_deref(), &mut notes);
+        let problems: Vec<Problem> = problem.into_iter().collect();
         let config_file = options.config.path().map(Path::to_path_buf);
         let config_stamp = config_file.as_deref().and_then(file_stamp);
         let mut pending_events = Vec::new();
@@ -364,6 +375,11 @@ impl Engine {
             orphan_rules: Vec::new(),
             autopilot: Autopilot::default(),
             lock,
+            store_throttle: Throttle::new(STORE_WARN_EVERY),
+            history_error,
+            stale_series_closed: false,
+            #[cfg(test)]
+            fail_ticks: 0,
         })
     }
 
@@ -491,6 +507,11 @@ impl Engine {
     /// One poll of every due target. Never fails: what cannot be read is shown as
     /// such in the status and the events.
     pub fn tick(&mut self) -> Arc<Status> {
+        #[cfg(test)]
+        if self.fail_ticks > 0 {
+            self.fail_ticks -= 1;
+            panic!("a tick that cannot go on (test fault)");
+        }
         let now = unix_millis(SystemTime::now());
         self.tick += 1;
         self.reload(false);
@@ -533,6 +554,7 @@ impl Engine {
             Ok(table) => {
                 self.table = table;
                 self.table_read_at = Some(Instant::now());
+                self.close_stale_series();
                 if self.config.watch.is_empty() {
                     self.automatic_pids = self.top_descriptor_holders();
                 }
@@ -543,6 +565,25 @@ impl Engine {
                 tracing::warn!("reading the process table: {error}");
                 false
             }
+        }
+    }
+
+    /// Ends the series a previous run left open whose process is gone: it died
+    /// while no engine watched, and its series ends at its last sample rather
+    /// than staying open-ended. Series of processes still running are continued.
+    fn close_stale_series(&mut self) {
+        if self.stale_series_closed {
+            return;
+        }
+        self.stale_series_closed = true;
+        let Some(store) = &self.store else { return };
+        let alive: std::collections::HashSet<ProcessId> = self.table.iter().map(|p| p.id).collect();
+        match store.end_series_of_dead_processes(|id| alive.contains(&id)) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "ended {n} series of processes that exited while Leakwatch was not running"
+            ),
+            Err(error) => tracing::warn!("{error}"),
         }
     }
 
@@ -811,18 +852,15 @@ impl Engine {
             descendants,
         };
         let Some(instance) = self.instances.get_mut(&instance_name) else { return };
-        let keep = u64::try_from(SPARKLINE_SPAN.max(target.window).as_millis()).unwrap_or(u64::MAX);
-        while instance.samples.front().is_some_and(|s| s.at + keep < now) {
-            instance.samples.pop_front();
-        }
-        instance.samples.push_back(sample.clone());
+        instance.history.set_window(target.window);
+        instance.history.push(&sample);
         if instance.first.is_none() {
             instance.first = Some(sample.clone());
         }
         if let Some((_, Some(series_id))) = &instance.series {
             batch.push((*series_id, sample.clone()));
         }
-        let trend = Trend::from_samples(instance.samples.make_contiguous(), target.window, now);
+        let trend = instance.history.trend(now);
         let observation = Observation {
             sample: Some(&sample),
             summary: Some(summary.as_ref()),
@@ -850,7 +888,7 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
-        let history = sparkline(&instance.samples);
+        let history = instance.history.sparkline();
         instance.status = Some(TargetStatus {
             name: instance_name.clone(),
             target: target.configured.clone(),
@@ -979,7 +1017,7 @@ impl Engine {
                 .ok()
         });
         instance.series = Some((key, series_id));
-        instance.samples.clear();
+        instance.history.clear();
         instance.first = None;
         instance.limit = None;
         instance.limit_read = false;
@@ -1146,7 +1184,7 @@ impl Engine {
         {
             tracing::warn!("{e}");
         }
-        instance.samples.clear();
+        instance.history.clear();
         instance.first = None;
         instance.limit = None;
         instance.limit_read = false;
@@ -1185,10 +1223,26 @@ impl Engine {
             self.last_prune = Some(now);
             result = store.prune(now).map(drop);
         }
-        if let Err(error) = result {
-            tracing::warn!("{error}");
-            if error.is_corruption() {
-                self.reopen_store();
+        match result {
+            Ok(()) => {
+                if self.store_throttle.cleared() {
+                    tracing::info!("history is being written again");
+                    self.history_error = None;
+                }
+            }
+            Err(error) => {
+                // A full disk fails every tick: say it once, then now and then.
+                if let Some(held_back) = self.store_throttle.occurred() {
+                    if held_back == 0 {
+                        tracing::warn!("{error}");
+                    } else {
+                        tracing::warn!("{error} (still failing: {held_back} more failed writes)");
+                    }
+                }
+                self.history_error = Some(format!("history is not being written: {error}"));
+                if error.is_corruption() {
+                    self.reopen_store();
+                }
             }
         }
     }
@@ -1208,7 +1262,10 @@ impl Engine {
                     instance.series = None;
                 }
             }
-            Err(error) => tracing::error!("history disabled: {error}"),
+            Err(error) => {
+                tracing::error!("history disabled: {error}");
+                self.history_error = Some(format!("running without history: {error}"));
+            }
         }
     }
 
@@ -1241,7 +1298,13 @@ impl Engine {
                 target: Some(event.target.clone()),
                 severity: event.severity,
             };
-            if let Err(error) = self.options.notifier.notify(&notification) {
+            // A notifier is outside code (D-Bus, an executor of its own) that has
+            // panicked under fd exhaustion; its failure must not take the tick.
+            let shown = catch_quietly(|| self.options.notifier.notify(&notification))
+                .unwrap_or_else(|panic| {
+                    Err(crate::notifier::NotifyError(format!("the notifier panicked: {panic}")))
+                });
+            if let Err(error) = shown {
                 // No notification service (a headless server): log, do not fail.
                 if self.notify_failures == 0 {
                     tracing::warn!("{error}; notifications will be logged only");
@@ -1287,6 +1350,7 @@ impl Engine {
             alerts_paused_until: self.paused_until.filter(|until| *until > now),
             orphans: self.orphans.clone(),
             orphan_rules: self.orphan_rules.clone(),
+            history_error: self.history_error.clone(),
         }
     }
 
@@ -1309,6 +1373,7 @@ impl Engine {
         let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
         let (listen_tx, listen_rx) = watch::channel(self.config.metrics.listen);
+        let (failure_tx, failure_rx) = watch::channel(None::<String>);
         let events = events_tx.clone();
         // The lock owner serves the local API, so other faces attach to it.
         let api = self.lock.as_ref().map(|lock| crate::api::socket_path(lock.dir()));
@@ -1336,8 +1401,10 @@ impl Engine {
             interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
             let mut engine = Some(self);
             let mut pending: Vec<Command> = Vec::new();
-            let mut in_flight: Option<tokio::task::JoinHandle<(Engine, Arc<Status>)>> = None;
+            let mut in_flight: Option<tokio::task::JoinHandle<(Engine, TickResult)>> = None;
             let mut last_event_at: UnixMillis = 0;
+            let mut failed_in_a_row: u32 = 0;
+            let mut failure_log = Throttle::new(TICK_FAILURE_LOG_EVERY);
             loop {
                 tokio::select! {
                     _ = interval.tick() => {
@@ -1349,7 +1416,10 @@ impl Engine {
                             current.apply(command);
                         }
                         in_flight = Some(tokio::task::spawn_blocking(move || {
-                            let status = current.tick();
+                            // A tick that panics loses that tick, not the engine:
+                            // its state is plain data, and the next tick reads
+                            // everything afresh.
+                            let status = catch_quietly(|| current.tick());
                             (current, status)
                         }));
                     }
@@ -1360,9 +1430,49 @@ impl Engine {
                         }
                     } => {
                         in_flight = None;
-                        let Ok((current, status)) = finished else {
-                            tracing::error!("an engine tick panicked; stopping");
-                            break;
+                        let (current, status) = match finished {
+                            Ok((current, Ok(status))) => {
+                                failed_in_a_row = 0;
+                                if failure_log.cleared() {
+                                    tracing::info!("engine ticks succeed again");
+                                }
+                                (current, status)
+                            }
+                            Ok((current, Err(message))) => {
+                                failed_in_a_row += 1;
+                                if let Some(held_back) = failure_log.occurred() {
+                                    tracing::error!(
+                                        "an engine tick failed: {message} ({failed_in_a_row} in a \
+                                         row{})",
+                                        if held_back > 0 {
+                                            format!(", {held_back} not logged")
+                                        } else {
+                                            String::new()
+                                        }
+                                    );
+                                }
+                                if failed_in_a_row >= GIVE_UP_AFTER_FAILED_TICKS {
+                                    let reason = format!(
+                                        "the engine stopped: {failed_in_a_row} ticks in a row \
+                                         failed, the last with: {message}"
+                                    );
+                                    tracing::error!("{reason}");
+                                    let _ = failure_tx.send(Some(reason));
+                                    engine = Some(current);
+                                    break;
+                                }
+                                engine = Some(current);
+                                continue;
+                            }
+                            Err(error) => {
+                                // The blocking task itself could not run (the
+                                // runtime is shutting down, or no thread could be
+                                // started): the engine's state is gone with it.
+                                let reason = format!("the engine stopped: its tick could not run: {error}");
+                                tracing::error!("{reason}");
+                                let _ = failure_tx.send(Some(reason));
+                                break;
+                            }
                         };
                         for event in status.recent_events.iter().filter(|e| e.at > last_event_at) {
                             let _ = events.send(event.clone());
@@ -1424,6 +1534,7 @@ impl Engine {
             commands: command_tx,
             shutdown: shutdown_tx,
             metrics_listen: listen_rx,
+            failure: failure_rx,
             task,
         }
     }
@@ -1454,6 +1565,7 @@ pub struct EngineHandle {
     commands: mpsc::UnboundedSender<Command>,
     shutdown: watch::Sender<bool>,
     metrics_listen: watch::Receiver<Option<std::net::SocketAddr>>,
+    failure: watch::Receiver<Option<String>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -1479,6 +1591,13 @@ impl EngineHandle {
         let _ = self.commands.send(command);
     }
 
+    /// Becomes `Some(why)` when the engine stopped by itself because it cannot go
+    /// on ([`GIVE_UP_AFTER_FAILED_TICKS`]). A face should then exit non-zero, so
+    /// that launchd or systemd restarts it, rather than live on without an engine.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.failure.clone()
+    }
+
     /// Stops the loop, waiting for a running tick to be written.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -1499,6 +1618,7 @@ impl EngineHandle {
         let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
         let (listen_tx, listen_rx) = watch::channel(None);
+        let (failure_tx, failure_rx) = watch::channel(None::<String>);
         let events = events_tx.clone();
         let open = Arc::new(open);
         let task = tokio::spawn(async move {
@@ -1540,8 +1660,13 @@ impl EngineHandle {
             let mut inner_events = inner.events();
             let mut inner_listen = inner.metrics_listen();
             let _ = listen_tx.send(*inner_listen.borrow_and_update());
+            let mut inner_failure = inner.failure();
             loop {
                 tokio::select! {
+                    changed = inner_failure.changed() => {
+                        if changed.is_err() { break }
+                        let _ = failure_tx.send(inner_failure.borrow_and_update().clone());
+                    }
                     changed = inner_listen.changed() => {
                         if changed.is_err() { break }
                         let _ = listen_tx.send(*inner_listen.borrow_and_update());
@@ -1571,6 +1696,7 @@ impl EngineHandle {
             commands: command_tx,
             shutdown: shutdown_tx,
             metrics_listen: listen_rx,
+            failure: failure_rx,
             task,
         }
     }
@@ -1595,40 +1721,76 @@ pub fn resolve_limit(probed: Option<FdLimit>, configured: Option<u64>) -> Option
     })
 }
 
+/// A tick's status, or what its panic said.
+type TickResult = Result<Arc<Status>, String>;
+
+thread_local! {
+    /// Set while [`catch_quietly`] runs: a panic then is logged by the engine,
+    /// throttled, instead of by the default hook on every tick.
+    static CATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Where the last panic caught quietly on this thread happened.
+    static CAUGHT_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f`, turning a panic into its message (with where it happened). The
+/// default panic hook would print every one, a stack of identical lines per
+/// tick when a tick fails for good; the engine logs them itself, throttled.
+fn catch_quietly<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.with(std::cell::Cell::get) {
+                let at = info.location().map(|l| format!("{}:{}", l.file(), l.line()));
+                CAUGHT_AT.with(|cell| *cell.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+    let was = CATCHING.with(|cell| cell.replace(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|cell| cell.set(was));
+    result.map_err(|panic| {
+        let message = panic_message(panic.as_ref());
+        match CAUGHT_AT.with(|cell| cell.borrow_mut().take()) {
+            Some(at) => format!("{message} (at {at})"),
+            None => message,
+        }
+    })
+}
+
+/// The message of a caught panic (a `&str` or `String` payload, as `panic!` makes).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// The file's modification time and length: a cheap "did it change" stamp.
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
     Some((meta.modified().ok()?, meta.len()))
 }
 
-/// At most [`SPARKLINE_POINTS`] evenly spaced `(time, total)` points of the last hour.
-fn sparkline(samples: &VecDeque<Sample>) -> Vec<(UnixMillis, u64)> {
-    let Some(last) = samples.back() else { return Vec::new() };
-    let since = last.at.saturating_sub(u64::try_from(SPARKLINE_SPAN.as_millis()).unwrap_or(0));
-    let recent: Vec<&Sample> = samples.iter().filter(|s| s.at >= since).collect();
-    let step = recent.len().div_ceil(SPARKLINE_POINTS).max(1);
-    let mut points: Vec<(UnixMillis, u64)> =
-        recent.iter().step_by(step).map(|s| (s.at, s.total)).collect();
-    if points.last().map(|p| p.0) != Some(last.at) {
-        points.push((last.at, last.total));
-    }
-    points
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::notifier::NotifyError;
 
-    fn sample(at: UnixMillis, total: u64) -> Sample {
-        Sample {
-            at,
-            total,
-            kinds: BTreeMap::new(),
-            limit: None,
-            rss_bytes: None,
-            cpu_seconds: None,
-            threads: None,
-            descendants: 0,
+    /// A notifier whose reactor cannot start, as notify-rust's did when the
+    /// process was out of descriptors: it panics.
+    #[derive(Debug, Default)]
+    struct PanickingNotifier {
+        calls: std::sync::atomic::AtomicU64,
+    }
+
+    impl Notifier for PanickingNotifier {
+        fn notify(&self, _: &Notification) -> Result<(), NotifyError> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            panic!("cannot initialize I/O event notification: Too many open files (os error 24)");
         }
     }
 
@@ -1661,12 +1823,128 @@ mod tests {
         assert_eq!(resolve_limit(own, None), own);
     }
 
+    /// An engine in `dir` watching one target whose pidfile names no process, so
+    /// its `down` rule raises (and notifies) within a few ticks.
+    fn down_target_engine(dir: &Path, notifier: Arc<dyn Notifier>) -> Engine {
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[notify]\nenabled = true\n\n[[watch]]\nname = \"gone\"\npidfile = '{}'\n",
+                dir.join("missing.pid").display()
+            ),
+        )
+        .expect("config");
+        Engine::new(EngineOptions {
+            config: ConfigSource::Named(config),
+            store_path: Some(dir.join("data/history.sqlite3")),
+            notifier,
+            interval: Some(Duration::from_millis(20)),
+        })
+        .expect("engine")
+    }
+
+    /// Waits (generously) until the status satisfies `done`.
+    async fn status_until(
+        status: &mut watch::Receiver<Arc<Status>>,
+        done: impl Fn(&Status) -> bool,
+    ) -> Arc<Status> {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let current = status.borrow_and_update().clone();
+                if done(&current) {
+                    return current;
+                }
+                status.changed().await.expect("the engine stopped");
+            }
+        })
+        .await
+        .expect("status within 60 s")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_notifier_never_stops_the_engine() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let notifier = Arc::new(PanickingNotifier::default());
+        let handle = down_target_engine(dir.path(), notifier.clone()).spawn();
+        let mut status = handle.status();
+        let raised =
+            status_until(&mut status, |s| s.targets.iter().any(|t| t.severity > Severity::Ok))
+                .await;
+        // The notification that panicked was the raise's; ticks go on after it.
+        assert!(notifier.calls.load(std::sync::atomic::Ordering::Relaxed) >= 1);
+        let later = status_until(&mut status, |s| s.tick >= raised.tick + 5).await;
+        assert!(later.targets.iter().any(|t| t.name == "gone"));
+        assert_eq!(*handle.failure().borrow(), None);
+        handle.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_tick_is_survived_and_the_next_one_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut engine = down_target_engine(dir.path(), Arc::new(crate::notifier::NullNotifier));
+        engine.fail_ticks = 3;
+        let handle = engine.spawn();
+        let mut status = handle.status();
+        let ticked = status_until(&mut status, |s| s.tick >= 3).await;
+        assert!(ticked.targets.iter().any(|t| t.name == "gone"));
+        assert_eq!(*handle.failure().borrow(), None);
+        handle.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ticks_that_keep_failing_stop_the_engine_and_say_why() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut engine = down_target_engine(dir.path(), Arc::new(crate::notifier::NullNotifier));
+        engine.fail_ticks = u32::MAX;
+        let handle = engine.spawn();
+        let mut failure = handle.failure();
+        let reason = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                if let Some(reason) = failure.borrow_and_update().clone() {
+                    return reason;
+                }
+                failure.changed().await.expect("the engine ended without saying why");
+            }
+        })
+        .await
+        .expect("the engine gave up within 60 s");
+        assert!(
+            reason.contains(&format!("{GIVE_UP_AFTER_FAILED_TICKS} ticks in a row failed"))
+                && reason.contains("test fault"),
+            "{reason}"
+        );
+        // The status channel closes with it: a face waiting on it is not left hanging.
+        let mut status = handle.status();
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            while status.changed().await.is_ok() {}
+        })
+        .await;
+        assert!(closed.is_ok(), "the status channel stayed open");
+        handle.shutdown().await;
+    }
+
     #[test]
-    fn sparkline_is_bounded_and_ends_at_the_last_sample() {
-        let samples: VecDeque<Sample> = (0..2000).map(|i| sample(i * 2000, i)).collect();
-        let points = sparkline(&samples);
-        assert!(points.len() <= SPARKLINE_POINTS + 1, "{}", points.len());
-        assert_eq!(points.last(), Some(&(1999 * 2000, 1999)));
-        assert!(points.first().is_some_and(|p| p.0 >= 1999 * 2000 - 3_600_000));
+    fn an_unwritable_data_directory_runs_without_history_and_says_so() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // A data directory that cannot be created (under a regular file): what a
+        // read-only one is even to root.
+        let file = dir.path().join("not-a-directory");
+        std::fs::write(&file, b"").expect("file");
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "").expect("config");
+        let mut engine = Engine::new(EngineOptions {
+            config: ConfigSource::Named(config),
+            store_path: Some(file.join("history.sqlite3")),
+            notifier: Arc::new(crate::notifier::NullNotifier),
+            interval: Some(Duration::from_millis(20)),
+        })
+        .expect("the engine starts without history");
+        let notes = engine.take_notes();
+        assert!(notes.iter().any(|n| n.starts_with("running without history")), "{notes:?}");
+        let status = engine.tick();
+        let why = status.history_error.clone().expect("the status says so");
+        assert!(why.contains(&file.display().to_string()), "{why}");
+        assert_eq!(status.tick, 1);
     }
 }

@@ -19,14 +19,17 @@ pub mod model;
 pub mod notifier;
 pub mod orphans;
 pub mod owner;
+pub mod private;
 pub mod restart;
 pub mod rules;
 pub mod service;
 pub mod status;
 pub mod store;
 pub mod summary;
+pub mod throttle;
 pub mod tree;
 pub mod trend;
+pub mod window;
 
 pub use config::{Config, ConfigError, RuleSpec};
 pub use config_source::ConfigSource;

@@ -43,19 +43,12 @@ pub enum RestartError {
          `env = {{ PATH = \"...\" }}`"
     )]
     ProgramNotFound { target: String, program: String, searched: String },
-    #[error("{target}: could not start {program}: {source}")]
-    Spawn {
-        target: String,
-        program: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{target}: {source}")]
-    Service {
-        target: String,
-        #[source]
-        source: crate::service::ServiceError,
-    },
+    // Causes are in the messages and not also `source()`s, so that a chain
+    // printed with its causes (`{:#}`) names each once.
+    #[error("{target}: could not start {program}: {cause}")]
+    Spawn { target: String, program: String, cause: std::io::Error },
+    #[error("{target}: {cause}")]
+    Service { target: String, cause: crate::service::ServiceError },
     #[error("{target}: not healthy after {waited:?}: {last}")]
     Unhealthy { target: String, waited: Duration, last: String },
 }
@@ -168,11 +161,11 @@ pub fn restart(
             #[cfg(not(unix))]
             let uid = 0;
             crate::service::launchd_restart(label, uid)
-                .map_err(|e| RestartError::Service { target: target.name.clone(), source: e })?;
+                .map_err(|e| RestartError::Service { target: target.name.clone(), cause: e })?;
         }
         Restart::Systemd(unit) => {
             crate::service::systemd_restart(unit)
-                .map_err(|e| RestartError::Service { target: target.name.clone(), source: e })?;
+                .map_err(|e| RestartError::Service { target: target.name.clone(), cause: e })?;
         }
         Restart::Command { argv, cwd, env, log, grace, .. } => {
             // Before anything is stopped: a program that cannot be found would
@@ -206,7 +199,7 @@ pub fn restart(
                 .map_err(|source| RestartError::Spawn {
                     target: target.name.clone(),
                     program: argv.first().cloned().unwrap_or_default(),
-                    source,
+                    cause: source,
                 })?;
             report.spawned_pid = Some(spawned.id());
             child = Some(spawned);
@@ -299,7 +292,8 @@ fn spawn_detached(
     }
     match log {
         Some(path) => {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            // The output of the user's service: owner-only, like the history.
+            let file = crate::private::open_append(path)?;
             command.stdout(file.try_clone()?).stderr(file);
         }
         None => {

@@ -11,12 +11,10 @@ use std::time::Duration;
 /// What went wrong talking to a service manager.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
-    #[error("could not run {program}: {source}")]
-    Spawn {
-        program: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
+    // The cause is in the message, so it is not also a `source()`: printed with
+    // its chain (`{:#}`), it would be repeated.
+    #[error("could not run {program}: {cause}")]
+    Spawn { program: &'static str, cause: std::io::Error },
     #[error("`{program} {args}` failed ({status}): {stderr}")]
     Failed { program: &'static str, args: String, status: String, stderr: String },
     /// A command that had to fail (a job's lookup, after it was booted out) kept
@@ -267,7 +265,7 @@ fn run(program: &'static str, args: &[&str]) -> Result<std::process::Output, Ser
     Command::new(program)
         .args(args)
         .output()
-        .map_err(|source| ServiceError::Spawn { program, source })
+        .map_err(|source| ServiceError::Spawn { program, cause: source })
 }
 
 fn checked(program: &'static str, args: &[&str]) -> Result<(), ServiceError> {

@@ -37,6 +37,10 @@ pub struct Status {
     /// interface yet), each with how to fix it: the app keeps running and shows
     /// them rather than exit.
     pub problems: Vec<Problem>,
+    /// Why history is not being kept or written, when it is not: a data
+    /// directory that cannot be written (the engine runs without history), a
+    /// full disk.
+    pub history_error: Option<String>,
 }
 
 /// Something wrong with Leakwatch itself, not with a watched process.

@@ -121,31 +121,18 @@ type Doing = &'static str;
 /// A store failure: what was being done, on which database file, and why.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    // Each message includes its cause, so the cause is not also the error's
+    // `source()`: printed with its chain (`{:#}`) it would be said twice.
     /// SQLite refused (I/O error, disk full, lock timeout, corruption found late).
-    #[error("history database {}: {doing}: {source}", path.display())]
-    Sqlite {
-        path: PathBuf,
-        doing: Doing,
-        #[source]
-        source: rusqlite::Error,
-    },
+    #[error("history database {}: {doing}: {cause}", path.display())]
+    Sqlite { path: PathBuf, doing: Doing, cause: rusqlite::Error },
     /// A JSON column (argv, kinds, snapshot body) could not be written or read.
-    #[error("history database {}: {doing}: malformed JSON: {source}", path.display())]
-    Json {
-        path: PathBuf,
-        doing: Doing,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error("history database {}: {doing}: malformed JSON: {cause}", path.display())]
+    Json { path: PathBuf, doing: Doing, cause: serde_json::Error },
     /// A file-system operation around the database failed; `path` is the file or
     /// directory concerned.
-    #[error("history database: {doing} {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        doing: Doing,
-        #[source]
-        source: io::Error,
-    },
+    #[error("history database: {doing} {}: {cause}", path.display())]
+    Io { path: PathBuf, doing: Doing, cause: io::Error },
     /// The database is damaged. [`Store::open`] moves such a file aside instead of
     /// returning this; it reaches callers of [`Store::open_read_only`], and of a
     /// freshly created database that is damaged at once (a failing disk).
@@ -166,7 +153,7 @@ impl StoreError {
     pub fn is_corruption(&self) -> bool {
         match self {
             StoreError::Corrupt { .. } => true,
-            StoreError::Sqlite { source, .. } => is_corruption_code(source),
+            StoreError::Sqlite { cause, .. } => is_corruption_code(cause),
             _ => false,
         }
     }
@@ -262,6 +249,9 @@ pub struct Opened {
     /// Why it was unusable ("file is not a database", the `quick_check` report, a
     /// newer schema), when it was moved aside.
     pub reason: Option<String>,
+    /// The data directory or database files that other users could read, now
+    /// tightened to owner-only: one sentence each, to log.
+    pub permissions_fixed: Vec<String>,
 }
 
 impl Opened {
@@ -318,8 +308,8 @@ impl Fault {
     fn into_error(self, path: &Path, doing: Doing) -> StoreError {
         let path = path.to_path_buf();
         match self {
-            Fault::Sqlite(source) => StoreError::Sqlite { path, doing, source },
-            Fault::Json(source) => StoreError::Json { path, doing, source },
+            Fault::Sqlite(cause) => StoreError::Sqlite { path, doing, cause },
+            Fault::Json(cause) => StoreError::Json { path, doing, cause },
         }
     }
 }
@@ -330,15 +320,25 @@ impl Store {
     /// new database created; [`Opened::moved_aside`] says so. Only errors that a
     /// new file would not cure (permissions, a full disk) are returned.
     pub fn open(path: &Path) -> Result<Opened, StoreError> {
+        let mut permissions_fixed = Vec::new();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                path: dir.to_path_buf(),
-                doing: "creating the data directory",
-                source,
-            })?;
+            permissions_fixed.extend(crate::private::create_dir(dir).map_err(|source| {
+                StoreError::Io {
+                    path: dir.to_path_buf(),
+                    doing: "creating the data directory",
+                    cause: source,
+                }
+            })?);
+        }
+        // The history holds argv and descriptor paths: owner-only, like the
+        // directory. SQLite gives the `-wal` and `-shm` the database's mode.
+        for file in [path.to_path_buf(), with_suffix(path, "-wal"), with_suffix(path, "-shm")] {
+            permissions_fixed.extend(crate::private::secure_file(&file).map_err(|source| {
+                StoreError::Io { path: file.clone(), doing: "making private", cause: source }
+            })?);
         }
         match Self::try_open(path) {
-            Ok(store) => Ok(Opened { store, moved_aside: None, reason: None }),
+            Ok(store) => Ok(Opened { store, moved_aside: None, reason: None, permissions_fixed }),
             Err(OpenFailure::Error(e)) => Err(e),
             Err(OpenFailure::Unusable(reason)) => {
                 let moved = move_aside(path)?;
@@ -350,7 +350,12 @@ impl Store {
                         StoreError::Corrupt { path: path.to_path_buf(), reason }
                     }
                 })?;
-                Ok(Opened { store, moved_aside: Some(moved), reason: Some(reason) })
+                Ok(Opened {
+                    store,
+                    moved_aside: Some(moved),
+                    reason: Some(reason),
+                    permissions_fixed,
+                })
             }
         }
     }
@@ -359,15 +364,41 @@ impl Store {
     /// it: for `leakwatch history` and `doctor`. It never migrates, checks or moves
     /// anything — that is the writer's business — so a reader cannot pull the file
     /// from under the daemon.
+    ///
+    /// History on read-only media (a backup disk, a read-only mount of another
+    /// machine's data) cannot get the `-shm` a WAL reader needs; it is then opened
+    /// `immutable`, which reads the file as it stands, with no locks and no WAL.
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        match Self::open_reader(path, false) {
+            Err(error) if !error.is_corruption() && !matches!(error, StoreError::Schema { .. }) => {
+                // Only a file that is there but cannot be shared for reading is
+                // retried; with nothing to read, the first error says so best.
+                if path.is_file() {
+                    Self::open_reader(path, true).map_err(|_| error)
+                } else {
+                    Err(error)
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn open_reader(path: &Path, immutable: bool) -> Result<Store, StoreError> {
         let at = |doing: Doing| move |e: rusqlite::Error| Fault::from(e).into_error(path, doing);
-        // Read-write without CREATE: a missing file is an error, and SQLite may
-        // still create the `-shm` index a WAL reader needs; `query_only` then
-        // forbids writes.
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(path, flags).map_err(at("opening"))?;
+        let conn = if immutable {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI;
+            Connection::open_with_flags(immutable_uri(path), flags).map_err(at("opening"))?
+        } else {
+            // Read-write without CREATE: a missing file is an error, and SQLite
+            // may still create the `-shm` index a WAL reader needs; `query_only`
+            // then forbids writes.
+            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI;
+            Connection::open_with_flags(path, flags).map_err(at("opening"))?
+        };
         conn.busy_timeout(BUSY_TIMEOUT).map_err(at("setting the busy timeout"))?;
         conn.pragma_update(None, "query_only", true)
             .map_err(at("making the connection read-only"))?;
@@ -422,6 +453,14 @@ impl Store {
                 }
             }
         };
+        // Born 0600 rather than SQLite's 0644: see `crate::private`.
+        crate::private::touch(path).map_err(|source| {
+            OpenFailure::Error(StoreError::Io {
+                path: path.to_path_buf(),
+                doing: "creating",
+                cause: source,
+            })
+        })?;
         let mut conn = Connection::open(path).map_err(classify("opening"))?;
         // Until the file has passed the checks, closing the connection must not
         // checkpoint a WAL into it (and then delete the WAL): a file about to be
@@ -451,6 +490,12 @@ impl Store {
             path: Some(path.to_path_buf()),
             retention: Retention::default(),
         })
+    }
+
+    /// What SQLite's `quick_check` finds wrong with the database: nothing when
+    /// it is sound. For `doctor`; reads every page.
+    pub fn integrity_problems(&self) -> Result<Vec<String>, StoreError> {
+        self.run("checking integrity", |conn| Ok(quick_check(conn)?))
     }
 
     /// The database file; `None` for an in-memory store.
@@ -539,6 +584,38 @@ impl Store {
                 params![id.0, to_db(at)],
             )?;
             Ok(())
+        })
+    }
+
+    /// Ends every open series whose process `alive` says is gone, at its last
+    /// sample (or its start, if it has none): the process exited while no engine
+    /// watched it, some time after that sample. Returns how many were ended.
+    pub fn end_series_of_dead_processes(
+        &self,
+        alive: impl Fn(ProcessId) -> bool,
+    ) -> Result<u64, StoreError> {
+        self.run("ending the series of exited processes", |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let open: Vec<(i64, i64, i64)> = tx
+                .prepare("SELECT id, pid, start_time FROM series WHERE ended_at IS NULL")?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect::<Result<_, _>>()?;
+            let mut ended = 0;
+            for (id, pid, start_time) in open {
+                let process =
+                    ProcessId { pid: pid_from_db(pid), start_time: start_time_from_db(start_time) };
+                if alive(process) {
+                    continue;
+                }
+                ended += count(tx.execute(
+                    "UPDATE series SET ended_at = COALESCE(
+                         (SELECT max(at) FROM samples WHERE series_id = ?1), started_at)
+                     WHERE id = ?1 AND ended_at IS NULL",
+                    [id],
+                )?);
+            }
+            tx.commit()?;
+            Ok(ended)
         })
     }
 
@@ -841,7 +918,7 @@ impl Store {
             // Outside the transaction: return free pages to the file system, and
             // checkpoint without waiting for readers so the WAL can shrink to
             // `journal_size_limit`.
-            conn.execute_batch("PRAGMA incremental_vacuum;")?;
+            incremental_vacuum(conn)?;
             conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
             Ok(())
         })?;
@@ -932,6 +1009,16 @@ fn migrate(conn: &mut Connection) -> Result<(), OpenFailure> {
     Ok(())
 }
 
+/// Gives every free page back to the file system. `incremental_vacuum` frees one
+/// page per step of its statement (each step returns a row), so it must be
+/// stepped to the end: `execute_batch` steps it once, freeing one page an hour.
+fn incremental_vacuum(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("PRAGMA incremental_vacuum")?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
+}
+
 /// At most this many `quick_check` complaints are reported: enough to tell what
 /// kind of damage it is, short enough for one log line.
 const QUICK_CHECK_MAX: usize = 3;
@@ -1003,7 +1090,7 @@ fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
     fs::rename(path, &target).map_err(|source| StoreError::Io {
         path: path.to_path_buf(),
         doing: "moving the unusable database aside",
-        source,
+        cause: source,
     })?;
     for companion in ["-wal", "-shm"] {
         let from = with_suffix(path, companion);
@@ -1014,7 +1101,7 @@ fn move_aside(path: &Path) -> Result<PathBuf, StoreError> {
                 return Err(StoreError::Io {
                     path: from,
                     doing: "moving the unusable database aside",
-                    source,
+                    cause: source,
                 });
             }
         }
@@ -1101,6 +1188,24 @@ fn start_time_from_db(value: i64) -> StartTime {
 
 fn count(rows: usize) -> u64 {
     u64::try_from(rows).unwrap_or(u64::MAX)
+}
+
+/// A `file:` URI opening `path` read-only and `immutable` (see
+/// [`Store::open_read_only`]), every byte outside the unreserved set
+/// percent-encoded so that `?`, `#` or `%` in a path cannot be read as URI syntax.
+fn immutable_uri(path: &Path) -> String {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut uri = String::from("file:");
+    for byte in path.as_os_str().as_encoded_bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'.' | b'_' | b'~' | b'-' => {
+                uri.push(char::from(*byte));
+            }
+            _ => uri.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    uri
 }
 
 /// `path` with `suffix` appended to its file name (`x.db` → `x.db-wal`).
@@ -1398,13 +1503,68 @@ mod tests {
         let snapshots = store.snapshots(Some("leaky"), 0).expect("snapshots");
         assert_eq!(snapshots.len(), 50);
         assert_eq!(snapshots[0].reason, "restart 10");
-        // The freed pages went back to the file system.
+        // Earlier prunes gave their freed pages back already (see
+        // prune_gives_every_freed_page_back_and_the_file_shrinks); this one frees
+        // at most a few, and the file never grows.
         assert!(
-            report.bytes_after < report.bytes_before,
+            report.bytes_after <= report.bytes_before,
             "{} -> {}",
             report.bytes_before,
             report.bytes_after
         );
+    }
+
+    #[test]
+    fn series_of_processes_that_died_unwatched_end_at_their_last_sample() {
+        let store = Store::open_in_memory().expect("open");
+        let dead = store.begin_series(&key("t", 10, 1), "t", &[], T0).expect("begin");
+        store.record_sample(dead, &sample(T0 + 5000, 3)).expect("record");
+        store.record_sample(dead, &sample(T0 + 9000, 4)).expect("record");
+        let dead_empty = store.begin_series(&key("u", 11, 1), "u", &[], T0 + 100).expect("begin");
+        let living = store.begin_series(&key("t", 12, 7), "t", &[], T0).expect("begin");
+        let ended = store.begin_series(&key("v", 13, 1), "v", &[], T0).expect("begin");
+        store.end_series(ended, T0 + 1).expect("end");
+
+        let alive = |id: ProcessId| id == ProcessId { pid: 12, start_time: StartTime(7) };
+        assert_eq!(store.end_series_of_dead_processes(alive).expect("end dead"), 2);
+        let ended_at = |target: &str, id: SeriesId| {
+            store
+                .series(target)
+                .expect("series")
+                .into_iter()
+                .find(|s| s.id == id)
+                .expect("s")
+                .ended_at
+        };
+        assert_eq!(ended_at("t", dead), Some(T0 + 9000));
+        assert_eq!(ended_at("u", dead_empty), Some(T0 + 100));
+        assert_eq!(ended_at("t", living), None, "a running process's series goes on");
+        assert_eq!(ended_at("v", ended), Some(T0 + 1), "an ended series is left alone");
+        assert_eq!(store.end_series_of_dead_processes(alive).expect("again"), 0);
+    }
+
+    #[test]
+    fn prune_gives_every_freed_page_back_and_the_file_shrinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("history.db");
+        let store = open(&path);
+        let id = store.begin_series(&key("t", 1, 1), "t", &[], T0).expect("begin");
+        let batch: Vec<_> = (0..40_000).map(|i| (id, sample(T0 + i * 2000, i))).collect();
+        store.record_samples(&batch).expect("record");
+        drop(store); // checkpoints the WAL into the file
+        let before = fs::metadata(&path).expect("metadata").len();
+
+        let store = open(&path);
+        // 100 days later every sample has expired: thousands of pages are freed.
+        store.prune(T0 + 100 * DAY_MS).expect("prune");
+        let free: i64 = store
+            .lock()
+            .pragma_query_value(None, "freelist_count", |r| r.get(0))
+            .expect("freelist_count");
+        assert_eq!(free, 0, "pages left on the free list");
+        drop(store);
+        let after = fs::metadata(&path).expect("metadata").len();
+        assert!(after * 10 < before, "the file did not shrink: {before} -> {after} bytes");
     }
 
     /// Bytes that are certainly not SQLite, as a stray write or a wrong path gives.
@@ -1528,6 +1688,41 @@ mod tests {
         assert!(opened.moved_aside.is_some(), "a database that is not ours is not migrated");
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn history_files_are_owner_only_and_loose_ones_are_fixed_at_open() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).expect("metadata").permissions().mode() & 0o7777;
+        let root = tempfile::tempdir().expect("tempdir");
+        let dir = root.path().join("data/leakwatch");
+        let path = dir.join("history.sqlite3");
+        let opened = Store::open(&path).expect("open");
+        assert!(opened.permissions_fixed.is_empty(), "{:?}", opened.permissions_fixed);
+        let store = opened.store;
+        let id = store.begin_series(&key("t", 1, 1), "t", &[], T0).expect("begin");
+        store.record_sample(id, &sample(T0, 3)).expect("record");
+        assert_eq!(mode(&dir), 0o700);
+        for file in [path.clone(), with_suffix(&path, "-wal"), with_suffix(&path, "-shm")] {
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+        drop(store);
+
+        // A database from before: world-readable files in a 0755 directory.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+        fs::write(with_suffix(&path, "-shm"), b"").expect("shm");
+        fs::set_permissions(with_suffix(&path, "-shm"), fs::Permissions::from_mode(0o666))
+            .expect("chmod");
+        let opened = Store::open(&path).expect("reopen");
+        assert_eq!(opened.permissions_fixed.len(), 3, "{:?}", opened.permissions_fixed);
+        assert!(opened.permissions_fixed[0].contains(&dir.display().to_string()));
+        assert!(opened.permissions_fixed[1].contains("mode 0644"));
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&with_suffix(&path, "-shm")), 0o600);
+        assert_eq!(opened.store.samples(id, 0).expect("samples").len(), 1);
+    }
+
     #[test]
     fn not_a_directory_is_an_error_not_a_move() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1579,6 +1774,69 @@ mod tests {
         assert_eq!(store.samples(id, 0).expect("samples").len(), 1);
         assert!(store.size_bytes() > 0);
         assert!(store.prune(T0).is_ok());
+    }
+
+    /// Set (to the database path) in the child process of the read-only media test.
+    const READ_ONLY_ENV: &str = "LEAKWATCH_STORE_READ_ONLY_READER";
+
+    /// The child of `history_on_read_only_media_can_be_read`, run in a mount
+    /// namespace where the database's directory is mounted read-only.
+    #[test]
+    #[ignore = "the reader process of history_on_read_only_media_can_be_read"]
+    fn read_only_media_reader_child() {
+        let Some(path) = std::env::var_os(READ_ONLY_ENV) else {
+            return;
+        };
+        let path = Path::new(&path);
+        let err = fs::write(path.with_file_name("probe"), b"x").expect_err("not read-only");
+        assert_eq!(err.raw_os_error(), Some(libc_erofs()), "{err}");
+        let store = Store::open_read_only(path).expect("open on read-only media");
+        let series = store.series("t").expect("series");
+        println!("samples {}", store.samples(series[0].id, 0).expect("samples").len());
+    }
+
+    /// EROFS, without a libc dependency for one constant (Linux and macOS agree).
+    fn libc_erofs() -> i32 {
+        30
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn history_on_read_only_media_can_be_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // URI syntax in the path must not be read as such.
+        let media = dir.path().join("backup #1?");
+        fs::create_dir(&media).expect("mkdir");
+        let path = media.join("history.sqlite3");
+        let store = open(&path);
+        let id = store.begin_series(&key("t", 1, 1), "t", &[], T0).expect("begin");
+        for i in 0..3 {
+            store.record_sample(id, &sample(T0 + i, i)).expect("record");
+        }
+        drop(store);
+        assert!(!with_suffix(&path, "-shm").exists());
+
+        let module = module_path!().split_once("::").map_or(module_path!(), |(_, rest)| rest);
+        let name = format!("{module}::read_only_media_reader_child");
+        // A private mount namespace (as an unprivileged user namespace's root)
+        // where the directory is bind-mounted onto itself read-only.
+        let out = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+            .arg(
+                "mount --bind \"$1\" \"$1\" && mount -o remount,ro,bind \"$1\" \"$1\" && \
+                 exec \"$2\" --exact \"$3\" --nocapture --include-ignored",
+            )
+            .arg("sh")
+            .arg(&media)
+            .arg(std::env::current_exe().expect("current exe"))
+            .arg(&name)
+            .env(READ_ONLY_ENV, &path)
+            .output()
+            .expect("run unshare (util-linux)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(stdout.contains("samples 3"), "{stdout}\n{stderr}");
     }
 
     /// Set (to the database path) in the child process of the SIGKILL test.

@@ -69,7 +69,7 @@ pub fn theil_sen(points: &[(f64, f64)]) -> Option<Fit> {
 }
 
 /// The median, reordering `values`; the mean of the middle two for an even count.
-fn median(values: &mut [f64]) -> Option<f64> {
+pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
     let n = values.len();
     if n == 0 {
         return None;

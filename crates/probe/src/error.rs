@@ -24,8 +24,9 @@ pub struct Error {
     kind: ErrorKind,
     pid: Option<u32>,
     what: String,
-    #[source]
-    source: Option<io::Error>,
+    /// The OS error. Display prints it, so it is not also the error's `source()`:
+    /// a chain printed with its causes (`{:#}`) would repeat it.
+    cause: Option<io::Error>,
 }
 
 /// The probe's result type.
@@ -43,16 +44,16 @@ impl Error {
     }
 
     pub(crate) fn no_such_process(pid: u32) -> Self {
-        Self { kind: ErrorKind::NoSuchProcess, pid: Some(pid), what: String::new(), source: None }
+        Self { kind: ErrorKind::NoSuchProcess, pid: Some(pid), what: String::new(), cause: None }
     }
 
     #[cfg_attr(target_os = "linux", allow(dead_code))]
     pub(crate) fn permission_denied(pid: u32, what: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::PermissionDenied, pid: Some(pid), what: what.into(), source: None }
+        Self { kind: ErrorKind::PermissionDenied, pid: Some(pid), what: what.into(), cause: None }
     }
 
     pub(crate) fn unsupported(what: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Unsupported, pid: None, what: what.into(), source: None }
+        Self { kind: ErrorKind::Unsupported, pid: None, what: what.into(), cause: None }
     }
 
     /// Classifies an OS error met while reading `what` about `pid`: ENOENT and ESRCH
@@ -65,9 +66,9 @@ impl Error {
             _ => ErrorKind::Io,
         };
         if kind == ErrorKind::NoSuchProcess && pid.is_some() {
-            return Self { kind, pid, what: what.into(), source: None };
+            return Self { kind, pid, what: what.into(), cause: None };
         }
-        Self { kind, pid, what: what.into(), source: Some(source) }
+        Self { kind, pid, what: what.into(), cause: Some(source) }
     }
 
     /// A malformed answer from the OS (a `/proc` file we could not parse, say).
@@ -75,7 +76,7 @@ impl Error {
         let what = what.into();
         let source =
             io::Error::new(io::ErrorKind::InvalidData, format!("unexpected format of {what}"));
-        Self { kind: ErrorKind::Io, pid, what, source: Some(source) }
+        Self { kind: ErrorKind::Io, pid, what, cause: Some(source) }
     }
 }
 
@@ -95,13 +96,13 @@ impl fmt::Display for Error {
             ErrorKind::NoSuchProcess => write!(f, "{subject}: no such process"),
             ErrorKind::PermissionDenied => {
                 write!(f, "{subject}: permission denied reading {}", self.what)?;
-                if let Some(source) = &self.source {
+                if let Some(source) = &self.cause {
                     write!(f, " ({source})")?;
                 }
                 Ok(())
             }
             ErrorKind::Unsupported => write!(f, "not supported on this system: {}", self.what),
-            ErrorKind::Io => match &self.source {
+            ErrorKind::Io => match &self.cause {
                 Some(source) => write!(f, "{subject}: reading {}: {source}", self.what),
                 None => write!(f, "{subject}: reading {}", self.what),
             },

@@ -80,11 +80,14 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
             if path.exists() && !force {
                 anyhow::bail!("{} exists; pass --force to overwrite it", path.display());
             }
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+            // Owner-only: a config names the user's services, paths and commands.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                && let Some(fixed) = leakwatch_core::private::create_dir(dir)
+                    .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?
+            {
+                tracing::warn!("{fixed}");
             }
-            std::fs::write(&path, Config::EXAMPLE)
+            leakwatch_core::private::write(&path, Config::EXAMPLE.as_bytes())
                 .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
             message(json, &path, &format!("wrote an example config to {}", path.display()))
         }

@@ -18,6 +18,10 @@ use std::sync::{Arc, Mutex};
 #[command(after_long_help = "Signals: SIGHUP reloads the config (it is also reloaded when \
     the file changes); SIGTERM or SIGINT stop the daemon after writing the last tick.\n\n\
     Logging: LEAKWATCH_LOG (or RUST_LOG) sets the level, e.g. LEAKWATCH_LOG=debug.\n\n\
+    Failures: a tick that fails is logged and the next one runs; a history that cannot be \
+    opened or written (read-only data directory, full disk) is warned about and the daemon \
+    runs on without it. If 20 ticks in a row fail, the daemon exits 1, so that launchd or \
+    systemd starts it afresh.\n\n\
     Metrics: with `[metrics] listen = \"127.0.0.1:9464\"` in the config, Prometheus text is \
     served at http://127.0.0.1:9464/metrics; a reload that changes the address moves it (or \
     logs an error and keeps the old one if the new one cannot be bound).\n\n\
@@ -99,6 +103,8 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
             if notify_enabled { "on" } else { "off" }
         );
         let mut events = handle.events();
+        let mut failure = handle.failure();
+        let mut failed = None;
         loop {
             tokio::select! {
                 event = events.recv() => match event {
@@ -115,12 +121,21 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
                     tracing::info!("SIGHUP: reloading the configuration");
                     handle.send(Command::Reload);
                 }
+                // The engine gave up: exit non-zero, so that launchd or systemd
+                // starts a fresh process, rather than serve frozen metrics.
+                _ = failure.changed() => {
+                    failed = failure.borrow().clone();
+                    break;
+                }
                 _ = terminate.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                 _ = interrupt.recv() => { tracing::info!("SIGINT: stopping"); break; }
             }
         }
         server.abort();
         handle.shutdown().await;
+        if let Some(reason) = failed {
+            anyhow::bail!("{reason}");
+        }
         tracing::info!("stopped");
         anyhow::Ok(String::new())
     })

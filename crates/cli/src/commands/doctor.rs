@@ -15,9 +15,10 @@ use serde::Serialize;
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = "JSON (--json): an object with the fields platform, \
     own_limit {soft, hard, source}, system_limits [{name, value, source}], config {path, \
-    exists, valid, error, targets}, store {path, exists, size_bytes}, engine {running, pid, \
-    face (daemon, watch, app, other), since (Unix ms), socket}: the engine that owns the data \
-    directory, if one answers on its socket.")]
+    exists, valid, error, targets}, store {path, exists, size_bytes, problem}, engine {running, \
+    pid, face (daemon, watch, app, other), since (Unix ms), socket}: the engine that owns the \
+    data directory, if one answers on its socket. store.problem is null for a healthy history, \
+    else why it cannot be read or what its integrity check found.")]
 pub(crate) struct Args {
     /// Check this config file instead of the default one.
     #[arg(long, value_name = "FILE")]
@@ -38,6 +39,8 @@ struct StoreReport {
     path: Option<String>,
     exists: bool,
     size_bytes: Option<u64>,
+    /// Why the database cannot be read, or what its integrity check found.
+    problem: Option<String>,
 }
 
 /// The engine that owns the data directory: running when it answers on its
@@ -87,6 +90,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
             let wal = p.with_extension("sqlite3-wal");
             Some(size(p)? + size(&wal).unwrap_or(0))
         }),
+        problem: store_file.as_deref().filter(|p| p.exists()).and_then(store_problem),
         path: store_file.map(|p| p.display().to_string()),
     };
     let report = Report {
@@ -126,6 +130,21 @@ fn engine_report() -> EngineReport {
         face: owner.as_ref().map(|o| o.face),
         since: owner.as_ref().map(|o| o.since),
         socket: Some(socket.display().to_string()),
+    }
+}
+
+/// What is wrong with the history database at `path`, if anything: read-only,
+/// as the daemon may be writing it (it moves a corrupt file aside itself when it
+/// next starts).
+fn store_problem(path: &std::path::Path) -> Option<String> {
+    let store = match leakwatch_core::Store::open_read_only(path) {
+        Ok(store) => store,
+        Err(error) => return Some(error.to_string()),
+    };
+    match store.integrity_problems() {
+        Ok(problems) if problems.is_empty() => None,
+        Ok(problems) => Some(format!("integrity check failed: {}", problems.join("; "))),
+        Err(error) => Some(error.to_string()),
     }
 }
 
@@ -176,6 +195,12 @@ fn render(report: &Report) -> String {
     match (&store.path, store.exists) {
         (Some(path), true) => {
             out.push_str(&format!("{path}, {}\n", output::bytes(store.size_bytes.unwrap_or(0))));
+            if let Some(problem) = &store.problem {
+                out.push_str(&format!(
+                    "  DAMAGED: {problem}\n  (the daemon moves a damaged history aside and \
+                     starts a new one when it next starts)\n"
+                ));
+            }
         }
         (Some(path), false) => out.push_str(&format!("{path} (not created yet)\n")),
         (None, _) => out.push_str("no data directory\n"),

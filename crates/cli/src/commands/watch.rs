@@ -37,8 +37,8 @@ pub(crate) struct Args {
     /// Take one sample and exit.
     #[arg(long, conflicts_with = "samples")]
     once: bool,
-    /// Take this many samples and exit.
-    #[arg(long, value_name = "N")]
+    /// Take this many samples and exit (at least 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     samples: Option<u64>,
     /// Do not show desktop notifications (alerts still appear in the output).
     #[arg(long)]
@@ -51,7 +51,12 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
     }
     let notifier: Arc<dyn Notifier> =
         if args.no_notify { Arc::new(NullNotifier) } else { Arc::new(DesktopNotifier) };
-    let engine = Engine::new_as(args.engine.options(notifier, args.interval)?, Face::Watch)?;
+    let mut engine = Engine::new_as(args.engine.options(notifier, args.interval)?, Face::Watch)?;
+    // `watch` logs nothing, so what the engine has to say at start is said here:
+    // a history moved aside or run without, permissions tightened.
+    for note in engine.take_notes() {
+        eprintln!("leakwatch: {note}");
+    }
     let samples = if args.once { Some(1) } else { args.samples };
     let mode = if json {
         Mode::Json
@@ -65,6 +70,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         let mut status = handle.status();
         let mut seen = 0u64;
         let mut last_event = 0;
+        let failure = handle.failure();
         loop {
             tokio::select! {
                 changed = status.changed() => {
@@ -88,6 +94,10 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         handle.shutdown().await;
         if mode == Mode::Screen {
             let _ = std::io::stdout().write_all(b"\n");
+        }
+        // The status channel closes when the engine gave up: that is a failure.
+        if let Some(reason) = failure.borrow().clone() {
+            anyhow::bail!("{reason}");
         }
         anyhow::Ok(String::new())
     })
