@@ -45,6 +45,24 @@ pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3);
 /// A poll more often than this costs more than a watchdog may.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest duration accepted anywhere, on the command line or in the config:
+/// anything longer is a typo, and would overflow the clock's arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Parses a duration (`"2s"`, `"500ms"`, `"1h30m"`) the one way the CLI and the
+/// config both do: humantime's syntax, at most [`MAX_DURATION`]. The error says
+/// what was expected; callers add where it came from.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e}: expected a duration like \"2s\", \"500ms\" or \"1h\""))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{:?} is too long: durations are at most 365 days",
+            text.trim().chars().take(40).collect::<String>()
+        ));
+    }
+    Ok(d)
+}
 
 // ---------------------------------------------------------------------------------
 // The model
@@ -429,7 +447,7 @@ impl Metric {
                     .ok_or_else(|| format!("expected descriptors per hour like 50 or \"50/h\", found {found}"))
             }
             Metric::Eta => match value {
-                DeValue::String(s) => humantime::parse_duration(s.trim())
+                DeValue::String(s) => parse_duration(s)
                     .ok()
                     .filter(|d| !d.is_zero())
                     .map(Threshold::Duration)
@@ -1109,7 +1127,13 @@ impl<'a, 'i> Item<'a, 'i> {
     fn duration(&self, doc: &Doc<'_>) -> Result<Duration, ConfigError> {
         let what = "a duration like \"2s\" or \"1h\"";
         let text = self.string(doc, what)?;
-        humantime::parse_duration(text.trim()).map_err(|_| self.expected(doc, what))
+        match parse_duration(text) {
+            Ok(d) => Ok(d),
+            Err(_) if humantime::parse_duration(text.trim()).is_ok() => {
+                Err(self.error(doc, "expected a duration of at most 365 days"))
+            }
+            Err(_) => Err(self.expected(doc, what)),
+        }
     }
 
     fn positive_duration(&self, doc: &Doc<'_>) -> Result<Duration, ConfigError> {

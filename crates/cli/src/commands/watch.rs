@@ -4,6 +4,7 @@
 
 use super::{EngineArgs, parse_duration, runtime};
 use crate::output::{self, Align, Table};
+use leakwatch_core::config::MIN_INTERVAL;
 use leakwatch_core::engine::Engine;
 use leakwatch_core::model::{Event, Severity, human_duration};
 use leakwatch_core::notifier::{DesktopNotifier, Notifier, NullNotifier};
@@ -30,8 +31,8 @@ use std::time::Duration;
 pub(crate) struct Args {
     #[command(flatten)]
     engine: EngineArgs,
-    /// Poll every target this often, whatever the config says.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Poll every target this often, whatever the config says (at least 100ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     interval: Option<Duration>,
     /// Take one sample and exit.
     #[arg(long, conflicts_with = "samples")]
@@ -73,7 +74,9 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
                     }
                     seen += 1;
                     let text = render(&current, mode, &mut last_event)?;
-                    output::print(&text)?;
+                    if !output::print_or_closed(&text)? {
+                        break;
+                    }
                     if samples.is_some_and(|n| seen >= n) {
                         break;
                     }
@@ -87,6 +90,20 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         }
         anyhow::Ok(String::new())
     })
+}
+
+/// `--interval`: a duration no shorter than the config's minimum, so a typo like
+/// `0s` or `1ns` is a usage error rather than a busy loop or a panic.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    if interval < MIN_INTERVAL {
+        return Err(format!(
+            "{} is too short: the interval is at least {} (as in the config)",
+            humantime::format_duration(interval),
+            humantime::format_duration(MIN_INTERVAL)
+        ));
+    }
+    Ok(interval)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
