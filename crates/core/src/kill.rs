@@ -410,6 +410,35 @@ pub fn plan_ids(
     build_plan(&table, &specs, grace, guard)
 }
 
+/// [`plan_ids`] for many trees at once (orphan clean-up, the idle reaper): a
+/// protected root is not an error but planned as left alone with the reason,
+/// and its tree is not touched, so one protected tree does not stop the others
+/// from being cleaned up. The report then says `protected` for it.
+pub fn plan_trees(
+    probe: &mut Probe,
+    roots: &[ProcessId],
+    grace: Duration,
+    guard: &Guard,
+) -> Result<KillPlan, KillError> {
+    let table = probe.processes()?;
+    let shield = Shield::new(Some(&table));
+    let specs: Vec<Root> = roots
+        .iter()
+        .map(|&id| match table.iter().find(|p| p.id.pid == id.pid) {
+            Some(p) if p.id == id => match shield.check(guard, p) {
+                Some(reason) => Root::Stale(id, reason),
+                None => Root::Live(id),
+            },
+            Some(_) => Root::Stale(
+                id,
+                format!("no longer running: pid {} now belongs to another process", id.pid),
+            ),
+            None => Root::Stale(id, "no longer running".to_owned()),
+        })
+        .collect();
+    build_plan(&table, &specs, grace, guard)
+}
+
 /// A root as asked for.
 enum Root {
     Live(ProcessId),
@@ -431,14 +460,16 @@ fn build_plan(
             Root::Live(id) => *id,
             Root::Stale(id, reason) => {
                 if seen.insert(id.pid) {
+                    // Still running when it is left alone for a protection.
+                    let live = tree.get(id.pid).filter(|p| p.id == *id);
                     plan.roots.push(*id);
                     plan.processes.push(PlannedProcess {
                         id: *id,
-                        ppid: 0,
+                        ppid: live.map_or(0, |p| p.ppid),
                         depth: 0,
-                        name: String::new(),
-                        argv: Vec::new(),
-                        rss_bytes: None,
+                        name: live.map(|p| p.name.clone()).unwrap_or_default(),
+                        argv: live.map(|p| p.argv.to_vec()).unwrap_or_default(),
+                        rss_bytes: live.and_then(|p| p.rss_bytes),
                         protected: Some(reason.clone()),
                     });
                 }

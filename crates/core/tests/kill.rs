@@ -554,3 +554,38 @@ fn inside_namespace() {
          not signalled"
     );
 }
+
+/// Regression (issue 10, item 13): one protected orphan tree made clean-orphans
+/// (even `--dry-run`) and the idle reaper refuse every tree. `plan_trees` leaves
+/// it alone, reports it `protected`, and stops the rest.
+#[test]
+fn one_protected_tree_is_left_alone_and_the_others_are_stopped() {
+    let mut free = Command::new("sleep").arg("600").spawn().unwrap();
+    let mut kept = Command::new("cat").stdin(Stdio::piped()).spawn().unwrap();
+    let mut probe = probe();
+    let ids = [probe.identity(free.id()).unwrap(), probe.identity(kept.id()).unwrap()];
+    let guard =
+        Guard { protect: vec![regex::Regex::new("^cat$").unwrap()], allow_other_users: false };
+    // One tree at a time still refuses a protected root outright.
+    let refused = kill::plan_ids(&mut probe, &ids, Duration::from_millis(200), &guard);
+    assert!(matches!(refused, Err(kill::KillError::Refused { .. })), "{refused:?}");
+
+    let plan = kill::plan_trees(&mut probe, &ids, Duration::from_millis(200), &guard).unwrap();
+    let left_alone: Vec<(u32, &str)> = plan
+        .processes
+        .iter()
+        .filter_map(|p| p.protected.as_deref().map(|r| (p.id.pid, r)))
+        .collect();
+    assert_eq!(left_alone.len(), 1, "{plan:#?}");
+    assert_eq!(left_alone[0].0, kept.id());
+    assert!(left_alone[0].1.contains("protect pattern"), "{plan:#?}");
+    assert!(plan.describe().contains("[left alone: it matches the protect pattern `^cat$`]"));
+
+    let report = kill::execute(&mut probe, &plan, &guard);
+    assert_eq!(outcome(&report, free.id()), Outcome::ExitedAfterTerm, "{report:#?}");
+    assert!(matches!(outcome(&report, kept.id()), Outcome::Protected { .. }), "{report:#?}");
+    free.wait().unwrap();
+    assert!(kept.try_wait().unwrap().is_none(), "the protected tree was signalled");
+    kept.kill().unwrap();
+    kept.wait().unwrap();
+}
