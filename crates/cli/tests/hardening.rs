@@ -173,3 +173,94 @@ fn the_daemon_outlives_a_closed_stderr() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// Regression (issue 10, item 3): another user's argv with `ESC]0;...BEL`
+/// retitled the terminal, and one with a newline drew a fake row, in `tree`,
+/// `ps` and the kill plan. Human output escapes them; JSON keeps the text.
+#[test]
+fn control_characters_in_argv_are_escaped_in_human_output() {
+    let scratch = Scratch::new();
+    scratch.write_config("");
+    let evil = "x\u{1b}]0;pwned\u{7}\n  1  0 B  FAKE ROW\u{9b}";
+    let mut child = Command::new("sh").args(["-c", "sleep 600; :", evil]).spawn().unwrap();
+    let pid = child.id().to_string();
+    assert!(wait_until(Duration::from_secs(30), || {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.ends_with(b"ROW\xc2\x9b\0"))
+    }));
+    for args in
+        [&["tree", &pid][..], &["kill-tree", "--dry-run", &pid][..], &["ps", "--all-users"][..]]
+    {
+        let out = scratch.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{args:?}: {text:?}");
+        assert!(!text.lines().any(|l| l.trim_start().starts_with("1  0 B  FAKE")), "{text}");
+        if args[0] != "ps" {
+            assert!(text.contains("x\\x1b]0;pwned\\x07\\n  1  0 B  FAKE ROW\\u{9b}"), "{text}");
+        }
+    }
+    let out = scratch.run(&["--json", "tree", &pid]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(json.to_string().contains("\\u001b]0;pwned\\u0007\\n"), "{json}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Regression (issue 10, items 6 and 7): a FIFO as a pidfile blocked the tick
+/// forever (and shutdown with it); `/dev/zero` was read until memory ran out;
+/// a 3 MB pidfile was echoed whole into the status.
+#[test]
+fn odd_pidfiles_are_refused_at_once_and_quoted_briefly() {
+    let scratch = Scratch::new();
+    let fifo = scratch.path("fifo.pid");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let big = scratch.path("big.pid");
+    std::fs::write(&big, "9".repeat(3 << 20)).unwrap();
+    let junk = scratch.path("junk.pid");
+    std::fs::write(&junk, format!("not-a-pid-{}", "z".repeat(50))).unwrap();
+    let mut config = String::from("[notify]\nenabled = false\n");
+    for (name, path) in [
+        ("fifo", fifo.as_path()),
+        ("zero", std::path::Path::new("/dev/zero")),
+        ("big", &big),
+        ("junk", &junk),
+    ] {
+        config.push_str(&format!(
+            "\n[[watch]]\nname = \"{name}\"\npidfile = \"{}\"\n",
+            path.display()
+        ));
+    }
+    scratch.write_config(&config);
+    let mut watch = scratch
+        .command(&["--json", "watch", "--samples", "2", "--no-notify", "--interval", "100ms"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_until(Duration::from_secs(60), || {
+        status = watch.try_wait().unwrap();
+        status.is_some()
+    });
+    if status.is_none() {
+        watch.kill().unwrap();
+        watch.wait().unwrap();
+        panic!("watch hung on an odd pidfile");
+    }
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut watch.stdout.take().unwrap(), &mut out).unwrap();
+    assert!(status.unwrap().success(), "{out}");
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let reason = |name: &str| {
+        let targets = last["targets"].as_array().unwrap();
+        let t = targets.iter().find(|t| t["name"] == name).unwrap();
+        t["reason"].as_str().unwrap_or_default().to_owned()
+    };
+    assert!(reason("fifo").contains("not a regular file"), "{}", reason("fifo"));
+    assert!(reason("zero").contains("not a regular file"), "{}", reason("zero"));
+    assert!(reason("big").contains("too long for a pidfile"), "{}", reason("big"));
+    assert!(reason("big").len() < 300, "{}", reason("big"));
+    let junk = reason("junk");
+    assert!(junk.contains("not a pid: not-a-pid-zzzzzz..."), "{junk}");
+    assert!(junk.len() < 300, "{junk}");
+}

@@ -83,6 +83,7 @@
 //! before every signal, so a plan edited or forged by a UI cannot get around them.
 
 use crate::config::Config;
+use crate::escape::{escape, escape_argv};
 use crate::tree::ProcessTree;
 use leakwatch_probe::{ErrorKind, Probe, ProcessId, ProcessInfo, ProcessState};
 use regex::Regex;
@@ -264,7 +265,7 @@ impl KillPlan {
                 .processes
                 .iter()
                 .filter(|p| p.depth == 0 && p.protected.is_none())
-                .map(|p| format!("{} ({})", p.id.pid, p.name))
+                .map(|p| format!("{} ({})", p.id.pid, escape(&p.name)))
                 .collect();
             let grace = humantime::format_duration(self.grace);
             let _ = writeln!(
@@ -297,8 +298,11 @@ impl KillPlan {
         let _ = writeln!(out, "  {:>width$}  {:>10}  COMMAND", "PID", "RSS");
         for p in &self.processes {
             let rss = p.rss_bytes.map_or_else(|| "-".to_owned(), crate::rules::human_bytes);
-            let command =
-                if p.argv.is_empty() { format!("[{}]", p.name) } else { p.argv.join(" ") };
+            let command = if p.argv.is_empty() {
+                format!("[{}]", escape(&p.name))
+            } else {
+                escape_argv(&p.argv)
+            };
             let _ =
                 write!(out, "  {:>width$}  {rss:>10}  {}{command}", p.id.pid, "  ".repeat(p.depth));
             if let Some(reason) = &p.protected {

@@ -7,6 +7,7 @@
 pub mod autopilot;
 pub mod config;
 pub mod engine;
+pub mod escape;
 pub mod kill;
 pub mod locate;
 pub mod metrics;

@@ -147,6 +147,7 @@ fn screen(status: &Status) -> String {
         status.tick
     ));
     if let Some(error) = &status.config.error {
+        let error = output::escape(error);
         out.push_str(&format!("config error, last good config kept: {error}\n"));
     }
     if let Some(until) = status.alerts_paused_until {
@@ -183,7 +184,8 @@ fn screen(status: &Status) -> String {
         out.push_str("\nrecent events:\n");
         for event in events {
             let ago = Duration::from_millis(status.at.saturating_sub(event.at));
-            out.push_str(&format!("  {:>8} ago  {}\n", output::age(ago), event.message));
+            let message = output::escape(&event.message);
+            out.push_str(&format!("  {:>8} ago  {message}\n", output::age(ago)));
         }
     }
     let own = &status.own;
@@ -223,7 +225,7 @@ fn lines(status: &Status, new_events: &[&Event]) -> String {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
             event.target,
-            event.message
+            output::escape(&event.message)
         ));
     }
     out
