@@ -264,3 +264,34 @@ fn odd_pidfiles_are_refused_at_once_and_quoted_briefly() {
     assert!(junk.contains("not a pid: not-a-pid-zzzzzz..."), "{junk}");
     assert!(junk.len() < 300, "{junk}");
 }
+
+/// Regression (issue 10, item 16): `daemon install --config` with a newline in
+/// the path wrote an injectable unit; LEAKWATCH_DATA_DIR was silently dropped.
+#[test]
+fn daemon_install_refuses_control_characters_and_carries_the_environment() {
+    let scratch = Scratch::new();
+    let units = scratch.path("units");
+    let install = |config: &str| {
+        scratch
+            .command(&["daemon", "install", "--dry-run", "--config", config])
+            .env("LEAKWATCH_SERVICE_DIR", &units)
+            .output()
+            .unwrap()
+    };
+    let out = install("/tmp/x.toml\nExecStartPre=/bin/touch /tmp/pwned");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("control character"), "{}", stderr(&out));
+    assert!(!units.join("leakwatch.service").exists());
+
+    let out = install("/tmp/my \"odd\" dir/c.toml");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(r#""--config" "/tmp/my \"odd\" dir/c.toml""#), "{text}");
+    let data = scratch.path("data");
+    assert!(
+        text.contains(&format!("Environment=\"LEAKWATCH_DATA_DIR={}\"", data.display())),
+        "{text}"
+    );
+    // --config wins over LEAKWATCH_CONFIG, which is then not carried.
+    assert!(!text.contains("Environment=\"LEAKWATCH_CONFIG="), "{text}");
+}
