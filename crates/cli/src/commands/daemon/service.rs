@@ -235,7 +235,7 @@ fn carried_environment(config_given: bool) -> anyhow::Result<Vec<(&'static str, 
             .to_str()
             .with_context(|| format!("{name}={}: not UTF-8", path.display()))?
             .to_owned();
-        reject_control_characters(&text).with_context(|| format!("{name}"))?;
+        reject_control_characters(&text).context(name)?;
         out.push((name, text));
     }
     Ok(out)
