@@ -170,7 +170,8 @@ pub fn cleanup_plan(
     if roots.is_empty() {
         return Err(AppError::new(ErrorKind::NotFound, "no orphan trees were chosen"));
     }
-    Ok(kill::plan_ids(probe, roots, DEFAULT_GRACE, &Guard::from_config(config))?)
+    // A protected tree is shown as left alone; the others are still cleaned up.
+    Ok(kill::plan_trees(probe, roots, DEFAULT_GRACE, &Guard::from_config(config))?)
 }
 
 fn open_store(path: Option<&PathBuf>) -> Result<Store, AppError> {

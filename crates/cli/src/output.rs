@@ -1,6 +1,7 @@
 //! Rendering shared by the commands: aligned tables, human sizes and ages, and
 //! writing to a stdout that may be a closed pipe (`leakwatch ps | head`).
 
+pub(crate) use leakwatch_core::escape::escape;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::Duration;
@@ -11,6 +12,17 @@ pub(crate) fn print(text: &str) -> anyhow::Result<()> {
     match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
+    }
+}
+
+/// Writes `text` to stdout; `false` once the reader went away (a closed pipe, as
+/// in `leakwatch watch | head -1`), so a command that prints until stopped stops.
+pub(crate) fn print_or_closed(text: &str) -> anyhow::Result<bool> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -44,17 +56,24 @@ impl Table {
         self.rows.push(cells);
     }
 
+    /// The table as text. Every cell is escaped ([`escape`]): cells hold other
+    /// processes' names, argv and paths, which must not reach a terminal raw.
     pub(crate) fn render(&self) -> String {
+        let rows: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|row| row.iter().map(|cell| escape(cell).into_owned()).collect())
+            .collect();
         let mut widths: Vec<usize> =
             self.columns.iter().map(|(name, _)| name.chars().count()).collect();
-        for row in &self.rows {
+        for row in &rows {
             for (width, cell) in widths.iter_mut().zip(row) {
                 *width = (*width).max(cell.chars().count());
             }
         }
         let mut out = String::new();
         let header: Vec<String> = self.columns.iter().map(|(name, _)| (*name).to_owned()).collect();
-        for row in std::iter::once(&header).chain(&self.rows) {
+        for row in std::iter::once(&header).chain(&rows) {
             let last = row.len().saturating_sub(1);
             let mut line = String::new();
             for (i, cell) in row.iter().enumerate() {

@@ -129,12 +129,25 @@ impl Autopilot {
                         self.reaping.remove(root);
                     }
                     let message = match result {
-                        Ok(report) => format!(
-                            "orphans: reaped {} idle tree(s), {} process(es): {}",
-                            roots.len(),
-                            report.processes.len(),
-                            if report.all_gone() { "all gone" } else { "some survived" }
-                        ),
+                        Ok(report) => {
+                            let protected = report.with_outcome("protected").len();
+                            format!(
+                                "orphans: reaped {} idle tree(s), {} process(es): {}{}",
+                                roots.len(),
+                                report.processes.len() - protected,
+                                if report.processes.iter().all(|p| {
+                                    p.outcome.is_gone() || p.outcome.name() == "protected"
+                                }) {
+                                    "all gone"
+                                } else {
+                                    "some survived"
+                                },
+                                match protected {
+                                    0 => String::new(),
+                                    n => format!("; {n} protected process(es) left alone"),
+                                }
+                            )
+                        }
                         Err(error) => format!("orphans: reaping idle trees failed: {error}"),
                     };
                     events.push(action_event(
@@ -232,8 +245,10 @@ impl Autopilot {
         let guard = Guard::from_config(config);
         let handle = std::thread::spawn(move || {
             let result = Probe::new().map_err(|e| e.to_string()).and_then(|mut probe| {
-                let plan = kill::plan_ids(&mut probe, &roots, crate::config::DEFAULT_GRACE, &guard)
-                    .map_err(|e| e.to_string())?;
+                // A protected tree is left alone, not a reason to reap none.
+                let plan =
+                    kill::plan_trees(&mut probe, &roots, crate::config::DEFAULT_GRACE, &guard)
+                        .map_err(|e| e.to_string())?;
                 Ok(kill::execute(&mut probe, &plan, &guard))
             });
             (Done::Reap { roots, result }, None)

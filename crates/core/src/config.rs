@@ -15,7 +15,7 @@ use crate::model::Severity;
 use globset::{Glob, GlobMatcher};
 use leakwatch_probe::{FdClass, FdKind, ProcessInfo};
 use regex::Regex;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -45,6 +45,33 @@ pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3);
 /// A poll more often than this costs more than a watchdog may.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The largest config file read: a hand-written config is a few kilobytes.
+pub const MAX_CONFIG_BYTES: usize = 1024 * 1024;
+/// The most `[[watch]]` targets one config may have: each is polled every
+/// interval, so more would cost more than a watchdog may.
+pub const MAX_TARGETS: usize = 1000;
+/// The most a single compiled regex (`process`, `argv`, `protect`, `[orphans]
+/// match`) may take, so checking a config stays fast and small.
+pub const MAX_REGEX_BYTES: usize = 256 * 1024;
+
+/// The longest duration accepted anywhere, on the command line or in the config:
+/// anything longer is a typo, and would overflow the clock's arithmetic.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Parses a duration (`"2s"`, `"500ms"`, `"1h30m"`) the one way the CLI and the
+/// config both do: humantime's syntax, at most [`MAX_DURATION`]. The error says
+/// what was expected; callers add where it came from.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e}: expected a duration like \"2s\", \"500ms\" or \"1h\""))?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{:?} is too long: durations are at most 365 days",
+            text.trim().chars().take(40).collect::<String>()
+        ));
+    }
+    Ok(d)
+}
 
 // ---------------------------------------------------------------------------------
 // The model
@@ -429,7 +456,7 @@ impl Metric {
                     .ok_or_else(|| format!("expected descriptors per hour like 50 or \"50/h\", found {found}"))
             }
             Metric::Eta => match value {
-                DeValue::String(s) => humantime::parse_duration(s.trim())
+                DeValue::String(s) => parse_duration(s)
                     .ok()
                     .filter(|d| !d.is_zero())
                     .map(Threshold::Duration)
@@ -758,12 +785,25 @@ impl Config {
 
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        use std::io::Read;
+        let error = |message: String| ConfigError {
             path: path.to_path_buf(),
             line: 0,
             key: String::new(),
-            message: format!("cannot read the configuration: {e}"),
-        })?;
+            message,
+        };
+        let file = std::fs::File::open(path)
+            .map_err(|e| error(format!("cannot read the configuration: {e}")))?;
+        // Read one byte past the limit, so a bigger file is told apart unread.
+        let mut bytes = Vec::new();
+        file.take(MAX_CONFIG_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| error(format!("cannot read the configuration: {e}")))?;
+        if bytes.len() > MAX_CONFIG_BYTES {
+            return Err(error(too_big()));
+        }
+        let text = String::from_utf8(bytes)
+            .map_err(|e| error(format!("cannot read the configuration: not UTF-8: {e}")))?;
         Self::parse(&text, path)
     }
 
@@ -777,6 +817,14 @@ impl Config {
     /// Validates `text`; `path` is named in errors, and relative paths in the file
     /// (pidfile, cwd, log) are taken relative to its directory when it is absolute.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError {
+                path: path.to_path_buf(),
+                line: 0,
+                key: String::new(),
+                message: too_big(),
+            });
+        }
         let doc = Doc { text, path };
         let root = DeTable::parse(text).map_err(|e| doc.syntax_error(&e))?;
         let root = Table { path: String::new(), span: 0..0, map: root.get_ref() };
@@ -1109,7 +1157,13 @@ impl<'a, 'i> Item<'a, 'i> {
     fn duration(&self, doc: &Doc<'_>) -> Result<Duration, ConfigError> {
         let what = "a duration like \"2s\" or \"1h\"";
         let text = self.string(doc, what)?;
-        humantime::parse_duration(text.trim()).map_err(|_| self.expected(doc, what))
+        match parse_duration(text) {
+            Ok(d) => Ok(d),
+            Err(_) if humantime::parse_duration(text.trim()).is_ok() => {
+                Err(self.error(doc, "expected a duration of at most 365 days"))
+            }
+            Err(_) => Err(self.expected(doc, what)),
+        }
     }
 
     fn positive_duration(&self, doc: &Doc<'_>) -> Result<Duration, ConfigError> {
@@ -1159,8 +1213,25 @@ impl<'a, 'i> Item<'a, 'i> {
     }
 }
 
+fn too_big() -> String {
+    format!(
+        "the configuration is larger than {} KiB, the most Leakwatch reads",
+        MAX_CONFIG_BYTES / 1024
+    )
+}
+
 fn compile_regex(text: &str) -> Result<Regex, String> {
-    Regex::new(text).map_err(|e| {
+    let mut builder = regex::RegexBuilder::new(text);
+    builder.size_limit(MAX_REGEX_BYTES).dfa_size_limit(MAX_REGEX_BYTES);
+    builder.build().map_err(|e| {
+        if matches!(e, regex::Error::CompiledTooBig(_)) {
+            let quoted: String = text.chars().take(60).collect();
+            return format!(
+                "regex {quoted:?}{} is too big: compiled, a regex may take at most {} KiB",
+                if text.chars().count() > 60 { "..." } else { "" },
+                MAX_REGEX_BYTES / 1024
+            );
+        }
         // The regex crate's message spans several lines with a caret diagram; the
         // line starting with "error:" is the part that reads well after a key.
         let full = e.to_string();
@@ -1412,7 +1483,14 @@ impl Parser<'_, '_> {
         let DeValue::Array(entries) = item.value() else {
             return Err(item.expected(doc, "[[watch]] tables"));
         };
+        if entries.len() > MAX_TARGETS {
+            return Err(item.error(
+                doc,
+                format!("{} targets: a config may watch at most {MAX_TARGETS}", entries.len()),
+            ));
+        }
         let mut targets: Vec<Target> = Vec::new();
+        let mut names: HashMap<String, usize> = HashMap::with_capacity(entries.len());
         for (index, value) in entries.iter().enumerate() {
             let entry = Item {
                 path: format!("watch[{index}]"),
@@ -1422,7 +1500,7 @@ impl Parser<'_, '_> {
             };
             let table = entry.table(doc)?;
             let target = self.target(&table, defaults)?;
-            if let Some(first) = targets.iter().position(|t| t.name == target.name) {
+            if let Some(&first) = names.get(&target.name) {
                 let name = table.get("name");
                 let (span, key) =
                     name.as_ref().map_or((table.span.clone(), table.path.clone()), |n| {
@@ -1437,6 +1515,7 @@ impl Parser<'_, '_> {
                     ),
                 ));
             }
+            names.insert(target.name.clone(), index);
             targets.push(target);
         }
         Ok(targets)
@@ -2425,5 +2504,44 @@ port = 2
             key_at_line("[[watch]]\na=1\n[[watch]]\n[watch.rules]\nfds = x\n", 5),
             "watch[1].rules.fds"
         );
+    }
+
+    /// Regression (issue 10, item 17): a 60,000-target config took 27 s and
+    /// 928 MB to check. Past the documented limits it is a clear error; at them
+    /// it is accepted.
+    #[test]
+    fn configs_past_the_documented_limits_are_refused_and_at_them_accepted() {
+        let targets = |n: usize| {
+            (0..n)
+                .map(|i| format!("[[watch]]\nname = \"t{i}\"\nprocess = \"^server-{i}$\"\n"))
+                .collect::<String>()
+        };
+        let at_limit = parse(&targets(MAX_TARGETS)).unwrap();
+        assert_eq!(at_limit.watch.len(), MAX_TARGETS);
+        assert!(at_limit.watch[MAX_TARGETS - 1].selector.to_string().contains("server-999"));
+
+        let error = parse(&targets(MAX_TARGETS + 1)).unwrap_err();
+        assert_eq!(error.key, "watch", "{error}");
+        assert!(error.message.contains("1001 targets: a config may watch at most 1000"), "{error}");
+
+        // Duplicates are still found, the last against the first.
+        let mut text = targets(MAX_TARGETS - 1);
+        text.push_str("[[watch]]\nname = \"t0\"\nport = 1\n");
+        let error = parse(&text).unwrap_err();
+        assert!(error.message.contains("watch[0] already uses it"), "{error}");
+
+        let huge = format!("# {}\n", "x".repeat(MAX_CONFIG_BYTES));
+        let error = parse(&huge).unwrap_err();
+        assert!(error.message.contains("larger than 1024 KiB"), "{error}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.toml");
+        std::fs::write(&path, &huge).unwrap();
+        let error = Config::load(&path).unwrap_err();
+        assert!(error.to_string().contains("larger than 1024 KiB"), "{error}");
+
+        let error =
+            parse("[[watch]]\nname = \"x\"\nprocess = \"\\\\w{1000}{1000}\"\n").unwrap_err();
+        assert_eq!(error.key, "watch[0].process", "{error}");
+        assert!(error.message.contains("too big"), "{error}");
     }
 }

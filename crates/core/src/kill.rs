@@ -39,8 +39,12 @@
 //! sits in a process group or session led by a recorded process: only processes
 //! absent from the table taken when `execute` began count that way, so an older
 //! process that merely shares a group is never swept up, and leakwatch's own
-//! group and session never count. Newcomers below a protected process are not
-//! followed.
+//! group and session never count. A process whose own pid is such a group or
+//! session id is never a member: it got the pid of a leader that exited (the
+//! kernel hands out a pid only once no process uses it as a group or session id
+//! any more), so it leads a group of its own. And once a leader's pid is seen
+//! held by another process, its group or session is no longer the tree's, for
+//! the rest of the run. Newcomers below a protected process are not followed.
 //!
 //! # Identity and protections
 //!
@@ -58,6 +62,18 @@
 //! few microseconds, in which the process would have to exit, be reaped, and its
 //! pid be handed out again after a full wrap of the pid space.
 //!
+//! Start times have the resolution of a clock tick (10 ms on most Linux systems,
+//! a microsecond on macOS), so a replacement started within the tick its
+//! predecessor exited in carries the same identity. On Linux [`execute`] closes
+//! that for every process it follows: it opens a pidfd for each when it first
+//! records it (the first 256 of a run; a descriptor each) and keeps it, proving it
+//! by a re-read as above; a pidfd that reports its process exited means whatever
+//! runs under the pid now is another process, whatever its start time, and its
+//! signals go through that pidfd, which the kernel refuses once its process is
+//! gone. What stays open: a same-tick replacement between [`plan`] reading the
+//! table and [`execute`] re-reading it (the plan holds no descriptors), past the
+//! 256th process, on kernels without pidfds, and on macOS.
+//!
 //! The protections cannot be switched off: pid 0 and 1, leakwatch itself and its
 //! ancestors, kernel threads, other users' processes (unless running as root
 //! *and* [`Guard::allow_other_users`]) and anything matching [`Guard::protect`]
@@ -67,6 +83,7 @@
 //! before every signal, so a plan edited or forged by a UI cannot get around them.
 
 use crate::config::Config;
+use crate::escape::{escape, escape_argv};
 use crate::tree::ProcessTree;
 use leakwatch_probe::{ErrorKind, Probe, ProcessId, ProcessInfo, ProcessState};
 use regex::Regex;
@@ -85,6 +102,9 @@ const CONFIRM: Duration = Duration::from_secs(5);
 const FREEZE_ROUNDS: usize = 50;
 /// Most extra rounds after SIGKILL for processes that slipped through.
 const STRAGGLER_ROUNDS: usize = 5;
+/// Most processes of one run pinned by a pidfd: a descriptor each, so a huge tree
+/// cannot exhaust leakwatch's own; the rest are checked by start time alone.
+const MAX_PINS: usize = 256;
 
 /// What may never be signalled, beyond the fixed protections (pid 0 and 1,
 /// leakwatch and its ancestors, kernel threads), which no setting can lift.
@@ -245,7 +265,7 @@ impl KillPlan {
                 .processes
                 .iter()
                 .filter(|p| p.depth == 0 && p.protected.is_none())
-                .map(|p| format!("{} ({})", p.id.pid, p.name))
+                .map(|p| format!("{} ({})", p.id.pid, escape(&p.name)))
                 .collect();
             let grace = humantime::format_duration(self.grace);
             let _ = writeln!(
@@ -278,8 +298,11 @@ impl KillPlan {
         let _ = writeln!(out, "  {:>width$}  {:>10}  COMMAND", "PID", "RSS");
         for p in &self.processes {
             let rss = p.rss_bytes.map_or_else(|| "-".to_owned(), crate::rules::human_bytes);
-            let command =
-                if p.argv.is_empty() { format!("[{}]", p.name) } else { p.argv.join(" ") };
+            let command = if p.argv.is_empty() {
+                format!("[{}]", escape(&p.name))
+            } else {
+                escape_argv(&p.argv)
+            };
             let _ =
                 write!(out, "  {:>width$}  {rss:>10}  {}{command}", p.id.pid, "  ".repeat(p.depth));
             if let Some(reason) = &p.protected {
@@ -391,6 +414,35 @@ pub fn plan_ids(
     build_plan(&table, &specs, grace, guard)
 }
 
+/// [`plan_ids`] for many trees at once (orphan clean-up, the idle reaper): a
+/// protected root is not an error but planned as left alone with the reason,
+/// and its tree is not touched, so one protected tree does not stop the others
+/// from being cleaned up. The report then says `protected` for it.
+pub fn plan_trees(
+    probe: &mut Probe,
+    roots: &[ProcessId],
+    grace: Duration,
+    guard: &Guard,
+) -> Result<KillPlan, KillError> {
+    let table = probe.processes()?;
+    let shield = Shield::new(Some(&table));
+    let specs: Vec<Root> = roots
+        .iter()
+        .map(|&id| match table.iter().find(|p| p.id.pid == id.pid) {
+            Some(p) if p.id == id => match shield.check(guard, p) {
+                Some(reason) => Root::Stale(id, reason),
+                None => Root::Live(id),
+            },
+            Some(_) => Root::Stale(
+                id,
+                format!("no longer running: pid {} now belongs to another process", id.pid),
+            ),
+            None => Root::Stale(id, "no longer running".to_owned()),
+        })
+        .collect();
+    build_plan(&table, &specs, grace, guard)
+}
+
 /// A root as asked for.
 enum Root {
     Live(ProcessId),
@@ -412,14 +464,16 @@ fn build_plan(
             Root::Live(id) => *id,
             Root::Stale(id, reason) => {
                 if seen.insert(id.pid) {
+                    // Still running when it is left alone for a protection.
+                    let live = tree.get(id.pid).filter(|p| p.id == *id);
                     plan.roots.push(*id);
                     plan.processes.push(PlannedProcess {
                         id: *id,
-                        ppid: 0,
+                        ppid: live.map_or(0, |p| p.ppid),
                         depth: 0,
-                        name: String::new(),
-                        argv: Vec::new(),
-                        rss_bytes: None,
+                        name: live.map(|p| p.name.clone()).unwrap_or_default(),
+                        argv: live.map(|p| p.argv.to_vec()).unwrap_or_default(),
+                        rss_bytes: live.and_then(|p| p.rss_bytes),
                         protected: Some(reason.clone()),
                     });
                 }
@@ -531,6 +585,11 @@ pub fn execute(probe: &mut Probe, plan: &KillPlan, guard: &Guard) -> KillReport 
 #[derive(Debug)]
 struct Entry {
     id: ProcessId,
+    /// A pidfd opened for this very process when it was first recorded (Linux,
+    /// the first [`MAX_PINS`] entries): it outlives the pid, so a replacement
+    /// with the same start time to the clock tick is told apart (see the module
+    /// docs).
+    pin: Option<os::Handle>,
     name: String,
     pgid: Option<u32>,
     sid: Option<u32>,
@@ -546,10 +605,20 @@ enum Life {
     Alive(ProcessInfo),
     /// No such pid, or a zombie.
     Gone,
-    /// The pid belongs to a process with another start time.
+    /// The pid belongs to a process with another start time (or to another
+    /// process with the same one, told apart by a pidfd).
     Replaced,
     /// It could not be read (the message says why).
     Unknown(String),
+}
+
+/// A pidfd pinning a recorded process, or why there is none.
+enum Pin {
+    Some(os::Handle),
+    /// No pidfd (none left to spend, or none on this system): start times only.
+    None,
+    Gone,
+    Replaced,
 }
 
 /// The signals of the escalation.
@@ -572,6 +641,11 @@ struct Run<'a> {
     /// Whether any signal was sent yet (before it, a vanished process is
     /// `already_gone`).
     signalled: bool,
+    /// Group and session ids whose leader's pid was seen held by another
+    /// process: those groups are no longer the tree's, for the rest of the run.
+    lost_groups: HashSet<u32>,
+    /// How many entries hold a pin (at most [`MAX_PINS`]).
+    pins: usize,
 }
 
 impl<'a> Run<'a> {
@@ -587,6 +661,8 @@ impl<'a> Run<'a> {
             index: HashMap::new(),
             baseline: table.iter().flatten().map(|p| p.id).collect(),
             signalled: false,
+            lost_groups: HashSet::new(),
+            pins: 0,
         };
         let by_pid: HashMap<u32, &ProcessInfo> =
             table.iter().flatten().map(|p| (p.id.pid, p)).collect();
@@ -611,13 +687,21 @@ impl<'a> Run<'a> {
                 },
                 None => run.life(id),
             };
-            let (outcome, info) = match current {
-                Life::Gone => (Some(Outcome::AlreadyGone), None),
-                Life::Replaced => (Some(Outcome::IdentityChanged), None),
-                Life::Unknown(_) => (None, None),
+            let (outcome, info, pin) = match current {
+                Life::Gone => (Some(Outcome::AlreadyGone), None, None),
+                Life::Replaced => (Some(Outcome::IdentityChanged), None, None),
+                Life::Unknown(_) => (None, None, None),
                 Life::Alive(p) => {
                     let refusal = refusal.or_else(|| run.shield.check(guard, &p));
-                    (refusal.map(|reason| Outcome::Protected { reason }), Some(p))
+                    let pin = if refusal.is_none() { run.pin(id) } else { Pin::None };
+                    match pin {
+                        Pin::Gone => (Some(Outcome::AlreadyGone), None, None),
+                        Pin::Replaced => (Some(Outcome::IdentityChanged), None, None),
+                        Pin::Some(handle) => (None, Some(p), Some(handle)),
+                        Pin::None => {
+                            (refusal.map(|reason| Outcome::Protected { reason }), Some(p), None)
+                        }
+                    }
                 }
             };
             let name = match (&info, name.is_empty()) {
@@ -627,6 +711,7 @@ impl<'a> Run<'a> {
             run.index.insert(id, run.entries.len());
             run.entries.push(Entry {
                 id,
+                pin,
                 name,
                 pgid: info.as_ref().map(|p| p.pgid),
                 sid: info.as_ref().map(|p| p.sid),
@@ -659,6 +744,41 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// What a fresh read says about entry `i`: [`Run::life`], except that a pinned
+    /// process that exited is gone even if its pid now shows the same start time
+    /// (a replacement started within the same clock tick).
+    fn entry_life(&mut self, i: usize) -> Life {
+        let id = self.entries[i].id;
+        let life = self.life(id);
+        match (&life, self.entries[i].pin.as_ref().and_then(os::Handle::exited)) {
+            (Life::Alive(_), Some(true)) => Life::Replaced,
+            _ => life,
+        }
+    }
+
+    /// A pidfd for `id`, opened then proved to be `id`'s by a re-read (the
+    /// process held the pid before the pidfd was opened and after, so in
+    /// between); [`Pin::None`] past [`MAX_PINS`] or where there are no pidfds.
+    fn pin(&mut self, id: ProcessId) -> Pin {
+        if self.pins >= MAX_PINS {
+            return Pin::None;
+        }
+        let handle = match os::Handle::open(id.pid) {
+            Ok(handle) if handle.is_pidfd() => handle,
+            Ok(_) => return Pin::None,
+            Err(os::Gone) => return Pin::Gone,
+        };
+        match self.life(id) {
+            Life::Alive(_) => {
+                self.pins += 1;
+                Pin::Some(handle)
+            }
+            Life::Gone => Pin::Gone,
+            Life::Replaced => Pin::Replaced,
+            Life::Unknown(_) => Pin::None,
+        }
+    }
+
     /// Records that entry `i` is gone (its pid free, a zombie, or `replaced` by
     /// another process).
     fn gone(&mut self, i: usize, replaced: bool) {
@@ -675,16 +795,39 @@ impl<'a> Run<'a> {
         if self.entries[i].outcome.is_some() {
             return false;
         }
-        let id = self.entries[i].id;
         // The pidfd first, then the re-read: see the module docs.
-        let handle = match os::Handle::open(id.pid) {
-            Ok(handle) => handle,
-            Err(os::Gone) => {
-                self.gone(i, false);
+        let handle = match self.entries[i].pin.take() {
+            Some(pin) => {
+                self.pins -= 1;
+                pin
+            }
+            None => match os::Handle::open(self.entries[i].id.pid) {
+                Ok(handle) => handle,
+                Err(os::Gone) => {
+                    self.gone(i, false);
+                    return false;
+                }
+            },
+        };
+        let sent = self.send_with(i, sig, &handle);
+        // Kept even once settled: a leader's pin tells whether its pid was reused.
+        if handle.is_pidfd() && self.pins < MAX_PINS {
+            self.pins += 1;
+            self.entries[i].pin = Some(handle);
+        }
+        sent
+    }
+
+    /// [`Run::send`] once `handle` is open.
+    fn send_with(&mut self, i: usize, sig: Sig, handle: &os::Handle) -> bool {
+        let id = self.entries[i].id;
+        let info = match self.life(id) {
+            // A pidfd of a process that exited: whatever runs under its pid now
+            // (even with the same start time) is another process.
+            Life::Alive(_) if handle.exited() == Some(true) => {
+                self.gone(i, true);
                 return false;
             }
-        };
-        let info = match self.life(id) {
             Life::Alive(p) => p,
             Life::Gone => {
                 self.gone(i, false);
@@ -735,7 +878,7 @@ impl<'a> Run<'a> {
     /// Re-reads every pending entry, settling the ones that are gone.
     fn refresh(&mut self) {
         for i in self.pending().collect::<Vec<_>>() {
-            match self.life(self.entries[i].id) {
+            match self.entry_life(i) {
                 Life::Gone => self.gone(i, false),
                 Life::Replaced => self.gone(i, true),
                 Life::Alive(_) | Life::Unknown(_) => {}
@@ -745,20 +888,22 @@ impl<'a> Run<'a> {
 
     /// Polls until `done` or `limit` passes.
     fn wait(&mut self, limit: Duration, mut done: impl FnMut(&Run<'a>) -> bool) {
-        let deadline = Instant::now() + limit;
+        // A grace too long for the clock waits "forever" rather than panicking.
+        let deadline = Instant::now().checked_add(limit);
         loop {
             self.refresh();
             if done(self) {
                 return;
             }
-            let now = Instant::now();
-            if now >= deadline {
+            let left =
+                deadline.map_or(Duration::MAX, |d| d.saturating_duration_since(Instant::now()));
+            if left.is_zero() {
                 return;
             }
             // Big trees are read less often: each poll reads every pending process.
             let count = u32::try_from(self.pending().count()).unwrap_or(u32::MAX);
             let poll = POLL.max(Duration::from_micros(100).saturating_mul(count));
-            std::thread::sleep(poll.min(deadline - now));
+            std::thread::sleep(poll.min(left));
         }
     }
 
@@ -773,14 +918,23 @@ impl<'a> Run<'a> {
         let by_pid: HashMap<u32, &ProcessInfo> = table.iter().map(|p| (p.id.pid, p)).collect();
         for i in self.pending().collect::<Vec<_>>() {
             let id = self.entries[i].id;
+            let exited = self.entries[i].pin.as_ref().and_then(os::Handle::exited);
             match by_pid.get(&id.pid) {
                 None => self.gone(i, false),
                 Some(p) if p.id != id => self.gone(i, true),
                 Some(p) if is_dead(p.state) => self.gone(i, false),
+                Some(_) if exited == Some(true) => self.gone(i, true),
                 Some(_) => {}
             }
         }
-        // Groups and sessions led by a recorded process (never our own).
+        // Groups and sessions led by a recorded process (never our own), as long
+        // as the leader's pid is not someone else's.
+        for e in &self.entries {
+            let exited = e.pin.as_ref().and_then(os::Handle::exited);
+            if leader_pid_reused(e.id, exited, by_pid.get(&e.id.pid).copied()) {
+                self.lost_groups.insert(e.id.pid);
+            }
+        }
         let ours = by_pid.get(&self.shield.me).map(|p| [p.pgid, p.sid]);
         let groups: HashSet<u32> = self
             .entries
@@ -791,6 +945,7 @@ impl<'a> Run<'a> {
             .filter(|e| e.pgid == Some(e.id.pid) || e.sid == Some(e.id.pid))
             .map(|e| e.id.pid)
             .filter(|pid| ours.is_none_or(|o| !o.contains(pid)))
+            .filter(|pid| !self.lost_groups.contains(pid))
             .collect();
         let mut queue = Vec::new();
         // Without the first table nobody can be told apart as new: only children.
@@ -799,7 +954,7 @@ impl<'a> Run<'a> {
             if !self.index.contains_key(&p.id)
                 && !self.baseline.contains(&p.id)
                 && !is_dead(p.state)
-                && (groups.contains(&p.pgid) || groups.contains(&p.sid))
+                && joins_through_group(p, &groups)
                 && self.adopt(p)
             {
                 queue.push(p.id.pid);
@@ -827,11 +982,23 @@ impl<'a> Run<'a> {
     /// Adds a newcomer; true if it may be signalled (its children are then
     /// newcomers too).
     fn adopt(&mut self, p: &ProcessInfo) -> bool {
-        let outcome = self.shield.check(self.guard, p).map(|reason| Outcome::Protected { reason });
+        let mut outcome =
+            self.shield.check(self.guard, p).map(|reason| Outcome::Protected { reason });
+        let mut pin = None;
+        if outcome.is_none() {
+            match self.pin(p.id) {
+                Pin::Some(handle) => pin = Some(handle),
+                Pin::None => {}
+                // Gone before a signal: reported like the recorded ones.
+                Pin::Gone => outcome = Some(gone_outcome(self.signalled, false, false)),
+                Pin::Replaced => outcome = Some(gone_outcome(self.signalled, false, true)),
+            }
+        }
         let free = outcome.is_none();
         self.index.insert(p.id, self.entries.len());
         self.entries.push(Entry {
             id: p.id,
+            pin,
             name: p.name.clone(),
             pgid: Some(p.pgid),
             sid: Some(p.sid),
@@ -847,7 +1014,7 @@ impl<'a> Run<'a> {
     /// Settles whatever is still pending, and writes the report.
     fn finish(mut self, elapsed: Duration) -> KillReport {
         for i in self.pending().collect::<Vec<_>>() {
-            let reason = match self.life(self.entries[i].id) {
+            let reason = match self.entry_life(i) {
                 Life::Gone => {
                     self.gone(i, false);
                     continue;
@@ -900,6 +1067,29 @@ fn gone_outcome(signalled: bool, forced: bool, replaced: bool) -> Outcome {
         (true, true) => Outcome::Killed,
         (true, false) => Outcome::ExitedAfterTerm,
     }
+}
+
+/// Whether the pid of `leader` (a recorded group or session leader) now belongs
+/// to another process: a different start time, or (`exited`, from a pidfd
+/// pinning the leader) the same one on a process that is not the leader. Linux
+/// hands out a pid only once no process uses it as a group or session id any
+/// more, so such a group emptied, and what carries its id now is the new
+/// owner's: no longer the tree's.
+fn leader_pid_reused(leader: ProcessId, exited: Option<bool>, now: Option<&ProcessInfo>) -> bool {
+    match now {
+        None => false,
+        Some(p) if p.id != leader => true,
+        Some(p) => exited == Some(true) && !is_dead(p.state),
+    }
+}
+
+/// Whether `p`, a process the run did not know, joins the tree through a group or
+/// session the tree leads (`groups`). A process whose own pid is that group or
+/// session id leads it itself: it got a recorded leader's pid, so it is a new
+/// leader, never a member.
+fn joins_through_group(p: &ProcessInfo, groups: &HashSet<u32>) -> bool {
+    (p.pgid != p.id.pid && groups.contains(&p.pgid))
+        || (p.sid != p.id.pid && groups.contains(&p.sid))
 }
 
 fn is_dead(state: ProcessState) -> bool {
@@ -1057,6 +1247,26 @@ mod os {
             }
         }
 
+        /// Whether this handle pins the process (a pidfd), rather than naming
+        /// its pid.
+        pub(super) fn is_pidfd(&self) -> bool {
+            self.pidfd.is_some()
+        }
+
+        /// Whether the pinned process has exited (a pidfd turns readable then,
+        /// zombie or reaped); `None` without a pidfd or if it cannot be asked.
+        pub(super) fn exited(&self) -> Option<bool> {
+            use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+            use std::os::fd::AsFd;
+
+            let pidfd = self.pidfd.as_ref()?;
+            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::ZERO) {
+                Ok(n) => Some(n > 0),
+                Err(_) => None,
+            }
+        }
+
         pub(super) fn send(&self, pid: u32, sig: Sig) -> Sent {
             use rustix::io::Errno;
             use rustix::process::{Signal, pidfd_send_signal};
@@ -1087,6 +1297,14 @@ mod os {
                 Ok(_) => Ok(Handle {}),
                 Err(_) => Err(Gone),
             }
+        }
+
+        pub(super) fn is_pidfd(&self) -> bool {
+            false
+        }
+
+        pub(super) fn exited(&self) -> Option<bool> {
+            None
         }
 
         pub(super) fn send(&self, pid: u32, sig: Sig) -> Sent {
@@ -1121,6 +1339,14 @@ mod os {
     impl Handle {
         pub(super) fn open(_pid: u32) -> Result<Handle, Gone> {
             Ok(Handle {})
+        }
+
+        pub(super) fn is_pidfd(&self) -> bool {
+            false
+        }
+
+        pub(super) fn exited(&self) -> Option<bool> {
+            None
         }
 
         pub(super) fn send(&self, _pid: u32, _sig: Sig) -> Sent {
@@ -1247,6 +1473,70 @@ mod tests {
         assert_eq!(gone_outcome(true, false, false), Outcome::ExitedAfterTerm);
         assert_eq!(gone_outcome(false, false, true), Outcome::IdentityChanged);
         assert_eq!(gone_outcome(false, false, false), Outcome::AlreadyGone);
+    }
+
+    /// Regression (issue 10, item 1): a process that got an exited leader's pid
+    /// and leads a group or session of its own was adopted as a member of it.
+    #[test]
+    fn a_process_leading_a_reused_group_id_is_a_new_leader_not_a_member() {
+        let groups: HashSet<u32> = [50].into();
+        // A member of the tree's group (its own pid is not the group id).
+        let mut member = process(60, 1);
+        member.pgid = 50;
+        assert!(joins_through_group(&member, &groups));
+        let mut session_member = process(61, 1);
+        session_member.sid = 50;
+        assert!(joins_through_group(&session_member, &groups));
+        // `setsid` on the reused pid 50: leads session and group 50 itself.
+        let stranger = process(50, 1);
+        assert!(!joins_through_group(&stranger, &groups));
+        // Group 50 only (a `setpgid(0, 0)` on the reused pid), session elsewhere.
+        let mut group_leader = process(50, 1);
+        group_leader.sid = 7;
+        assert!(!joins_through_group(&group_leader, &groups));
+        assert!(!joins_through_group(&process(62, 1), &groups));
+    }
+
+    /// Regression (issue 10, item 1): a group whose leader's pid went to another
+    /// process is no longer the tree's, even when the two share a start time.
+    #[test]
+    fn a_group_whose_leader_pid_was_reused_is_no_longer_the_trees() {
+        let leader = process(50, 1).id;
+        let mut same = process(50, 1);
+        // The leader itself, alive, or exited but not reaped yet.
+        assert!(!leader_pid_reused(leader, None, Some(&same)));
+        assert!(!leader_pid_reused(leader, Some(false), Some(&same)));
+        same.state = ProcessState::Zombie;
+        assert!(!leader_pid_reused(leader, Some(true), Some(&same)));
+        // The pid is free: the group lives on in its members, if any.
+        assert!(!leader_pid_reused(leader, Some(true), None));
+        // Another start time under the leader's pid.
+        let mut other = process(50, 1);
+        other.id.start_time = leakwatch_probe::StartTime(leader.start_time.0 + 1);
+        assert!(leader_pid_reused(leader, None, Some(&other)));
+        // Same start time to the tick, but the leader's pidfd says it exited.
+        let twin = process(50, 1);
+        assert!(leader_pid_reused(leader, Some(true), Some(&twin)));
+    }
+
+    /// The pidfd pin of a recorded process: it tells a process that exited from
+    /// whatever runs under its pid afterwards.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_pinned_process_is_known_to_have_exited() {
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        let handle = os::Handle::open(child.id()).unwrap();
+        if !handle.is_pidfd() {
+            println!("skipped: no pidfds on this kernel");
+            let _ = child.kill();
+            let _ = child.wait();
+            return;
+        }
+        assert_eq!(handle.exited(), Some(false));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(handle.exited(), Some(true));
+        assert!(matches!(handle.send(child.id(), Sig::Term), os::Sent::Gone));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config_edit;
 pub mod config_source;
 pub mod diagnose;
 pub mod engine;
+pub mod escape;
 pub mod http;
 pub mod kill;
 pub mod locate;

@@ -55,14 +55,8 @@ pub fn locate(
     let alive = |pid: u32| probe.identity(pid).is_ok();
     let mut found: Vec<u32> = match selector {
         Selector::Pidfile(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| NotFound::Pidfile(path.display().to_string(), e.to_string()))?;
-            let pid: u32 = text.trim().parse().map_err(|_| {
-                NotFound::Pidfile(
-                    path.display().to_string(),
-                    format!("not a pid: {:?}", text.trim()),
-                )
-            })?;
+            let pid = read_pidfile(path)
+                .map_err(|why| NotFound::Pidfile(path.display().to_string(), why))?;
             vec![pid].into_iter().filter(|pid| alive(*pid)).collect()
         }
         Selector::Port(port) => {
@@ -96,6 +90,47 @@ pub fn locate(
     found.sort_unstable();
     found.dedup();
     if found.is_empty() { Err(NotFound::NoMatch) } else { Ok(found) }
+}
+
+/// The most a pidfile may hold: a pid and some whitespace. Anything longer is
+/// not a pidfile, and is neither read further nor echoed whole.
+const PIDFILE_MAX_BYTES: u64 = 64;
+/// How much of a pidfile that does not hold a pid an error quotes.
+const PIDFILE_QUOTE_CHARS: usize = 16;
+
+/// Reads the pid in `path`, never blocking and never reading more than
+/// [`PIDFILE_MAX_BYTES`]: opened non-blocking (a FIFO has no writer to wait for),
+/// refused unless a regular file (`/dev/zero` never ends, a FIFO never answers),
+/// refused if longer than a pid. The error says why, quoting a few characters.
+fn read_pidfile(path: &std::path::Path) -> Result<u32, String> {
+    use std::io::Read;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits());
+    }
+    let file = options.open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    if meta.len() > PIDFILE_MAX_BYTES {
+        return Err(format!(
+            "{} bytes, too long for a pidfile (at most {PIDFILE_MAX_BYTES})",
+            meta.len()
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(PIDFILE_MAX_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.trim();
+    text.parse().map_err(|_| {
+        let quoted: String = text.chars().take(PIDFILE_QUOTE_CHARS).collect();
+        let more = if text.chars().count() > PIDFILE_QUOTE_CHARS { "..." } else { "" };
+        format!("not a pid: {}{more}", crate::escape::escape(&quoted))
+    })
 }
 
 /// Pids holding a listening TCP socket on `port`: the remembered owners if they

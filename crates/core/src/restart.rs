@@ -193,7 +193,12 @@ pub fn restart(
                 report.stopped = Some(stopped);
             }
             if let Some(port) = port_of(&target.selector).or_else(|| target_health_port(restart)) {
-                wait_port_free(probe, &target.name, port, *grace * 2 + Duration::from_secs(5))?;
+                wait_port_free(
+                    probe,
+                    &target.name,
+                    port,
+                    grace.saturating_mul(2).saturating_add(Duration::from_secs(5)),
+                )?;
             }
             let spawned = spawn_detached(&launch, argv, cwd.as_deref(), env, log.as_deref())
                 .map_err(|source| RestartError::Spawn {

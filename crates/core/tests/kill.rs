@@ -363,8 +363,20 @@ impl Drop for KillOnDrop {
 
 #[test]
 fn a_pid_reused_in_a_new_pid_namespace_is_identity_changed() {
-    if std::env::var_os(NS_ENV).is_some() {
-        inside_namespace();
+    in_pid_namespace(
+        "a_pid_reused_in_a_new_pid_namespace_is_identity_changed",
+        inside_namespace,
+        "identity_changed confirmed",
+    );
+}
+
+/// Runs the test `name` again as pid 1 of a new pid namespace with its own /proc
+/// (where `ns_last_pid` can hand out a chosen pid), `inside` being what it does
+/// there; passes if that run passed and printed `confirmed` (or said why it had
+/// to skip: no `unshare`, or no permission for namespaces).
+fn in_pid_namespace(name: &str, inside: fn(), confirmed: &str) {
+    if std::env::var_os(NS_ENV).is_some_and(|v| v == name) {
+        inside();
         return;
     }
     let exe = std::env::current_exe().unwrap();
@@ -389,13 +401,8 @@ fn a_pid_reused_in_a_new_pid_namespace_is_identity_changed() {
     let child = Command::new("unshare")
         .args(args)
         .arg(&exe)
-        .args([
-            "--exact",
-            "a_pid_reused_in_a_new_pid_namespace_is_identity_changed",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(NS_ENV, "1")
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(NS_ENV, name)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -424,7 +431,90 @@ fn a_pid_reused_in_a_new_pid_namespace_is_identity_changed() {
     println!("inside the namespace ({}):\n{out}{err}", args.join(" "));
     let status = status.expect("the test in the namespace did not finish in time");
     assert!(status.success(), "{status}");
-    assert!(out.contains("identity_changed confirmed") || out.contains("skipped:"), "{out}");
+    assert!(out.contains(confirmed) || out.contains("skipped:"), "{out}");
+}
+
+/// Hands `pid` to the next process started (`spawn`), through `ns_last_pid`;
+/// `None` (after printing why the test skips) if this namespace does not allow it.
+fn reuse_pid(pid: u32, mut spawn: impl FnMut() -> Child) -> Option<Child> {
+    for _ in 0..50 {
+        if let Err(e) = std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()) {
+            println!("skipped: cannot write /proc/sys/kernel/ns_last_pid: {e}");
+            return None;
+        }
+        let mut next = spawn();
+        if next.id() == pid {
+            return Some(next);
+        }
+        next.kill().unwrap();
+        next.wait().unwrap();
+    }
+    panic!("pid {pid} was not reused after 50 tries");
+}
+
+/// Regression (issue 10, item 1): a session leader of the tree exited during the
+/// grace, and an unrelated `setsid` process that got its pid was adopted as a
+/// "newcomer" of the tree's session, then frozen and SIGKILLed.
+#[test]
+fn a_new_session_leader_on_a_reused_leader_pid_is_never_adopted() {
+    in_pid_namespace(
+        "a_new_session_leader_on_a_reused_leader_pid_is_never_adopted",
+        reused_leader_inside_namespace,
+        "reused leader pid left alone",
+    );
+}
+
+fn reused_leader_inside_namespace() {
+    assert_eq!(std::process::id(), 1, "expected to be the namespace's init");
+    // The root ignores SIGTERM, so the kill sits out its whole grace; its child
+    // leads a session of its own. The root reaps it, then blocks on stdin.
+    let mut root = Command::new("sh")
+        .args(["-c", "trap '' TERM; setsid sleep 600 & echo $!; wait; read x"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(root.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let leader: u32 = line.trim().parse().unwrap();
+    assert!(wait_until(Duration::from_secs(30), || {
+        stat(leader).is_some_and(|(_, pgid, ..)| pgid == leader)
+    }));
+    let mut probe = probe();
+    let guard = Guard::default();
+    let plan = kill::plan(&mut probe, &[root.id()], Duration::from_secs(3), &guard).unwrap();
+    assert!(plan.processes.iter().any(|p| p.id.pid == leader), "{plan:#?}");
+    let killer = std::thread::spawn(move || kill::execute(&mut probe, &plan, &guard));
+
+    // During the grace: the leader dies, is reaped, and its pid goes to a new
+    // session leader that has nothing to do with the tree.
+    std::thread::sleep(Duration::from_millis(300));
+    Command::new("kill").args(["-KILL", &leader.to_string()]).status().unwrap();
+    assert!(wait_until(Duration::from_secs(30), || stat(leader).is_none()));
+    std::thread::sleep(Duration::from_millis(50));
+    let Some(mut stranger) =
+        reuse_pid(leader, || Command::new("setsid").args(["sleep", "600"]).spawn().unwrap())
+    else {
+        let _ = killer.join();
+        let _ = root.kill();
+        let _ = root.wait();
+        return;
+    };
+    assert!(wait_until(Duration::from_secs(30), || {
+        stat(leader).is_some_and(|(_, pgid, ..)| pgid == leader)
+    }));
+    let report = killer.join().unwrap();
+    assert!(
+        !report.processes.iter().any(|p| p.id.pid == leader && p.outcome == Outcome::Killed),
+        "the stranger was killed: {report:#?}"
+    );
+    assert!(stranger.try_wait().unwrap().is_none(), "the stranger was signalled: {report:#?}");
+    assert_eq!(stat(leader).map(|(state, ..)| state), Some('S'), "{report:#?}");
+    assert!(root.try_wait().unwrap().is_some(), "the root outlived the kill: {report:#?}");
+    stranger.kill().unwrap();
+    stranger.wait().unwrap();
+    println!("reused leader pid left alone: pid {leader}");
 }
 
 /// Runs as pid 1 of a new pid namespace with its own /proc.
@@ -441,21 +531,7 @@ fn inside_namespace() {
     first.wait().unwrap();
     // Start times are in clock ticks: let at least one pass.
     std::thread::sleep(Duration::from_millis(100));
-    let mut second = None;
-    for _ in 0..50 {
-        if let Err(e) = std::fs::write("/proc/sys/kernel/ns_last_pid", (pid - 1).to_string()) {
-            println!("skipped: cannot write /proc/sys/kernel/ns_last_pid: {e}");
-            return;
-        }
-        let mut next = sleeper();
-        if next.id() == pid {
-            second = Some(next);
-            break;
-        }
-        next.kill().unwrap();
-        next.wait().unwrap();
-    }
-    let mut second = second.expect("pid was not reused after 50 tries");
+    let Some(mut second) = reuse_pid(pid, sleeper) else { return };
     let newcomer = probe.identity(pid).unwrap();
     assert_ne!(newcomer, original, "same pid and start time: the test cannot tell them apart");
 
@@ -477,4 +553,39 @@ fn inside_namespace() {
         "identity_changed confirmed: pid {pid} reused (start times {seen:?}); the newcomer was \
          not signalled"
     );
+}
+
+/// Regression (issue 10, item 13): one protected orphan tree made clean-orphans
+/// (even `--dry-run`) and the idle reaper refuse every tree. `plan_trees` leaves
+/// it alone, reports it `protected`, and stops the rest.
+#[test]
+fn one_protected_tree_is_left_alone_and_the_others_are_stopped() {
+    let mut free = Command::new("sleep").arg("600").spawn().unwrap();
+    let mut kept = Command::new("cat").stdin(Stdio::piped()).spawn().unwrap();
+    let mut probe = probe();
+    let ids = [probe.identity(free.id()).unwrap(), probe.identity(kept.id()).unwrap()];
+    let guard =
+        Guard { protect: vec![regex::Regex::new("^cat$").unwrap()], allow_other_users: false };
+    // One tree at a time still refuses a protected root outright.
+    let refused = kill::plan_ids(&mut probe, &ids, Duration::from_millis(200), &guard);
+    assert!(matches!(refused, Err(kill::KillError::Refused { .. })), "{refused:?}");
+
+    let plan = kill::plan_trees(&mut probe, &ids, Duration::from_millis(200), &guard).unwrap();
+    let left_alone: Vec<(u32, &str)> = plan
+        .processes
+        .iter()
+        .filter_map(|p| p.protected.as_deref().map(|r| (p.id.pid, r)))
+        .collect();
+    assert_eq!(left_alone.len(), 1, "{plan:#?}");
+    assert_eq!(left_alone[0].0, kept.id());
+    assert!(left_alone[0].1.contains("protect pattern"), "{plan:#?}");
+    assert!(plan.describe().contains("[left alone: it matches the protect pattern `^cat$`]"));
+
+    let report = kill::execute(&mut probe, &plan, &guard);
+    assert_eq!(outcome(&report, free.id()), Outcome::ExitedAfterTerm, "{report:#?}");
+    assert!(matches!(outcome(&report, kept.id()), Outcome::Protected { .. }), "{report:#?}");
+    free.wait().unwrap();
+    assert!(kept.try_wait().unwrap().is_none(), "the protected tree was signalled");
+    kept.kill().unwrap();
+    kept.wait().unwrap();
 }

@@ -83,7 +83,8 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
     let roots: Vec<_> = out.trees.iter().map(|row| row.tree.root).collect();
     let mut probe = Probe::new()?;
     let grace = if args.grace.is_zero() { DEFAULT_GRACE } else { args.grace };
-    let plan = kill::plan_ids(&mut probe, &roots, grace, &guard)?;
+    // One protected tree is reported and left alone; the others are cleaned up.
+    let plan = kill::plan_trees(&mut probe, &roots, grace, &guard)?;
     let plan_text = format!("{}\n{}", render_trees(&out.trees).trim_end(), plan.describe());
     if !args.dry_run {
         if !confirm(&plan_text, args.yes)? {
@@ -99,15 +100,26 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         return Ok(format!("dry run, nothing sent. Would do:\n{plan_text}\n"));
     };
     let mut text = super::outcome_table(report);
-    let freed: u64 = out.trees.iter().map(|row| row.tree.total_rss_bytes).sum();
+    let protected: Vec<_> = report.with_outcome("protected").iter().map(|p| p.id).collect();
+    let cleaned: Vec<&Row> =
+        out.trees.iter().filter(|row| !protected.contains(&row.tree.root)).collect();
+    let freed: u64 = cleaned.iter().map(|row| row.tree.total_rss_bytes).sum();
+    let all_gone =
+        report.processes.iter().all(|p| p.outcome.is_gone() || p.outcome.name() == "protected");
     text.push_str(&format!(
         "\n{} trees, {} processes, {} resident: {}\n",
-        out.trees.len(),
-        report.processes.len(),
+        cleaned.len(),
+        report.processes.len() - protected.len(),
         output::bytes(freed),
-        if report.all_gone() { "all gone" } else { "some processes survived (see above)" }
+        if all_gone { "all gone" } else { "some processes survived (see above)" }
     ));
-    if !report.all_gone() {
+    if !protected.is_empty() {
+        text.push_str(&format!(
+            "{} protected tree(s) left alone (see above)\n",
+            out.trees.len() - cleaned.len()
+        ));
+    }
+    if !all_gone {
         output::print(&text)?;
         anyhow::bail!("some processes survived");
     }

@@ -290,6 +290,10 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        // Its report of a failed write goes through eprintln!, which panics when
+        // stderr is a closed pipe (`leakwatch daemon 2>&1 | head`): a log line
+        // that cannot be written is dropped instead.
+        .log_internal_errors(false)
         .with_ansi(false)
         .try_init();
 }

@@ -64,7 +64,13 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
 fn render(report: &Report, top: usize) -> String {
     let mut out = String::new();
     let summary = &report.summary;
-    let _ = write!(out, "pid {} ({}): {} descriptors", report.pid, report.name, summary.total);
+    let _ = write!(
+        out,
+        "pid {} ({}): {} descriptors",
+        report.pid,
+        output::escape(&report.name),
+        summary.total
+    );
     match report.limit {
         Some(limit) => {
             let _ = write!(out, ", limit {}", output::limit(limit.soft));
@@ -92,13 +98,14 @@ fn render(report: &Report, top: usize) -> String {
     if !summary.paths.is_empty() {
         out.push_str("\ntop paths:\n");
         for group in summary.paths.iter().take(top) {
-            let _ = writeln!(out, "  {:<6} {}", group.kind.name(), group.label());
+            let _ = writeln!(out, "  {:<6} {}", group.kind.name(), output::escape(&group.label()));
         }
     }
     if !summary.endpoints.is_empty() {
         out.push_str("\nsockets:\n");
         for group in summary.endpoints.iter().take(top) {
             let endpoint = group.endpoint.as_deref().unwrap_or("(unnamed)");
+            let endpoint = output::escape(endpoint);
             let _ = writeln!(out, "  {:<6} {endpoint} ×{}", group.kind.name(), group.count);
         }
     }

@@ -87,10 +87,10 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Parses `2s`, `1h30m` for clap.
+/// Parses `2s`, `1h30m` for clap: the config's rule, capped at
+/// [`leakwatch_core::config::MAX_DURATION`].
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{e}: expected a duration like \"2s\", \"500ms\" or \"1h\""))
+    leakwatch_core::config::parse_duration(text)
 }
 
 /// Asks before signalling: `yes` (from `--yes`) answers at once; otherwise, when

@@ -4,6 +4,7 @@
 
 use super::{EngineArgs, parse_duration, runtime};
 use crate::output::{self, Align, Table};
+use leakwatch_core::config::MIN_INTERVAL;
 use leakwatch_core::engine::Engine;
 use leakwatch_core::model::{Event, Severity, human_duration};
 use leakwatch_core::notifier::{DesktopNotifier, Notifier, NullNotifier};
@@ -31,8 +32,8 @@ use std::time::Duration;
 pub(crate) struct Args {
     #[command(flatten)]
     engine: EngineArgs,
-    /// Poll every target this often, whatever the config says.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Poll every target this often, whatever the config says (at least 100ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     interval: Option<Duration>,
     /// Take one sample and exit.
     #[arg(long, conflicts_with = "samples")]
@@ -83,7 +84,9 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
                     }
                     seen += 1;
                     let text = render(&current, mode, &mut last_event)?;
-                    output::print(&text)?;
+                    if !output::print_or_closed(&text)? {
+                        break;
+                    }
                     if samples.is_some_and(|n| seen >= n) {
                         break;
                     }
@@ -101,6 +104,20 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         }
         anyhow::Ok(String::new())
     })
+}
+
+/// `--interval`: a duration no shorter than the config's minimum, so a typo like
+/// `0s` or `1ns` is a usage error rather than a busy loop or a panic.
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text)?;
+    if interval < MIN_INTERVAL {
+        return Err(format!(
+            "{} is too short: the interval is at least {} (as in the config)",
+            humantime::format_duration(interval),
+            humantime::format_duration(MIN_INTERVAL)
+        ));
+    }
+    Ok(interval)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +161,7 @@ fn screen(status: &Status) -> String {
         status.tick
     ));
     if let Some(error) = &status.config.error {
+        let error = output::escape(error);
         out.push_str(&format!("config error, last good config kept: {error}\n"));
     }
     if let Some(until) = status.alerts_paused_until {
@@ -180,7 +198,8 @@ fn screen(status: &Status) -> String {
         out.push_str("\nrecent events:\n");
         for event in events {
             let ago = Duration::from_millis(status.at.saturating_sub(event.at));
-            out.push_str(&format!("  {:>8} ago  {}\n", output::age(ago), event.message));
+            let message = output::escape(&event.message);
+            out.push_str(&format!("  {:>8} ago  {message}\n", output::age(ago)));
         }
     }
     let own = &status.own;
@@ -220,7 +239,7 @@ fn lines(status: &Status, new_events: &[&Event]) -> String {
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
             event.target,
-            event.message
+            output::escape(&event.message)
         ));
     }
     out

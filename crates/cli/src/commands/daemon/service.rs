@@ -33,7 +33,9 @@ const UNIT_TEMPLATE: &str = include_str!("../../../../../packaging/systemd/leakw
     Settings → General → Login Items: allow Leakwatch there and install again. Linux: writes ~/.config/systemd/user/leakwatch.service \
     ($XDG_CONFIG_HOME is honoured) and runs `systemctl --user daemon-reload` and \
     `systemctl --user enable --now leakwatch.service` (logs: `journalctl --user -u leakwatch`). \
-    Either runs this very binary, so install it where it will stay first.\n\n\
+    Either runs this very binary, so install it where it will stay first. This shell's \
+    LEAKWATCH_CONFIG (unless --config is given) and LEAKWATCH_DATA_DIR are written into the \
+    service's environment; a path with a control character (a newline, say) is refused.\n\n\
     --json prints {\"action\", \"manager\", \"file\", \"contents\", \"commands\", \"dry_run\"}.")]
 pub(crate) struct InstallArgs {
     /// The config file the daemon reads (default: the platform's, as for `watch`).
@@ -124,6 +126,10 @@ pub(crate) fn install(args: &InstallArgs, json: bool) -> anyhow::Result<String> 
             .with_context(|| format!("config path {}", config.display()))?;
         argv.extend(["--config".to_owned(), config.display().to_string()]);
     }
+    for word in &argv {
+        reject_control_characters(word)?;
+    }
+    let env = carried_environment(args.config.is_some())?;
     let file = manager.directory()?.join(manager.file_name());
     let (contents, log_dir, commands) = match manager {
         Manager::Launchd => {
@@ -131,9 +137,11 @@ pub(crate) fn install(args: &InstallArgs, json: bool) -> anyhow::Result<String> 
             let uid = leakwatch_probe::current_uid();
             let commands =
                 service::launchd_install(&file.display().to_string(), LAUNCHD_LABEL, uid);
-            (render_plist(&argv, &log_dir, &install_path()), Some(log_dir), commands)
+            (render_plist(&argv, &log_dir, &install_path(), &env), Some(log_dir), commands)
         }
-        Manager::Systemd => (render_unit(&argv), None, service::systemd_install(SYSTEMD_UNIT)),
+        Manager::Systemd => {
+            (render_unit(&argv, &env), None, service::systemd_install(SYSTEMD_UNIT))
+        }
     };
     if !args.dry_run {
         write_atomically(&file, &contents)?;
@@ -218,21 +226,27 @@ fn render(report: &Report, json: bool) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// The unit with `ExecStart=` set to `argv`, each word quoted for systemd
-/// (systemd.service(5), "Command lines": `%` and `$` are specifiers there).
-fn render_unit(argv: &[String]) -> String {
-    let quoted: Vec<String> = argv
-        .iter()
-        .map(|word| {
-            let escaped = word
-                .replace('\\', "\\\\")
-                .replace('"', "\\\"")
-                .replace('%', "%%")
-                .replace('$', "$$");
-            format!("\"{escaped}\"")
-        })
-        .collect();
-    UNIT_TEMPLATE.replace("@EXEC_START@", &quoted.join(" "))
+/// The environment variables that chose this shell's config and data directory,
+/// so the installed daemon reads and writes what `leakwatch` does here:
+/// `LEAKWATCH_CONFIG` (unless `--config` was given, which wins) and
+/// `LEAKWATCH_DATA_DIR`, made absolute.
+fn carried_environment(config_given: bool) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let mut out = Vec::new();
+    for name in ["LEAKWATCH_CONFIG", "LEAKWATCH_DATA_DIR"] {
+        if name == "LEAKWATCH_CONFIG" && config_given {
+            continue;
+        }
+        let Some(value) = std::env::var_os(name).filter(|v| !v.is_empty()) else { continue };
+        let path = std::path::absolute(&value)
+            .with_context(|| format!("{name}={}", Path::new(&value).display()))?;
+        let text = path
+            .to_str()
+            .with_context(|| format!("{name}={}: not UTF-8", path.display()))?
+            .to_owned();
+        reject_control_characters(&text).context(name)?;
+        out.push((name, text));
+    }
+    Ok(out)
 }
 
 /// The PATH the LaunchAgent runs with: the installing shell's, with launchd's
@@ -253,15 +267,69 @@ fn install_path() -> String {
     dirs.join(":")
 }
 
-/// The plist with `ProgramArguments` set to `argv`, its logs in `log_dir` and
-/// `PATH` set to `path`.
-fn render_plist(argv: &[String], log_dir: &Path, path: &str) -> String {
+/// A newline (or any control character) in a path would end the unit's line or
+/// break the plist, letting a path inject settings: refused, naming it.
+fn reject_control_characters(word: &str) -> anyhow::Result<()> {
+    if let Some(c) = word.chars().find(|c| c.is_control()) {
+        anyhow::bail!(
+            "{:?} contains the control character {c:?}: a service file cannot hold it safely; \
+             use a path without it",
+            word.chars().take(200).collect::<String>()
+        );
+    }
+    Ok(())
+}
+
+/// A word in double quotes for systemd: `\` and `"` escaped, `%` (a specifier)
+/// doubled, and `$` (a variable, in command lines) doubled where `dollar`.
+fn systemd_quote(word: &str, dollar: bool) -> String {
+    let mut escaped = word.replace('\\', "\\\\").replace('"', "\\\"").replace('%', "%%");
+    if dollar {
+        escaped = escaped.replace('$', "$$");
+    }
+    format!("\"{escaped}\"")
+}
+
+/// The unit with `ExecStart=` set to `argv`, each word quoted for systemd
+/// (systemd.service(5), "Command lines": `%` and `$` are specifiers there), and
+/// an `Environment=` line for each of `env`.
+fn render_unit(argv: &[String], env: &[(&str, String)]) -> String {
+    let quoted: Vec<String> = argv.iter().map(|word| systemd_quote(word, true)).collect();
+    let mut unit = UNIT_TEMPLATE.replace("@EXEC_START@", &quoted.join(" "));
+    let lines: String = env
+        .iter()
+        .map(|(name, value)| {
+            format!("Environment={}\n", systemd_quote(&format!("{name}={value}"), false))
+        })
+        .collect();
+    unit = unit.replacen(
+        "Environment=LEAKWATCH_LOG=info\n",
+        &format!("Environment=LEAKWATCH_LOG=info\n{lines}"),
+        1,
+    );
+    unit
+}
+
+/// The plist with `ProgramArguments` set to `argv`, its logs in `log_dir`,
+/// `PATH` set to `path`, and `env` added to its `EnvironmentVariables`.
+fn render_plist(argv: &[String], log_dir: &Path, path: &str, env: &[(&str, String)]) -> String {
     let arguments: Vec<String> =
         argv.iter().map(|word| format!("\t\t<string>{}</string>", xml_escape(word))).collect();
+    let variables: String = env
+        .iter()
+        .map(|(name, value)| {
+            format!("\t\t<key>{name}</key>\n\t\t<string>{}</string>\n", xml_escape(value))
+        })
+        .collect();
     PLIST_TEMPLATE
         .replace("@PROGRAM_ARGUMENTS@", &arguments.join("\n"))
         .replace("@LOG_DIR@", &xml_escape(&log_dir.display().to_string()))
         .replace("@PATH@", &xml_escape(path))
+        .replacen(
+            "\t\t<key>LEAKWATCH_LOG</key>\n",
+            &format!("{variables}\t\t<key>LEAKWATCH_LOG</key>\n"),
+            1,
+        )
 }
 
 fn xml_escape(text: &str) -> String {
@@ -285,12 +353,15 @@ mod tests {
 
     #[test]
     fn unit_words_are_quoted_for_systemd() {
-        let unit = render_unit(&[
-            "/opt/my tools/leakwatch".to_owned(),
-            "daemon".to_owned(),
-            "--config".to_owned(),
-            "/home/a/100%\"$x\".toml".to_owned(),
-        ]);
+        let unit = render_unit(
+            &[
+                "/opt/my tools/leakwatch".to_owned(),
+                "daemon".to_owned(),
+                "--config".to_owned(),
+                "/home/a/100%\"$x\".toml".to_owned(),
+            ],
+            &[],
+        );
         assert!(unit.contains(
             "ExecStart=\"/opt/my tools/leakwatch\" \"daemon\" \"--config\" \
              \"/home/a/100%%\\\"$$x\\\".toml\"\n"
@@ -299,12 +370,54 @@ mod tests {
         assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     }
 
+    /// Regression (issue 10, item 16): a newline or quote in `--config` wrote an
+    /// invalid, injectable unit or plist.
+    #[test]
+    fn control_characters_in_service_paths_are_refused() {
+        for bad in ["/tmp/a\nExecStartPre=/bin/evil", "/tmp/a\rb", "/tmp/\u{1b}[2J", "/tmp/a\tb"] {
+            let error = reject_control_characters(bad).unwrap_err().to_string();
+            assert!(error.contains("control character"), "{error}");
+        }
+        assert!(reject_control_characters("/tmp/my \"odd\" 100% $dir/c.toml").is_ok());
+    }
+
+    /// Regression (issue 10, item 16): the shell's LEAKWATCH_CONFIG and
+    /// LEAKWATCH_DATA_DIR were silently lost in the installed daemon.
+    #[test]
+    fn the_environment_is_carried_into_the_unit_and_the_plist() {
+        let env = [
+            ("LEAKWATCH_CONFIG", "/home/a/my \"cfg\" 100%.toml".to_owned()),
+            ("LEAKWATCH_DATA_DIR", "/data/L&W <x>".to_owned()),
+        ];
+        let unit = render_unit(&["/bin/leakwatch".to_owned(), "daemon".to_owned()], &env);
+        assert!(
+            unit.contains(
+                "Environment=LEAKWATCH_LOG=info\n\
+                 Environment=\"LEAKWATCH_CONFIG=/home/a/my \\\"cfg\\\" 100%%.toml\"\n\
+                 Environment=\"LEAKWATCH_DATA_DIR=/data/L&W <x>\"\n"
+            ),
+            "{unit}"
+        );
+        let plist = render_plist(&["/bin/leakwatch".to_owned()], Path::new("/logs"), "/usr/bin:/bin", &env);
+        let value = plist::Value::from_reader_xml(plist.as_bytes()).unwrap();
+        let vars = value
+            .as_dictionary()
+            .and_then(|d| d.get("EnvironmentVariables"))
+            .and_then(plist::Value::as_dictionary)
+            .unwrap();
+        let get = |k: &str| vars.get(k).and_then(plist::Value::as_string);
+        assert_eq!(get("LEAKWATCH_CONFIG"), Some("/home/a/my \"cfg\" 100%.toml"));
+        assert_eq!(get("LEAKWATCH_DATA_DIR"), Some("/data/L&W <x>"));
+        assert_eq!(get("LEAKWATCH_LOG"), Some("info"));
+    }
+
     #[test]
     fn plist_arguments_are_escaped_and_every_placeholder_filled() {
         let plist = render_plist(
             &["/Apps/L&W <1>/leakwatch".to_owned(), "daemon".to_owned()],
             Path::new("/Users/a/Library/Logs/Leakwatch"),
             "/opt/homebrew/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            &[],
         );
         assert!(plist.contains("<string>/Apps/L&amp;W &lt;1&gt;/leakwatch</string>"));
         assert!(plist.contains("<string>/Users/a/Library/Logs/Leakwatch/daemon.log</string>"));
