@@ -233,14 +233,22 @@ pub struct Engine {
 }
 
 /// Locks the data directory of an engine that keeps history (its store's
-/// folder), so that one engine per user samples and writes it.
-fn lock_data_dir(options: &EngineOptions, face: Face) -> Result<Option<DataDirLock>, LockError> {
-    match options.store_path.as_deref().and_then(Path::parent) {
-        Some(dir) if dir.as_os_str().is_empty() => {
-            DataDirLock::acquire(Path::new("."), face).map(Some)
-        }
-        Some(dir) => DataDirLock::acquire(dir, face).map(Some),
-        None => Ok(None),
+/// folder), so that one engine per user samples and writes it. Another engine
+/// holding it is an error ([`EngineError::Locked`]); a directory that cannot be
+/// locked at all (read-only, not creatable) is `Some(Err(..))`: the engine then
+/// runs without history and says why, as it does when the store cannot open.
+fn lock_data_dir(
+    options: &EngineOptions,
+    face: Face,
+) -> Result<Option<Result<DataDirLock, LockError>>, LockError> {
+    let Some(dir) = options.store_path.as_deref().and_then(Path::parent) else {
+        return Ok(None);
+    };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    match DataDirLock::acquire(dir, face) {
+        Ok(lock) => Ok(Some(Ok(lock))),
+        Err(held @ LockError::Held { .. }) => Err(held),
+        Err(unusable) => Ok(Some(Err(unusable))),
     }
 }
 
@@ -294,10 +302,15 @@ impl Engine {
     /// [`Problem`] with its fix, and the engine runs on.
     fn open_history(
         path: Option<&Path>,
+        lock: Option<&LockError>,
         notes: &mut Vec<String>,
     ) -> (Option<Store>, Option<String>, Option<Problem>) {
         let Some(path) = path else { return (None, None, None) };
-        match Store::open(path) {
+        let opened = match lock {
+            Some(error) => Err(error.to_string()),
+            None => Store::open(path).map_err(|error| error.to_string()),
+        };
+        match opened {
             Ok(opened) => {
                 notes.extend(opened.permissions_fixed.iter().cloned());
                 // Logged by `spawn`, or shown by a face that takes them first.
@@ -324,11 +337,16 @@ impl Engine {
         options: EngineOptions,
         config: Config,
         config_error: Option<String>,
-        lock: Option<DataDirLock>,
+        lock: Option<Result<DataDirLock, LockError>>,
     ) -> Result<Self, EngineError> {
         let mut notes = Vec::new();
+        let (lock, lock_error) = match lock {
+            Some(Ok(lock)) => (Some(lock), None),
+            Some(Err(error)) => (None, Some(error)),
+            None => (None, None),
+        };
         let (store, history_error, problem) =
-            Self::open_history(options.store_path.as_deref(), &mut notes);
+            Self::open_history(options.store_path.as_deref(), lock_error.as_ref(), &mut notes);
         let problems: Vec<Problem> = problem.into_iter().collect();
         let config_file = options.config.path().map(Path::to_path_buf);
         let config_stamp = config_file.as_deref().and_then(file_stamp);
