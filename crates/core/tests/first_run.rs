@@ -149,7 +149,7 @@ async fn an_engine_that_cannot_start_is_retried_and_says_why_meanwhile() {
                 return Err(EngineError::Store(StoreError::Io {
                     path: PathBuf::from("/Volumes/data"),
                     doing: "creating the data directory",
-                    source: std::io::Error::other("not mounted yet"),
+                    cause: std::io::Error::other("not mounted yet"),
                 }));
             }
             Engine::new_lenient(options.clone())

@@ -7,8 +7,8 @@ import type { ProcessSummary } from "./ProcessSummary";
 import type { RuleStatus } from "./RuleStatus";
 import type { Sample } from "./Sample";
 import type { Severity } from "./Severity";
-import type { TopKind } from "./TopKind";
 import type { Signature } from "./Signature";
+import type { TopKind } from "./TopKind";
 
 /**
  * One watched process (a target may match several: each is one row).

@@ -398,7 +398,8 @@ mod tests {
             ),
             "{unit}"
         );
-        let plist = render_plist(&["/bin/leakwatch".to_owned()], Path::new("/logs"), "/usr/bin:/bin", &env);
+        let plist =
+            render_plist(&["/bin/leakwatch".to_owned()], Path::new("/logs"), "/usr/bin:/bin", &env);
         let value = plist::Value::from_reader_xml(plist.as_bytes()).unwrap();
         let vars = value
             .as_dictionary()
