@@ -453,11 +453,18 @@ fn checks(id: &str, root: &Path, helper: &Path, pidfile: &Path, first_pid: u32) 
             && text.contains("/h"))
     })
     .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
+    // About an hour to its limit: the row's colour agrees with the text once the
+    // eta rule's samples are in.
+    let row = r#"[data-testid="target-row"][data-target="leaky"]"#;
+    wait_until(Duration::from_secs(60), "the row `leaky` to stop showing ok", || {
+        Ok(has_attribute(id, row, "data-state", "warning")?
+            || has_attribute(id, row, "data-state", "critical")?)
+    })
+    .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
     screenshot(id, &root.join("docs/popover-light.png"))?;
 
     // 2. Restart, from the row's button: the confirmation names the process, the
     // grace and the strategy; confirming gives the target a new process.
-    let row = r#"[data-testid="target-row"][data-target="leaky"]"#;
     let summary = format!(r#"{row} [data-testid="target-summary"]"#);
     click_until(id, &summary, || expanded(id, &summary, true))?;
     click_until(id, &format!(r#"{row} [data-testid="restart-button"]"#), || plan_shown(id))?;
