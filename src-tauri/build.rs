@@ -21,6 +21,8 @@ const COMMANDS: &[&str] = &[
     "add_target",
     "remove_target",
     "set_fd_limit",
+    "get_tray_icon",
+    "fit_popover",
 ];
 
 fn main() {

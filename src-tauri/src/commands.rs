@@ -206,6 +206,23 @@ pub fn get_status(state: State<'_, AppState>) -> Result<Status, AppError> {
     Ok(Status::clone(&state.status()))
 }
 
+/// The tray icon shown now (`ok`, `warning`, `critical`), or none yet.
+#[tauri::command]
+pub fn get_tray_icon<R: Runtime>(app: AppHandle<R>) -> Option<&'static str> {
+    crate::tray::shown_icon(&app)
+}
+
+/// Fits the popover to its content's height (logical pixels) within the
+/// screen; returns the height given.
+#[tauri::command]
+pub fn fit_popover<R: Runtime>(
+    window: tauri::WebviewWindow<R>,
+    height: f64,
+) -> Result<f64, AppError> {
+    crate::popover::fit(&window, height)
+        .map_err(|e| AppError::new(ErrorKind::Unavailable, e.to_string()))
+}
+
 /// A process and its descendants.
 #[tauri::command]
 pub async fn get_tree(state: State<'_, AppState>, pid: u32) -> Result<Vec<TreeRow>, AppError> {

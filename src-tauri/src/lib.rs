@@ -38,6 +38,8 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         commands::add_target,
         commands::remove_target,
         commands::set_fd_limit,
+        commands::get_tray_icon,
+        commands::fit_popover,
     ]
 }
 

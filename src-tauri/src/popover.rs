@@ -13,7 +13,10 @@ use tauri_plugin_positioner::{Position, WindowExt};
 /// The popover's window label (capabilities grant it the commands).
 pub const LABEL: &str = "popover";
 const WIDTH: f64 = 400.0;
+/// The height it opens at, before the UI has measured its content.
 const HEIGHT: f64 = 580.0;
+/// The least height it shrinks to: room for a confirmation dialog's plan.
+const MIN_HEIGHT: f64 = 360.0;
 
 /// A click on the tray icon arrives after the blur it causes: a popover closed by
 /// that blur this recently is not reopened by the same click.
@@ -117,7 +120,7 @@ pub fn open<R: Runtime>(app: &AppHandle<R>, view: &View) {
             return;
         }
     };
-    if !e2e && !place_under_tray(app, &window) {
+    if !e2e && !place_under_tray(app, &window, HEIGHT) {
         // The tray's position is unknown (some Linux panels never tell): fall
         // back to the top right corner.
         let _ = window.move_window(Position::TopRight);
@@ -144,7 +147,11 @@ pub fn open<R: Runtime>(app: &AppHandle<R>, view: &View) {
 /// icon's place or its monitor is unknown. tray-icon reports the status item's
 /// top edge as y (the positioner's `TrayCenter` put the popover there, under the
 /// menu bar), so this goes by the whole rectangle.
-fn place_under_tray<R: Runtime>(app: &AppHandle<R>, window: &tauri::WebviewWindow<R>) -> bool {
+fn place_under_tray<R: Runtime>(
+    app: &AppHandle<R>,
+    window: &tauri::WebviewWindow<R>,
+    height: f64,
+) -> bool {
     let Some(tray) = app.tray_by_id(crate::tray::TRAY_ID) else {
         return false;
     };
@@ -167,8 +174,34 @@ fn place_under_tray<R: Runtime>(app: &AppHandle<R>, window: &tauri::WebviewWindo
         height: f64::from(area.size.height),
     };
     let scale = monitor.scale_factor();
-    let (x, y) = popover_origin(icon, (WIDTH * scale, HEIGHT * scale), screen);
+    let (x, y) = popover_origin(icon, (WIDTH * scale, height * scale), screen);
     window.set_position(tauri::PhysicalPosition::new(x, y)).is_ok()
+}
+
+/// Resizes the popover to its content's height (`content`, logical pixels, as
+/// the UI measured it) within its monitor's usable height, and keeps it under
+/// the tray icon; returns the height given. A longer content scrolls inside.
+pub fn fit<R: Runtime>(window: &tauri::WebviewWindow<R>, content: f64) -> tauri::Result<f64> {
+    let screen = window
+        .current_monitor()?
+        .map(|monitor| f64::from(monitor.work_area().size.height) / monitor.scale_factor());
+    let height = fitted_height(content, screen);
+    window.set_size(tauri::LogicalSize::new(WIDTH, height))?;
+    if !e2e() && !place_under_tray(window.app_handle(), window, height) {
+        let _ = window.move_window(Position::TopRight);
+    }
+    Ok(height)
+}
+
+/// The popover's height for content `content` high on a monitor whose usable
+/// height is `screen` (both logical pixels; `None`: unknown, then at most the
+/// opening height): the content's, at least [`MIN_HEIGHT`], at most the screen's.
+pub fn fitted_height(content: f64, screen: Option<f64>) -> f64 {
+    let most = screen.filter(|s| s.is_finite() && *s > 0.0).unwrap_or(HEIGHT).max(MIN_HEIGHT);
+    if !content.is_finite() {
+        return HEIGHT.min(most);
+    }
+    content.ceil().clamp(MIN_HEIGHT, most)
 }
 
 /// A rectangle on screen, in physical pixels, y downwards.
@@ -252,6 +285,26 @@ mod tests {
         let (_, y) = popover_origin(icon, (400.0, 1160.0), screen);
         // As high as the screen allows: its top edge, never above it.
         assert_eq!(y, 25.0);
+    }
+
+    #[test]
+    fn popover_height_follows_a_short_content() {
+        assert_eq!(fitted_height(431.4, Some(1080.0)), 432.0);
+    }
+
+    #[test]
+    fn popover_height_stops_at_the_screen_and_the_list_scrolls() {
+        assert_eq!(fitted_height(5000.0, Some(1055.0)), 1055.0);
+        // A screen of unknown height: no taller than the opening height.
+        assert_eq!(fitted_height(5000.0, None), HEIGHT);
+    }
+
+    #[test]
+    fn popover_height_never_collapses_below_its_minimum() {
+        assert_eq!(fitted_height(0.0, Some(1080.0)), MIN_HEIGHT);
+        assert_eq!(fitted_height(-3.0, Some(1080.0)), MIN_HEIGHT);
+        assert_eq!(fitted_height(f64::NAN, Some(1080.0)), HEIGHT);
+        assert_eq!(fitted_height(300.0, Some(100.0)), MIN_HEIGHT);
     }
 
     #[test]

@@ -132,6 +132,19 @@ pub fn show<R: Runtime>(app: &AppHandle<R>, status: &Status) {
     *shown = Some(model);
 }
 
+/// The icon the tray shows now (`ok`, `warning` or `critical`), as last applied
+/// to the real tray icon; `None` before the first status or without a tray. The
+/// end-to-end test reads it: a headless tray host cannot be looked at.
+pub fn shown_icon<R: Runtime>(app: &AppHandle<R>) -> Option<&'static str> {
+    let tray = app.try_state::<Tray<R>>()?;
+    let shown = tray.shown.lock().ok()?;
+    Some(match shown.as_ref()?.icon {
+        IconVariant::Ok => "ok",
+        IconVariant::Warning => "warning",
+        IconVariant::Critical => "critical",
+    })
+}
+
 fn apply<R: Runtime>(
     app: &AppHandle<R>,
     tray: &Tray<R>,

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { cleanup, fireEvent, render, screen, waitFor, within } from '@testing-library/svelte';
 import App from './App.svelte';
 import { FakeBackend } from './lib/fake-backend';
@@ -101,7 +101,13 @@ describe('target rows', () => {
     await fireEvent.click(within(row('ollama')).getAllByRole('button')[0]);
     const ollama = row('ollama');
     expect(within(ollama).queryByTestId('restart-button')).toBeNull();
-    expect(within(ollama).getByTestId('restart-unavailable').textContent).toContain('[watch.restart]');
+    // It cannot restart: it offers to set a restart up, which opens Settings on it.
+    const setup = within(ollama).getByTestId('setup-restart-button');
+    expect(setup.getAttribute('title')).toContain('[watch.restart]');
+    await fireEvent.click(setup);
+    const guide = await screen.findByTestId('restart-setup');
+    expect(guide.textContent).toContain('ollama has no restart yet');
+    expect(guide.textContent).toContain('[watch.restart]');
   });
 
   it('Watch on an automatic row proposes a locator and saves the target', async () => {
@@ -336,5 +342,41 @@ describe('settings', () => {
     expect(await screen.findByTestId('paused-banner')).toBeTruthy();
     await fireEvent.click(screen.getByRole('button', { name: 'Reveal' }));
     expect(backend.callsTo('revealConfig')).toHaveLength(1);
+  });
+});
+
+describe('popover height', () => {
+  afterEach(() => vi.unstubAllGlobals());
+
+  it('asks for its content\'s height: the fixed parts plus all of the list', async () => {
+    // jsdom has no layout: a 580 px window whose list area is 500 px tall, with
+    // 200 px of rows in it, wants 280 px.
+    const sizes = (el: HTMLElement) =>
+      el.tagName === 'MAIN' ? { offset: 580, client: 580 }
+        : el.classList.contains('scroll') ? { offset: 500, client: 500 }
+          : el.dataset.testid === 'popover-content' ? { offset: 200, client: 200 }
+            : { offset: 0, client: 0 };
+    vi.spyOn(HTMLElement.prototype, 'offsetHeight', 'get').mockImplementation(function (this: HTMLElement) {
+      return sizes(this).offset;
+    });
+    vi.spyOn(HTMLElement.prototype, 'clientHeight', 'get').mockImplementation(function (this: HTMLElement) {
+      return sizes(this).client;
+    });
+    const observed: Element[] = [];
+    vi.stubGlobal('ResizeObserver', class {
+      constructor(private readonly callback: () => void) {}
+      observe(el: Element) {
+        observed.push(el);
+        this.callback();
+      }
+      disconnect() {}
+    });
+    const { backend } = await show(leakingStatus());
+    await waitFor(() => expect(backend.callsTo('fitPopover')).toEqual([[280]]));
+    // It follows the list and the banners (which resize the list's area).
+    expect(observed.map((el) => (el as HTMLElement).dataset.testid ?? el.className)).toEqual([
+      'popover-content', expect.stringContaining('scroll'),
+    ]);
+    vi.restoreAllMocks();
   });
 });

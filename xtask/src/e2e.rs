@@ -15,6 +15,14 @@
 //! button or dialog fails here. Only read-only status checks call the app's IPC
 //! directly. Screenshots (light, dark, the orphan list) go to `docs/`.
 //!
+//! Then a new user's first run ([`first_run`]): an empty home directory, no
+//! config, Watch on a leaking helper's automatic-mode row, the row becoming the
+//! named target and turning warning, the tray icon following (read through the
+//! app's `get_tray_icon`: a headless tray host cannot be looked at), with
+//! screenshots docs/first-run.png and docs/watch-dialog.png; and a start on a
+//! broken config ([`broken_config`]) that shows the file, line and key and keeps
+//! running.
+//!
 //! The WebDriver client is a few lines of HTTP/1.1 over `TcpStream`: the
 //! protocol is JSON over plain HTTP on 127.0.0.1, and a crate would add more
 //! build time than code.
@@ -97,7 +105,7 @@ pub(crate) fn run_e2e() -> Result<()> {
         "Xvfb",
     );
     std::thread::sleep(Duration::from_millis(500));
-    let env = DriverEnv { driver: &driver, config: &config, tmp: &tmp };
+    let env = DriverEnv { driver: &driver, config: Some(&config), home: None, tmp: &tmp };
     let light = start_driver(&env, false)?;
     let id = open_session(&app)?;
     let mut result = checks(&id, &root, &helper, &pidfile, first_pid);
@@ -114,6 +122,12 @@ pub(crate) fn run_e2e() -> Result<()> {
             libc_kill(i32::try_from(pid).unwrap_or(0).max(2), 9);
         }
     }
+    if result.is_ok() {
+        result = first_run(&driver, &app, &root, &helper, &tmp);
+    }
+    if result.is_ok() {
+        result = broken_config(&driver, &app, &tmp);
+    }
     let _ = std::fs::remove_dir_all(&tmp);
     result?;
     eprintln!("xtask e2e: passed");
@@ -123,8 +137,203 @@ pub(crate) fn run_e2e() -> Result<()> {
 /// What every tauri-driver is started with.
 struct DriverEnv<'a> {
     driver: &'a Path,
-    config: &'a Path,
+    /// `LEAKWATCH_CONFIG`; none: the platform's default path, under `home`.
+    config: Option<&'a Path>,
+    /// A home directory of its own (a new user's): no `XDG_*` overrides, the
+    /// data directory under it.
+    home: Option<&'a Path>,
     tmp: &'a Path,
+}
+
+/// The descriptor limit of the first run's helper: with 1000 epolls held and
+/// one more every 500 ms (7200/h) its time to the limit is about 2 h, between
+/// the built-in eta rule's critical (1 h) and warning (6 h) thresholds.
+const FIRST_RUN_LIMIT: u32 = 16384;
+
+/// A new user's first run: an empty home directory, no config. The app starts
+/// in automatic mode and lists the top holders, among them an `lw-helper`
+/// holding 1000 epolls and leaking one every 2 s (its time to the
+/// limit, over 8 h, is calm); the user creates the config
+/// file with just a comment, then Watch on the helper's row (name edited to
+/// `leaky`) writes a `[[watch]]` into it, keeping the comment, and the row
+/// becomes the target `leaky`. The helper then leaks fast enough for its time to
+/// the limit to fall under 6 h: the row turns warning and the tray icon, ok
+/// until then, turns warning too. Screenshots: docs/first-run.png and
+/// docs/watch-dialog.png.
+fn first_run(driver: &Path, app: &Path, root: &Path, helper: &Path, tmp: &Path) -> Result<()> {
+    let home = tmp.join("first-run-home");
+    std::fs::create_dir_all(&home)?;
+    let pidfile = tmp.join("first-run.pid");
+    let mut leaky = Guarded(
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "ulimit -n {FIRST_RUN_LIMIT} && echo $$ > {} && exec {} --stay \
+                     --exec 'open epoll 1000' --exec 'leak epoll 2000' >/dev/null",
+                    quote(&pidfile),
+                    quote(helper)
+                ),
+            ])
+            .stdin(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .context("could not start the first run's helper")?,
+        "the first run's helper",
+    );
+    let pid = wait_for_pid(&pidfile)?;
+    let env = DriverEnv { driver, config: None, home: Some(&home), tmp };
+    let _driver = start_driver(&env, false)?;
+    let id = open_session(app)?;
+    let result = first_run_checks(&id, root, &home, pid, &mut leaky.0);
+    let _ = request("DELETE", &format!("/session/{id}"), &Value::Null);
+    result
+}
+
+fn first_run_checks(
+    id: &str,
+    root: &Path,
+    home: &Path,
+    pid: u32,
+    helper: &mut Child,
+) -> Result<()> {
+    // Automatic mode: the helper is one of the top holders, with its own row.
+    let auto_name =
+        wait_until_value(Duration::from_secs(60), "the helper among the top holders", || {
+            let status = invoke(id, "get_status", &json!({}))?;
+            if status["config"]["automatic"].as_bool() != Some(true) {
+                bail!("a first run should be in automatic mode: {}", status["config"]);
+            }
+            Ok(status["targets"].as_array().and_then(|targets| {
+                targets
+                    .iter()
+                    .find(|t| t["process"]["pid"].as_u64() == Some(u64::from(pid)))
+                    .and_then(|t| t["name"].as_str().map(str::to_owned))
+            }))
+        })?;
+    eprintln!("e2e: first run: the helper is listed as `{auto_name}`");
+    let row = format!(r#"[data-testid="target-row"][data-target="{auto_name}"]"#);
+    wait_until(Duration::from_secs(20), "the popover to list the helper", || {
+        let text = elements(id, &row)?.first().map(|_| element_text(id, &row)).transpose()?;
+        Ok(text.is_some_and(|t| t.contains(&pid.to_string()) && t.contains("epoll")))
+    })
+    .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
+    // The tray is calm before anything is watched (a busy machine's holders may
+    // flicker: wait for it).
+    wait_until(Duration::from_secs(90), "the tray icon to show ok", || {
+        Ok(invoke(id, "get_tray_icon", &json!({}))? == json!("ok"))
+    })?;
+    screenshot(id, &root.join("docs/first-run.png"))?;
+
+    // The user starts a config file by hand: a comment, nothing else (a valid
+    // empty config: still automatic mode).
+    let config = home.join(".config/leakwatch/config.toml");
+    if config.exists() {
+        bail!("the app created {} on its own", config.display());
+    }
+    std::fs::create_dir_all(config.parent().unwrap_or(home))?;
+    let comment = "# my servers (kept by Watch)";
+    std::fs::write(&config, format!("{comment}\n"))?;
+
+    // Watch: the dialog proposes a name and a locator; the name is edited.
+    let summary = format!(r#"{row} [data-testid="target-summary"]"#);
+    click_until(id, &summary, || expanded(id, &summary, true))?;
+    click_until(id, &format!(r#"{row} [data-testid="watch-button"]"#), || {
+        Ok(!elements(id, r#"[data-testid="watch-dialog"]"#)?.is_empty())
+    })?;
+    let dialog = element_text(id, r#"[data-testid="watch-dialog"]"#)?;
+    eprintln!("e2e: watch dialog: {dialog}");
+    if !dialog.contains("matches now") || dialog.contains("matches now: nothing") {
+        bail!("the Watch dialog does not say what its locator matches: {dialog}");
+    }
+    screenshot(id, &root.join("docs/watch-dialog.png"))?;
+    let name = element(id, r#"[data-testid="watch-name"]"#)?;
+    request("POST", &format!("/session/{id}/element/{name}/clear"), &json!({}))?;
+    request("POST", &format!("/session/{id}/element/{name}/value"), &json!({ "text": "leaky" }))?;
+    click_until(id, r#"[data-testid="watch-save"]"#, || {
+        Ok(elements(id, r#"[data-testid="watch-dialog"]"#)?.is_empty())
+    })?;
+    if let Ok(error) = element_text(id, r#"[data-testid="watch-error"]"#) {
+        bail!("Watch failed: {error}");
+    }
+    let text = std::fs::read_to_string(&config)?;
+    eprintln!("e2e: the config after Watch:\n{text}");
+    if !text.starts_with(comment)
+        || !text.contains("[[watch]]")
+        || !text.contains(r#"name = "leaky""#)
+    {
+        bail!("Watch did not add `leaky` under the user's comment: {text}");
+    }
+    // The row becomes the target, on the same process (`leaky[pid]` should the
+    // pattern also match another lw-helper running on this machine).
+    let row_name = wait_until_value(Duration::from_secs(40), "the row to become `leaky`", || {
+        let status = invoke(id, "get_status", &json!({}))?;
+        let name = status["targets"].as_array().and_then(|targets| {
+            targets
+                .iter()
+                .find(|t| {
+                    t["target"] == "leaky" && t["process"]["pid"].as_u64() == Some(u64::from(pid))
+                })
+                .and_then(|t| t["name"].as_str().map(str::to_owned))
+        });
+        Ok(match name {
+            Some(name) => {
+                let css = format!(r#"[data-testid="target-row"][data-target="{name}"]"#);
+                (!elements(id, &css)?.is_empty()).then_some(name)
+            }
+            None => None,
+        })
+    })
+    .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
+    let leaky = &format!(r#"[data-testid="target-row"][data-target="{row_name}"]"#);
+
+    // Now it leaks fast: about 2 h to its limit, under the eta rule's 6 h.
+    let stdin = helper.stdin.as_mut().ok_or_else(|| anyhow!("the helper has no stdin"))?;
+    stdin.write_all(b"stop-leak\nleak epoll 500\n")?;
+    stdin.flush()?;
+    wait_until(Duration::from_secs(240), "the row `leaky` to turn warning", || {
+        has_attribute(id, leaky, "data-state", "warning")
+    })
+    .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
+    let row_text = element_text(id, leaky)?;
+    eprintln!("e2e: first run: {row_text}");
+    wait_until(Duration::from_secs(30), "the tray icon to turn warning", || {
+        Ok(invoke(id, "get_tray_icon", &json!({}))? == json!("warning"))
+    })?;
+    eprintln!("e2e: first run: watched, warning, tray warning");
+    Ok(())
+}
+
+/// A config with a type error at start: the app keeps running (on the built-in
+/// defaults) and its popover names the file, the line and the key.
+fn broken_config(driver: &Path, app: &Path, tmp: &Path) -> Result<()> {
+    let home = tmp.join("broken-home");
+    let config = home.join(".config/leakwatch/config.toml");
+    std::fs::create_dir_all(config.parent().unwrap_or(&home))?;
+    std::fs::write(&config, "# a typo on line 3\n[defaults]\ninterval = 5\n")?;
+    let env = DriverEnv { driver, config: None, home: Some(&home), tmp };
+    let _driver = start_driver(&env, false)?;
+    let id = open_session(app)?;
+    let banner = r#"[data-testid="config-error"]"#;
+    let shown = element_text(&id, banner).and_then(|text| {
+        eprintln!("e2e: broken config: {text}");
+        let expected = ["~/.config/leakwatch/config.toml:3", "defaults.interval"];
+        match expected.iter().find(|e| !text.contains(*e)) {
+            Some(missing) => bail!("the config error does not say `{missing}`: {text}"),
+            None => Ok(()),
+        }
+    });
+    // Still running: it answers, and keeps answering.
+    let running = shown.and_then(|()| {
+        std::thread::sleep(Duration::from_secs(3));
+        let status = invoke(&id, "get_status", &json!({}))?;
+        if status["config"]["error"].is_null() {
+            bail!("the status lost the config error: {}", status["config"]);
+        }
+        Ok(())
+    });
+    let _ = request("DELETE", &format!("/session/{id}"), &Value::Null);
+    running
 }
 
 /// Starts tauri-driver (the app inherits its environment), in a dark GTK theme
@@ -133,15 +342,28 @@ fn start_driver(env: &DriverEnv<'_>, dark: bool) -> Result<Guarded> {
     let mut cmd = Command::new(env.driver);
     cmd.args(["--port", &DRIVER_PORT.to_string(), "--native-driver", "/usr/bin/WebKitWebDriver"])
         .env("DISPLAY", DISPLAY)
-        .env("LEAKWATCH_CONFIG", env.config)
-        .env("LEAKWATCH_DATA_DIR", env.tmp.join("data"))
         .env("LEAKWATCH_E2E", "1")
         // A POSIX locale on purpose: WebKit turns it into a language tag Intl
         // rejects, which once left the popover blank (ui/src/lib/locale-guard.ts).
         .env("LANG", "C.UTF-8")
         .env_remove("LC_ALL")
-        .env("XDG_CONFIG_HOME", env.tmp.join("xdg"))
         .process_group(0);
+    match env.config {
+        Some(config) => cmd.env("LEAKWATCH_CONFIG", config),
+        None => cmd.env_remove("LEAKWATCH_CONFIG"),
+    };
+    match env.home {
+        Some(home) => cmd
+            .env("HOME", home)
+            .env_remove("LEAKWATCH_DATA_DIR")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("XDG_CACHE_HOME"),
+        None => cmd
+            .env("LEAKWATCH_DATA_DIR", env.tmp.join("data"))
+            .env("XDG_CONFIG_HOME", env.tmp.join("xdg")),
+    };
     if dark {
         cmd.env("GTK_THEME", "Adwaita:dark");
     }
@@ -231,11 +453,18 @@ fn checks(id: &str, root: &Path, helper: &Path, pidfile: &Path, first_pid: u32) 
             && text.contains("/h"))
     })
     .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
+    // About an hour to its limit: the row's colour agrees with the text once the
+    // eta rule's samples are in.
+    let row = r#"[data-testid="target-row"][data-target="leaky"]"#;
+    wait_until(Duration::from_secs(60), "the row `leaky` to stop showing ok", || {
+        Ok(has_attribute(id, row, "data-state", "warning")?
+            || has_attribute(id, row, "data-state", "critical")?)
+    })
+    .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
     screenshot(id, &root.join("docs/popover-light.png"))?;
 
     // 2. Restart, from the row's button: the confirmation names the process, the
     // grace and the strategy; confirming gives the target a new process.
-    let row = r#"[data-testid="target-row"][data-target="leaky"]"#;
     let summary = format!(r#"{row} [data-testid="target-summary"]"#);
     click_until(id, &summary, || expanded(id, &summary, true))?;
     click_until(id, &format!(r#"{row} [data-testid="restart-button"]"#), || plan_shown(id))?;
@@ -431,6 +660,13 @@ fn has_property(id: &str, css: &str, name: &str, value: &Value) -> Result<bool> 
         Some(eid) => property(id, eid, name)? == *value,
         None => false,
     })
+}
+
+/// Whether the first element matching `css` has this attribute value.
+fn has_attribute(id: &str, css: &str, name: &str, value: &str) -> Result<bool> {
+    let Some(eid) = elements(id, css)?.into_iter().next() else { return Ok(false) };
+    let path = format!("/session/{id}/element/{eid}/attribute/{name}");
+    Ok(request("GET", &path, &Value::Null)?["value"] == Value::String(value.to_owned()))
 }
 
 /// Whether the disclosure matching `css` is open (`on`) or closed.

@@ -33,6 +33,9 @@ export interface Backend {
   addTarget(name: string, locator: Locator, fdLimit: number | null): Promise<void>;
   /** "Set limit…": the target's `fd_limit` (`null` removes it). */
   setFdLimit(target: string, limit: number | null): Promise<void>;
+  /** Fits the popover's height to its content's (CSS pixels), within the screen;
+   * resolves to the height given. */
+  fitPopover(height: number): Promise<number>;
   /** The `status` event, after every engine tick. */
   onStatus(handler: (status: Status) => void): Promise<Unlisten>;
   /** The `leakwatch-event` event: one Event as it happens. */
@@ -60,6 +63,7 @@ export function tauriBackend(): Backend {
     locatorMatches: (locator) => invoke<number[]>('locator_matches', { locator }),
     addTarget: (name, locator, fdLimit) => invoke<void>('add_target', { name, locator, fdLimit }),
     setFdLimit: (target, limit) => invoke<void>('set_fd_limit', { target, limit }),
+    fitPopover: (height) => invoke<number>('fit_popover', { height }),
     onStatus: (handler) => listen<Status>('status', (e) => handler(e.payload)),
     onEvent: (handler) => listen<Event>('leakwatch-event', (e) => handler(e.payload)),
     onNavigate: (handler) =>

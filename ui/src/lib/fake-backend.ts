@@ -177,6 +177,11 @@ export class FakeBackend implements Backend {
     if (this.options.settingsError) throw this.options.settingsError;
   }
 
+  async fitPopover(height: number) {
+    this.record('fitPopover', height);
+    return height;
+  }
+
   async onStatus(handler: (s: Status) => void): Promise<Unlisten> {
     this.statusHandlers.add(handler);
     return () => this.statusHandlers.delete(handler);
