@@ -34,9 +34,9 @@ impl Scratch {
         let mut command = Command::new(env!("CARGO_BIN_EXE_leakwatch"));
         command
             .args(args)
-            .env("LEAKWATCH_CONFIG", self.path("config.toml"))
             .env("LEAKWATCH_DATA_DIR", self.path("data"))
             .env_remove("DBUS_SESSION_BUS_ADDRESS");
+        point_at_config(&mut command, &self.dir);
         command
     }
 
@@ -409,4 +409,19 @@ fn doctor_shows_limits_and_their_sources() {
     scratch.write_config("[[watch]]\nname = \"x\"\nport = 0\n");
     let text = String::from_utf8(scratch.run(&["doctor"]).stdout).unwrap();
     assert!(text.contains("INVALID"), "{text}");
+}
+
+/// Names `dir/config.toml` once a test has written it; until then the command
+/// runs as a new user would, with an empty home and no config (automatic mode),
+/// since a config file that is named must exist.
+fn point_at_config(command: &mut Command, dir: &std::path::Path) {
+    let config = dir.join("config.toml");
+    if config.exists() {
+        command.env("LEAKWATCH_CONFIG", config);
+    } else {
+        command
+            .env_remove("LEAKWATCH_CONFIG")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOME", dir.join("home"));
+    }
 }

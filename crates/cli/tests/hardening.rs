@@ -28,10 +28,10 @@ impl Scratch {
         let mut command = Command::new(env!("CARGO_BIN_EXE_leakwatch"));
         command
             .args(args)
-            .env("LEAKWATCH_CONFIG", self.path("config.toml"))
             .env("LEAKWATCH_DATA_DIR", self.path("data"))
             .env_remove("DBUS_SESSION_BUS_ADDRESS")
             .stdin(Stdio::null());
+        point_at_config(&mut command, self.0.path());
         command
     }
 
@@ -274,6 +274,7 @@ fn daemon_install_refuses_control_characters_and_carries_the_environment() {
     let install = |config: &str| {
         scratch
             .command(&["daemon", "install", "--dry-run", "--config", config])
+            .env("LEAKWATCH_CONFIG", scratch.path("config.toml"))
             .env("LEAKWATCH_SERVICE_DIR", &units)
             .output()
             .unwrap()
@@ -294,4 +295,19 @@ fn daemon_install_refuses_control_characters_and_carries_the_environment() {
     );
     // --config wins over LEAKWATCH_CONFIG, which is then not carried.
     assert!(!text.contains("Environment=\"LEAKWATCH_CONFIG="), "{text}");
+}
+
+/// Names `dir/config.toml` once a test has written it; until then the command
+/// runs as a new user would, with an empty home and no config (automatic mode),
+/// since a config file that is named must exist.
+fn point_at_config(command: &mut Command, dir: &std::path::Path) {
+    let config = dir.join("config.toml");
+    if config.exists() {
+        command.env("LEAKWATCH_CONFIG", config);
+    } else {
+        command
+            .env_remove("LEAKWATCH_CONFIG")
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOME", dir.join("home"));
+    }
 }
