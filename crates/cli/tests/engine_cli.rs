@@ -34,9 +34,9 @@ impl Scratch {
         let mut command = Command::new(env!("CARGO_BIN_EXE_leakwatch"));
         command
             .args(args)
+            .env("LEAKWATCH_CONFIG", self.path("config.toml"))
             .env("LEAKWATCH_DATA_DIR", self.path("data"))
             .env_remove("DBUS_SESSION_BUS_ADDRESS");
-        point_at_config(&mut command, &self.dir);
         command
     }
 
@@ -117,6 +117,8 @@ fn config_and_history_files_are_owner_only_and_loose_ones_are_fixed() {
     let data = scratch.path("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The config this scratch names (a named config must exist): automatic mode.
+    std::fs::write(scratch.path("config.toml"), "# no targets: automatic mode\n").unwrap();
     let out = scratch.run(&["watch", "--once", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let message = stderr(&out);
@@ -384,6 +386,7 @@ fn doctor_flags_a_damaged_history() {
 
     // A sound one is not flagged.
     std::fs::remove_file(scratch.path("data/history.sqlite3")).unwrap();
+    std::fs::write(scratch.path("config.toml"), "# no targets: automatic mode\n").unwrap();
     assert!(scratch.run(&["watch", "--once", "--json"]).status.success());
     let out = scratch.run(&["doctor", "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -411,17 +414,3 @@ fn doctor_shows_limits_and_their_sources() {
     assert!(text.contains("INVALID"), "{text}");
 }
 
-/// Names `dir/config.toml` once a test has written it; until then the command
-/// runs as a new user would, with an empty home and no config (automatic mode),
-/// since a config file that is named must exist.
-fn point_at_config(command: &mut Command, dir: &std::path::Path) {
-    let config = dir.join("config.toml");
-    if config.exists() {
-        command.env("LEAKWATCH_CONFIG", config);
-    } else {
-        command
-            .env_remove("LEAKWATCH_CONFIG")
-            .env_remove("XDG_CONFIG_HOME")
-            .env("HOME", dir.join("home"));
-    }
-}

@@ -41,16 +41,14 @@ orphan_rules: Array<RuleStatus>,
  */
 restarts: { [key in string]: number }, 
 /**
-<<<<<<< HEAD
  * What keeps the engine from working fully (no history, no process
  * interface yet), each with how to fix it: the app keeps running and shows
  * them rather than exit.
  */
-problems: Array<Problem>, };
-=======
+problems: Array<Problem>, 
+/**
  * Why history is not being kept or written, when it is not: a data
  * directory that cannot be written (the engine runs without history), a
  * full disk.
  */
 history_error: string | null, };
->>>>>>> store
