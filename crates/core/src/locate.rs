@@ -172,7 +172,13 @@ where
                     let spawned = std::thread::Builder::new()
                         .name("pidfile-read".to_owned())
                         .spawn(move || {
-                            let outcome = reader(&owned);
+                            // A reader that panicked would otherwise leave the
+                            // path "timed out" for good.
+                            let outcome =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    reader(&owned)
+                                }))
+                                .unwrap_or_else(|_| Err("reading it failed (a panic)".to_owned()));
                             *lock(&theirs.outcome) = Some(outcome);
                             theirs.done.notify_all();
                         });
@@ -377,6 +383,18 @@ mod tests {
         assert_eq!(started.load(Ordering::SeqCst), 2);
         let _ = release.send(41);
         let _ = release.send(42);
+    }
+
+    /// A reader that panics is an error for that tick, not a read stuck for good.
+    #[test]
+    fn panicking_pidfile_reader_is_an_error_not_a_hang() {
+        let reads = BoundedReads::new(
+            |_: &Path| -> ReadOutcome { panic!("reader bug") },
+            Duration::from_secs(30),
+        );
+        let outcome = reads.read(Path::new("/run/app.pid"));
+        assert!(matches!(&outcome, Some(Err(why)) if why.contains("panic")), "{outcome:?}");
+        assert!(!reads.is_reading(Path::new("/run/app.pid")));
     }
 
     /// The outcome of a read that comes back after its tick gave up is what the
