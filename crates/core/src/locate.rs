@@ -7,6 +7,9 @@
 use crate::config::Selector;
 use crate::service;
 use leakwatch_probe::{ErrorKind, FdKind, Probe, ProcessId, ProcessInfo};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 /// Why a target has no process now.
@@ -16,6 +19,11 @@ pub enum NotFound {
     NoMatch,
     #[error("pidfile {0}: {1}")]
     Pidfile(String, String),
+    /// The read did not finish within [`PIDFILE_READ_DEADLINE`]: the file is on a
+    /// mount whose server is gone, most likely, where even a non-blocking open
+    /// waits in the kernel.
+    #[error("pidfile read timed out: {0}; a hung mount?")]
+    PidfileTimedOut(String),
     #[error("nothing listens on port {0}")]
     PortFree(u16),
     #[error("{0}")]
@@ -55,8 +63,11 @@ pub fn locate(
     let alive = |pid: u32| probe.identity(pid).is_ok();
     let mut found: Vec<u32> = match selector {
         Selector::Pidfile(path) => {
-            let pid = read_pidfile(path)
-                .map_err(|why| NotFound::Pidfile(path.display().to_string(), why))?;
+            let pid = match PIDFILE_READS.read(path) {
+                Some(Ok(pid)) => pid,
+                Some(Err(why)) => return Err(NotFound::Pidfile(path.display().to_string(), why)),
+                None => return Err(NotFound::PidfileTimedOut(path.display().to_string())),
+            };
             vec![pid].into_iter().filter(|pid| alive(*pid)).collect()
         }
         Selector::Port(port) => {
@@ -98,11 +109,115 @@ const PIDFILE_MAX_BYTES: u64 = 64;
 /// How much of a pidfile that does not hold a pid an error quotes.
 const PIDFILE_QUOTE_CHARS: usize = 16;
 
+/// How long a tick waits for a pidfile read it starts. `O_NONBLOCK` does not
+/// help on a network mount whose server is gone: `open` and `read` wait in the
+/// kernel regardless, for minutes or for ever.
+pub const PIDFILE_READ_DEADLINE: Duration = Duration::from_secs(1);
+
+/// The pidfile reads of this process, one outstanding per path at most.
+static PIDFILE_READS: std::sync::LazyLock<BoundedReads<RawRead>> =
+    std::sync::LazyLock::new(|| BoundedReads::new(read_pidfile, PIDFILE_READ_DEADLINE));
+
+type ReadOutcome = Result<u32, String>;
+/// The read that may hang: [`read_pidfile`] outside tests.
+type RawRead = fn(&Path) -> ReadOutcome;
+
+/// Reads that may hang (a pidfile on a dead NFS or SMB server) made on helper
+/// threads that nobody waits for past a deadline, so that neither a tick nor
+/// the engine's shutdown can be held up by the kernel. A read still stuck when
+/// the next tick asks is not started again: the later tick looks at the same
+/// result slot, so a dead mount costs one parked thread per path, not one per
+/// tick, and the read's result, whenever it comes, is what the next tick sees.
+struct BoundedReads<R> {
+    reader: Arc<R>,
+    deadline: Duration,
+    /// Reads started and not yet seen finished, by path.
+    pending: Mutex<HashMap<PathBuf, Arc<ReadSlot>>>,
+}
+
+/// Where a helper thread leaves its read's outcome.
+#[derive(Default)]
+struct ReadSlot {
+    outcome: Mutex<Option<ReadOutcome>>,
+    done: Condvar,
+}
+
+/// A poisoned lock only means a reader panicked mid-way; the data (an outcome
+/// or a map of slots) is still whole.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<R> BoundedReads<R>
+where
+    R: Fn(&Path) -> ReadOutcome + Send + Sync + 'static,
+{
+    fn new(reader: R, deadline: Duration) -> Self {
+        BoundedReads { reader: Arc::new(reader), deadline, pending: Mutex::default() }
+    }
+
+    /// Reads `path`, or `None` if the read did not finish in time. A read this
+    /// call starts is waited for up to the deadline; one left over from an
+    /// earlier call is not waited for again (a dead mount would otherwise cost
+    /// every tick the whole deadline), only looked at.
+    fn read(&self, path: &Path) -> Option<ReadOutcome> {
+        let (slot, started) = {
+            let mut pending = lock(&self.pending);
+            match pending.get(path) {
+                Some(slot) => (Arc::clone(slot), false),
+                None => {
+                    let slot = Arc::new(ReadSlot::default());
+                    let (reader, owned, theirs) =
+                        (Arc::clone(&self.reader), path.to_owned(), Arc::clone(&slot));
+                    let spawned = std::thread::Builder::new()
+                        .name("pidfile-read".to_owned())
+                        .spawn(move || {
+                            // A reader that panicked would otherwise leave the
+                            // path "timed out" for good.
+                            let outcome =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    reader(&owned)
+                                }))
+                                .unwrap_or_else(|_| Err("reading it failed (a panic)".to_owned()));
+                            *lock(&theirs.outcome) = Some(outcome);
+                            theirs.done.notify_all();
+                        });
+                    if let Err(e) = spawned {
+                        return Some(Err(format!("cannot start a thread to read it: {e}")));
+                    }
+                    pending.insert(path.to_owned(), Arc::clone(&slot));
+                    (slot, true)
+                }
+            }
+        };
+        let wait = if started { self.deadline } else { Duration::ZERO };
+        let outcome = {
+            let guard = lock(&slot.outcome);
+            let (guard, _) = slot
+                .done
+                .wait_timeout_while(guard, wait, |outcome| outcome.is_none())
+                .unwrap_or_else(PoisonError::into_inner);
+            guard.clone()?
+        };
+        let mut pending = lock(&self.pending);
+        if pending.get(path).is_some_and(|now| Arc::ptr_eq(now, &slot)) {
+            pending.remove(path);
+        }
+        Some(outcome)
+    }
+
+    /// Whether a read of `path` has been started and has not finished.
+    #[cfg(test)]
+    fn is_reading(&self, path: &Path) -> bool {
+        lock(&self.pending).get(path).is_some_and(|slot| lock(&slot.outcome).is_none())
+    }
+}
+
 /// Reads the pid in `path`, never blocking and never reading more than
 /// [`PIDFILE_MAX_BYTES`]: opened non-blocking (a FIFO has no writer to wait for),
 /// refused unless a regular file (`/dev/zero` never ends, a FIFO never answers),
 /// refused if longer than a pid. The error says why, quoting a few characters.
-fn read_pidfile(path: &std::path::Path) -> Result<u32, String> {
+fn read_pidfile(path: &Path) -> ReadOutcome {
     use std::io::Read;
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
@@ -225,5 +340,94 @@ mod tests {
         assert_eq!(listening_port("[::]:443 (LISTEN)"), Some(443));
         assert_eq!(listening_port("127.0.0.1:5 -> 127.0.0.1:6 (ESTABLISHED)"), None);
         assert_eq!(listening_port("127.0.0.1:53"), None);
+    }
+
+    /// A reader standing in for `open`+`read` on a dead NFS server: it blocks
+    /// until the test lets it go, and counts how often it was started.
+    fn stuck_reader() -> (
+        BoundedReads<impl Fn(&Path) -> ReadOutcome + Send + Sync + 'static>,
+        Arc<std::sync::atomic::AtomicUsize>,
+        std::sync::mpsc::Sender<u32>,
+    ) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let started = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = std::sync::mpsc::channel::<u32>();
+        let gate = Mutex::new(gate);
+        let count = Arc::clone(&started);
+        let reader = move |_: &Path| {
+            count.fetch_add(1, Ordering::SeqCst);
+            lock(&gate).recv().map_err(|e| e.to_string())
+        };
+        (BoundedReads::new(reader, Duration::from_millis(50)), started, release)
+    }
+
+    /// Regression (issue 10, item 6): a pidfile on a hung network mount blocked
+    /// the tick, and so shutdown, however the file was opened.
+    #[test]
+    fn hung_pidfile_read_times_out_and_is_not_restarted_while_stuck() {
+        use std::sync::atomic::Ordering;
+        let (reads, started, release) = stuck_reader();
+        let path = Path::new("/net/dead/app.pid");
+        // The reader cannot return before `release` is sent, so getting here at
+        // all shows the read was abandoned, not waited for.
+        let at = Instant::now();
+        assert_eq!(reads.read(path), None);
+        assert!(at.elapsed() >= Duration::from_millis(50), "gave up before the deadline");
+        assert_eq!(reads.read(path), None, "a second tick saw an outcome of a stuck read");
+        assert_eq!(reads.read(path), None);
+        assert_eq!(started.load(Ordering::SeqCst), 1, "a stuck read was started again");
+        assert!(reads.is_reading(path));
+        // Another path is not held up by the stuck one.
+        let other = Path::new("/net/dead/other.pid");
+        assert_eq!(reads.read(other), None);
+        assert_eq!(started.load(Ordering::SeqCst), 2);
+        let _ = release.send(41);
+        let _ = release.send(42);
+    }
+
+    /// A reader that panics is an error for that tick, not a read stuck for good.
+    #[test]
+    fn panicking_pidfile_reader_is_an_error_not_a_hang() {
+        let reads = BoundedReads::new(
+            |_: &Path| -> ReadOutcome { panic!("reader bug") },
+            Duration::from_secs(30),
+        );
+        let outcome = reads.read(Path::new("/run/app.pid"));
+        assert!(matches!(&outcome, Some(Err(why)) if why.contains("panic")), "{outcome:?}");
+        assert!(!reads.is_reading(Path::new("/run/app.pid")));
+    }
+
+    /// The outcome of a read that comes back after its tick gave up is what the
+    /// next tick sees, without another read; the tick after that reads afresh.
+    #[test]
+    fn late_pidfile_read_is_seen_by_the_next_tick() {
+        use std::sync::atomic::Ordering;
+        let (reads, started, release) = stuck_reader();
+        let path = Path::new("/net/slow/app.pid");
+        assert_eq!(reads.read(path), None);
+        release.send(4242).expect("the reader is waiting");
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while reads.is_reading(path) {
+            assert!(Instant::now() < give_up, "the released reader never finished");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(reads.read(path), Some(Ok(4242)));
+        assert_eq!(started.load(Ordering::SeqCst), 1, "the late outcome was read again");
+        // Seen once; the next tick starts a new read. Whether it answers within
+        // the short test deadline depends on the machine's load, so either tick
+        // may see it, but only one more read is made.
+        release.send(4243).expect("the reader is there");
+        let outcome = match reads.read(path) {
+            Some(outcome) => outcome,
+            None => {
+                while reads.is_reading(path) {
+                    assert!(Instant::now() < give_up, "the released reader never finished");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                reads.read(path).expect("a finished read has an outcome")
+            }
+        };
+        assert_eq!(outcome, Ok(4243));
+        assert_eq!(started.load(Ordering::SeqCst), 2);
     }
 }
