@@ -12,6 +12,7 @@ use leakwatch_core::diagnose::{
     Baseline, BaselineReason, ChildFacts, ChildTable, Diagnosis, Evidence, OrphanFacts, Survivors,
     diagnose,
 };
+use leakwatch_core::escape::escape;
 use leakwatch_core::locate::{PortMemo, locate};
 use leakwatch_core::model::{UnixMillis, unix_millis};
 use leakwatch_core::orphans::{IdleTracker, Lineage, OrphanReason, find_orphans};
@@ -272,14 +273,6 @@ fn recorded(
         .and_then(|s| s.into_iter().max_by_key(|s| s.at))
         .map(|s| SnapshotRef { at: s.at, reason: s.reason });
     (history, snapshot)
-}
-
-/// Control characters from process names, paths and argv shown as escapes, so
-/// they cannot move the cursor or recolour the terminal.
-fn escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
-        .collect()
 }
 
 fn ago(at: UnixMillis, now: UnixMillis) -> String {

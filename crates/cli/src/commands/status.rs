@@ -3,6 +3,7 @@
 //! enough for a shell prompt or an xbar/SwiftBar plugin.
 
 use leakwatch_core::api::{self, ClientError};
+use leakwatch_core::escape::escape;
 use serde_json::Value;
 
 /// Exit code when no engine runs for the data directory.
@@ -75,12 +76,4 @@ fn worst(targets: &[Value]) -> &'static str {
         Some(1) => "warning",
         _ => "ok",
     }
-}
-
-/// Control characters (a target named after another user's argv) shown escaped,
-/// never sent to the terminal.
-fn escape(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
-        .collect()
 }
