@@ -413,4 +413,3 @@ fn doctor_shows_limits_and_their_sources() {
     let text = String::from_utf8(scratch.run(&["doctor"]).stdout).unwrap();
     assert!(text.contains("INVALID"), "{text}");
 }
-
