@@ -140,6 +140,10 @@ struct BoundedReads<R> {
 struct ReadSlot {
     outcome: Mutex<Option<ReadOutcome>>,
     done: Condvar,
+    /// The helper thread, joined once its outcome is taken: it has nothing left
+    /// to do by then, and joining keeps the engine's thread count flat (a
+    /// finished read never lingers as a thread into the next tick).
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// A poisoned lock only means a reader panicked mid-way; the data (an outcome
@@ -182,8 +186,11 @@ where
                             *lock(&theirs.outcome) = Some(outcome);
                             theirs.done.notify_all();
                         });
-                    if let Err(e) = spawned {
-                        return Some(Err(format!("cannot start a thread to read it: {e}")));
+                    match spawned {
+                        Ok(thread) => *lock(&slot.thread) = Some(thread),
+                        Err(e) => {
+                            return Some(Err(format!("cannot start a thread to read it: {e}")));
+                        }
                     }
                     pending.insert(path.to_owned(), Arc::clone(&slot));
                     (slot, true)
@@ -199,9 +206,16 @@ where
                 .unwrap_or_else(PoisonError::into_inner);
             guard.clone()?
         };
-        let mut pending = lock(&self.pending);
-        if pending.get(path).is_some_and(|now| Arc::ptr_eq(now, &slot)) {
-            pending.remove(path);
+        {
+            let mut pending = lock(&self.pending);
+            if pending.get(path).is_some_and(|now| Arc::ptr_eq(now, &slot)) {
+                pending.remove(path);
+            }
+        }
+        // The thread set the outcome as its last act: this join waits for its
+        // exit only. Its panics were caught inside it, so the join cannot fail.
+        if let Some(thread) = lock(&slot.thread).take() {
+            let _ = thread.join();
         }
         Some(outcome)
     }
