@@ -400,17 +400,7 @@ pub fn plan_ids(
     guard: &Guard,
 ) -> Result<KillPlan, KillError> {
     let table = probe.processes()?;
-    let specs: Vec<Root> = roots
-        .iter()
-        .map(|&id| match table.iter().find(|p| p.id.pid == id.pid) {
-            Some(p) if p.id == id => Root::Live(id),
-            Some(_) => Root::Stale(
-                id,
-                format!("no longer running: pid {} now belongs to another process", id.pid),
-            ),
-            None => Root::Stale(id, "no longer running".to_owned()),
-        })
-        .collect();
+    let specs = pinned_roots(&table, roots, |_| None);
     build_plan(&table, &specs, grace, guard)
 }
 
@@ -426,10 +416,21 @@ pub fn plan_trees(
 ) -> Result<KillPlan, KillError> {
     let table = probe.processes()?;
     let shield = Shield::new(Some(&table));
-    let specs: Vec<Root> = roots
+    let specs = pinned_roots(&table, roots, |p| shield.check(guard, p));
+    build_plan(&table, &specs, grace, guard)
+}
+
+/// Each root pinned by identity, as `table` has it now: live, or left alone with
+/// why (gone, its pid now another process's, or what `left_alone` says of it).
+fn pinned_roots(
+    table: &[ProcessInfo],
+    roots: &[ProcessId],
+    left_alone: impl Fn(&ProcessInfo) -> Option<String>,
+) -> Vec<Root> {
+    roots
         .iter()
         .map(|&id| match table.iter().find(|p| p.id.pid == id.pid) {
-            Some(p) if p.id == id => match shield.check(guard, p) {
+            Some(p) if p.id == id => match left_alone(p) {
                 Some(reason) => Root::Stale(id, reason),
                 None => Root::Live(id),
             },
@@ -439,8 +440,7 @@ pub fn plan_trees(
             ),
             None => Root::Stale(id, "no longer running".to_owned()),
         })
-        .collect();
-    build_plan(&table, &specs, grace, guard)
+        .collect()
 }
 
 /// A root as asked for.
