@@ -1436,8 +1436,13 @@ impl Engine {
                         in_flight = Some(tokio::task::spawn_blocking(move || {
                             // A tick that panics loses that tick, not the engine:
                             // its state is plain data, and the next tick reads
-                            // everything afresh.
-                            let status = catch_quietly(|| current.tick());
+                            // everything afresh. Out of descriptors, a tick would
+                            // read every target as gone (and feed `down` rules and
+                            // automatic restarts with that): it fails instead.
+                            let status = match descriptor_exhaustion() {
+                                Some(why) => Err(why),
+                                None => catch_quietly(|| current.tick()),
+                            };
                             (current, status)
                         }));
                     }
@@ -1787,6 +1792,33 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
+/// Why this process cannot open a descriptor now (its limit reached, or the
+/// system's), or `None` if it can. Checked before every tick by opening one:
+/// under exhaustion every pidfile, `/proc` and socket read of the tick would
+/// fail, and the tick would take its targets for gone.
+pub fn descriptor_exhaustion() -> Option<String> {
+    descriptor_exhaustion_of(std::fs::File::open(NULL_DEVICE).map(drop))
+}
+
+#[cfg(unix)]
+const NULL_DEVICE: &str = "/dev/null";
+#[cfg(not(unix))]
+const NULL_DEVICE: &str = "NUL";
+
+/// [`descriptor_exhaustion`]'s verdict on one attempt to open a descriptor:
+/// only EMFILE and ENFILE mean exhaustion.
+fn descriptor_exhaustion_of(opened: std::io::Result<()>) -> Option<String> {
+    let error = opened.err()?;
+    #[cfg(unix)]
+    let exhausted = error.raw_os_error().is_some_and(|code| {
+        code == nix::errno::Errno::EMFILE as i32 || code == nix::errno::Errno::ENFILE as i32
+    });
+    #[cfg(not(unix))]
+    let exhausted = false;
+    exhausted
+        .then(|| format!("the process is out of file descriptors (opening {NULL_DEVICE}: {error})"))
+}
+
 /// The file's modification time and length: a cheap "did it change" stamp.
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
@@ -1940,6 +1972,27 @@ mod tests {
         .await;
         assert!(closed.is_ok(), "the status channel stayed open");
         handle.shutdown().await;
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn descriptor_exhaustion_fails_the_tick_only_on_emfile_or_enfile() {
+        assert_eq!(descriptor_exhaustion(), None, "this test process has descriptors left");
+        let emfile = descriptor_exhaustion_of(Err(std::io::Error::from_raw_os_error(
+            nix::errno::Errno::EMFILE as i32,
+        )))
+        .expect("EMFILE is exhaustion");
+        assert!(emfile.contains("out of file descriptors"), "{emfile}");
+        assert!(emfile.contains("os error"), "{emfile}");
+        assert!(
+            descriptor_exhaustion_of(Err(std::io::Error::from_raw_os_error(
+                nix::errno::Errno::ENFILE as i32
+            )))
+            .is_some()
+        );
+        let other = std::io::Error::from_raw_os_error(nix::errno::Errno::ENOENT as i32);
+        assert_eq!(descriptor_exhaustion_of(Err(other)), None);
+        assert_eq!(descriptor_exhaustion_of(Ok(())), None);
     }
 
     #[test]
