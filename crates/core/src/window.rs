@@ -410,6 +410,7 @@ impl SampleWindow {
                 .map(|b| b.kept.capacity() * std::mem::size_of::<Point>())
                 .sum::<usize>()
             + self.spark.capacity() * std::mem::size_of::<Peak>()
+            + self.closed.kinds.len() * (std::mem::size_of::<(FdKind, f64)>() + 16)
             + last
     }
 
