@@ -138,6 +138,7 @@ pub fn target_label(target: &TargetStatus) -> String {
         TargetState::Up => None,
         TargetState::Down(_) => Some("down"),
         TargetState::PermissionDenied(_) => Some("not permitted"),
+        TargetState::Unknown(_) => Some("unknown"),
     };
     if let Some(state) = state {
         return format!("{}: {state}", target.name);

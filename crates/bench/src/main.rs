@@ -42,10 +42,11 @@
 //! the engine kept before it (every sample of the last hour or window, the trend
 //! refitted over all of them). At each of the MINUTES it times the per-tick
 //! history work of both (fold in a sample, fit the trend, draw the sparkline;
-//! the old one: keep the sample, fit over the deque) in batches by the wall
-//! clock (median batch), and measures the heap each holds with a counting
-//! allocator. Prints one line
-//! per minute: `minute new_tick_ns new_bytes old_tick_ns old_bytes`. Simulated
+//! the old one: keep the sample, fit over the deque) by the wall clock (the
+//! new one tick by tick over two fit buckets, the mean with the refits when
+//! buckets close; the old one the median of batches), and measures the heap
+//! each holds with a counting allocator. Prints one line per minute: `minute
+//! new_tick_ns new_bytes old_tick_ns old_bytes new_slowest_ns preempted`. Simulated
 //! time is what lets a filled hour-long window be measured in seconds; the rest
 //! of a tick (the probe's reads) does not depend on history and is the
 //! `engine-ticks` mode's business.
@@ -56,7 +57,7 @@ use leakwatch_core::model::Sample;
 use leakwatch_core::notifier::NullNotifier;
 use leakwatch_core::status::{Status, TargetState};
 use leakwatch_core::trend::Trend;
-use leakwatch_core::window::SampleWindow;
+use leakwatch_core::window::{FIT_BUCKETS, SampleWindow};
 use leakwatch_probe::FdKind;
 use leakwatch_probe::Probe;
 use std::alloc::{GlobalAlloc, Layout, System as SystemAlloc};
@@ -360,9 +361,15 @@ fn heap_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
     (value, LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(before))
 }
 
-/// Ticks per timed batch at each checkpoint of `history-ticks`, for the new
-/// history and the old one (whose ticks are long by then).
-const HISTORY_TIMED: (usize, usize) = (50, 5);
+/// Ticks per timed batch at each checkpoint of `history-ticks`, for the old
+/// history (whose ticks are long by then).
+const HISTORY_TIMED_OLD: usize = 5;
+/// Fit buckets whose ticks the new history is timed over at each checkpoint:
+/// each tick alone, so that the refit when a bucket closes is in the mean.
+const HISTORY_TIMED_BUCKETS: u64 = 2;
+/// A tick longer than this was preempted (a refit takes tens of µs): left out
+/// of the mean, and counted.
+const PREEMPTED: Duration = Duration::from_millis(2);
 /// Timed batches per checkpoint; the median is reported.
 const HISTORY_BATCHES: usize = 11;
 
@@ -419,40 +426,49 @@ fn history_ticks(interval_ms: u64, window_s: u64, minutes: &[u64]) -> Result<Str
         // What each holds: the heap a copy of it takes.
         let (_, held_new) = heap_of(|| new.clone());
         let (_, held_old) = heap_of(|| old.clone());
-        // Batches timed by the wall clock (the thread CPU clock counts in
-        // scheduler ticks, too coarse for a tick of microseconds), the median
-        // batch kept: a preempted batch is an outlier, not the answer.
-        let mut new_ticks = Vec::with_capacity(HISTORY_BATCHES);
-        for _ in 0..HISTORY_BATCHES {
+        // Every tick of two fit buckets timed alone by the wall clock (the
+        // thread CPU clock counts in scheduler ticks, too coarse for a tick of
+        // microseconds): the mean includes the refits when buckets close, and
+        // the slowest is one of them.
+        let bucket_ms = window_s * 1000 / FIT_BUCKETS as u64;
+        let timed = (HISTORY_TIMED_BUCKETS * bucket_ms / interval_ms).max(50);
+        let (mut total, mut counted, mut slowest) = (Duration::ZERO, 0u32, Duration::ZERO);
+        for _ in 0..timed {
+            let sample = history_sample(start + i * interval_ms, i);
             let started = Instant::now();
-            for _ in 0..HISTORY_TIMED.0 {
-                let sample = history_sample(start + i * interval_ms, i);
-                new.push(&sample);
-                std::hint::black_box((new.trend(sample.at), new.sparkline()));
-                while old.front().is_some_and(|s| s.at + keep_ms < sample.at) {
-                    old.pop_front();
-                }
-                old.push_back(sample);
-                i += 1;
+            new.push(&sample);
+            std::hint::black_box((new.trend(sample.at), new.sparkline()));
+            let took = started.elapsed();
+            if took < PREEMPTED {
+                total += took;
+                counted += 1;
+                slowest = slowest.max(took);
             }
-            new_ticks.push(started.elapsed() / HISTORY_TIMED.0 as u32);
+            while old.front().is_some_and(|s| s.at + keep_ms < sample.at) {
+                old.pop_front();
+            }
+            old.push_back(sample);
+            i += 1;
         }
+        let new_tick = total / counted.max(1);
         let mut old_ticks = Vec::with_capacity(HISTORY_BATCHES);
         for _ in 0..HISTORY_BATCHES {
             let started = Instant::now();
-            for k in 0..HISTORY_TIMED.1 as u64 {
+            for k in 0..HISTORY_TIMED_OLD as u64 {
                 let sample = history_sample(start + (i + k) * interval_ms, i + k);
                 let now = sample.at;
                 old.push_back(sample);
                 std::hint::black_box(Trend::from_samples(old.make_contiguous(), window, now));
                 old.pop_back();
             }
-            old_ticks.push(started.elapsed() / HISTORY_TIMED.1 as u32);
+            old_ticks.push(started.elapsed() / HISTORY_TIMED_OLD as u32);
         }
         lines.push(format!(
-            "{minute} {} {held_new} {} {held_old}",
-            median(new_ticks).as_nanos(),
+            "{minute} {} {held_new} {} {held_old} {} {}",
+            new_tick.as_nanos(),
             median(old_ticks).as_nanos(),
+            slowest.as_nanos(),
+            timed - u64::from(counted),
         ));
     }
     Ok(lines.join("\n"))

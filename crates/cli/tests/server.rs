@@ -463,3 +463,145 @@ fn status_from_another_uid_is_refused_by_the_peer_uid_check() {
         daemon.log()
     );
 }
+
+/// Sets `pid`'s soft descriptor limit (the hard one unchanged) with `prlimit(2)`,
+/// returning the soft limit it had.
+fn set_soft_fd_limit(pid: u32, soft: u64) -> u64 {
+    let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: a null `new_limit` only reads; `old` is a valid rlimit to fill.
+    let read = unsafe {
+        libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old)
+    };
+    assert_eq!(read, 0, "prlimit read: {}", std::io::Error::last_os_error());
+    let new = libc::rlimit { rlim_cur: soft, rlim_max: old.rlim_max };
+    // SAFETY: `new` is a valid rlimit; a null `old_limit` is allowed.
+    let set = unsafe {
+        libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &new, std::ptr::null_mut())
+    };
+    assert_eq!(set, 0, "prlimit set: {}", std::io::Error::last_os_error());
+    old.rlim_cur
+}
+
+fn open_fds(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64
+}
+
+/// A daemon with notifications on watching an `lw-helper` by pidfile, and the
+/// helper (kept alive by the caller).
+fn exhaustion_daemon(scratch: &Scratch, interval: &str) -> (Daemon, leakwatch_test_helper::Helper) {
+    let helper = leakwatch_test_helper::Helper::spawn().unwrap();
+    let pidfile = scratch.path("helper.pid");
+    std::fs::write(&pidfile, helper.pid().to_string()).unwrap();
+    // A rule the helper crosses (it holds a few descriptors), so that there
+    // is something to notify.
+    scratch.write_config(&format!(
+        "[notify]\nenabled = true\n\n[[watch]]\nname = \"leaky\"\npidfile = \"{}\"\n\
+         interval = \"{interval}\"\n\n[watch.rules]\nfds = {{ warn = 2, critical = 1000 }}\n",
+        pidfile.display()
+    ));
+    let daemon = scratch.daemon();
+    assert!(daemon.wait_for_log("leakwatch daemon started"), "{}", daemon.log());
+    assert!(daemon.log().contains("notifications on"), "{}", daemon.log());
+    (daemon, helper)
+}
+
+/// Regression (issue 10, item 4), against a real daemon: with notifications on,
+/// its descriptor limit lowered at run time below what it holds (every open
+/// fails with EMFILE), it neither panics nor stops sampling for good, nor takes
+/// its target for gone: once the limit is back, its ticks resume.
+#[test]
+fn daemon_out_of_descriptors_at_run_time_survives_and_resumes_sampling() {
+    let scratch = Scratch::new("fd-exhaustion");
+    // 1 s ticks: the 20 failed ticks after which it would give up are 20 s, far
+    // more than the test needs between seeing a failure and lifting the limit.
+    let (mut daemon, mut helper) = exhaustion_daemon(&scratch, "1s");
+    let mut before = None;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            before = status_json(&scratch).filter(|s| {
+                s["targets"][0]["state"] == "up" && s["targets"][0]["sample"]["at"].is_u64()
+            });
+            before.is_some()
+        }),
+        "the daemon never sampled:\n{}",
+        daemon.log()
+    );
+    let pid = daemon.pid();
+    let held = open_fds(pid);
+    // Descriptors 0-2 are open, so a limit of 3 refuses every new one.
+    let soft = 3.min(held - 1);
+    let original = set_soft_fd_limit(pid, soft);
+    assert!(
+        daemon.wait_for_log("out of file descriptors"),
+        "no tick failed for want of descriptors:\n{}",
+        daemon.log()
+    );
+    set_soft_fd_limit(pid, original);
+    let restored_at =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as u64;
+    assert!(daemon.child.try_wait().unwrap().is_none(), "the daemon exited:\n{}", daemon.log());
+    // Ticks resume: fresh samples, of the target still up (never taken for gone).
+    let mut after = None;
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            after = status_json(&scratch).filter(|s| {
+                s["targets"][0]["sample"]["at"].as_u64().is_some_and(|at| at > restored_at)
+            });
+            after.is_some()
+        }),
+        "no fresh sample after the limit was restored:\n{}",
+        daemon.log()
+    );
+    let after = after.unwrap();
+    assert_eq!(after["targets"][0]["state"], "up", "{after}");
+    assert!(after["tick"].as_u64() > before.unwrap()["tick"].as_u64(), "{after}");
+    // The notifier works on: a descriptor count crossing the critical
+    // threshold is notified (logged, without a session bus).
+    let notified = |log: &str| log.matches("notification: leaky:").count();
+    let earlier = notified(&daemon.log());
+    helper.ok("open file /dev/null 1000");
+    assert!(
+        wait_until(Duration::from_secs(60), || notified(&daemon.log()) > earlier),
+        "no notification after the exhaustion:\n{}",
+        daemon.log()
+    );
+    let log = daemon.log();
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(!log.contains("not running"), "the target was taken for gone:\n{log}");
+    assert!(!log.contains("the engine stopped"), "{log}");
+    assert!(daemon.child.try_wait().unwrap().is_none(), "the daemon exited:\n{log}");
+}
+
+/// Regression (issue 10, item 4): a daemon whose ticks keep failing (its
+/// descriptor limit stays below what it holds) exits 1 after
+/// `GIVE_UP_AFTER_FAILED_TICKS` (20) failed ticks in a row, saying why, so that
+/// launchd or systemd starts a fresh one.
+#[test]
+fn daemon_whose_ticks_keep_failing_exits_1_saying_why() {
+    let scratch = Scratch::new("fd-give-up");
+    let (mut daemon, _helper) = exhaustion_daemon(&scratch, "100ms");
+    assert!(
+        wait_until(Duration::from_secs(60), || status_json(&scratch)
+            .is_some_and(|s| s["tick"].as_u64() > Some(0))),
+        "the daemon never ticked:\n{}",
+        daemon.log()
+    );
+    let pid = daemon.pid();
+    set_soft_fd_limit(pid, 3.min(open_fds(pid) - 1));
+    let mut status = None;
+    assert!(
+        wait_until(Duration::from_secs(120), || {
+            status = daemon.child.try_wait().unwrap();
+            status.is_some()
+        }),
+        "the daemon never gave up:\n{}",
+        daemon.log()
+    );
+    assert_eq!(status.unwrap().code(), Some(1), "{}", daemon.log());
+    // The reader thread may still be draining the pipe.
+    assert!(daemon.wait_for_log("20 ticks in a row failed"), "{}", daemon.log());
+    let log = daemon.log();
+    assert!(log.contains("out of file descriptors"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -218,17 +218,14 @@ pub fn edit_file(
     };
     let edited = edit(&text)?;
     let write_error = |source| EditError::Write { path: path.to_path_buf(), source };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(write_error)?;
+    // A directory it creates is owner-only; one that exists is the user's
+    // (their home, say) and left as it is.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        crate::private::create_dir(dir).map_err(write_error)?;
     }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".leakwatch-tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, edited).map_err(write_error)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        write_error(e)
-    })
+    // 0600 like every file Leakwatch writes, through a temporary file and a
+    // rename: a plain write would leave the new file at the umask's 0644.
+    crate::private::write(path, edited.as_bytes()).map_err(write_error)
 }
 
 /// What Watch proposes for a process.
@@ -322,6 +319,29 @@ fn target_name(process: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// Regression (issue 10, item 2): `config add`/`remove` and the app's Watch
+    /// rewrote the config at the umask's 0644, whatever it was before.
+    #[cfg(unix)]
+    #[test]
+    fn edited_config_file_and_created_directory_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("new/config.toml");
+        super::edit_file(&path, |_| Ok("# one\n".to_owned())).expect("created");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(path.parent().expect("dir")), 0o700);
+        // An existing directory (the user's) keeps its mode.
+        let loose = dir.path().join("config.toml");
+        std::fs::write(&loose, "").expect("write");
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let before = mode(dir.path());
+        super::edit_file(&loose, |_| Ok("# two\n".to_owned())).expect("edited");
+        assert_eq!(mode(&loose), 0o600);
+        assert_eq!(std::fs::read_to_string(&loose).expect("read"), "# two\n");
+        assert_eq!(mode(dir.path()), before);
+    }
+
     use super::*;
 
     fn path() -> PathBuf {

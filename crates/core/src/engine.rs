@@ -792,6 +792,13 @@ impl Engine {
         };
         let pids = match located {
             Ok(pids) => pids,
+            // A read that did not finish says nothing about the process: the
+            // row says so, and neither the `down` rule nor a restart acts on it.
+            Err(reason @ NotFound::PidfileTimedOut(_)) => {
+                self.target_unknown(&view(&target.name, None), &reason);
+                seen.push(target.name.clone());
+                return;
+            }
             Err(reason) => {
                 self.target_down(&view(&target.name, None), &reason, &rules, now, events);
                 seen.push(target.name.clone());
@@ -1066,6 +1073,20 @@ impl Engine {
             value: None,
             message,
         });
+    }
+
+    /// A target whose process cannot be told now (its pidfile read timed out):
+    /// its series and rule states are kept as they were, for the read may
+    /// answer next tick, and its row says why at severity ok, so that nothing
+    /// automatic (a `down` rule, a restart) acts on what is not known.
+    fn target_unknown(&mut self, target: &TargetView, reason: &NotFound) {
+        let mut status = self.bare_status(target, TargetState::Unknown(reason.to_string()));
+        status.severity = Severity::Ok;
+        let instance = self
+            .instances
+            .entry(target.name.to_owned())
+            .or_insert_with(|| Instance::new(&target.name));
+        instance.status = Some(status);
     }
 
     /// A target with no process: its series end and its `down` rule is fed.
@@ -1436,8 +1457,13 @@ impl Engine {
                         in_flight = Some(tokio::task::spawn_blocking(move || {
                             // A tick that panics loses that tick, not the engine:
                             // its state is plain data, and the next tick reads
-                            // everything afresh.
-                            let status = catch_quietly(|| current.tick());
+                            // everything afresh. Out of descriptors, a tick would
+                            // read every target as gone (and feed `down` rules and
+                            // automatic restarts with that): it fails instead.
+                            let status = match descriptor_exhaustion() {
+                                Some(why) => Err(why),
+                                None => catch_quietly(|| current.tick()),
+                            };
                             (current, status)
                         }));
                     }
@@ -1787,6 +1813,33 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
+/// Why this process cannot open a descriptor now (its limit reached, or the
+/// system's), or `None` if it can. Checked before every tick by opening one:
+/// under exhaustion every pidfile, `/proc` and socket read of the tick would
+/// fail, and the tick would take its targets for gone.
+pub fn descriptor_exhaustion() -> Option<String> {
+    descriptor_exhaustion_of(std::fs::File::open(NULL_DEVICE).map(drop))
+}
+
+#[cfg(unix)]
+const NULL_DEVICE: &str = "/dev/null";
+#[cfg(not(unix))]
+const NULL_DEVICE: &str = "NUL";
+
+/// [`descriptor_exhaustion`]'s verdict on one attempt to open a descriptor:
+/// only EMFILE and ENFILE mean exhaustion.
+fn descriptor_exhaustion_of(opened: std::io::Result<()>) -> Option<String> {
+    let error = opened.err()?;
+    #[cfg(unix)]
+    let exhausted = error.raw_os_error().is_some_and(|code| {
+        code == nix::errno::Errno::EMFILE as i32 || code == nix::errno::Errno::ENFILE as i32
+    });
+    #[cfg(not(unix))]
+    let exhausted = false;
+    exhausted
+        .then(|| format!("the process is out of file descriptors (opening {NULL_DEVICE}: {error})"))
+}
+
 /// The file's modification time and length: a cheap "did it change" stamp.
 fn file_stamp(path: &Path) -> Option<(SystemTime, u64)> {
     let meta = std::fs::metadata(path).ok()?;
@@ -1940,6 +1993,78 @@ mod tests {
         .await;
         assert!(closed.is_ok(), "the status channel stayed open");
         handle.shutdown().await;
+    }
+
+    /// Regression (issue 10): a pidfile read that timed out (a hung mount) was
+    /// taken for the target being down, which fed the `down` rule and automatic
+    /// restarts. It is unknown: shown on the row, acted on by nothing.
+    #[test]
+    fn timed_out_pidfile_read_is_unknown_never_down_nor_restarted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.toml");
+        // `.hung`: the crate's test reader never returns from it.
+        let pidfile = dir.path().join("app.pid.hung");
+        std::fs::write(
+            &config,
+            format!(
+                "[notify]\nenabled = false\n\n[[watch]]\nname = \"stuck\"\npidfile = '{}'\n\n\
+                 [watch.rules]\ndown = {{ critical = true, samples = 1 }}\n\n\
+                 [watch.restart]\ncommand = [\"true\"]\n\n[watch.auto_restart]\non = \"warning\"\n",
+                pidfile.display()
+            ),
+        )
+        .expect("config");
+        let mut engine = Engine::new(EngineOptions {
+            config: ConfigSource::Named(config),
+            store_path: None,
+            notifier: Arc::new(crate::notifier::NullNotifier),
+            interval: Some(Duration::from_millis(20)),
+        })
+        .expect("engine");
+        let mut events = Vec::new();
+        let mut status = engine.tick();
+        for _ in 0..5 {
+            events.extend(status.recent_events.iter().cloned());
+            std::thread::sleep(Duration::from_millis(30));
+            status = engine.tick();
+        }
+        engine.finish();
+        let row = status.targets.iter().find(|t| t.name == "stuck").expect("a row for it");
+        let TargetState::Unknown(why) = &row.state else {
+            panic!("not unknown: {:?}", row.state);
+        };
+        assert!(why.contains("timed out") && why.contains("app.pid.hung"), "{why}");
+        assert_eq!(row.severity, Severity::Ok);
+        assert!(
+            events.iter().all(|e| e.rule.as_deref() != Some("down")),
+            "the down rule was fed: {events:#?}"
+        );
+        assert!(status.restarts.get("stuck").is_none_or(|n| *n == 0), "{:?}", status.restarts);
+        assert!(
+            !events.iter().any(|e| e.message.contains("restart")),
+            "a restart followed: {events:#?}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn descriptor_exhaustion_fails_the_tick_only_on_emfile_or_enfile() {
+        assert_eq!(descriptor_exhaustion(), None, "this test process has descriptors left");
+        let emfile = descriptor_exhaustion_of(Err(std::io::Error::from_raw_os_error(
+            nix::errno::Errno::EMFILE as i32,
+        )))
+        .expect("EMFILE is exhaustion");
+        assert!(emfile.contains("out of file descriptors"), "{emfile}");
+        assert!(emfile.contains("os error"), "{emfile}");
+        assert!(
+            descriptor_exhaustion_of(Err(std::io::Error::from_raw_os_error(
+                nix::errno::Errno::ENFILE as i32
+            )))
+            .is_some()
+        );
+        let other = std::io::Error::from_raw_os_error(nix::errno::Errno::ENOENT as i32);
+        assert_eq!(descriptor_exhaustion_of(Err(other)), None);
+        assert_eq!(descriptor_exhaustion_of(Ok(())), None);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub mod service;
 pub mod status;
 pub mod store;
 pub mod summary;
+#[cfg(test)]
+mod test_noise;
 pub mod throttle;
 pub mod tree;
 pub mod trend;

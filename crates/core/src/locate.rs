@@ -116,34 +116,140 @@ pub const PIDFILE_READ_DEADLINE: Duration = Duration::from_secs(1);
 
 /// The pidfile reads of this process, one outstanding per path at most.
 static PIDFILE_READS: std::sync::LazyLock<BoundedReads<RawRead>> =
-    std::sync::LazyLock::new(|| BoundedReads::new(read_pidfile, PIDFILE_READ_DEADLINE));
+    std::sync::LazyLock::new(|| BoundedReads::new(PIDFILE_READER, PIDFILE_READ_DEADLINE));
 
 type ReadOutcome = Result<u32, String>;
 /// The read that may hang: [`read_pidfile`] outside tests.
 type RawRead = fn(&Path) -> ReadOutcome;
 
-/// Reads that may hang (a pidfile on a dead NFS or SMB server) made on helper
-/// threads that nobody waits for past a deadline, so that neither a tick nor
-/// the engine's shutdown can be held up by the kernel. A read still stuck when
-/// the next tick asks is not started again: the later tick looks at the same
-/// result slot, so a dead mount costs one parked thread per path, not one per
-/// tick, and the read's result, whenever it comes, is what the next tick sees.
+#[cfg(not(test))]
+const PIDFILE_READER: RawRead = read_pidfile;
+/// In the crate's tests, a pidfile whose name ends in `.hung` stands for one on
+/// a dead network mount: its read never returns.
+#[cfg(test)]
+const PIDFILE_READER: RawRead = |path| {
+    if path.extension().is_some_and(|e| e == "hung") {
+        loop {
+            std::thread::park();
+        }
+    }
+    read_pidfile(path)
+};
+
+/// Reader threads at most: as many pidfiles can hang at once (one thread
+/// each, stuck in the kernel) before reads of the others wait for a thread,
+/// and time out meanwhile.
+const MAX_READERS: usize = 4;
+
+/// Reads that may hang (a pidfile on a dead NFS or SMB server) made by a small
+/// pool of long-lived reader threads that nobody waits for past a deadline, so
+/// that neither a tick nor the engine's shutdown can be held up by the kernel.
+/// A thread is started only when none is idle, and then kept for later reads:
+/// ticks reuse the same threads rather than start one per read. A read still
+/// stuck when the next tick asks is not started again: the later tick looks at
+/// the same result slot, so a dead mount holds one thread per path, and the
+/// read's result, whenever it comes, is what the next tick sees.
 struct BoundedReads<R> {
     reader: Arc<R>,
     deadline: Duration,
     /// Reads started and not yet seen finished, by path.
     pending: Mutex<HashMap<PathBuf, Arc<ReadSlot>>>,
+    pool: Arc<Pool>,
 }
 
-/// Where a helper thread leaves its read's outcome.
+/// Where a reader thread leaves a read's outcome.
 #[derive(Default)]
 struct ReadSlot {
     outcome: Mutex<Option<ReadOutcome>>,
     done: Condvar,
-    /// The helper thread, joined once its outcome is taken: it has nothing left
-    /// to do by then, and joining keeps the engine's thread count flat (a
-    /// finished read never lingers as a thread into the next tick).
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// A read for a reader thread, and where its outcome goes.
+struct Job {
+    read: Box<dyn FnOnce() -> ReadOutcome + Send>,
+    slot: Arc<ReadSlot>,
+}
+
+/// The reader threads and the reads waiting for one.
+#[derive(Default)]
+struct Pool {
+    state: Mutex<PoolState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct PoolState {
+    jobs: std::collections::VecDeque<Job>,
+    /// Threads in a read (or stuck in one).
+    busy: usize,
+    /// Threads started and not ended (busy, stuck or waiting).
+    threads: usize,
+    /// Threads ever started: what a test checks stays flat.
+    #[cfg(test)]
+    started: usize,
+    /// Set when the reads are dropped: idle threads end.
+    closed: bool,
+}
+
+impl Pool {
+    /// Queues `job`, starting a thread if none is idle and fewer than
+    /// [`MAX_READERS`] run. Fails only if a thread was needed, none could be
+    /// started and none runs to take the job later.
+    fn run(self: &Arc<Self>, job: Job) -> Result<(), String> {
+        let mut state = lock(&self.state);
+        state.jobs.push_back(job);
+        // A thread that has finished its read counts as free before the read's
+        // outcome is out, so the next read never starts a thread for nothing.
+        if state.jobs.len() > state.threads - state.busy && state.threads < MAX_READERS {
+            let pool = Arc::clone(self);
+            match std::thread::Builder::new()
+                .name("pidfile-read".to_owned())
+                .spawn(move || pool.serve())
+            {
+                Ok(_) => {
+                    state.threads += 1;
+                    #[cfg(test)]
+                    {
+                        state.started += 1;
+                    }
+                }
+                Err(e) if state.threads == state.busy => {
+                    state.jobs.pop_back();
+                    return Err(format!("cannot start a thread to read it: {e}"));
+                }
+                // The threads there take it when one is free.
+                Err(_) => {}
+            }
+        }
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// A reader thread: runs jobs until the pool is closed and none is left.
+    fn serve(&self) {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                state.busy += 1;
+                drop(state);
+                // A reader that panicked would otherwise leave the path "timed
+                // out" for good (and end its thread).
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job.read))
+                    .unwrap_or_else(|_| Err("reading it failed (a panic)".to_owned()));
+                lock(&self.state).busy -= 1;
+                *lock(&job.slot.outcome) = Some(outcome);
+                job.slot.done.notify_all();
+                state = lock(&self.state);
+                continue;
+            }
+            if state.closed {
+                state.threads -= 1;
+                return;
+            }
+            state = self.ready.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
 }
 
 /// A poisoned lock only means a reader panicked mid-way; the data (an outcome
@@ -152,12 +258,26 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+impl<R> Drop for BoundedReads<R> {
+    /// Lets idle reader threads end; a stuck one ends when its read returns.
+    /// Never waits for any of them.
+    fn drop(&mut self) {
+        lock(&self.pool.state).closed = true;
+        self.pool.ready.notify_all();
+    }
+}
+
 impl<R> BoundedReads<R>
 where
     R: Fn(&Path) -> ReadOutcome + Send + Sync + 'static,
 {
     fn new(reader: R, deadline: Duration) -> Self {
-        BoundedReads { reader: Arc::new(reader), deadline, pending: Mutex::default() }
+        BoundedReads {
+            reader: Arc::new(reader),
+            deadline,
+            pending: Mutex::default(),
+            pool: Arc::default(),
+        }
     }
 
     /// Reads `path`, or `None` if the read did not finish in time. A read this
@@ -171,26 +291,11 @@ where
                 Some(slot) => (Arc::clone(slot), false),
                 None => {
                     let slot = Arc::new(ReadSlot::default());
-                    let (reader, owned, theirs) =
-                        (Arc::clone(&self.reader), path.to_owned(), Arc::clone(&slot));
-                    let spawned = std::thread::Builder::new()
-                        .name("pidfile-read".to_owned())
-                        .spawn(move || {
-                            // A reader that panicked would otherwise leave the
-                            // path "timed out" for good.
-                            let outcome =
-                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                                    reader(&owned)
-                                }))
-                                .unwrap_or_else(|_| Err("reading it failed (a panic)".to_owned()));
-                            *lock(&theirs.outcome) = Some(outcome);
-                            theirs.done.notify_all();
-                        });
-                    match spawned {
-                        Ok(thread) => *lock(&slot.thread) = Some(thread),
-                        Err(e) => {
-                            return Some(Err(format!("cannot start a thread to read it: {e}")));
-                        }
+                    let (reader, owned) = (Arc::clone(&self.reader), path.to_owned());
+                    let job =
+                        Job { read: Box::new(move || reader(&owned)), slot: Arc::clone(&slot) };
+                    if let Err(why) = self.pool.run(job) {
+                        return Some(Err(why));
                     }
                     pending.insert(path.to_owned(), Arc::clone(&slot));
                     (slot, true)
@@ -206,16 +311,9 @@ where
                 .unwrap_or_else(PoisonError::into_inner);
             guard.clone()?
         };
-        {
-            let mut pending = lock(&self.pending);
-            if pending.get(path).is_some_and(|now| Arc::ptr_eq(now, &slot)) {
-                pending.remove(path);
-            }
-        }
-        // The thread set the outcome as its last act: this join waits for its
-        // exit only. Its panics were caught inside it, so the join cannot fail.
-        if let Some(thread) = lock(&slot.thread).take() {
-            let _ = thread.join();
+        let mut pending = lock(&self.pending);
+        if pending.get(path).is_some_and(|now| Arc::ptr_eq(now, &slot)) {
+            pending.remove(path);
         }
         Some(outcome)
     }
@@ -224,6 +322,12 @@ where
     #[cfg(test)]
     fn is_reading(&self, path: &Path) -> bool {
         lock(&self.pending).get(path).is_some_and(|slot| lock(&slot.outcome).is_none())
+    }
+
+    /// Reader threads ever started.
+    #[cfg(test)]
+    fn threads_started(&self) -> usize {
+        lock(&self.pool.state).started
     }
 }
 
@@ -397,6 +501,41 @@ mod tests {
         assert_eq!(started.load(Ordering::SeqCst), 2);
         let _ = release.send(41);
         let _ = release.send(42);
+    }
+
+    /// Regression (issue 10): each pidfile read of each tick started a thread.
+    /// Over many ticks, with one pidfile hung for good and one answering, the
+    /// threads stay two: the stuck one and one reused for every other read.
+    #[test]
+    fn pidfile_reader_threads_stay_flat_over_many_ticks_with_a_hung_fifo() {
+        let reads = BoundedReads::new(
+            |path: &Path| -> ReadOutcome {
+                if path.ends_with("hung.pid") {
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                Ok(7)
+            },
+            Duration::from_secs(5),
+        );
+        let (hung, fine) = (Path::new("/net/dead/hung.pid"), Path::new("/run/fine.pid"));
+        let mut answered = 0;
+        for tick in 0..500 {
+            assert_eq!(reads.read(hung), None, "tick {tick}");
+            // A loaded machine may be slower than the deadline: the late
+            // outcome is the next tick's.
+            if let Some(outcome) = reads.read(fine) {
+                assert_eq!(outcome, Ok(7));
+                answered += 1;
+            }
+            assert!(reads.threads_started() <= 2, "tick {tick}: {}", reads.threads_started());
+        }
+        assert!(answered >= 250, "only {answered} of 500 reads answered");
+        assert_eq!(reads.threads_started(), 2);
+        // Dropping the reads (the engine's shutdown) does not wait for the
+        // stuck thread: getting past this line is the test.
+        drop(reads);
     }
 
     /// A reader that panics is an error for that tick, not a read stuck for good.

@@ -93,6 +93,10 @@ pub enum TargetState {
     Down(String),
     /// The process exists but this user may not read it.
     PermissionDenied(String),
+    /// Whether the target runs cannot be told now: its pidfile could not be
+    /// read in time (a hung mount?). Not `Down`: no `down` rule is fed and no
+    /// automatic restart follows from it.
+    Unknown(String),
 }
 
 /// One watched process (a target may match several: each is one row).

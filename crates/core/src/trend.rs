@@ -327,22 +327,7 @@ mod tests {
     const NOW: UnixMillis = 1_700_000_000_000;
     const WINDOW: Duration = Duration::from_secs(30 * 60);
 
-    /// xorshift64*: deterministic noise without a rand dependency.
-    struct Noise(u64);
-
-    impl Noise {
-        fn uniform(&mut self) -> f64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
-        }
-
-        /// Approximately normal (Irwin–Hall of 12 uniforms), standard deviation 1.
-        fn gaussian(&mut self) -> f64 {
-            (0..12).map(|_| self.uniform()).sum::<f64>() - 6.0
-        }
-    }
+    use crate::test_noise::Noise;
 
     fn sample(at: UnixMillis, kqueues: u64, unix: u64, limit: Option<u64>) -> Sample {
         Sample {

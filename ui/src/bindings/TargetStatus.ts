@@ -92,4 +92,4 @@ diagnosis: string | null,
 /**
  * The leak signatures behind `diagnosis`, most certain first.
  */
-signatures: Array<Signature>, } & ({ "state": "up" } | { "state": "down", "reason": string } | { "state": "permission_denied", "reason": string });
+signatures: Array<Signature>, } & ({ "state": "up" } | { "state": "down", "reason": string } | { "state": "permission_denied", "reason": string } | { "state": "unknown", "reason": string });

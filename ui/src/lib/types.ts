@@ -88,7 +88,8 @@ export interface PathGroup {
 export type TargetState =
   | { state: 'up' }
   | { state: 'down'; reason: string }
-  | { state: 'permission_denied'; reason: string };
+  | { state: 'permission_denied'; reason: string }
+  | { state: 'unknown'; reason: string };
 
 export interface ProcessSummary extends ProcessId {
   name: string;

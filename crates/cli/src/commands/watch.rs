@@ -20,7 +20,7 @@ use std::time::Duration;
 #[command(after_long_help = "With no config file, the current user's ten processes holding \
     the most descriptors are watched.\n\nJSON (--json): one object per tick, one per line, with \
     the fields at (Unix ms), tick, targets [{name, selector, state (up, down, \
-    permission_denied), reason?, process {pid, start_time, name, argv, started_at}, sample \
+    permission_denied, unknown), reason?, process {pid, start_time, name, argv, started_at}, sample \
     {at, total, kinds {<kind>: count}, limit, rss_bytes, cpu_seconds, threads, descendants}, \
     limit {soft, hard, source}, slope_per_hour, kind_slopes_per_hour {<kind>: per hour}, \
     eta_seconds, severity (ok, warning, critical), rules [{metric, severity, value}], \
@@ -291,6 +291,7 @@ impl Row {
             }
             TargetState::Down(reason) => format!("down: {reason}"),
             TargetState::PermissionDenied(reason) => format!("not permitted: {reason}"),
+            TargetState::Unknown(reason) => format!("unknown: {reason}"),
         };
         let pid = target.process.as_ref().map_or_else(dash, |p| p.id.pid.to_string());
         Self { pid, fds, top_kind, slope, eta, rss, status }
