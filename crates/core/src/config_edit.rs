@@ -207,16 +207,22 @@ pub fn set_fd_limit(
 
 /// Applies `edit` to the file at `path` (an absent file is empty: the first
 /// target creates it, and its directory) and replaces it atomically.
-pub fn edit_file(
+/// The edit's own error type may say more than [`EditError`] (the Settings
+/// form's per-field refusals).
+pub fn edit_file<E: From<EditError>>(
     path: &Path,
-    edit: impl FnOnce(&str) -> Result<String, EditError>,
-) -> Result<(), EditError> {
+    edit: impl FnOnce(&str) -> Result<String, E>,
+) -> Result<(), E> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(EditError::Read { path: path.to_path_buf(), source }),
+        Err(source) => return Err(EditError::Read { path: path.to_path_buf(), source }.into()),
     };
     let edited = edit(&text)?;
+    Ok(write_atomically(path, &edited)?)
+}
+
+fn write_atomically(path: &Path, edited: &str) -> Result<(), EditError> {
     let write_error = |source| EditError::Write { path: path.to_path_buf(), source };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(write_error)?;
