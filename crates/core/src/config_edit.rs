@@ -123,8 +123,15 @@ pub fn add_target(text: &str, target: &NewTarget, path: &Path) -> Result<String,
         table.insert("fd_limit", value(i64::try_from(limit).unwrap_or(i64::MAX)));
     }
     list.push(table);
-    // Comments at the end of the file (all of a file that holds only notes)
-    // stay above the new table rather than end up below it.
+    keep_notes_above_the_last_target(&mut doc);
+    let edited = doc.to_string();
+    Config::parse(&edited, path)?;
+    Ok(edited)
+}
+
+/// Comments at the end of the file (all of a file that holds only notes)
+/// stay above a `[[watch]]` table just appended rather than end up below it.
+pub(crate) fn keep_notes_above_the_last_target(doc: &mut DocumentMut) {
     let trailing = doc.trailing().as_str().unwrap_or("").to_owned();
     if trailing.contains('#')
         && let Some(added) = doc
@@ -136,9 +143,6 @@ pub fn add_target(text: &str, target: &NewTarget, path: &Path) -> Result<String,
         added.decor_mut().set_prefix(format!("{trailing}\n{own}"));
         doc.set_trailing("");
     }
-    let edited = doc.to_string();
-    Config::parse(&edited, path)?;
-    Ok(edited)
 }
 
 /// `text` without the `[[watch]]` table called `name`, validated as `path`.

@@ -282,6 +282,9 @@ pub fn put_target(
     set_text(table, "fd_limit", &form.fd_limit, true);
     set_thresholds(table, &form.fds_warn, &form.fds_critical);
     set_restart(table, form, &command);
+    if previous.is_none() {
+        crate::config_edit::keep_notes_above_the_last_target(&mut doc);
+    }
     let edited = doc.to_string();
     Config::parse(&edited, path).map_err(|error| refusal(error, index))?;
     Ok(edited)
@@ -467,6 +470,18 @@ mod tests {
             let removed = remove_target(&edited, "web", &path()).unwrap();
             assert_eq!(removed.trim_end(), MINE.trim_end());
         }
+    }
+
+    #[test]
+    fn settings_adds_below_a_file_of_notes_and_removes_back_to_it() {
+        let mut new = form("web", LocatorKey::Port, "8787");
+        new.restart = RestartWay::Systemd;
+        new.restart_service = "web.service".into();
+        new.fds_warn = "500".into();
+        let edited = put_target("# my notes\n", None, &new, &path()).unwrap();
+        assert!(edited.starts_with("# my notes\n"), "{edited}");
+        let removed = remove_target(&edited, "web", &path()).unwrap();
+        assert_eq!(removed.trim_end(), "# my notes");
     }
 
     #[test]
