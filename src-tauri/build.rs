@@ -19,6 +19,7 @@ const COMMANDS: &[&str] = &[
     "propose_watch",
     "locator_matches",
     "add_target",
+    "save_target",
     "remove_target",
     "set_fd_limit",
     "get_tray_icon",

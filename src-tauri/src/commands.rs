@@ -14,6 +14,7 @@ use crate::state::AppState;
 use leakwatch_core::Config;
 use leakwatch_core::config::{DEFAULT_GRACE, Restart};
 use leakwatch_core::config_edit::{self, Locator, NewTarget};
+use leakwatch_core::config_form::{self, TargetForm};
 use leakwatch_core::engine::Command;
 use leakwatch_core::kill::{self, Guard, KillReport, PlannedProcess};
 use leakwatch_core::model::unix_millis;
@@ -397,6 +398,24 @@ pub fn add_target<R: Runtime>(
     state.send(Command::Reload);
     crate::tray::refresh(&app);
     Ok(())
+}
+
+/// Settings' target form: saves `target` over the target called `previous`
+/// (or, with `None`, adds it), keeping the file's comments and layout; a
+/// refused value comes back with the form field it concerns. The engine
+/// reloads; returns the settings as now written.
+#[tauri::command]
+pub fn save_target<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, AppState>,
+    previous: Option<String>,
+    target: TargetForm,
+) -> Result<Settings, AppError> {
+    let path = config_file(&state)?;
+    config_form::save_form(&path, previous.as_deref(), &target)?;
+    state.send(Command::Reload);
+    crate::tray::refresh(&app);
+    settings::read(Some(&path), crate::autostart::is_enabled(&app))
 }
 
 /// Removes the `[[watch]]` target `name`.

@@ -2,6 +2,7 @@
 //! (`{ "kind": "not_found", "message": "..." }`), so the UI can branch on `kind`
 //! and show `message` as is; a bare `String` would lose the kind.
 
+use leakwatch_core::config_form::{FormError, FormField};
 use serde::Serialize;
 
 /// What kind of failure a command met.
@@ -36,12 +37,15 @@ pub enum ErrorKind {
 pub struct AppError {
     pub kind: ErrorKind,
     pub message: String,
+    /// The Settings form's field the error concerns, when it is one value of
+    /// it (the message then says what that field needs, in words).
+    pub field: Option<FormField>,
 }
 
 impl AppError {
     /// An error of `kind` saying `message`.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self { kind, message: message.into(), field: None }
     }
 }
 
@@ -60,6 +64,17 @@ impl From<leakwatch_core::config_edit::EditError> for AppError {
             _ => ErrorKind::InvalidSettings,
         };
         Self::new(kind, e.to_string())
+    }
+}
+
+impl From<FormError> for AppError {
+    fn from(e: FormError) -> Self {
+        match e {
+            FormError::Field { field, message } => {
+                Self { kind: ErrorKind::InvalidSettings, message, field: Some(field) }
+            }
+            FormError::Edit(e) => e.into(),
+        }
     }
 }
 

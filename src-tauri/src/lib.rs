@@ -36,6 +36,7 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         commands::propose_watch,
         commands::locator_matches,
         commands::add_target,
+        commands::save_target,
         commands::remove_target,
         commands::set_fd_limit,
         commands::get_tray_icon,

@@ -6,9 +6,10 @@
 
 use crate::error::{AppError, ErrorKind};
 use leakwatch_core::Config;
+use leakwatch_core::config_form::{self, TargetForm};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use toml_edit::{DocumentMut, Item, value};
+use toml_edit::{DocumentMut, value};
 
 /// What the settings screen edits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,17 +22,9 @@ pub struct Settings {
     pub notifications: bool,
     /// The file these come from (read-only in the UI).
     pub config_path: Option<String>,
-    pub targets: Vec<TargetSettings>,
-}
-
-/// A `[[watch]]` entry's descriptor thresholds (`[watch.rules] fds`): `"500"` or
-/// `"80%"`; `None` inherits `[defaults.rules]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(test, derive(ts_rs::TS))]
-pub struct TargetSettings {
-    pub name: String,
-    pub fds_warn: Option<String>,
-    pub fds_critical: Option<String>,
+    /// The `[[watch]]` targets, as the target form edits them; saved one at a
+    /// time (`save_target`, `remove_target`), never by `save_settings`.
+    pub targets: Vec<TargetForm>,
 }
 
 /// Reads the settings from the file at `path` (defaults when it does not exist).
@@ -44,22 +37,10 @@ pub fn read(path: Option<&Path>, launch_at_login: bool) -> Result<Settings, AppE
         Some(path) if path.exists() => Config::parse(&text, path)?,
         _ => Config::default(),
     };
-    let doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| AppError::new(ErrorKind::Config, e.to_string()))?;
-    let targets = config
-        .watch
-        .iter()
-        .map(|target| {
-            let fds = watch_table(&doc, &target.name).and_then(|t| t.get("rules")?.get("fds"));
-            let threshold = |key: &str| fds.and_then(|fds| fds.get(key)).and_then(threshold_text);
-            TargetSettings {
-                name: target.name.clone(),
-                fds_warn: threshold("warn"),
-                fds_critical: threshold("critical"),
-            }
-        })
-        .collect();
+    let targets = match path {
+        Some(path) if path.exists() => config_form::read_forms(&text, path)?,
+        _ => Vec::new(),
+    };
     Ok(Settings {
         launch_at_login,
         interval_seconds: u32::try_from(config.defaults.interval.as_secs()).unwrap_or(u32::MAX),
@@ -70,7 +51,8 @@ pub fn read(path: Option<&Path>, launch_at_login: bool) -> Result<Settings, AppE
 }
 
 /// `text` with `settings` applied, validated with [`Config::parse`] (as `path`).
-/// Keeps every comment and key it does not set.
+/// Keeps every comment and key it does not set. Targets are not touched here:
+/// each is saved through its own form ([`config_form::save_form`]).
 pub fn apply(text: &str, settings: &Settings, path: &Path) -> Result<String, AppError> {
     let invalid = |message: String| AppError::new(ErrorKind::InvalidSettings, message);
     let mut doc: DocumentMut = text
@@ -85,13 +67,6 @@ pub fn apply(text: &str, settings: &Settings, path: &Path) -> Result<String, App
     }
     if current.notify.enabled != settings.notifications {
         doc["notify"]["enabled"] = value(settings.notifications);
-    }
-    for target in &settings.targets {
-        let Some(table) = watch_table_mut(&mut doc, &target.name) else {
-            return Err(invalid(format!("no target `{}` in {}", target.name, path.display())));
-        };
-        set_threshold(table, "warn", target.fds_warn.as_deref());
-        set_threshold(table, "critical", target.fds_critical.as_deref());
     }
     let edited = doc.to_string();
     Config::parse(&edited, path).map_err(|e| invalid(e.to_string()))?;
@@ -111,73 +86,6 @@ pub fn save(path: &Path, settings: &Settings) -> Result<(), AppError> {
     }
     leakwatch_core::private::write(path, edited.as_bytes())?;
     Ok(())
-}
-
-fn watch_table<'a>(doc: &'a DocumentMut, name: &str) -> Option<&'a toml_edit::Table> {
-    doc.get("watch")?
-        .as_array_of_tables()?
-        .iter()
-        .find(|t| t.get("name").and_then(Item::as_str) == Some(name))
-}
-
-fn watch_table_mut<'a>(doc: &'a mut DocumentMut, name: &str) -> Option<&'a mut toml_edit::Table> {
-    doc.get_mut("watch")?
-        .as_array_of_tables_mut()?
-        .iter_mut()
-        .find(|t| t.get("name").and_then(Item::as_str) == Some(name))
-}
-
-/// A threshold as the UI edits it: `500` → `"500"`, `"80%"` → `"80%"`.
-fn threshold_text(item: &Item) -> Option<String> {
-    match item.as_value()? {
-        toml_edit::Value::Integer(n) => Some(n.value().to_string()),
-        toml_edit::Value::String(s) => Some(s.value().clone()),
-        other => Some(other.to_string().trim().to_owned()),
-    }
-}
-
-/// Sets (or with `None`, removes) `rules.fds.<key>` of one `[[watch]]` table. A
-/// plain number is written as a TOML integer, anything else as a string, which
-/// the parser then accepts or refuses.
-fn set_threshold(table: &mut toml_edit::Table, key: &str, text: Option<&str>) {
-    let text = text.map(str::trim).filter(|t| !t.is_empty());
-    let existing = table
-        .get("rules")
-        .and_then(|r| r.get("fds"))
-        .and_then(|f| f.get(key))
-        .and_then(threshold_text);
-    if existing.as_deref() == text {
-        return;
-    }
-    match text {
-        Some(text) => {
-            let new = match text.parse::<i64>() {
-                Ok(n) => value(n),
-                Err(_) => value(text),
-            };
-            if table.get("rules").is_none() {
-                let mut rules = toml_edit::Table::new();
-                rules.set_implicit(false);
-                table.insert("rules", Item::Table(rules));
-            }
-            let rules = &mut table["rules"];
-            if rules.get("fds").is_none() {
-                let mut fds = toml_edit::InlineTable::new();
-                fds.set_dotted(false);
-                rules["fds"] = value(fds);
-            }
-            rules["fds"][key] = new;
-        }
-        None => {
-            if let Some(fds) = table
-                .get_mut("rules")
-                .and_then(|r| r.get_mut("fds"))
-                .and_then(Item::as_table_like_mut)
-            {
-                fds.remove(key);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -218,7 +126,10 @@ process = "^webui$"
         assert_eq!(s.interval_seconds, 2);
         assert!(s.notifications);
         assert_eq!(s.targets.len(), 2);
-        assert_eq!(s.targets[0].fds_warn, None);
+        assert_eq!(s.targets[0].name, "copilot");
+        assert_eq!(s.targets[0].locator_value, "4321");
+        assert_eq!(s.targets[1].locator_value, "^webui$");
+        assert_eq!(s.targets[0].fds_warn, "");
     }
 
     #[test]
@@ -226,8 +137,6 @@ process = "^webui$"
         let mut s = settings();
         s.interval_seconds = 5;
         s.notifications = false;
-        s.targets[0].fds_warn = Some("800".to_owned());
-        s.targets[1].fds_critical = Some("95%".to_owned());
         let edited = apply(TEXT, &s, &path())?;
         assert!(edited.contains("# keep this comment"), "{edited}");
         assert!(edited.contains("# my servers"));
@@ -239,9 +148,7 @@ process = "^webui$"
         let file = dir.path().join("config.toml");
         std::fs::write(&file, &edited)?;
         let again = read(Some(&file), false)?;
-        assert_eq!(again.targets[0].fds_warn.as_deref(), Some("800"));
-        assert_eq!(again.targets[1].fds_critical.as_deref(), Some("95%"));
-        // Unchanged settings change nothing.
+        // Unchanged settings change nothing; the targets are left to their form.
         assert_eq!(apply(&edited, &again, &path())?, edited);
         Ok(())
     }
@@ -249,11 +156,6 @@ process = "^webui$"
     #[test]
     fn a_bad_value_is_refused_with_the_reason() {
         let mut s = settings();
-        s.targets[0].fds_warn = Some("lots".to_owned());
-        let err = apply(TEXT, &s, &path()).expect_err("refused");
-        assert_eq!(err.kind, ErrorKind::InvalidSettings);
-        assert!(err.message.contains("fds"), "{}", err.message);
-        s.targets[0].fds_warn = None;
         s.interval_seconds = 0;
         assert_eq!(apply(TEXT, &s, &path()).map_err(|e| e.kind), Err(ErrorKind::InvalidSettings));
     }

@@ -154,6 +154,55 @@ fn watch_on_an_automatic_row_writes_the_target_and_the_row_becomes_it() {
 }
 
 #[test]
+fn settings_adds_edits_and_removes_a_target_with_errors_on_the_field() {
+    let (dir, config, store) = empty_home();
+    std::fs::create_dir_all(config.parent().expect("dir")).expect("mkdir");
+    std::fs::write(&config, "# my notes: keep them\n").expect("write");
+    let paths = Paths { config: ConfigSource::Default(Some(config.clone())), store: Some(store) };
+    let f = start_in(dir, paths, Arc::new(NullNotifier));
+    status_until(&f, "a first tick", |s| s["tick"].as_u64() > Some(0));
+
+    let mut form = json!({
+        "name": "web", "locator": "port", "locator_value": "abc", "fd_limit": "",
+        "fds_warn": "", "fds_critical": "", "restart": "none", "restart_command": "",
+        "restart_cwd": "", "restart_health": "", "restart_service": "",
+    });
+    let refused = invoke(&f, "save_target", json!({ "previous": null, "target": form }))
+        .expect_err("a port that is not a number");
+    assert_eq!(refused["kind"], "invalid_settings", "{refused}");
+    assert_eq!(refused["field"], "locator", "{refused}");
+    let message = refused["message"].as_str().unwrap_or_default();
+    assert!(message.contains("TCP port") && !message.contains("config.toml"), "{message}");
+    assert_eq!(std::fs::read_to_string(&config).expect("config"), "# my notes: keep them\n");
+
+    form["locator_value"] = json!("8787");
+    form["fd_limit"] = json!("4096");
+    form["restart"] = json!("systemd");
+    form["restart_service"] = json!("web.service");
+    let settings = ok(&f, "save_target", json!({ "previous": null, "target": form }));
+    assert_eq!(settings["targets"][0]["name"], "web", "{settings}");
+    assert_eq!(settings["targets"][0]["restart_service"], "web.service", "{settings}");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.starts_with("# my notes: keep them\n"), "{text}");
+    status_until(&f, "the new target's row", |s| {
+        s["targets"].as_array().is_some_and(|rows| rows.iter().any(|r| r["target"] == "web"))
+    });
+
+    form["fds_warn"] = json!("lots");
+    let refused = invoke(&f, "save_target", json!({ "previous": "web", "target": form }))
+        .expect_err("a threshold that is not one");
+    assert_eq!(refused["field"], "fds_warn", "{refused}");
+    form["fds_warn"] = json!("500");
+    ok(&f, "save_target", json!({ "previous": "web", "target": form }));
+    assert!(std::fs::read_to_string(&config).expect("config").contains("warn = 500"));
+
+    ok(&f, "remove_target", json!({ "name": "web" }));
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert_eq!(text.trim_end(), "# my notes: keep them");
+    status_until(&f, "automatic mode again", |s| s["config"]["automatic"] == true);
+}
+
+#[test]
 fn a_broken_config_shows_its_error_and_the_app_keeps_running() {
     let (dir, config, store) = empty_home();
     std::fs::create_dir_all(config.parent().expect("dir")).expect("mkdir");
@@ -269,21 +318,26 @@ fn pause_and_settings() {
     assert_eq!(settings["notifications"], true);
     assert_eq!(settings["launch_at_login"], false);
     assert_eq!(settings["targets"][0]["name"], "helper");
-    assert_eq!(settings["targets"][0]["fds_warn"], Value::Null);
+    assert_eq!(settings["targets"][0]["fds_warn"], "");
 
-    let mut bad = settings.clone();
-    bad["targets"][0]["fds_warn"] = json!("lots");
-    let err = invoke(&f, "save_settings", json!({ "settings": bad })).expect_err("refused");
+    let mut bad = settings["targets"][0].clone();
+    bad["fds_warn"] = json!("lots");
+    let target = json!({ "previous": "helper", "target": bad });
+    let err = invoke(&f, "save_target", target).expect_err("refused");
     assert_eq!(err["kind"], "invalid_settings", "{err}");
+    assert_eq!(err["field"], "fds_warn", "{err}");
     let path = f.dir.path().join("config.toml");
     assert!(!std::fs::read_to_string(&path).expect("config").contains("lots"));
 
-    let mut good = settings;
-    good["targets"][0]["fds_warn"] = json!("80%");
-    good["interval_seconds"] = json!(3);
-    let saved = ok(&f, "save_settings", json!({ "settings": good }));
+    let mut good = settings["targets"][0].clone();
+    good["fds_warn"] = json!("80%");
+    let saved = ok(&f, "save_target", json!({ "previous": "helper", "target": good }));
     assert_eq!(saved["targets"][0]["fds_warn"], "80%");
+    let mut general = saved;
+    general["interval_seconds"] = json!(3);
+    let saved = ok(&f, "save_settings", json!({ "settings": general }));
     assert_eq!(saved["interval_seconds"], 3);
+    assert_eq!(saved["targets"][0]["fds_warn"], "80%");
     let text = std::fs::read_to_string(&path).expect("config");
     assert!(text.contains("# my comment") && text.contains("kqueue = { warn = 500 }"), "{text}");
     // The engine reloads it.

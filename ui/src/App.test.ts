@@ -317,18 +317,112 @@ describe('orphans', () => {
 });
 
 describe('settings', () => {
-  it('saves and shows a refused value inline', async () => {
+  it('saves the general settings and shows a refused value inline', async () => {
     const { backend } = await show(leakingStatus(), {
-      settingsError: { kind: 'invalid', message: 'copilot: fds warn "lots": expected a count like 500 or a percentage like "80%"' },
+      settingsError: { kind: 'invalid_settings', message: 'the poll interval must be at least 1 second' },
     });
     await fireEvent.click(screen.getByTestId('settings-button'));
-    const warn = await screen.findByLabelText('copilot warning threshold');
-    await fireEvent.input(warn, { target: { value: 'lots' } });
+    const interval = await screen.findByLabelText('interval in seconds');
+    await fireEvent.input(interval, { target: { value: '0' } });
     await fireEvent.click(screen.getByTestId('settings-save'));
     const err = await screen.findByTestId('settings-error');
-    expect(err.textContent).toContain('expected a count like 500');
-    const saved = backend.callsTo('saveSettings')[0][0] as { targets: { name: string; fds_warn: string }[] };
-    expect(saved.targets[0]).toMatchObject({ name: 'copilot', fds_warn: 'lots' });
+    expect(err.textContent).toContain('at least 1 second');
+    const saved = backend.callsTo('saveSettings')[0][0] as { interval_seconds: number };
+    expect(saved.interval_seconds).toBe(0);
+  });
+
+  it('adds a target by hand; a refused value shows next to its field, in words', async () => {
+    const { backend } = await show(leakingStatus(), {
+      targetError: { kind: 'invalid_settings', message: 'expected a TCP port between 1 and 65535, found "abc"', field: 'locator' },
+    });
+    await fireEvent.click(screen.getByTestId('settings-button'));
+    await fireEvent.click(await screen.findByTestId('add-target'));
+    await fireEvent.input(screen.getByTestId('target-name'), { target: { value: 'web' } });
+    await fireEvent.input(screen.getByTestId('target-locator'), { target: { value: 'abc' } });
+    await fireEvent.change(screen.getByTestId('target-restart'), { target: { value: 'command' } });
+    await fireEvent.input(await screen.findByTestId('target-restart-command'), { target: { value: 'python3 server.py' } });
+    await fireEvent.click(screen.getByTestId('target-save'));
+    const err = await screen.findByTestId('field-error-locator');
+    expect(err.textContent).toContain('TCP port');
+    const input = screen.getByTestId('target-locator');
+    expect(input.getAttribute('aria-invalid')).toBe('true');
+    expect(input.getAttribute('aria-describedby')).toBe(err.id);
+    expect(screen.queryByTestId('field-error-name')).toBeNull();
+    const [previous, form] = backend.callsTo('saveTarget')[0] as [string | null, Record<string, string>];
+    expect(previous).toBeNull();
+    expect(form).toMatchObject({ name: 'web', locator: 'port', locator_value: 'abc', restart: 'command', restart_command: 'python3 server.py' });
+
+    // Fixed, it saves and the list shows it.
+    backend.options.targetError = null;
+    await fireEvent.input(screen.getByTestId('target-locator'), { target: { value: '8787' } });
+    await fireEvent.click(screen.getByTestId('target-save'));
+    const list = await screen.findByTestId('settings-targets');
+    expect(list.textContent).toContain('web');
+    expect(list.textContent).toContain('port 8787');
+  });
+
+  it('edits and removes a target', async () => {
+    const { backend } = await show(leakingStatus());
+    await fireEvent.click(screen.getByTestId('settings-button'));
+    await fireEvent.click((await screen.findAllByTestId('edit-target'))[0]);
+    const limit = screen.getByTestId('target-fd-limit');
+    await fireEvent.input(limit, { target: { value: '10240' } });
+    await fireEvent.input(screen.getByTestId('target-fds-warn'), { target: { value: '500' } });
+    await fireEvent.click(screen.getByTestId('target-save'));
+    await screen.findByTestId('settings-targets');
+    const [previous, form] = backend.callsTo('saveTarget')[0] as [string, Record<string, string>];
+    expect(previous).toBe('copilot');
+    expect(form).toMatchObject({ name: 'copilot', fd_limit: '10240', fds_warn: '500' });
+    await fireEvent.click(screen.getAllByTestId('edit-target')[0]);
+    await fireEvent.click(screen.getByTestId('target-remove'));
+    await screen.findByTestId('settings-targets');
+    expect(backend.callsTo('removeTarget')).toEqual([['copilot']]);
+  });
+
+  it('warns before discarding unsaved edits: Done, Esc and leaving for another view', async () => {
+    await show(leakingStatus());
+    await fireEvent.click(screen.getByTestId('settings-button'));
+    const interval = await screen.findByLabelText('interval in seconds');
+    await fireEvent.input(interval, { target: { value: '9' } });
+    // Done asks; keep editing keeps the edit.
+    await fireEvent.click(screen.getByTestId('settings-done'));
+    expect(await screen.findByTestId('discard-confirm')).toBeTruthy();
+    await fireEvent.click(screen.getByTestId('keep-editing'));
+    expect(screen.queryByTestId('discard-confirm')).toBeNull();
+    expect((screen.getByLabelText('interval in seconds') as HTMLInputElement).value).toBe('9');
+    // Esc asks too.
+    await fireEvent.keyDown(screen.getByLabelText('interval in seconds'), { key: 'Escape' });
+    expect(await screen.findByTestId('discard-confirm')).toBeTruthy();
+    await fireEvent.click(screen.getByTestId('keep-editing'));
+    // Switching away with the gear button asks, and Discard leaves.
+    await fireEvent.click(screen.getByTestId('settings-button'));
+    expect(await screen.findByTestId('discard-confirm')).toBeTruthy();
+    expect(screen.getByTestId('settings-done')).toBeTruthy();
+    await fireEvent.click(screen.getByTestId('discard-changes'));
+    await waitFor(() => expect(screen.queryByTestId('settings-done')).toBeNull());
+    // Opened again: the saved value, and no question on leaving.
+    await fireEvent.click(screen.getByTestId('settings-button'));
+    expect(((await screen.findByLabelText('interval in seconds')) as HTMLInputElement).value).toBe('2');
+    await fireEvent.click(screen.getByTestId('settings-done'));
+    await waitFor(() => expect(screen.queryByTestId('settings-done')).toBeNull());
+    expect(screen.queryByTestId('discard-confirm')).toBeNull();
+  });
+
+  it('keeps an unsaved target edit across the popover closing', async () => {
+    const first = await show(leakingStatus());
+    await fireEvent.click(screen.getByTestId('settings-button'));
+    await fireEvent.click(await screen.findByTestId('add-target'));
+    await fireEvent.input(screen.getByTestId('target-name'), { target: { value: 'half-done' } });
+    // The popover loses focus: its webview is destroyed.
+    first.view.unmount();
+    await show(leakingStatus());
+    await fireEvent.click(screen.getByTestId('settings-button'));
+    expect(await screen.findByTestId('draft-restored')).toBeTruthy();
+    expect((screen.getByTestId('target-name') as HTMLInputElement).value).toBe('half-done');
+    await fireEvent.click(screen.getByTestId('target-cancel'));
+    await fireEvent.click(await screen.findByTestId('discard-changes'));
+    expect(await screen.findByTestId('settings-targets')).toBeTruthy();
+    localStorage.clear();
   });
 
   it('toggles launch at login, pauses alerts, reveals the config', async () => {

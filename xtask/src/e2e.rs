@@ -158,8 +158,9 @@ const FIRST_RUN_LIMIT: u32 = 16384;
 /// `leaky`) writes a `[[watch]]` into it, keeping the comment, and the row
 /// becomes the target `leaky`. The helper then leaks fast enough for its time to
 /// the limit to fall under 6 h: the row turns warning and the tray icon, ok
-/// until then, turns warning too. Screenshots: docs/first-run.png and
-/// docs/watch-dialog.png.
+/// until then, turns warning too. Then Settings adds a target by hand, after a
+/// field error. Screenshots: docs/first-run.png, docs/watch-dialog.png and
+/// docs/settings-field-error.png.
 fn first_run(driver: &Path, app: &Path, root: &Path, helper: &Path, tmp: &Path) -> Result<()> {
     let home = tmp.join("first-run-home");
     std::fs::create_dir_all(&home)?;
@@ -301,6 +302,59 @@ fn first_run_checks(
         Ok(invoke(id, "get_tray_icon", &json!({}))? == json!("warning"))
     })?;
     eprintln!("e2e: first run: watched, warning, tray warning");
+    settings_adds_a_target(id, root, &config, comment)
+}
+
+/// Settings: a target added by hand, with a bad port first. The refusal, from
+/// the config parser, is shown next to the port field in words, and nothing is
+/// written; corrected, the target is saved under the user's comment.
+/// Screenshot: docs/settings-field-error.png.
+fn settings_adds_a_target(id: &str, root: &Path, config: &Path, comment: &str) -> Result<()> {
+    let before = std::fs::read_to_string(config)?;
+    click_until(id, r#"[data-testid="settings-button"]"#, || {
+        Ok(!elements(id, r#"[data-testid="add-target"]"#)?.is_empty())
+    })?;
+    click_until(id, r#"[data-testid="add-target"]"#, || {
+        Ok(!elements(id, r#"[data-testid="target-editor"]"#)?.is_empty())
+    })?;
+    let type_into = |css: &str, text: &str| -> Result<()> {
+        let eid = element(id, css)?;
+        request("POST", &format!("/session/{id}/element/{eid}/clear"), &json!({}))?;
+        request("POST", &format!("/session/{id}/element/{eid}/value"), &json!({ "text": text }))?;
+        Ok(())
+    };
+    type_into(r#"[data-testid="target-name"]"#, "by-hand")?;
+    type_into(r#"[data-testid="target-locator"]"#, "99999")?;
+    let error = r#"[data-testid="field-error-locator"]"#;
+    click_until(id, r#"[data-testid="target-save"]"#, || Ok(!elements(id, error)?.is_empty()))?;
+    let message = element_text(id, error)?;
+    eprintln!("e2e: settings: the port field says: {message}");
+    if !message.contains("TCP port") || message.contains("config.toml") {
+        bail!("the port's error is not in words next to it: {message}");
+    }
+    if !has_attribute(id, r#"[data-testid="target-locator"]"#, "aria-invalid", "true")? {
+        bail!("the refused port field is not marked invalid");
+    }
+    if std::fs::read_to_string(config)? != before {
+        bail!("a refused target was written to {}", config.display());
+    }
+    screenshot(id, &root.join("docs/settings-field-error.png"))?;
+    type_into(r#"[data-testid="target-locator"]"#, "8787")?;
+    click_until(id, r#"[data-testid="target-save"]"#, || {
+        Ok(elements(id, r#"[data-testid="target-editor"]"#)?.is_empty())
+    })?;
+    let text = std::fs::read_to_string(config)?;
+    if !text.starts_with(comment)
+        || !text.contains(r#"name = "by-hand""#)
+        || !text.contains("port = 8787")
+    {
+        bail!("Settings did not add `by-hand` under the user's comment: {text}");
+    }
+    let list = element_text(id, r#"[data-testid="settings-targets"]"#)?;
+    if !list.contains("by-hand") {
+        bail!("Settings does not list the new target: {list}");
+    }
+    eprintln!("e2e: settings: added `by-hand` by hand, after a field error");
     Ok(())
 }
 

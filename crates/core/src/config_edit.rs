@@ -10,7 +10,7 @@
 
 use crate::config::{Config, ConfigError, Selector};
 use crate::locate::{PortMemo, listening_port, locate};
-use leakwatch_probe::{FdKind, Probe, ProcessInfo};
+use leakwatch_probe::{FdKind, Probe, ProcessInfo, ServiceJob};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -123,8 +123,15 @@ pub fn add_target(text: &str, target: &NewTarget, path: &Path) -> Result<String,
         table.insert("fd_limit", value(i64::try_from(limit).unwrap_or(i64::MAX)));
     }
     list.push(table);
-    // Comments at the end of the file (all of a file that holds only notes)
-    // stay above the new table rather than end up below it.
+    keep_notes_above_the_last_target(&mut doc);
+    let edited = doc.to_string();
+    Config::parse(&edited, path)?;
+    Ok(edited)
+}
+
+/// Comments at the end of the file (all of a file that holds only notes)
+/// stay above a `[[watch]]` table just appended rather than end up below it.
+pub(crate) fn keep_notes_above_the_last_target(doc: &mut DocumentMut) {
     let trailing = doc.trailing().as_str().unwrap_or("").to_owned();
     if trailing.contains('#')
         && let Some(added) = doc
@@ -136,9 +143,6 @@ pub fn add_target(text: &str, target: &NewTarget, path: &Path) -> Result<String,
         added.decor_mut().set_prefix(format!("{trailing}\n{own}"));
         doc.set_trailing("");
     }
-    let edited = doc.to_string();
-    Config::parse(&edited, path)?;
-    Ok(edited)
 }
 
 /// `text` without the `[[watch]]` table called `name`, validated as `path`.
@@ -207,16 +211,22 @@ pub fn set_fd_limit(
 
 /// Applies `edit` to the file at `path` (an absent file is empty: the first
 /// target creates it, and its directory) and replaces it atomically.
-pub fn edit_file(
+/// The edit's own error type may say more than [`EditError`] (the Settings
+/// form's per-field refusals).
+pub fn edit_file<E: From<EditError>>(
     path: &Path,
-    edit: impl FnOnce(&str) -> Result<String, EditError>,
-) -> Result<(), EditError> {
+    edit: impl FnOnce(&str) -> Result<String, E>,
+) -> Result<(), E> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(source) => return Err(EditError::Read { path: path.to_path_buf(), source }),
+        Err(source) => return Err(EditError::Read { path: path.to_path_buf(), source }.into()),
     };
     let edited = edit(&text)?;
+    Ok(write_atomically(path, &edited)?)
+}
+
+fn write_atomically(path: &Path, edited: &str) -> Result<(), EditError> {
     let write_error = |source| EditError::Write { path: path.to_path_buf(), source };
     // A directory it creates is owner-only; one that exists is the user's
     // (their home, say) and left as it is.
@@ -246,9 +256,9 @@ pub struct Proposal {
 }
 
 /// Proposes how to find `process` again after a restart: the TCP port it
-/// listens on, else a pattern on its command line (its program and script),
-/// else its exact command line, marked as a last resort. Service managers are
-/// not asked (a follow-up: their labels are the best locator of all).
+/// listens on, else the launchd label or systemd unit that runs it, else a
+/// pattern on its command line (its program and script), else its exact
+/// name, marked as a last resort.
 pub fn propose_locator(probe: &Probe, table: &[ProcessInfo], process: &ProcessInfo) -> Proposal {
     let name = target_name(&process.name);
     let pid = process.id.pid;
@@ -261,6 +271,8 @@ pub fn propose_locator(probe: &Probe, table: &[ProcessInfo], process: &ProcessIn
     });
     let (locator, why, last_resort) = if let Some(port) = port {
         (Locator::Port(port), format!("it listens on TCP port {port}"), false)
+    } else if let Some((locator, why)) = service_locator(probe.service_job(pid).ok().flatten()) {
+        (locator, why, false)
     } else if let Some(pattern) = argv_pattern(&process.argv) {
         (Locator::Argv(pattern), "its program and first argument".to_owned(), false)
     } else {
@@ -269,6 +281,20 @@ pub fn propose_locator(probe: &Probe, table: &[ProcessInfo], process: &ProcessIn
     };
     let matches = matches_now(probe, table, &locator);
     Proposal { name, locator, why, last_resort, matches }
+}
+
+/// The locator naming the service manager job that runs a process, and why.
+fn service_locator(job: Option<ServiceJob>) -> Option<(Locator, String)> {
+    Some(match job? {
+        ServiceJob::Launchd(label) => {
+            let why = format!("launchd runs it as the job {label}");
+            (Locator::Launchd(label), why)
+        }
+        ServiceJob::Systemd(unit) => {
+            let why = format!("systemd runs it as {unit}");
+            (Locator::Systemd(unit), why)
+        }
+    })
 }
 
 /// The pids `locator` finds now (empty when it finds none or is invalid).
@@ -461,6 +487,37 @@ mod tests {
             set_fd_limit(text, "c", Some(1), &path()),
             Err(EditError::NoSuchTarget { .. })
         ));
+    }
+
+    #[test]
+    fn a_service_managers_job_is_proposed_by_its_name() {
+        let (locator, why) =
+            service_locator(Some(ServiceJob::Systemd("webui.service".into()))).unwrap();
+        assert_eq!(locator, Locator::Systemd("webui.service".into()));
+        assert!(why.contains("systemd"), "{why}");
+        let (locator, _) =
+            service_locator(Some(ServiceJob::Launchd("com.example.agent".into()))).unwrap();
+        assert_eq!(locator, Locator::Launchd("com.example.agent".into()));
+        assert_eq!(service_locator(None), None);
+    }
+
+    #[test]
+    fn a_process_outside_any_service_is_proposed_by_its_command_line() {
+        // This test's own process: no listening port, and (in a container or a
+        // login session) no systemd service: the argv pattern, not a last resort.
+        let mut probe = Probe::new().unwrap();
+        let table = probe.processes().unwrap();
+        let me = probe.process(std::process::id()).unwrap();
+        let proposal = propose_locator(&probe, &table, &me);
+        match probe.service_job(me.id.pid).unwrap() {
+            Some(ServiceJob::Systemd(unit)) => {
+                assert_eq!(proposal.locator, Locator::Systemd(unit));
+            }
+            _ => {
+                assert_eq!(proposal.locator.key(), "argv", "{proposal:?}");
+                assert!(!proposal.last_resort);
+            }
+        }
     }
 
     #[test]

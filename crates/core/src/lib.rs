@@ -8,6 +8,7 @@ pub mod api;
 pub mod autopilot;
 pub mod config;
 pub mod config_edit;
+pub mod config_form;
 pub mod config_source;
 pub mod diagnose;
 pub mod engine;

@@ -2,7 +2,7 @@
 //! everywhere (caching, identity checks, ordering) on top, so each backend holds
 //! only the calls that differ between operating systems.
 
-use crate::{Fd, FdLimit, ProcessState, Result, StartTime, SystemLimit};
+use crate::{Fd, FdLimit, ProcessState, Result, ServiceJob, StartTime, SystemLimit};
 use std::time::{Duration, SystemTime};
 
 /// What one cheap read of a process gives: everything but argv and the executable.
@@ -48,6 +48,11 @@ pub(crate) trait Backend: Sized {
     fn fd_limit(&self, pid: u32) -> Result<FdLimit>;
     /// What could be read of the system-wide limits; unreadable ones are left out.
     fn system_limits(&self) -> Vec<SystemLimit>;
+    /// The service manager job running `pid`; `None` where none does or the
+    /// OS cannot tell.
+    fn service_job(&self, _pid: u32) -> Result<Option<ServiceJob>> {
+        Ok(None)
+    }
     /// Socket inodes listening on TCP `port` in our network namespace.
     fn listening_inodes(&self, _port: u16) -> Result<Vec<u64>> {
         Err(crate::Error::unsupported("socket inodes"))

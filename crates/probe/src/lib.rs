@@ -37,7 +37,7 @@ use unsupported::Os;
 pub use error::{Error, ErrorKind, Result};
 pub use model::{
     Fd, FdClass, FdKind, FdLimit, FdTable, LimitSource, ProcessId, ProcessInfo, ProcessState,
-    StartTime, SystemLimit,
+    ServiceJob, StartTime, SystemLimit,
 };
 
 use backend::{Backend, ProcessDetails};
@@ -145,6 +145,15 @@ impl Probe {
     /// The inodes of the sockets `pid` holds (Linux; elsewhere Unsupported).
     pub fn socket_inodes(&self, pid: u32) -> Result<Vec<u64>> {
         self.os.socket_inodes(pid)
+    }
+
+    /// The service manager job that runs `pid`, when one does: its systemd
+    /// service unit on Linux (from `/proc/PID/cgroup`), its launchd label on
+    /// macOS (the `XPC_SERVICE_NAME` launchd puts in a job's environment,
+    /// readable for our own user's processes). `None` when no service manager
+    /// runs it, or it cannot be told (another user's process on macOS).
+    pub fn service_job(&self, pid: u32) -> Result<Option<ServiceJob>> {
+        self.os.service_job(pid)
     }
 
     /// The system-wide descriptor limits and where each comes from (file-max and

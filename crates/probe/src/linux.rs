@@ -9,8 +9,8 @@
 
 use crate::backend::{Backend, ProcessDetails, RawProcess};
 use crate::{
-    Error, ErrorKind, Fd, FdKind, FdLimit, LimitSource, ProcessState, Result, StartTime,
-    SystemLimit,
+    Error, ErrorKind, Fd, FdKind, FdLimit, LimitSource, ProcessState, Result, ServiceJob,
+    StartTime, SystemLimit,
 };
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, StatxFlags};
@@ -216,6 +216,11 @@ impl Backend for Os {
         Ok(FdLimit { soft, hard, source: LimitSource::ProcLimits })
     }
 
+    fn service_job(&self, pid: u32) -> Result<Option<ServiceJob>> {
+        let cgroup = self.read_pid_file(pid, "cgroup")?;
+        Ok(systemd_unit_of_cgroup(&String::from_utf8_lossy(&cgroup)).map(ServiceJob::Systemd))
+    }
+
     fn listening_inodes(&self, port: u16) -> Result<Vec<u64>> {
         let mut inodes = Vec::new();
         for table in [SocketTable::Tcp, SocketTable::Tcp6] {
@@ -399,6 +404,43 @@ fn file_or_dir(fd_dir: rustix::fd::BorrowedFd<'_>, name: &std::ffi::CStr) -> FdK
         }
         _ => FdKind::File,
     }
+}
+
+/// The systemd service unit a process runs in, from `/proc/PID/cgroup`
+/// (cgroups(7): one `hierarchy-ID:controllers:path` line per hierarchy; the
+/// unified one is `0::path`, systemd's own v1 one `N:name=systemd:path`).
+/// systemd puts each service's processes in a cgroup named after the unit:
+/// `/system.slice/nginx.service`, or under the user manager
+/// `/user.slice/user-1000.slice/user@1000.service/app.slice/web.service`
+/// (systemd.unit(5), "the cgroup hierarchy"). Not a service: a login
+/// session or an app scope (`*.scope`), the user manager itself
+/// (`user@UID.service`), and transient `systemd-run` units (`run-*.service`),
+/// which no longer exist once stopped and so would not find the process
+/// again after a restart.
+fn systemd_unit_of_cgroup(text: &str) -> Option<String> {
+    let path = text
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            matches!(controllers, "" | "name=systemd").then_some((controllers, path))
+        })
+        // The unified hierarchy where there is one; systemd's v1 tree otherwise.
+        .min_by_key(|(controllers, _)| !controllers.is_empty())
+        .map(|(_, path)| path)?;
+    let components: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    if !matches!(components.first(), Some(&("system.slice" | "user.slice"))) {
+        return None;
+    }
+    let unit = components.iter().rev().find(|c| c.ends_with(".service"))?;
+    let manager = unit
+        .strip_prefix("user@")
+        .and_then(|rest| rest.strip_suffix(".service"))
+        .is_some_and(|uid| uid.bytes().all(|b| b.is_ascii_digit()));
+    if manager || unit.starts_with("run-") || unit.len() <= ".service".len() {
+        return None;
+    }
+    Some((*unit).to_owned())
 }
 
 fn parse_decimal<T: std::str::FromStr>(bytes: &[u8]) -> Option<T> {
@@ -676,6 +718,55 @@ fn parse_inet_address(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn systemd_units_come_from_the_cgroup_of_a_service() {
+        // As /proc/PID/cgroup reads on a cgroup v2 host (Debian 12, Fedora 40).
+        assert_eq!(
+            systemd_unit_of_cgroup("0::/system.slice/nginx.service\n").as_deref(),
+            Some("nginx.service")
+        );
+        assert_eq!(
+            systemd_unit_of_cgroup(
+                "0::/user.slice/user-1000.slice/user@1000.service/app.slice/webui.service\n"
+            )
+            .as_deref(),
+            Some("webui.service")
+        );
+        // A templated instance, and a service's own sub-cgroup.
+        assert_eq!(
+            systemd_unit_of_cgroup("0::/system.slice/system-getty.slice/getty@tty1.service\n")
+                .as_deref(),
+            Some("getty@tty1.service")
+        );
+        assert_eq!(
+            systemd_unit_of_cgroup("0::/system.slice/docker.service/payload\n").as_deref(),
+            Some("docker.service")
+        );
+        // A hybrid (v1) host: systemd's named hierarchy says it.
+        let hybrid = "12:pids:/system.slice/cron.service\n\
+                      1:name=systemd:/system.slice/cron.service\n";
+        assert_eq!(systemd_unit_of_cgroup(hybrid).as_deref(), Some("cron.service"));
+    }
+
+    #[test]
+    fn sessions_scopes_managers_and_transient_units_are_not_services() {
+        for cgroup in [
+            "0::/user.slice/user-1000.slice/session-3.scope\n",
+            "0::/user.slice/user-1000.slice/user@1000.service/init.scope\n",
+            "0::/user.slice/user-1000.slice/user@1000.service/app.slice/app-gnome-firefox-4242.scope\n",
+            "0::/user.slice/user-1000.slice/user@1000.service\n",
+            "0::/system.slice/run-u42.service\n",
+            "0::/init.scope\n",
+            // A container: no systemd slices at all (this machine's answer).
+            "9:name=systemd:/\n4:memory:/process_api/df48633e\n0::/\n",
+            "0::/docker/3f2a9c/system.slice/x.service\n",
+            "",
+            "garbage",
+        ] {
+            assert_eq!(systemd_unit_of_cgroup(cgroup), None, "{cgroup}");
+        }
+    }
 
     #[test]
     fn stat_name_with_spaces_and_parens() {

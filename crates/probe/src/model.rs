@@ -334,3 +334,14 @@ mod unix_millis {
         s.serialize_u64(u64::try_from(millis).unwrap_or(u64::MAX))
     }
 }
+
+/// The service manager job that runs a process: the name it will have again
+/// after a restart, and so the best way to find it (`launchd = "label"`,
+/// `systemd = "unit"` in the config).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServiceJob {
+    /// A launchd job label (macOS).
+    Launchd(String),
+    /// A systemd service unit, system or user (Linux).
+    Systemd(String),
+}

@@ -232,3 +232,34 @@ fn fd_objects_are_the_inodes_of_the_links() {
         assert_eq!(pipe_objects.values().filter(|ends| **ends == 2).count(), 2);
     }
 }
+
+/// A real process's service job agrees with its cgroup read independently: a
+/// `*.service` in a systemd slice when a service manager runs it (a machine
+/// with systemd), none in a container or a login session.
+#[test]
+fn service_job_agrees_with_the_cgroup() {
+    let helper = Helper::spawn().unwrap();
+    let probe = Probe::new().unwrap();
+    let job = probe.service_job(helper.pid()).unwrap();
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", helper.pid())).unwrap();
+    match &job {
+        Some(leakwatch_probe::ServiceJob::Systemd(unit)) => {
+            assert!(cgroup.contains(&format!("/{unit}")), "{unit} not in {cgroup}");
+            assert!(cgroup.contains(".slice/"), "{cgroup}");
+        }
+        other => {
+            assert_eq!(other, &None);
+            let in_a_service = cgroup.lines().any(|l| {
+                (l.starts_with("0::/system.slice/") || l.contains("user@"))
+                    && l.split('/').any(|c| {
+                        c.ends_with(".service") && !c.starts_with("user@") && !c.starts_with("run-")
+                    })
+            });
+            assert!(!in_a_service, "a service's process got no unit: {cgroup}");
+        }
+    }
+    // A pid that is gone is an error, not "no service".
+    drop(helper);
+    let gone = probe.service_job(u32::MAX >> 2).unwrap_err();
+    assert_eq!(gone.kind(), ErrorKind::NoSuchProcess);
+}

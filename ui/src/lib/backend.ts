@@ -4,7 +4,7 @@ import { invoke } from '@tauri-apps/api/core';
 import { listen } from '@tauri-apps/api/event';
 import type {
   ActionPlan, Event, KillReport, Locator, ProcessId, Proposal, RestartReport, Settings, Status,
-  TreeRow,
+  TargetForm, TreeRow,
 } from './types';
 import { asView, type View } from './route';
 
@@ -31,6 +31,12 @@ export interface Backend {
   locatorMatches(locator: Locator): Promise<number[]>;
   /** Adds a `[[watch]]` target; rejects with `{kind, message}` naming what is wrong. */
   addTarget(name: string, locator: Locator, fdLimit: number | null): Promise<void>;
+  /** Settings' target form: saves `target` over the one named `previous` (`null`
+   * adds it); rejects with `{kind, message, field}`, `field` naming the form's
+   * field a refused value belongs to. Resolves to the settings as now written. */
+  saveTarget(previous: string | null, target: TargetForm): Promise<Settings>;
+  /** Removes the `[[watch]]` target `name`. */
+  removeTarget(name: string): Promise<void>;
   /** "Set limit…": the target's `fd_limit` (`null` removes it). */
   setFdLimit(target: string, limit: number | null): Promise<void>;
   /** Fits the popover's height to its content's (CSS pixels), within the screen;
@@ -62,6 +68,8 @@ export function tauriBackend(): Backend {
     proposeWatch: (pid) => invoke<Proposal>('propose_watch', { pid }),
     locatorMatches: (locator) => invoke<number[]>('locator_matches', { locator }),
     addTarget: (name, locator, fdLimit) => invoke<void>('add_target', { name, locator, fdLimit }),
+    saveTarget: (previous, target) => invoke<Settings>('save_target', { previous, target }),
+    removeTarget: (name) => invoke<void>('remove_target', { name }),
     setFdLimit: (target, limit) => invoke<void>('set_fd_limit', { target, limit }),
     fitPopover: (height) => invoke<number>('fit_popover', { height }),
     onStatus: (handler) => listen<Status>('status', (e) => handler(e.payload)),

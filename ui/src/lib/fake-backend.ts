@@ -4,8 +4,9 @@
 import type { Backend, Unlisten } from './backend';
 import type {
   ActionPlan, Event, KillReport, Locator, ProcessId, Proposal, RestartReport, Settings, Status,
-  TreeRow,
+  TargetForm, TreeRow,
 } from './types';
+import { blankTarget } from './settings-form';
 import type { View } from './route';
 
 export interface FakeCall {
@@ -19,6 +20,8 @@ export interface FakeOptions {
   settings?: Settings;
   /** Makes saveSettings refuse with this `{kind, message}`. */
   settingsError?: { kind: string; message: string } | null;
+  /** Makes saveTarget refuse with this `{kind, message, field}`. */
+  targetError?: { kind: string; message: string; field: string | null } | null;
   restartPlan?: ActionPlan;
   cleanupPlan?: (roots: ProcessId[]) => ActionPlan;
   cleanupReport?: (roots: ProcessId[]) => KillReport;
@@ -172,6 +175,24 @@ export class FakeBackend implements Backend {
     if (this.options.settingsError) throw this.options.settingsError;
   }
 
+  async saveTarget(previous: string | null, target: TargetForm): Promise<Settings> {
+    this.record('saveTarget', previous, structuredClone(target));
+    if (this.options.targetError) throw this.options.targetError;
+    const settings = this.options.settings ?? defaultSettings(this.status);
+    const others = settings.targets.filter((t) => t.name !== previous);
+    const index = settings.targets.findIndex((t) => t.name === previous);
+    const targets = [...others];
+    targets.splice(index < 0 ? targets.length : index, 0, structuredClone(target));
+    this.options.settings = { ...settings, targets };
+    return structuredClone(this.options.settings);
+  }
+
+  async removeTarget(name: string) {
+    this.record('removeTarget', name);
+    const settings = this.options.settings ?? defaultSettings(this.status);
+    this.options.settings = { ...settings, targets: settings.targets.filter((t) => t.name !== name) };
+  }
+
   async setFdLimit(target: string, limit: number | null) {
     this.record('setFdLimit', target, limit);
     if (this.options.settingsError) throw this.options.settingsError;
@@ -204,6 +225,8 @@ export function defaultSettings(status: Status): Settings {
     interval_seconds: 2,
     notifications: true,
     config_path: status.config.path ?? '~/Library/Application Support/dev.leakwatch.Leakwatch/config.toml',
-    targets: status.targets.map((t) => ({ name: t.name, fds_warn: '80%', fds_critical: '95%' })),
+    targets: status.targets
+      .filter((t) => t.target != null)
+      .map((t) => ({ ...blankTarget(), name: t.name, locator_value: '4321', fds_warn: '80%', fds_critical: '95%' })),
   };
 }

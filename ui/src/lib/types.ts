@@ -10,7 +10,12 @@ import type { Problem } from '../bindings/Problem';
 import type { TopKind } from '../bindings/TopKind';
 import type { Locator } from '../bindings/Locator';
 import type { Proposal } from '../bindings/Proposal';
-export type { Locator, Problem, Proposal, TopKind };
+import type { Settings } from '../bindings/Settings';
+import type { TargetForm } from '../bindings/TargetForm';
+import type { FormField } from '../bindings/FormField';
+import type { LocatorKey } from '../bindings/LocatorKey';
+import type { RestartWay } from '../bindings/RestartWay';
+export type { FormField, Locator, LocatorKey, Problem, Proposal, RestartWay, Settings, TargetForm, TopKind };
 
 /** Milliseconds since the Unix epoch. */
 export type UnixMillis = number;
@@ -268,22 +273,6 @@ export interface TreeRow {
 export interface ActionPlan {
   text: string;
   processes: PlannedProcess[];
-}
-
-export interface TargetSettings {
-  name: string;
-  /** `"80%"` or a count like `"500"`; null for the default. */
-  fds_warn: string | null;
-  fds_critical: string | null;
-}
-
-export interface Settings {
-  launch_at_login: boolean;
-  interval_seconds: number;
-  notifications: boolean;
-  /** The file these come from (read-only in the UI); null when there is none. */
-  config_path: string | null;
-  targets: TargetSettings[];
 }
 
 /** How every command fails. */

@@ -26,7 +26,8 @@
 
 use crate::backend::{Backend, ProcessDetails, RawProcess};
 use crate::{
-    Error, Fd, FdKind, FdLimit, LimitSource, ProcessState, Result, StartTime, SystemLimit,
+    Error, Fd, FdKind, FdLimit, LimitSource, ProcessState, Result, ServiceJob, StartTime,
+    SystemLimit,
 };
 use std::io;
 use std::sync::OnceLock;
@@ -290,6 +291,16 @@ impl<S: MacSys> Backend for Mac<S> {
             // EIO/ENOMEM: the kernel could not copy them. All mean "argv unknown"
             // for a process that is still there.
             Err(_) if self.exists(c_pid) => Ok(ProcessDetails { argv: Vec::new(), exe }),
+            Err(_) => Err(Error::no_such_process(pid)),
+        }
+    }
+
+    fn service_job(&self, pid: u32) -> Result<Option<ServiceJob>> {
+        let c_pid = c_pid(pid)?;
+        match self.sys.procargs2(c_pid, self.arg_max) {
+            Ok(buf) => Ok(launchd_label(&procargs2_env(&buf)).map(ServiceJob::Launchd)),
+            // Another user's environment is private (EINVAL): not known, not an error.
+            Err(_) if self.exists(c_pid) => Ok(None),
             Err(_) => Err(Error::no_such_process(pid)),
         }
     }
@@ -615,6 +626,41 @@ pub(crate) fn parse_procargs2(buf: &[u8]) -> Option<(Option<String>, Vec<String>
     let exec_path =
         (!exec_path.is_empty()).then(|| String::from_utf8_lossy(exec_path).into_owned());
     Some((exec_path, argv))
+}
+
+/// The environment part of a `KERN_PROCARGS2` answer: the strings after the
+/// `argc` arguments, up to the first empty one. XNU lays a new image's strings
+/// out as exec path, argv, envp, then the "apple" strings (`bsd/kern/kern_exec.c`,
+/// `exec_copyout_strings`), and `sysctl_procargsx` copies that area as is.
+pub(crate) fn procargs2_env(buf: &[u8]) -> Vec<String> {
+    let Some((argc, rest)) = buf.split_first_chunk::<4>() else {
+        return Vec::new();
+    };
+    let Ok(argc) = usize::try_from(i32::from_ne_bytes(*argc)) else {
+        return Vec::new();
+    };
+    let path_end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    let after_path = rest.get(path_end..).unwrap_or_default();
+    let args_start = after_path.iter().position(|&b| b != 0).unwrap_or(after_path.len());
+    let strings = after_path.get(args_start..).unwrap_or_default();
+    strings
+        .split(|&b| b == 0)
+        .skip(argc)
+        .take_while(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+/// The label of the launchd job a process belongs to: launchd sets
+/// `XPC_SERVICE_NAME=<label>` in the environment of every job it starts (its
+/// children inherit it). Not a job's label: `0`, which launchd gives
+/// processes outside any job (Terminal's shells), and `application.*`, the
+/// per-launch instance launchd makes up for a GUI app, which is new at every
+/// start and so would not find the app again.
+pub(crate) fn launchd_label(env: &[String]) -> Option<String> {
+    let label = env.iter().find_map(|var| var.strip_prefix("XPC_SERVICE_NAME="))?.trim();
+    (!label.is_empty() && label != "0" && !label.starts_with("application."))
+        .then(|| label.to_owned())
 }
 
 /// Parses `launchctl limit maxfiles` (`\tmaxfiles    256            unlimited`):

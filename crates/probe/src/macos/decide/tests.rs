@@ -556,3 +556,65 @@ fn every_tick_read_describes_a_bounded_number_of_vnodes() {
     assert!(full.iter().all(|fd| fd.path.is_some()));
     assert_eq!(described(&mac.sys.calls), VNODE_DESCRIPTIONS + 100);
 }
+
+/// A KERN_PROCARGS2 answer with this environment (and the "apple" strings XNU
+/// puts after it, which are not environment variables).
+fn procargs_with_env(argv: &[&str], env: &[&str]) -> Vec<u8> {
+    let mut buf = i32::try_from(argv.len()).unwrap().to_ne_bytes().to_vec();
+    buf.extend_from_slice(b"/usr/local/bin/node\0\0\0");
+    for s in argv.iter().chain(env) {
+        buf.extend_from_slice(s.as_bytes());
+        buf.push(0);
+    }
+    buf.extend_from_slice(b"\0executable_path=/usr/local/bin/node\0ptr_munge=\0");
+    buf
+}
+
+#[test]
+fn a_launchd_job_is_named_by_the_label_in_its_environment() {
+    let mut job = proc(ME, 1, 600, "node");
+    job.args = Ok(procargs_with_env(
+        &["node", "server.js"],
+        &["HOME=/Users/me", "XPC_SERVICE_NAME=com.example.agent", "PATH=/usr/bin"],
+    ));
+    let mut shell_child = proc(ME, 401, 700, "node");
+    shell_child.args = Ok(procargs_with_env(&["node"], &["XPC_SERVICE_NAME=0"]));
+    let mut app = proc(ME, 1, 800, "Safari");
+    app.args = Ok(procargs_with_env(
+        &["/Applications/Safari.app/Contents/MacOS/Safari"],
+        &["XPC_SERVICE_NAME=application.com.apple.Safari.1234.5678"],
+    ));
+    let mac = backend(a_mac(ME).with(600, job).with(700, shell_child).with(800, app));
+    assert_eq!(
+        mac.service_job(600).unwrap(),
+        Some(ServiceJob::Launchd("com.example.agent".to_owned()))
+    );
+    // Outside any job, or a GUI app's per-launch instance: no label to propose.
+    assert_eq!(mac.service_job(700).unwrap(), None);
+    assert_eq!(mac.service_job(800).unwrap(), None);
+    // No XPC_SERVICE_NAME at all (the fixture's plain environment).
+    assert_eq!(mac.service_job(500).unwrap(), None);
+}
+
+#[test]
+fn another_users_environment_is_unknown_and_a_gone_process_is_an_error() {
+    let mut daemon = proc(ROOT, 1, 90, "postgres");
+    daemon.args = Ok(procargs_with_env(&["postgres"], &["XPC_SERVICE_NAME=org.postgresql"]));
+    let mac = backend(a_mac(ME).with(90, daemon));
+    // KERN_PROCARGS2 answers EINVAL for another uid: not known, not an error.
+    assert_eq!(mac.service_job(90).unwrap(), None);
+    assert_eq!(mac.service_job(4242).unwrap_err().kind(), ErrorKind::NoSuchProcess);
+    // Root reads it.
+    let mut daemon = proc(ROOT, 1, 90, "postgres");
+    daemon.args = Ok(procargs_with_env(&["postgres"], &["XPC_SERVICE_NAME=org.postgresql"]));
+    let mac = backend(a_mac(ROOT).with(90, daemon));
+    assert_eq!(mac.service_job(90).unwrap(), Some(ServiceJob::Launchd("org.postgresql".into())));
+}
+
+#[test]
+fn procargs2_env_stops_before_the_apple_strings() {
+    let buf = procargs_with_env(&["python3", "-m"], &["A=1", "B=2"]);
+    assert_eq!(procargs2_env(&buf), vec!["A=1".to_owned(), "B=2".to_owned()]);
+    assert!(procargs2_env(b"\x01\0").is_empty());
+    assert!(procargs2_env(&[]).is_empty());
+}
