@@ -46,7 +46,8 @@
 //! new one tick by tick over two fit buckets, the mean with the refits when
 //! buckets close; the old one the median of batches), and measures the heap
 //! each holds with a counting allocator. Prints one line per minute: `minute
-//! new_tick_ns new_bytes old_tick_ns old_bytes new_slowest_ns preempted`. Simulated
+//! new_tick_ns new_bytes old_tick_ns old_bytes new_slowest_ns preempted
+//! new_median_ns`. Simulated
 //! time is what lets a filled hour-long window be measured in seconds; the rest
 //! of a tick (the probe's reads) does not depend on history and is the
 //! `engine-ticks` mode's business.
@@ -433,12 +434,14 @@ fn history_ticks(interval_ms: u64, window_s: u64, minutes: &[u64]) -> Result<Str
         let bucket_ms = window_s * 1000 / FIT_BUCKETS as u64;
         let timed = (HISTORY_TIMED_BUCKETS * bucket_ms / interval_ms).max(50);
         let (mut total, mut counted, mut slowest) = (Duration::ZERO, 0u32, Duration::ZERO);
+        let mut ticks = Vec::with_capacity(timed as usize);
         for _ in 0..timed {
             let sample = history_sample(start + i * interval_ms, i);
             let started = Instant::now();
             new.push(&sample);
             std::hint::black_box((new.trend(sample.at), new.sparkline()));
             let took = started.elapsed();
+            ticks.push(took);
             if took < PREEMPTED {
                 total += took;
                 counted += 1;
@@ -451,6 +454,9 @@ fn history_ticks(interval_ms: u64, window_s: u64, minutes: &[u64]) -> Result<Str
             i += 1;
         }
         let new_tick = total / counted.max(1);
+        // The typical tick: the refits (one tick per bucket) and preempted
+        // ticks fall on the median's far side.
+        let typical_tick = median(ticks);
         let mut old_ticks = Vec::with_capacity(HISTORY_BATCHES);
         for _ in 0..HISTORY_BATCHES {
             let started = Instant::now();
@@ -464,11 +470,12 @@ fn history_ticks(interval_ms: u64, window_s: u64, minutes: &[u64]) -> Result<Str
             old_ticks.push(started.elapsed() / HISTORY_TIMED_OLD as u32);
         }
         lines.push(format!(
-            "{minute} {} {held_new} {} {held_old} {} {}",
+            "{minute} {} {held_new} {} {held_old} {} {} {}",
             new_tick.as_nanos(),
             median(old_ticks).as_nanos(),
             slowest.as_nanos(),
             timed - u64::from(counted),
+            typical_tick.as_nanos(),
         ));
     }
     Ok(lines.join("\n"))

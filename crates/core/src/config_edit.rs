@@ -354,7 +354,7 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("new/config.toml");
-        super::edit_file(&path, |_| Ok("# one\n".to_owned())).expect("created");
+        super::edit_file(&path, |_| Ok::<_, EditError>("# one\n".to_owned())).expect("created");
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().expect("dir")), 0o700);
         // An existing directory (the user's) keeps its mode.
@@ -362,7 +362,7 @@ mod tests {
         std::fs::write(&loose, "").expect("write");
         std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         let before = mode(dir.path());
-        super::edit_file(&loose, |_| Ok("# two\n".to_owned())).expect("edited");
+        super::edit_file(&loose, |_| Ok::<_, EditError>("# two\n".to_owned())).expect("edited");
         assert_eq!(mode(&loose), 0o600);
         assert_eq!(std::fs::read_to_string(&loose).expect("read"), "# two\n");
         assert_eq!(mode(dir.path()), before);

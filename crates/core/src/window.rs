@@ -144,14 +144,6 @@ impl FitBucket {
     }
 }
 
-/// A sparkline bucket: its index and the peak total with its time.
-#[derive(Debug, Clone, Copy)]
-struct Peak {
-    index: u64,
-    at: UnixMillis,
-    total: u64,
-}
-
 /// The bounded history of one process; see the module documentation.
 #[derive(Debug, Clone, Default)]
 pub struct SampleWindow {
@@ -162,7 +154,12 @@ pub struct SampleWindow {
     /// The fit over the closed buckets (all but the newest), refitted only when
     /// a bucket closes or leaves the window.
     closed: ClosedFit,
-    spark: VecDeque<Peak>,
+    /// Each sparkline bucket's peak `(time, total)`, oldest first: already the
+    /// shape [`SampleWindow::sparkline`] returns, so that drawing it is a copy.
+    spark: VecDeque<(UnixMillis, u64)>,
+    /// The sparkline bucket the newest peak stands for (a sample from before it,
+    /// after the clock stepped back, joins it rather than reopening history).
+    spark_newest: u64,
     last: Option<Sample>,
 }
 
@@ -283,16 +280,18 @@ impl SampleWindow {
         let spark_width = spark_width();
         let index = sample.at / spark_width;
         match self.spark.back_mut() {
-            Some(peak) if peak.index >= index => {
-                if sample.total >= peak.total {
-                    peak.at = sample.at;
-                    peak.total = sample.total;
+            Some(peak) if self.spark_newest >= index => {
+                if sample.total >= peak.1 {
+                    *peak = (sample.at, sample.total);
                 }
             }
-            _ => self.spark.push_back(Peak { index, at: sample.at, total: sample.total }),
+            _ => {
+                self.spark.push_back((sample.at, sample.total));
+                self.spark_newest = index;
+            }
         }
         let since = sample.at.saturating_sub(span_millis()) / spark_width;
-        while self.spark.front().is_some_and(|p| p.index < since)
+        while self.spark.front().is_some_and(|p| p.0 / spark_width < since)
             || self.spark.len() > SPARKLINE_POINTS
         {
             self.spark.pop_front();
@@ -331,9 +330,19 @@ impl SampleWindow {
         let newest = self.fit.back().filter(|b| in_window(b));
         // The closed buckets in the window are a run: those pushed out of it
         // are at the front, any from after `now` (a clock step) at the back.
+        // Buckets are in time order, so if the first and the last closed one
+        // are in the window, all are: the usual case (`now` is the latest
+        // sample's time), answered without walking the buckets.
         let closed = self.fit.len().saturating_sub(1);
-        let lo = self.fit.iter().take(closed).position(in_window).unwrap_or(closed);
-        let hi = self.fit.iter().take(closed).rposition(in_window).map_or(lo, |i| i + 1);
+        let ends_in = closed > 0
+            && self.fit.front().is_some_and(in_window)
+            && self.fit.get(closed - 1).is_some_and(in_window);
+        let (lo, hi) = if ends_in {
+            (0, closed)
+        } else {
+            let lo = self.fit.iter().take(closed).position(in_window).unwrap_or(closed);
+            (lo, self.fit.iter().take(closed).rposition(in_window).map_or(lo, |i| i + 1))
+        };
         let run_ids = self.fit.get(lo).zip(self.fit.get(hi.wrapping_sub(1)));
         let run_ids = run_ids.filter(|_| hi > lo).map(|(a, b)| (a.index, b.index));
         let refitted;
@@ -388,8 +397,13 @@ impl SampleWindow {
     pub fn sparkline(&self) -> Vec<(UnixMillis, u64)> {
         let Some(last) = &self.last else { return Vec::new() };
         let since = last.at.saturating_sub(span_millis());
-        let mut points: Vec<(UnixMillis, u64)> =
-            self.spark.iter().filter(|p| p.at >= since).map(|p| (p.at, p.total)).collect();
+        // Only the oldest bucket can hold peaks from before the span: skip
+        // them, then copy the rest whole.
+        let skip = self.spark.iter().take_while(|p| p.0 < since).count();
+        let (older, newer) = self.spark.as_slices();
+        let mut points = Vec::with_capacity(self.spark.len() + 1 - skip);
+        points.extend_from_slice(older.get(skip..).unwrap_or_default());
+        points.extend_from_slice(newer.get(skip.saturating_sub(older.len())..).unwrap_or_default());
         if points.last().map(|p| p.0) != Some(last.at) {
             points.push((last.at, last.total));
         }
@@ -409,7 +423,7 @@ impl SampleWindow {
                 .iter()
                 .map(|b| b.kept.capacity() * std::mem::size_of::<Point>())
                 .sum::<usize>()
-            + self.spark.capacity() * std::mem::size_of::<Peak>()
+            + self.spark.capacity() * std::mem::size_of::<(UnixMillis, u64)>()
             + self.closed.kinds.len() * (std::mem::size_of::<(FdKind, f64)>() + 16)
             + last
     }
