@@ -247,6 +247,8 @@ mod tests {
             history: Vec::new(),
             diagnosis: None,
             signatures: Vec::new(),
+            reading: Default::default(),
+            down_since: None,
         }
     }
 

@@ -241,6 +241,8 @@ mod tests {
             history: Vec::new(),
             diagnosis: Some("event loops leaking: kqueue ×812".to_owned()),
             signatures: vec![crate::diagnose::Signature::EventLoopsNotClosed],
+            reading: crate::status::Reading::Measured,
+            down_since: None,
         }
     }
 
