@@ -550,6 +550,7 @@ impl Engine {
                 self.poll_target(target, now, &mut seen, &mut events, &mut batch);
             }
         }
+        self.mark_watched_orphans();
         if scanned {
             self.evaluate_orphan_rules(now, &mut events);
         }
@@ -681,6 +682,22 @@ impl Engine {
         }
     }
 
+    /// Flags the orphan trees that hold a configured target's process (after
+    /// this tick's polls, so the first tick already knows), which select-all,
+    /// the tray's clean-up and the reaper then leave alone.
+    fn mark_watched_orphans(&mut self) {
+        let configured: Vec<&str> = self.config.watch.iter().map(|t| t.name.as_str()).collect();
+        let watched: Vec<(&str, ProcessId)> = self
+            .instances
+            .values()
+            .filter(|i| configured.contains(&i.target.as_str()))
+            .filter_map(|i| Some((i.target.as_str(), i.process.as_ref()?.id)))
+            .collect();
+        for tree in &mut self.orphans {
+            tree.mark_watched(watched.iter().copied());
+        }
+    }
+
     /// Waits for automatic actions still running: call before dropping the engine.
     pub fn finish(&mut self) {
         self.autopilot.finish();
@@ -698,6 +715,7 @@ impl Engine {
         let Some(after) = self.config.orphans.idle_reap_after else { return Vec::new() };
         self.orphans
             .iter()
+            .filter(|tree| tree.chosen_by_default())
             .filter(|tree| tree.idle_for.is_some_and(|idle| idle >= after))
             .map(|tree| tree.root)
             .collect()

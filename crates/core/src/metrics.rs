@@ -280,6 +280,7 @@ mod tests {
             total_fds: 3,
             age: std::time::Duration::from_secs(60),
             idle_for: None,
+            watched: Vec::new(),
         };
         let status = Status {
             orphans: vec![tree(10, 1000), tree(20, 24)],
