@@ -10,7 +10,8 @@ import type { Problem } from '../bindings/Problem';
 import type { TopKind } from '../bindings/TopKind';
 import type { Locator } from '../bindings/Locator';
 import type { Proposal } from '../bindings/Proposal';
-export type { Locator, Problem, Proposal, TopKind };
+import type { Reading } from '../bindings/Reading';
+export type { Locator, Problem, Proposal, Reading, TopKind };
 
 /** Milliseconds since the Unix epoch. */
 export type UnixMillis = number;
@@ -137,6 +138,10 @@ export type TargetStatus = TargetState & {
   /** What is leaking, in one line, or null while nothing recognisable survives. */
   diagnosis: string | null;
   signatures: Signature[];
+  /** Measuring until a slope exists; at_limit when the descriptor table is full. */
+  reading: Reading;
+  /** When this run first found the target down or unreadable. */
+  down_since: UnixMillis | null;
 };
 
 export interface ConfigStatus {
@@ -188,6 +193,8 @@ export type OrphanTree = OrphanReason & {
   total_fds: number;
   age_seconds: number;
   idle_seconds: number | null;
+  /** Watched targets whose process is in this tree: never chosen by default. */
+  watched: string[];
 };
 
 export interface Status {
