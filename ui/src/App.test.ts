@@ -36,8 +36,12 @@ describe('target rows', () => {
     // The gauge is decoration inside the row's button; the row's name says it all.
     expect(within(r).queryByRole('meter')).toBeNull();
     expect(within(r).getByTestId('gauge').getAttribute('title')).toContain('event loops 9180');
-    const name = within(r).getByTestId('target-summary').getAttribute('aria-label');
-    expect(name).toBe('copilot, critical, 9412 of 10\u202f240 descriptors, slope +312/h, limit in 2 h 40 min');
+    const name = within(r).getByRole('button', { name: /^copilot, critical/ }).textContent ?? '';
+    expect(within(r).getByTestId('row-name').textContent).toBe(
+      'copilot, critical, 9412 of 10\u202f240 descriptors, slope +312/h, limit in 2 h 40 min, ' +
+        'event loops leaking: 1 kqueue + 2 unix sockets each, +310/h',
+    );
+    expect(name).toContain('9412/10\u202f240');
     const healthy = row('ollama');
     expect(within(healthy).getByTestId('target-slope').textContent).toBe('flat');
     expect(within(r).getByTestId('target-diagnosis').textContent).toBe(
@@ -230,6 +234,36 @@ describe('target rows', () => {
     await show(realStatus);
     expect(screen.getAllByTestId('target-row')).toHaveLength(realStatus.targets.length);
     expect(screen.getAllByTestId('orphan-row')).toHaveLength(realStatus.orphans.length);
+  });
+});
+
+describe('keyboard', () => {
+  it('Esc closes the popover, Ctrl+, opens Settings, Ctrl+Q and Quit quit, arrows move between rows', async () => {
+    const { backend } = await show(leakingStatus());
+    const summaries = screen.getAllByTestId('target-summary');
+    summaries[0].focus();
+    await fireEvent.keyDown(summaries[0], { key: 'ArrowDown' });
+    expect(document.activeElement).toBe(summaries[1]);
+    await fireEvent.keyDown(summaries[1], { key: 'ArrowUp' });
+    expect(document.activeElement).toBe(summaries[0]);
+
+    await fireEvent.keyDown(window, { key: 'Escape' });
+    expect(backend.callsTo('closePopover')).toHaveLength(1);
+    await fireEvent.keyDown(window, { key: 'q', ctrlKey: true });
+    await fireEvent.click(screen.getByTestId('quit-button'));
+    expect(backend.callsTo('quit')).toHaveLength(2);
+    await fireEvent.keyDown(window, { key: ',', ctrlKey: true });
+    expect(screen.getByTestId('settings-button').getAttribute('aria-pressed')).toBe('true');
+  });
+
+  it('Esc in a dialog closes the dialog, not the popover', async () => {
+    const text = 'Restart copilot:\n  SIGTERM 4821 copilot';
+    const { backend } = await show(leakingStatus(), { restartPlan: { text, processes: [] } });
+    await fireEvent.click(within(row('copilot')).getByTestId('row-restart-button'));
+    const dialog = await screen.findByRole('dialog');
+    await fireEvent.keyDown(dialog, { key: 'Escape' });
+    expect(screen.queryByRole('dialog')).toBeNull();
+    expect(backend.callsTo('closePopover')).toHaveLength(0);
   });
 });
 
