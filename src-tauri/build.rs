@@ -24,6 +24,8 @@ const COMMANDS: &[&str] = &[
     "set_fd_limit",
     "get_tray_icon",
     "fit_popover",
+    "close_popover",
+    "quit",
 ];
 
 fn main() {

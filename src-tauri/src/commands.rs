@@ -224,6 +224,18 @@ pub fn fit_popover<R: Runtime>(
         .map_err(|e| AppError::new(ErrorKind::Unavailable, e.to_string()))
 }
 
+/// Closes the popover (Esc): its webview is destroyed, as when it loses focus.
+#[tauri::command]
+pub fn close_popover<R: Runtime>(window: tauri::WebviewWindow<R>) {
+    crate::popover::close(&window);
+}
+
+/// Quits Leakwatch (⌘Q, Ctrl+Q, the popover's Quit), as the tray menu's Quit does.
+#[tauri::command]
+pub fn quit<R: Runtime>(app: tauri::AppHandle<R>) {
+    app.exit(0);
+}
+
 /// A process and its descendants.
 #[tauri::command]
 pub async fn get_tree(state: State<'_, AppState>, pid: u32) -> Result<Vec<TreeRow>, AppError> {

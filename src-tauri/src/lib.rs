@@ -41,6 +41,8 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         commands::set_fd_limit,
         commands::get_tray_icon,
         commands::fit_popover,
+        commands::close_popover,
+        commands::quit,
     ]
 }
 

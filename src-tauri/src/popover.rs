@@ -230,7 +230,7 @@ pub fn popover_origin(icon: ScreenRect, size: (f64, f64), screen: ScreenRect) ->
 }
 
 /// Destroys the popover's window and webview (not merely hides it).
-fn close<R: Runtime>(window: &tauri::WebviewWindow<R>) {
+pub fn close<R: Runtime>(window: &tauri::WebviewWindow<R>) {
     if let Err(e) = window.destroy() {
         tracing::warn!("could not close the popover: {e}");
     }

@@ -89,9 +89,11 @@ pub fn model(status: &Status, inputs: &Inputs) -> TrayModel {
             ));
         }
     }
-    if !status.orphans.is_empty() {
-        let bytes: u64 = status.orphans.iter().map(|o| o.total_rss_bytes).sum();
-        let n = status.orphans.len();
+    // A tree holding a watched target is never part of the one-click clean-up.
+    let candidates: Vec<_> = status.orphans.iter().filter(|o| o.chosen_by_default()).collect();
+    if !candidates.is_empty() {
+        let bytes: u64 = candidates.iter().map(|o| o.total_rss_bytes).sum();
+        let n = candidates.len();
         let noun = if n == 1 { "orphan" } else { "orphans" };
         entries.push(Entry::Separator);
         entries.push(item(
@@ -248,6 +250,8 @@ mod tests {
             history: Vec::new(),
             diagnosis: None,
             signatures: Vec::new(),
+            reading: Default::default(),
+            down_since: None,
         }
     }
 
@@ -330,6 +334,7 @@ mod tests {
             total_fds: 30,
             age: std::time::Duration::from_secs(60),
             idle_for: None,
+            watched: Vec::new(),
         };
         let status = Status {
             orphans: vec![tree.clone(), tree],
@@ -343,6 +348,34 @@ mod tests {
         assert_eq!(l[0], "No targets watched");
         assert!(
             m.entries.iter().any(|e| matches!(e, Entry::Item { id, .. } if id == ids::CLEANUP))
+        );
+    }
+
+    #[test]
+    fn the_clean_up_item_leaves_out_trees_holding_a_watched_target() {
+        let tree = leakwatch_core::orphans::OrphanTree {
+            root: ProcessId { pid: 42, start_time: StartTime(1) },
+            reason: leakwatch_core::orphans::OrphanReason::ParentDied,
+            original_parent: None,
+            label: "python -m mcp".to_owned(),
+            members: Vec::new(),
+            total_rss_bytes: 2_400_000_000,
+            total_fds: 30,
+            age: std::time::Duration::from_secs(60),
+            idle_for: None,
+            watched: Vec::new(),
+        };
+        let holding = leakwatch_core::orphans::OrphanTree {
+            watched: vec!["agent-server".to_owned()],
+            ..tree.clone()
+        };
+        let status = Status { orphans: vec![tree, holding.clone()], ..Status::default() };
+        let l = labels(&model(&status, &Inputs::default()));
+        assert!(l.contains(&"Clean up 1 orphan (2.4 GB)…".to_owned()), "{l:?}");
+        let status = Status { orphans: vec![holding], ..Status::default() };
+        let m = model(&status, &Inputs::default());
+        assert!(
+            !m.entries.iter().any(|e| matches!(e, Entry::Item { id, .. } if id == ids::CLEANUP))
         );
     }
 

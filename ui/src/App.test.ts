@@ -27,14 +27,21 @@ describe('target rows', () => {
     await show(leakingStatus());
     const r = row('copilot');
     expect(r.dataset.state).toBe('critical');
-    expect(within(r).getByTestId('target-fds').textContent).toBe('9412/10240');
+    expect(within(r).getByTestId('target-fds').textContent).toBe('9412/10\u202f240');
     expect(within(r).getByTestId('target-slope').textContent).toBe('+312/h');
     expect(within(r).getByTestId('target-pid').textContent).toBe('4821');
     expect(r.textContent).toContain('limit in 2 h 40 min');
     expect(r.textContent).toContain('212 MiB');
     expect(r.textContent).toContain('92%');
-    const gauge = within(r).getByRole('meter');
-    expect(gauge.getAttribute('aria-label')).toContain('event loops 9180');
+    // The gauge is decoration inside the row's button; the row's name says it all.
+    expect(within(r).queryByRole('meter')).toBeNull();
+    expect(within(r).getByTestId('gauge').getAttribute('title')).toContain('event loops 9180');
+    const name = within(r).getByRole('button', { name: /^copilot, critical/ }).textContent ?? '';
+    expect(within(r).getByTestId('row-name').textContent).toBe(
+      'copilot, critical, 9412 of 10\u202f240 descriptors, slope +312/h, limit in 2 h 40 min, ' +
+        'event loops leaking: 1 kqueue + 2 unix sockets each, +310/h',
+    );
+    expect(name).toContain('9412/10\u202f240');
     const healthy = row('ollama');
     expect(within(healthy).getByTestId('target-slope').textContent).toBe('flat');
     expect(within(r).getByTestId('target-diagnosis').textContent).toBe(
@@ -176,7 +183,13 @@ describe('target rows', () => {
     expect(within(dialog).getByTestId('plan-text').textContent).toBe(text);
     expect(backend.callsTo('planRestart')).toEqual([['copilot']]);
     expect(backend.callsTo('restartTarget')).toEqual([]);
-    expect(document.activeElement).toBe(screen.getByTestId('confirm-button'));
+    // Cancel has the focus, and Return does nothing until the user moves.
+    expect(document.activeElement).toBe(screen.getByTestId('cancel-button'));
+    expect(within(dialog).getByTestId('plan-summary').textContent).toContain('Stop copilot --headless');
+    expect(await fireEvent.keyDown(screen.getByTestId('cancel-button'), { key: 'Enter' })).toBe(false);
+    expect(await fireEvent.keyDown(screen.getByTestId('confirm-button'), { key: 'Enter' })).toBe(false);
+    expect(screen.queryByRole('dialog')).not.toBeNull();
+    expect(backend.callsTo('restartTarget')).toEqual([]);
 
     // Escape cancels without restarting.
     await fireEvent.keyDown(dialog, { key: 'Escape' });
@@ -224,6 +237,36 @@ describe('target rows', () => {
   });
 });
 
+describe('keyboard', () => {
+  it('Esc closes the popover, Ctrl+, opens Settings, Ctrl+Q and Quit quit, arrows move between rows', async () => {
+    const { backend } = await show(leakingStatus());
+    const summaries = screen.getAllByTestId('target-summary');
+    summaries[0].focus();
+    await fireEvent.keyDown(summaries[0], { key: 'ArrowDown' });
+    expect(document.activeElement).toBe(summaries[1]);
+    await fireEvent.keyDown(summaries[1], { key: 'ArrowUp' });
+    expect(document.activeElement).toBe(summaries[0]);
+
+    await fireEvent.keyDown(window, { key: 'Escape' });
+    expect(backend.callsTo('closePopover')).toHaveLength(1);
+    await fireEvent.keyDown(window, { key: 'q', ctrlKey: true });
+    await fireEvent.click(screen.getByTestId('quit-button'));
+    expect(backend.callsTo('quit')).toHaveLength(2);
+    await fireEvent.keyDown(window, { key: ',', ctrlKey: true });
+    expect(screen.getByTestId('settings-button').getAttribute('aria-pressed')).toBe('true');
+  });
+
+  it('Esc in a dialog closes the dialog, not the popover', async () => {
+    const text = 'Restart copilot:\n  SIGTERM 4821 copilot';
+    const { backend } = await show(leakingStatus(), { restartPlan: { text, processes: [] } });
+    await fireEvent.click(within(row('copilot')).getByTestId('row-restart-button'));
+    const dialog = await screen.findByRole('dialog');
+    await fireEvent.keyDown(dialog, { key: 'Escape' });
+    expect(screen.queryByRole('dialog')).toBeNull();
+    expect(backend.callsTo('closePopover')).toHaveLength(0);
+  });
+});
+
 describe('updates', () => {
   it('follows the status event and never polls', async () => {
     const { backend } = await show(leakingStatus());
@@ -233,7 +276,7 @@ describe('updates', () => {
     next.targets[0].sample!.total = 9500;
     next.own.cpu_seconds! += 0.02;
     backend.emitStatus(next);
-    await waitFor(() => expect(within(row('copilot')).getByTestId('target-fds').textContent).toBe('9500/10240'));
+    await waitFor(() => expect(within(row('copilot')).getByTestId('target-fds').textContent).toBe('9500/10\u202f240'));
     expect(screen.getByText(/CPU 1\.0%/)).toBeTruthy();
     expect(backend.callsTo('getStatus')).toHaveLength(1);
   });
@@ -279,7 +322,7 @@ describe('orphans', () => {
     await waitFor(() => expect(backend.callsTo('cleanOrphans')).toEqual([[[{ pid: 48800, start_time: 1_795_540_000_000_000 }]]]));
     const outcomes = await screen.findAllByTestId('outcome-row');
     expect(outcomes).toHaveLength(1);
-    expect(outcomes[0].textContent).toContain('exited after term');
+    expect(outcomes[0].textContent).toContain('stopped on SIGTERM');
   });
 
   it('selects all and shows every outcome with reasons', async () => {
@@ -301,9 +344,33 @@ describe('orphans', () => {
     expect((backend.callsTo('cleanOrphans')[0][0] as unknown[]).length).toBe(3);
     const outcomes = await screen.findAllByTestId('outcome-row');
     expect(outcomes.map((o) => o.textContent?.replace(/\s+/g, ' ').trim())).toEqual([
-      'uv 51234 killed',
+      'uv 51234 killed (SIGKILL)',
       'python3 51240 survived: zombie',
     ]);
+  });
+
+  it('flags a tree holding a watched target and leaves it out of select-all', async () => {
+    const status = orphanStatus();
+    status.orphans[0].watched = ['agent-server'];
+    const { backend } = await show(status);
+    const holding = screen.getAllByTestId('orphan-row')[0];
+    expect(within(holding).getByTestId('orphan-holds-watched').textContent).toContain('contains agent-server');
+    const all = screen.getByTestId('orphans-select-all') as HTMLInputElement;
+    await fireEvent.click(all);
+    expect(all.checked).toBe(true);
+    expect((within(holding).getByTestId('orphan-select') as HTMLInputElement).checked).toBe(false);
+    await fireEvent.click(screen.getByTestId('cleanup-button'));
+    await screen.findByRole('dialog');
+    expect(document.activeElement).toBe(screen.getByTestId('cancel-button'));
+    const roots = backend.callsTo('planCleanup')[0][0] as { pid: number }[];
+    expect(roots.map((r) => r.pid)).not.toContain(status.orphans[0].root.pid);
+    expect(roots).toHaveLength(status.orphans.length - 1);
+  });
+
+  it('clicking the section heading selects nothing', async () => {
+    await show(orphanStatus());
+    await fireEvent.click(screen.getByText('Orphans'));
+    expect((screen.getByTestId('orphans-select-all') as HTMLInputElement).checked).toBe(false);
   });
 
   it('cancel sends nothing', async () => {

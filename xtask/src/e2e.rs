@@ -39,8 +39,16 @@ use std::time::{Duration, Instant};
 
 const PACKAGES: [&str; 3] = ["webkit2gtk-driver", "xvfb", "xauth"];
 const TAURI_DRIVER_VERSION: &str = "2.1.0";
-const DRIVER_PORT: u16 = 4444;
-const DISPLAY: &str = ":99";
+/// tauri-driver's port, WebKitWebDriver's (the next one) and Xvfb's display:
+/// `LEAKWATCH_E2E_PORT` and `LEAKWATCH_E2E_DISPLAY` move them, so two runs on
+/// one machine do not talk to each other's driver.
+fn driver_port() -> u16 {
+    std::env::var("LEAKWATCH_E2E_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(4444)
+}
+
+fn display() -> String {
+    std::env::var("LEAKWATCH_E2E_DISPLAY").unwrap_or_else(|_| ":99".to_owned())
+}
 
 /// Kills (SIGKILL, whole process group) and reaps a child on drop.
 struct Guarded(Child, &'static str);
@@ -96,7 +104,7 @@ pub(crate) fn run_e2e() -> Result<()> {
 
     let _xvfb = Guarded(
         Command::new("Xvfb")
-            .args([DISPLAY, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+            .args([&display(), "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
@@ -394,8 +402,10 @@ fn broken_config(driver: &Path, app: &Path, tmp: &Path) -> Result<()> {
 /// (so `prefers-color-scheme: dark`) when `dark`.
 fn start_driver(env: &DriverEnv<'_>, dark: bool) -> Result<Guarded> {
     let mut cmd = Command::new(env.driver);
-    cmd.args(["--port", &DRIVER_PORT.to_string(), "--native-driver", "/usr/bin/WebKitWebDriver"])
-        .env("DISPLAY", DISPLAY)
+    let native_port = driver_port().saturating_add(1).to_string();
+    cmd.args(["--port", &driver_port().to_string(), "--native-port", &native_port])
+        .args(["--native-driver", "/usr/bin/WebKitWebDriver"])
+        .env("DISPLAY", display())
         .env("LEAKWATCH_E2E", "1")
         // A POSIX locale on purpose: WebKit turns it into a language tag Intl
         // rejects, which once left the popover blank (ui/src/lib/locale-guard.ts).
@@ -423,7 +433,7 @@ fn start_driver(env: &DriverEnv<'_>, dark: bool) -> Result<Guarded> {
     }
     let guard = Guarded(cmd.spawn().context("could not start tauri-driver")?, "tauri-driver");
     wait_until(Duration::from_secs(20), "tauri-driver to listen", || {
-        Ok(TcpStream::connect(("127.0.0.1", DRIVER_PORT)).is_ok())
+        Ok(TcpStream::connect(("127.0.0.1", driver_port())).is_ok())
     })?;
     Ok(guard)
 }
@@ -447,14 +457,68 @@ fn open_session(app: &Path) -> Result<String> {
 fn dark_screenshot(env: &DriverEnv<'_>, app: &Path, root: &Path) -> Result<()> {
     let _driver = start_driver(env, true)?;
     let id = open_session(app)?;
-    let shown =
-        wait_until(Duration::from_secs(40), "the dark popover to show leaky's slope", || {
-            Ok(page_text(&id)?.contains("/h"))
+    let shown = seeded_slope(&id)
+        .and_then(|()| {
+            wait_until(Duration::from_secs(40), "the dark popover to show leaky's slope", || {
+                let text = page_text(&id)?;
+                Ok(text.contains("/h") || text.contains("/min"))
+            })
+            .with_context(|| {
+                format!("the dark popover shows: {}", page_text(&id).unwrap_or_default())
+            })
         })
-        .with_context(|| format!("the dark popover shows: {}", page_text(&id).unwrap_or_default()))
-        .and_then(|()| screenshot(&id, &root.join("docs/popover-dark.png")));
+        .and_then(|()| screenshot(&id, &root.join("docs/popover-dark.png")))
+        .and_then(|()| dark_axe_checks(&id, root));
     let _ = request("DELETE", &format!("/session/{id}"), &Value::Null);
     shown
+}
+
+/// After the app restarts, a target that leaked all along shows its slope
+/// within two ticks: its series is seeded from the history, not measured anew.
+fn seeded_slope(id: &str) -> Result<()> {
+    let status =
+        wait_until_value(Duration::from_secs(40), "the restarted app's first ticks", || {
+            let status = invoke(id, "get_status", &json!({}))?;
+            Ok(find_target(&status, "leaky")
+                .is_some_and(|t| t["sample"].is_object())
+                .then_some(status))
+        })?;
+    let tick = status["tick"].as_u64().unwrap_or(0);
+    let slope = find_target(&status, "leaky").and_then(|t| t["slope_per_hour"].as_f64());
+    let slope = match slope {
+        Some(slope) => slope,
+        None if tick <= 1 => {
+            let next = wait_until_value(Duration::from_secs(20), "the second tick", || {
+                let status = invoke(id, "get_status", &json!({}))?;
+                Ok((status["tick"].as_u64().unwrap_or(0) >= 2).then_some(status))
+            })?;
+            let target = find_target(&next, "leaky");
+            target.and_then(|t| t["slope_per_hour"].as_f64()).ok_or_else(|| {
+                anyhow!("leaky shows no slope two ticks after the app restarted: {target:?}")
+            })?
+        }
+        None => bail!("leaky shows no slope at tick {tick} after the app restarted"),
+    };
+    eprintln!("e2e: after the app restarted, tick {tick}: leaky's slope {slope:.0}/h (seeded)");
+    Ok(())
+}
+
+/// The dark theme's views through axe-core: the main view, a detail view,
+/// the restart dialog (cancelled) and Settings.
+fn dark_axe_checks(id: &str, root: &Path) -> Result<()> {
+    axe_check(id, root, "the main view, dark")?;
+    let row = r#"[data-testid="target-row"][data-target="leaky"]"#;
+    let summary = format!(r#"{row} [data-testid="target-summary"]"#);
+    click_until(id, &summary, || expanded(id, &summary, true))?;
+    axe_check(id, root, "a detail view, dark")?;
+    click_until(id, &format!(r#"{row} [data-testid="restart-button"]"#), || plan_shown(id))?;
+    cancel_focused(id, "the restart dialog (dark)")?;
+    axe_check(id, root, "the restart dialog, dark")?;
+    click_until(id, r#"[data-testid="cancel-button"]"#, || Ok(!plan_shown(id)?))?;
+    click_until(id, r#"[data-testid="settings-button"]"#, || {
+        Ok(!elements(id, r#"[data-testid="settings-button"][aria-pressed="true"]"#)?.is_empty())
+    })?;
+    axe_check(id, root, "Settings, dark")
 }
 
 /// The text the popover shows (names and argv are rendered as text by the UI).
@@ -503,8 +567,8 @@ fn checks(id: &str, root: &Path, helper: &Path, pidfile: &Path, first_pid: u32) 
         let text = page_text(id)?;
         Ok(text.contains("leaky")
             && text.contains(&first_pid.to_string())
-            && text.contains(&format!("/{limit}"))
-            && text.contains("/h"))
+            && text.contains(&format!("/{}", grouped(limit)))
+            && (text.contains("/h") || text.contains("/min")))
     })
     .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
     // About an hour to its limit: the row's colour agrees with the text once the
@@ -516,13 +580,18 @@ fn checks(id: &str, root: &Path, helper: &Path, pidfile: &Path, first_pid: u32) 
     })
     .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
     screenshot(id, &root.join("docs/popover-light.png"))?;
+    rows_by_urgency(id, "light")?;
+    axe_check(id, root, "the main view, light")?;
 
     // 2. Restart, from the row's button: the confirmation names the process, the
     // grace and the strategy; confirming gives the target a new process.
     let summary = format!(r#"{row} [data-testid="target-summary"]"#);
     click_until(id, &summary, || expanded(id, &summary, true))?;
+    axe_check(id, root, "a detail view, light")?;
     click_until(id, &format!(r#"{row} [data-testid="restart-button"]"#), || plan_shown(id))?;
-    let plan = element_text(id, r#"[data-testid="plan-text"]"#)?;
+    cancel_focused(id, "the restart dialog")?;
+    axe_check(id, root, "the restart dialog, light")?;
+    let plan = plan_text(id)?;
     eprintln!("e2e: restart plan:\n{plan}");
     for expected in [&format!("{first_pid} (lw-helper)"), "wait up to 1s", "then start: sh -c"] {
         if !plan.contains(expected) {
@@ -580,15 +649,53 @@ fn checks(id: &str, root: &Path, helper: &Path, pidfile: &Path, first_pid: u32) 
     wait_until(Duration::from_secs(20), "the popover to list the orphan tree", || {
         Ok(!elements(id, &orphan_row)?.is_empty())
     })?;
+    // Its root becomes a watched target (`worker`, by pidfile): the tree is
+    // flagged "contains worker" and select-all leaves it out.
+    let worker_pidfile = pidfile.with_file_name("worker.pid");
+    std::fs::write(&worker_pidfile, format!("{root_pid}\n"))?;
+    let config = pidfile.with_file_name("config.toml");
+    let mut text = std::fs::read_to_string(&config)?;
+    text.push_str(&format!(
+        "\n[[watch]]\nname = \"worker\"\npidfile = {:?}\n",
+        worker_pidfile.display().to_string()
+    ));
+    std::fs::write(&config, text)?;
+    wait_until(
+        Duration::from_secs(40),
+        "the orphan tree to be flagged as holding `worker`",
+        || {
+            Ok(has_attribute(id, &orphan_row, "data-watched", "worker")?
+                && element_text(
+                    id,
+                    &format!(r#"{orphan_row} [data-testid="orphan-holds-watched"]"#),
+                )?
+                .contains("contains worker"))
+        },
+    )
+    .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
+    let select = format!(r#"{orphan_row} [data-testid="orphan-select"]"#);
+    let all = r#"[data-testid="orphans-select-all"]"#;
+    if elements(id, all).is_ok_and(|e| !e.is_empty())
+        && has_property(id, all, "disabled", &Value::Bool(false))?
+    {
+        click_until(id, all, || has_property(id, all, "checked", &Value::Bool(true)))?;
+        if has_property(id, &select, "checked", &Value::Bool(true))? {
+            bail!("select-all chose the orphan tree that holds the watched target `worker`");
+        }
+        click_until(id, all, || has_property(id, all, "checked", &Value::Bool(false)))?;
+    }
+    eprintln!("e2e: the tree holding `worker` is flagged and left out of select-all");
+    rows_by_urgency(id, "with a watched orphan")?;
     screenshot(id, &root.join("docs/popover-orphans.png"))?;
     if members.len() < 3 {
         bail!("the orphan tree should have 3 processes: {tree}");
     }
-    // Select it, Clean up, read the dry run, confirm.
-    let select = format!(r#"{orphan_row} [data-testid="orphan-select"]"#);
+    // Select it by hand, Clean up, read the dry run, confirm.
     click_until(id, &select, || has_property(id, &select, "checked", &Value::Bool(true)))?;
     click_until(id, r#"[data-testid="cleanup-button"]"#, || plan_shown(id))?;
-    let plan = element_text(id, r#"[data-testid="plan-text"]"#)?;
+    cancel_focused(id, "the clean-up dialog")?;
+    axe_check(id, root, "the clean-up dialog, light")?;
+    let plan = plan_text(id)?;
     eprintln!("e2e: clean-up plan:\n{plan}");
     let named = members.iter().all(|pid| plan.contains(&pid.to_string()));
     if !named || !plan.contains("SIGTERM") {
@@ -603,6 +710,131 @@ fn checks(id: &str, root: &Path, helper: &Path, pidfile: &Path, first_pid: u32) 
         Ok(elements(id, &orphan_row)?.is_empty())
     })?;
     eprintln!("e2e: orphan tree cleaned up");
+    click_until(id, r#"[data-testid="settings-button"]"#, || {
+        Ok(!elements(id, r#"[data-testid="settings-button"][aria-pressed="true"]"#)?.is_empty())
+    })?;
+    axe_check(id, root, "Settings, light")?;
+    click_until(id, r#"[data-testid="settings-button"]"#, || {
+        Ok(!elements(id, r#"[data-testid="settings-button"][aria-pressed="false"]"#)?.is_empty())
+    })?;
+    // The restarted leaky's series has a slope again (its window spans the
+    // fit's minimum) before the app restarts: what the restarted app must
+    // show within two ticks, seeded from the history (see `seeded_slope`).
+    wait_until(Duration::from_secs(120), "leaky's new series to have a slope", || {
+        let status = invoke(id, "get_status", &json!({}))?;
+        Ok(find_target(&status, "leaky").is_some_and(|t| {
+            t["reading"] == "measured" && t["slope_per_hour"].as_f64().is_some_and(|s| s > 0.0)
+        }))
+    })?;
+    Ok(())
+}
+
+/// `n` as the popover writes counts: thousands apart by U+202F from 10 000 on.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    if n < 10_000 {
+        return digits;
+    }
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push('\u{202f}');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The text of the open dialog's plan: a detail under its plain summary (in a
+/// closed `<details>`, so read as `textContent`, not as rendered text).
+fn plan_text(id: &str) -> Result<String> {
+    wait_until_value(Duration::from_secs(20), "the plan's text", || {
+        let eid = element(id, r#"[data-testid="plan-text"]"#)?;
+        Ok(property(id, &eid, "textContent")?.as_str().filter(|t| !t.is_empty()).map(str::to_owned))
+    })
+}
+
+/// A destructive dialog opens with Cancel focused: one stray Return stops nothing.
+fn cancel_focused(id: &str, what: &str) -> Result<()> {
+    wait_until(Duration::from_secs(10), &format!("{what} to focus Cancel"), || {
+        let reply = request(
+            "POST",
+            &format!("/session/{id}/execute/sync"),
+            &json!({ "script": "const a = document.activeElement; return a && a.dataset ? a.dataset.testid || a.tagName : null", "args": [] }),
+        )?;
+        Ok(reply["value"].as_str() == Some("cancel-button"))
+    })
+    .with_context(|| format!("{what} did not open with Cancel focused"))?;
+    eprintln!("e2e: {what} opens with Cancel focused");
+    Ok(())
+}
+
+/// The rows come by urgency: the status's order is the severity order (then
+/// the nearest limit), and the popover draws them in that order.
+fn rows_by_urgency(id: &str, when: &str) -> Result<()> {
+    let status = invoke(id, "get_status", &json!({}))?;
+    let rank = |s: &str| match s {
+        "critical" => 2,
+        "warning" => 1,
+        _ => 0,
+    };
+    let targets = status["targets"].as_array().cloned().unwrap_or_default();
+    let severities: Vec<i32> =
+        targets.iter().map(|t| rank(t["severity"].as_str().unwrap_or_default())).collect();
+    if severities.windows(2).any(|w| w[0] < w[1]) {
+        bail!("rows not by urgency ({when}): {severities:?} in {status}");
+    }
+    let names: Vec<&str> = targets.iter().filter_map(|t| t["name"].as_str()).collect();
+    let script = "return [...document.querySelectorAll('[data-testid=\"target-row\"]')].map(r => r.dataset.target)";
+    let reply = request(
+        "POST",
+        &format!("/session/{id}/execute/sync"),
+        &json!({ "script": script, "args": [] }),
+    )?;
+    let drawn: Vec<&str> = reply["value"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if drawn != names {
+        bail!("the popover draws {drawn:?}, the engine orders {names:?} ({when})");
+    }
+    eprintln!("e2e: rows by urgency ({when}): {names:?}");
+    Ok(())
+}
+
+/// Runs axe-core (ui/node_modules/axe-core, a devDependency) inside the real
+/// webview and fails on any serious or critical WCAG 2 A/AA violation.
+fn axe_check(id: &str, root: &Path, view: &str) -> Result<()> {
+    let source = std::fs::read_to_string(root.join("ui/node_modules/axe-core/axe.min.js"))
+        .context("axe-core is not installed: run `npm ci` in ui/")?;
+    // The library travels as part of the script (a page's CSP forbids eval).
+    let script = format!(
+        "{source}\n;const done = arguments[arguments.length - 1];\n\
+         window.axe.run(document, {{ runOnly: {{ type: 'tag', values: ['wcag2a', 'wcag2aa', \
+         'wcag21a', 'wcag21aa'] }}, resultTypes: ['violations'] }})\n\
+         .then(r => done(r.violations.filter(v => v.impact === 'serious' || v.impact === \
+         'critical').map(v => ({{ id: v.id, impact: v.impact, help: v.help, nodes: \
+         v.nodes.slice(0, 6).map(n => n.target.join(' ') + ' :: ' + (n.failureSummary || '')\
+         .replace(/\\s+/g, ' ').slice(0, 240)) }}))), e => done({{ error: String(e) }}));"
+    );
+    let reply = request(
+        "POST",
+        &format!("/session/{id}/execute/async"),
+        &json!({ "script": script, "args": [] }),
+    )?;
+    let value = &reply["value"];
+    if let Some(error) = value.get("error") {
+        bail!("axe-core could not run on {view}: {error}");
+    }
+    let violations = value.as_array().cloned().unwrap_or_default();
+    if !violations.is_empty() {
+        bail!(
+            "axe-core: {} serious or critical violations on {view}:\n{}",
+            violations.len(),
+            serde_json::to_string_pretty(&violations).unwrap_or_default()
+        );
+    }
+    eprintln!("e2e: axe-core: no serious or critical violation on {view}");
     Ok(())
 }
 
@@ -822,11 +1054,12 @@ fn request(method: &str, path: &str, body: &Value) -> Result<Value> {
 /// One request on a fresh connection; the raw reply (empty when the driver
 /// closed the connection without one).
 fn exchange(method: &str, path: &str, body: &str) -> Result<Vec<u8>> {
-    let mut stream = TcpStream::connect(("127.0.0.1", DRIVER_PORT))?;
+    let port = driver_port();
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{DRIVER_PORT}\r\nContent-Type: application/json\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;

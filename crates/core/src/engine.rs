@@ -20,8 +20,8 @@ use crate::orphans::{IdleTracker, Lineage, OrphanTree, find_orphans};
 use crate::owner::{DataDirLock, Face, LockError};
 use crate::rules::{MessageContext, Observation, RuleState, measure, outcome_message};
 use crate::status::{
-    ConfigStatus, KindGrowth, OwnUsage, Problem, ProcessSummary, RuleStatus, Status, TargetState,
-    TargetStatus, TopKind,
+    ConfigStatus, KindGrowth, OwnUsage, Problem, ProcessSummary, Reading, RuleStatus, Status,
+    TargetState, TargetStatus, TopKind,
 };
 use crate::store::{SeriesId, Store, StoreError};
 use crate::summary::FdSummary;
@@ -146,6 +146,9 @@ struct Instance {
     baseline: Option<Baseline>,
     /// The diagnosis of the last read by kind.
     diagnosis: Diagnosis,
+    /// When this run first found the target down or unreadable (see
+    /// [`TargetStatus::down_since`]).
+    down_since: Option<UnixMillis>,
 }
 
 /// A process's descriptors summarised by kind, when, and the count
@@ -173,6 +176,7 @@ impl Instance {
             kinds: None,
             baseline: None,
             diagnosis: Diagnosis::default(),
+            down_since: None,
         }
     }
 }
@@ -546,6 +550,7 @@ impl Engine {
                 self.poll_target(target, now, &mut seen, &mut events, &mut batch);
             }
         }
+        self.mark_watched_orphans();
         if scanned {
             self.evaluate_orphan_rules(now, &mut events);
         }
@@ -677,6 +682,22 @@ impl Engine {
         }
     }
 
+    /// Flags the orphan trees that hold a configured target's process (after
+    /// this tick's polls, so the first tick already knows), which select-all,
+    /// the tray's clean-up and the reaper then leave alone.
+    fn mark_watched_orphans(&mut self) {
+        let configured: Vec<&str> = self.config.watch.iter().map(|t| t.name.as_str()).collect();
+        let watched: Vec<(&str, ProcessId)> = self
+            .instances
+            .values()
+            .filter(|i| configured.contains(&i.target.as_str()))
+            .filter_map(|i| Some((i.target.as_str(), i.process.as_ref()?.id)))
+            .collect();
+        for tree in &mut self.orphans {
+            tree.mark_watched(watched.iter().copied());
+        }
+    }
+
     /// Waits for automatic actions still running: call before dropping the engine.
     pub fn finish(&mut self) {
         self.autopilot.finish();
@@ -694,6 +715,7 @@ impl Engine {
         let Some(after) = self.config.orphans.idle_reap_after else { return Vec::new() };
         self.orphans
             .iter()
+            .filter(|tree| tree.chosen_by_default())
             .filter(|tree| tree.idle_for.is_some_and(|idle| idle >= after))
             .map(|tree| tree.root)
             .collect()
@@ -854,8 +876,12 @@ impl Engine {
             // The pid belongs to another process now: the next tick sees it.
             Ok(None) => return,
             Err(e) if e.kind() == ErrorKind::PermissionDenied => {
-                let status = self.bare_status(target, TargetState::PermissionDenied(e.to_string()));
+                tracing::debug!("{instance_name}: {e}");
+                let reason = unreadable_reason(process);
+                let mut status = self.bare_status(target, TargetState::PermissionDenied(reason));
                 if let Some(instance) = self.instances.get_mut(&instance_name) {
+                    let since = *instance.down_since.get_or_insert(now);
+                    status.down_since = Some(since);
                     instance.status = Some(status);
                 }
                 return;
@@ -903,6 +929,13 @@ impl Engine {
             events,
         );
         let Some(instance) = self.instances.get_mut(&instance_name) else { return };
+        instance.down_since = None;
+        let reading = reading_of(&sample, &trend);
+        let mut severity = rule_statuses.iter().map(|r| r.severity).max().unwrap_or(Severity::Ok);
+        if reading == Reading::AtLimit {
+            // Calls that open a descriptor fail now, whatever the rules say.
+            severity = Severity::Critical;
+        }
         let grew = instance
             .first
             .as_ref()
@@ -925,7 +958,7 @@ impl Engine {
             selector: target.selector.clone(),
             state: TargetState::Up,
             process: instance.process.clone(),
-            severity: rule_statuses.iter().map(|r| r.severity).max().unwrap_or(Severity::Ok),
+            severity,
             rules: rule_statuses,
             sample: Some(sample),
             limit,
@@ -937,6 +970,8 @@ impl Engine {
             history,
             diagnosis: instance.diagnosis.line(),
             signatures: instance.diagnosis.signatures(),
+            reading,
+            down_since: None,
         });
     }
 
@@ -1044,6 +1079,9 @@ impl Engine {
         instance.series = Some((key, series_id));
         instance.history.clear();
         instance.first = None;
+        if let (Some(series_id), Some(store)) = (series_id, &self.store) {
+            seed_window(instance, store, series_id, target.window, now);
+        }
         instance.limit = None;
         instance.limit_read = false;
         instance.baseline = None;
@@ -1120,12 +1158,15 @@ impl Engine {
             events,
         );
         let mut status = self.bare_status(target, TargetState::Down(reason.to_string()));
-        status.severity = rule_statuses.iter().map(|r| r.severity).max().unwrap_or(Severity::Ok);
+        // A watched server that is not running is what the user must hear
+        // about first, whatever its `down` rule's sample count.
+        status.severity = Severity::Critical;
         status.rules = rule_statuses;
         let instance = self
             .instances
             .entry(target.name.to_owned())
             .or_insert_with(|| Instance::new(&target.name));
+        status.down_since = Some(*instance.down_since.get_or_insert(now));
         instance.status = Some(status);
     }
 
@@ -1153,6 +1194,8 @@ impl Engine {
             history: Vec::new(),
             diagnosis: None,
             signatures: Vec::new(),
+            reading: Reading::Measuring,
+            down_since: None,
         }
     }
 
@@ -1171,6 +1214,13 @@ impl Engine {
         let mut statuses = Vec::with_capacity(rules.len());
         for spec in rules {
             let key = spec.metric.key();
+            if holds_while_measuring(&spec.metric, trend) {
+                // No slope yet (a new series): neither a recovery nor a
+                // worsening, so the rule keeps the level it had.
+                let state = self.rule_states.entry((instance.to_owned(), key.clone())).or_default();
+                statuses.push(RuleStatus { metric: key, severity: state.level(), value: None });
+                continue;
+            }
             let value = measure(&spec.metric, observation);
             let state = self.rule_states.entry((instance.to_owned(), key.clone())).or_default();
             if let Some(outcome) = state.evaluate(spec, value, limit, now) {
@@ -1369,6 +1419,8 @@ impl Engine {
                 (order.iter().position(|n| *n == target).unwrap_or(usize::MAX), t.name.clone())
             });
         }
+        // Most urgent first; the orders above break ties (a stable sort).
+        targets.sort_by(TargetStatus::urgency_cmp);
         Status {
             at: now,
             tick: self.tick,
@@ -1746,6 +1798,65 @@ impl EngineHandle {
     }
 }
 
+/// Fills a new instance's window from the store's samples of `series` inside
+/// `window`: a series continued after the app or daemon restarts (the same
+/// process, still running) has its slope at the first tick, not a window later.
+fn seed_window(
+    instance: &mut Instance,
+    store: &Store,
+    series: SeriesId,
+    window: Duration,
+    now: UnixMillis,
+) {
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    let samples = match store.samples(series, now.saturating_sub(window_ms)) {
+        Ok(samples) => samples,
+        Err(error) => {
+            tracing::warn!("seeding the trend from history: {error}");
+            return;
+        }
+    };
+    instance.history.set_window(window);
+    for sample in samples.iter().filter(|s| s.at <= now) {
+        instance.history.push(sample);
+    }
+    instance.first = samples.into_iter().next();
+}
+
+/// Where a sample stands: [`Reading::AtLimit`] when the table is full,
+/// [`Reading::Measuring`] until the window holds a slope.
+fn reading_of(sample: &Sample, trend: &Trend) -> Reading {
+    if sample.limit.is_some_and(|limit| limit > 0 && sample.total >= limit) {
+        Reading::AtLimit
+    } else if trend.total_per_hour.is_none() {
+        Reading::Measuring
+    } else {
+        Reading::Measured
+    }
+}
+
+/// Whether a rule on `metric` keeps its level this tick: a slope or an ETA
+/// with no slope to read (a new series, a target down) is unknown, not good
+/// news, and a restart is not a recovery.
+fn holds_while_measuring(metric: &crate::config::Metric, trend: &Trend) -> bool {
+    matches!(metric, crate::config::Metric::Slope | crate::config::Metric::Eta)
+        && trend.total_per_hour.is_none()
+}
+
+/// Why a process that exists cannot be read, in words ("owned by another
+/// user, cannot be read"), rather than the OS error twice over.
+fn unreadable_reason(process: &ProcessInfo) -> String {
+    #[cfg(unix)]
+    let other = process.uid != leakwatch_probe::current_uid();
+    #[cfg(not(unix))]
+    let other = true;
+    if other {
+        format!("owned by another user (uid {}), cannot be read", process.uid)
+    } else {
+        "its descriptors cannot be read (permission denied)".to_owned()
+    }
+}
+
 /// The limit percentages and the ETA are measured against: the process's own
 /// where the OS tells it, else the target's configured `fd_limit`, else unknown
 /// (`None`). A platform default (launchd's 256 on macOS, for a process whose own
@@ -1869,6 +1980,42 @@ mod tests {
         FdLimit { soft: Some(soft), hard: None, source }
     }
 
+    fn sample_of(total: u64, limit: Option<u64>) -> Sample {
+        Sample {
+            at: 0,
+            total,
+            kinds: BTreeMap::new(),
+            limit,
+            rss_bytes: None,
+            cpu_seconds: None,
+            threads: None,
+            descendants: 0,
+        }
+    }
+
+    #[test]
+    fn no_slope_is_measuring_a_slope_is_measured_a_full_table_is_at_limit() {
+        let none = Trend::default();
+        let sloped = Trend { total_per_hour: Some(0.0), ..Trend::default() };
+        assert_eq!(reading_of(&sample_of(10, Some(1024)), &none), Reading::Measuring);
+        assert_eq!(reading_of(&sample_of(10, Some(1024)), &sloped), Reading::Measured);
+        assert_eq!(reading_of(&sample_of(1024, Some(1024)), &none), Reading::AtLimit);
+        assert_eq!(reading_of(&sample_of(1024, Some(1024)), &sloped), Reading::AtLimit);
+        assert_eq!(reading_of(&sample_of(1024, None), &sloped), Reading::Measured);
+    }
+
+    #[test]
+    fn slope_and_eta_rules_hold_while_there_is_no_slope() {
+        use crate::config::Metric;
+        let none = Trend::default();
+        let sloped = Trend { total_per_hour: Some(5.0), ..Trend::default() };
+        assert!(holds_while_measuring(&Metric::Slope, &none));
+        assert!(holds_while_measuring(&Metric::Eta, &none));
+        assert!(!holds_while_measuring(&Metric::Fds, &none));
+        assert!(!holds_while_measuring(&Metric::Slope, &sloped));
+        assert!(!holds_while_measuring(&Metric::Eta, &sloped));
+    }
+
     #[test]
     fn an_unreadable_limit_is_unknown_not_the_platform_default() {
         // What the macOS probe answers for another process: launchd's default.
@@ -1939,9 +2086,11 @@ mod tests {
         let notifier = Arc::new(PanickingNotifier::default());
         let handle = down_target_engine(dir.path(), notifier.clone()).spawn();
         let mut status = handle.status();
-        let raised =
-            status_until(&mut status, |s| s.targets.iter().any(|t| t.severity > Severity::Ok))
-                .await;
+        // The `down` rule raising (not the row, which is critical at once).
+        let raised = status_until(&mut status, |s| {
+            s.targets.iter().any(|t| t.rules.iter().any(|r| r.severity > Severity::Ok))
+        })
+        .await;
         // The notification that panicked was the raise's; ticks go on after it.
         assert!(notifier.calls.load(std::sync::atomic::Ordering::Relaxed) >= 1);
         let later = status_until(&mut status, |s| s.tick >= raised.tick + 5).await;

@@ -22,6 +22,10 @@ pub enum NotFound {
     /// The read did not finish within [`PIDFILE_READ_DEADLINE`]: the file is on a
     /// mount whose server is gone, most likely, where even a non-blocking open
     /// waits in the kernel.
+    /// The pidfile holds a pid no process has now: the server died (or was
+    /// stopped) and left its pidfile behind.
+    #[error("pidfile {0} names pid {1}, not running")]
+    PidfileStale(String, u32),
     #[error("pidfile read timed out: {0}; a hung mount?")]
     PidfileTimedOut(String),
     #[error("nothing listens on port {0}")]
@@ -68,7 +72,10 @@ pub fn locate(
                 Some(Err(why)) => return Err(NotFound::Pidfile(path.display().to_string(), why)),
                 None => return Err(NotFound::PidfileTimedOut(path.display().to_string())),
             };
-            vec![pid].into_iter().filter(|pid| alive(*pid)).collect()
+            if !alive(pid) {
+                return Err(NotFound::PidfileStale(path.display().to_string(), pid));
+            }
+            vec![pid]
         }
         Selector::Port(port) => {
             let owners = port_owners(*port, table, probe, memo);

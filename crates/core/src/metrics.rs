@@ -241,6 +241,8 @@ mod tests {
             history: Vec::new(),
             diagnosis: Some("event loops leaking: kqueue ×812".to_owned()),
             signatures: vec![crate::diagnose::Signature::EventLoopsNotClosed],
+            reading: crate::status::Reading::Measured,
+            down_since: None,
         }
     }
 
@@ -278,6 +280,7 @@ mod tests {
             total_fds: 3,
             age: std::time::Duration::from_secs(60),
             idle_for: None,
+            watched: Vec::new(),
         };
         let status = Status {
             orphans: vec![tree(10, 1000), tree(20, 24)],

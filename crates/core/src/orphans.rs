@@ -371,9 +371,32 @@ pub struct OrphanTree {
     #[serde(rename = "idle_seconds", serialize_with = "secs_opt")]
     #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub idle_for: Option<Duration>,
+    /// The watched targets whose process is a member ("contains agent-server"):
+    /// cleaning the tree up would take a watched server down, so it is never
+    /// chosen by default (see [`OrphanTree::chosen_by_default`]).
+    #[serde(default)]
+    pub watched: Vec<String>,
 }
 
 impl OrphanTree {
+    /// Whether "select all", the tray's clean-up and the idle reaper take this
+    /// tree: only when no watched target's process is in it.
+    pub fn chosen_by_default(&self) -> bool {
+        self.watched.is_empty()
+    }
+
+    /// Records which of `watched` (target name, pid) are members of this tree.
+    pub fn mark_watched<'a>(&mut self, watched: impl IntoIterator<Item = (&'a str, ProcessId)>) {
+        let mut names: Vec<String> = watched
+            .into_iter()
+            .filter(|(_, id)| self.members.iter().any(|m| m.id == *id))
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        self.watched = names;
+    }
+
     /// Every member's identity, root first: what a kill-tree takes down.
     pub fn ids(&self) -> Vec<ProcessId> {
         self.members.iter().map(|m| m.id).collect()
@@ -532,6 +555,7 @@ pub fn find_orphans(
             members,
             age: Duration::from_millis(now.saturating_sub(unix_millis(root.started_at))),
             idle_for,
+            watched: Vec::new(),
         });
     }
     trees.sort_by(|a, b| b.total_rss_bytes.cmp(&a.total_rss_bytes).then(a.root.cmp(&b.root)));
@@ -1242,6 +1266,34 @@ mod tests {
         assert_eq!(label(&["node", "server.js"]), None);
         assert_eq!(label(&["uvx"]), None, "no target: not a launch");
         assert_eq!(label(&[]), None);
+    }
+
+    #[test]
+    fn a_tree_holding_a_watched_target_is_flagged_and_not_chosen_by_default() {
+        let table = vec![
+            init(),
+            in_group(process(700, 1, &["python3", "agent_server.py"]), 600, 600),
+            in_group(process(701, 700, &["python3", "worker.py"]), 600, 600),
+            in_group(process(800, 1, &["node", "mcp.js"]), 610, 610),
+        ];
+        let mut trees = find(&table, &Lineage::new(), &[]);
+        assert_eq!(trees.len(), 2);
+        let worker = table[2].id;
+        let elsewhere = ProcessId { pid: 999, start_time: StartTime(1) };
+        for tree in &mut trees {
+            tree.mark_watched([("agent-server", worker), ("other", elsewhere)]);
+        }
+        let holding = trees.iter().find(|t| t.root.pid == 700).unwrap();
+        assert_eq!(holding.watched, ["agent-server"]);
+        assert!(!holding.chosen_by_default());
+        let free = trees.iter().find(|t| t.root.pid == 800).unwrap();
+        assert!(free.watched.is_empty());
+        assert!(free.chosen_by_default());
+        // The same pid with another start time is another process: not a member.
+        let reused = ProcessId { pid: 701, start_time: StartTime(u64::MAX) };
+        let mut tree = holding.clone();
+        tree.mark_watched([("agent-server", reused)]);
+        assert!(tree.chosen_by_default());
     }
 
     #[test]

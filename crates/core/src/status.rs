@@ -8,7 +8,7 @@ use crate::model::{Event, Sample, Severity, UnixMillis};
 use crate::orphans::OrphanTree;
 use crate::summary::PathGroup;
 use leakwatch_probe::{FdKind, FdLimit, ProcessId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The whole state after one tick.
@@ -154,6 +154,48 @@ pub struct TargetStatus {
     pub diagnosis: Option<String>,
     /// The leak signatures behind `diagnosis`, most certain first.
     pub signatures: Vec<Signature>,
+    /// How far the reading has come: measuring until a slope exists, then
+    /// measured, or at the limit. Faces never show a measuring row as fine.
+    #[serde(default)]
+    pub reading: Reading,
+    /// When this run of the engine first found the target down (or unreadable),
+    /// for "since 14:56"; `None` while it is up.
+    #[serde(default)]
+    pub down_since: Option<UnixMillis>,
+}
+
+/// How far the engine's reading of a row has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum Reading {
+    /// No slope yet: too little history in the window (right after a target
+    /// appears or restarts, when the store held none of its series). Neither
+    /// fine nor failing.
+    #[default]
+    Measuring,
+    /// A slope exists: the row's severity says how it is doing.
+    Measured,
+    /// The descriptor table is full: the process's calls that open a
+    /// descriptor fail now. Not "limit in 0 min": it has already happened.
+    AtLimit,
+}
+
+impl TargetStatus {
+    /// The order faces list rows in: most urgent first (severity, then the
+    /// nearest limit, a full table before any ETA).
+    pub fn urgency_cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let eta = |t: &Self| match t.reading {
+            Reading::AtLimit => Some(-1.0),
+            _ => t.eta_seconds.filter(|s| s.is_finite()),
+        };
+        other.severity.cmp(&self.severity).then_with(|| match (eta(self), eta(other)) {
+            (Some(a), Some(b)) => a.total_cmp(&b),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        })
+    }
 }
 
 /// A row's headline kind: "kqueue 812 ↑ +96/h".
@@ -239,6 +281,50 @@ mod tests {
         let slopes = BTreeMap::from([(FdKind::Kqueue, 96.0), (FdKind::Unix, -3.0)]);
         let top = TopKind::pick(&counts, &slopes).unwrap();
         assert_eq!(top, TopKind { kind: FdKind::Kqueue, count: 812, slope_per_hour: Some(96.0) });
+    }
+
+    fn row(name: &str, severity: Severity, eta: Option<f64>, reading: Reading) -> TargetStatus {
+        TargetStatus {
+            name: name.to_owned(),
+            target: Some(name.to_owned()),
+            instance: None,
+            restartable: false,
+            restart_unavailable: None,
+            limit_unknown: false,
+            top_kind: None,
+            selector: String::new(),
+            state: TargetState::Up,
+            process: None,
+            sample: None,
+            limit: None,
+            slope_per_hour: None,
+            kind_slopes_per_hour: BTreeMap::new(),
+            eta_seconds: eta,
+            severity,
+            rules: Vec::new(),
+            top_paths: Vec::new(),
+            grew: Vec::new(),
+            history: Vec::new(),
+            diagnosis: None,
+            signatures: Vec::new(),
+            reading,
+            down_since: None,
+        }
+    }
+
+    #[test]
+    fn rows_order_by_severity_then_nearest_limit_with_a_full_table_first() {
+        let mut rows = [
+            row("calm", Severity::Ok, None, Reading::Measured),
+            row("later", Severity::Critical, Some(3600.0), Reading::Measured),
+            row("warned", Severity::Warning, Some(60.0), Reading::Measured),
+            row("down", Severity::Critical, None, Reading::Measuring),
+            row("soon", Severity::Critical, Some(360.0), Reading::Measured),
+            row("full", Severity::Critical, Some(0.0), Reading::AtLimit),
+        ];
+        rows.sort_by(TargetStatus::urgency_cmp);
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["full", "soon", "later", "down", "warned", "calm"]);
     }
 
     #[test]

@@ -27,7 +27,7 @@
 use leakwatch_core::engine::{Command, Engine, EngineOptions};
 use leakwatch_core::model::{Event, EventKind, Severity};
 use leakwatch_core::notifier::CapturingNotifier;
-use leakwatch_core::status::{Status, TargetState, TargetStatus};
+use leakwatch_core::status::{Reading, Status, TargetState, TargetStatus};
 use leakwatch_core::store::Store;
 use leakwatch_probe::{FdKind, Probe};
 use leakwatch_test_helper::{Helper, wait_until};
@@ -676,4 +676,139 @@ fn a_leaking_target_row_and_notification_carry_the_diagnosis() {
     assert_eq!(sent.len(), 1, "{sent:#?}");
     assert!(sent[0].body.contains("\nfile watchers never removed: "), "{sent:#?}");
     helper.ok("stop-leak");
+}
+
+/// The first tick after a restart of the app or the daemon, with the same
+/// process still running, would show "—" for a whole window if the trend began
+/// afresh: the store holds the series, and the window is seeded from it.
+#[test]
+fn a_restarted_engine_shows_the_slope_within_two_ticks_from_history() {
+    let fx = Fixture::new();
+    let mut helper = Helper::spawn().unwrap();
+    let pidfile = fx.write_pidfile("leaky", helper.pid());
+    fx.write_config(&pidfile_target("leaky", &pidfile, "window = \"4s\"\n"));
+    let mut engine = fx.engine(None);
+    let first = engine.tick();
+    assert_eq!(row(&first, "leaky").reading, Reading::Measuring, "no slope yet: measuring");
+    assert_eq!(row(&first, "leaky").slope_per_hour, None);
+
+    helper.ok("leak epoll 50");
+    tick_until(&mut engine, TICK, 200, |s| {
+        row(s, "leaky").reading == Reading::Measured
+            && row(s, "leaky").slope_per_hour.is_some_and(|v| v > 0.0)
+    });
+    drop(engine);
+
+    let mut engine = fx.engine(None);
+    let mut status = engine.tick();
+    if row(&status, "leaky").reading != Reading::Measured {
+        std::thread::sleep(TICK);
+        status = engine.tick();
+    }
+    let target = row(&status, "leaky");
+    assert_eq!(target.reading, Reading::Measured, "{target:#?}");
+    assert!(target.slope_per_hour.is_some_and(|v| v > 0.0), "{target:#?}");
+    helper.ok("stop-leak");
+    let series = Store::open_read_only(&fx.store_path()).unwrap().series("leaky").unwrap();
+    assert_eq!(series.len(), 1, "the same process continues its series: {series:#?}");
+}
+
+/// A restart starts a new series with no slope yet: the ETA rule raised on the
+/// old process neither clears ("back to normal, descriptors no longer
+/// growing") nor raises again while the new series is measuring.
+#[test]
+fn a_restart_is_not_a_recovery() {
+    let fx = Fixture::new();
+    let mut first = Helper::spawn().unwrap();
+    let pidfile = fx.write_pidfile("server", first.pid());
+    let rules = "window = \"8s\"\n[watch.rules]\neta = { warn = \"30d\", samples = 1 }\n\
+                 fds = false\nslope = false\ndown = false\n";
+    fx.write_config(&pidfile_target("server", &pidfile, rules));
+    let mut engine = fx.engine(None);
+    engine.tick();
+    first.ok("leak epoll 20");
+    let eta_level = |status: &Status| {
+        row(status, "server").rules.iter().find(|r| r.metric == "eta").unwrap().severity
+    };
+    tick_until(&mut engine, TICK, 300, |s| eta_level(s) == Severity::Warning);
+
+    let second = Helper::spawn().unwrap();
+    fx.write_pidfile("server", second.pid());
+    first.kill();
+    let mut status = tick_until(&mut engine, TICK, 50, |s| {
+        row(s, "server").process.as_ref().is_some_and(|p| p.id.pid == second.pid())
+    });
+    // Every tick of the new series that has no slope yet keeps the warning,
+    // and no "back to normal" is logged up to the last of them.
+    let mut last_measuring = None;
+    for _ in 0..5 {
+        if row(&status, "server").reading != Reading::Measuring {
+            break;
+        }
+        assert_eq!(eta_level(&status), Severity::Warning, "held while measuring");
+        last_measuring = Some(status.at);
+        std::thread::sleep(TICK);
+        status = engine.tick();
+    }
+    let last_measuring = last_measuring.expect("the new series starts measuring");
+    let events: Vec<Event> =
+        fx.events("server").into_iter().filter(|e| e.at <= last_measuring).collect();
+    assert_eq!(count_events(&events, EventKind::Cleared, Some("eta")), 0, "{events:#?}");
+    assert_eq!(count_events(&events, EventKind::Raised, Some("eta")), 1, "{events:#?}");
+}
+
+/// A full descriptor table is its own state, critical whatever the rules say.
+#[test]
+fn a_full_descriptor_table_is_at_limit_and_critical() {
+    let fx = Fixture::new();
+    let mut helper = Helper::spawn().unwrap();
+    let pid = helper.pid();
+    let soft = open_fds(pid) + 4;
+    helper.ok(&format!("nofile {soft}"));
+    helper.ok("open epoll 4");
+    assert_eq!(open_fds(pid), soft);
+    let pidfile = fx.write_pidfile("full", pid);
+    let rules = "[watch.rules]\nfds = false\neta = false\n";
+    fx.write_config(&pidfile_target("full", &pidfile, rules));
+    let mut engine = fx.engine(None);
+    let status = engine.tick();
+    let target = row(&status, "full");
+    assert_eq!(target.reading, Reading::AtLimit, "{target:#?}");
+    assert_eq!(target.severity, Severity::Critical);
+
+    helper.ok("close epoll 2");
+    let status = tick_n(&mut engine, TICK, 2);
+    assert_ne!(row(&status, "full").reading, Reading::AtLimit);
+}
+
+/// A down target is critical at once, says why in words and since when, and
+/// comes first: rows are ordered by urgency, not by the config's order.
+#[test]
+fn a_down_target_is_critical_says_why_and_rows_come_by_urgency() {
+    let fx = Fixture::new();
+    let helper = Helper::spawn().unwrap();
+    let up = fx.write_pidfile("calm", helper.pid());
+    let mut dead = Helper::spawn().unwrap();
+    let dead_pid = dead.pid();
+    dead.kill();
+    assert!(wait_until(Duration::from_secs(10), || proc_state(dead_pid).is_none()));
+    let stale = fx.write_pidfile("gone", dead_pid);
+    fx.write_config(&format!(
+        "{}\n{}",
+        pidfile_target("calm", &up, ""),
+        pidfile_target("gone", &stale, "")
+    ));
+    let mut engine = fx.engine(None);
+    let status = engine.tick();
+    let names: Vec<&str> = status.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["gone", "calm"], "the down target first");
+    let gone = row(&status, "gone");
+    assert_eq!(gone.severity, Severity::Critical);
+    assert_eq!(status.worst(), Severity::Critical);
+    let TargetState::Down(reason) = &gone.state else { panic!("{:?}", gone.state) };
+    assert_eq!(reason, &format!("pidfile {} names pid {dead_pid}, not running", stale.display()));
+    let since = gone.down_since.expect("down since");
+    let later = tick_n(&mut engine, TICK, 2);
+    assert_eq!(row(&later, "gone").down_since, Some(since), "since the first tick it was down");
+    assert_eq!(row(&later, "calm").down_since, None);
 }

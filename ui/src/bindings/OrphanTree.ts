@@ -27,4 +27,10 @@ age_seconds: number,
  * How long no member's CPU time has advanced: the tree is idle only while
  * all of it is. `None` when unknown (not observed long enough, or hidden).
  */
-idle_seconds: number | null, } & ({ "reason": "leader_gone" } | { "reason": "parent_died" } | { "reason": "pattern", "pattern": string });
+idle_seconds: number | null, 
+/**
+ * The watched targets whose process is a member ("contains agent-server"):
+ * cleaning the tree up would take a watched server down, so it is never
+ * chosen by default (see [`OrphanTree::chosen_by_default`]).
+ */
+watched: Array<string>, } & ({ "reason": "leader_gone" } | { "reason": "parent_died" } | { "reason": "pattern", "pattern": string });

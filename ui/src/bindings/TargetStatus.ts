@@ -4,6 +4,7 @@ import type { FdLimit } from "./FdLimit";
 import type { KindGrowth } from "./KindGrowth";
 import type { PathGroup } from "./PathGroup";
 import type { ProcessSummary } from "./ProcessSummary";
+import type { Reading } from "./Reading";
 import type { RuleStatus } from "./RuleStatus";
 import type { Sample } from "./Sample";
 import type { Severity } from "./Severity";
@@ -92,4 +93,14 @@ diagnosis: string | null,
 /**
  * The leak signatures behind `diagnosis`, most certain first.
  */
-signatures: Array<Signature>, } & ({ "state": "up" } | { "state": "down", "reason": string } | { "state": "permission_denied", "reason": string } | { "state": "unknown", "reason": string });
+signatures: Array<Signature>, 
+/**
+ * How far the reading has come: measuring until a slope exists, then
+ * measured, or at the limit. Faces never show a measuring row as fine.
+ */
+reading: Reading, 
+/**
+ * When this run of the engine first found the target down (or unreadable),
+ * for "since 14:56"; `None` while it is up.
+ */
+down_since: number | null, } & ({ "state": "up" } | { "state": "down", "reason": string } | { "state": "permission_denied", "reason": string } | { "state": "unknown", "reason": string });

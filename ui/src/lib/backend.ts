@@ -42,6 +42,10 @@ export interface Backend {
   /** Fits the popover's height to its content's (CSS pixels), within the screen;
    * resolves to the height given. */
   fitPopover(height: number): Promise<number>;
+  /** Esc: closes the popover. */
+  closePopover(): Promise<void>;
+  /** ⌘Q / Ctrl+Q and the popover's Quit: quits Leakwatch. */
+  quit(): Promise<void>;
   /** The `status` event, after every engine tick. */
   onStatus(handler: (status: Status) => void): Promise<Unlisten>;
   /** The `leakwatch-event` event: one Event as it happens. */
@@ -72,6 +76,8 @@ export function tauriBackend(): Backend {
     removeTarget: (name) => invoke<void>('remove_target', { name }),
     setFdLimit: (target, limit) => invoke<void>('set_fd_limit', { target, limit }),
     fitPopover: (height) => invoke<number>('fit_popover', { height }),
+    closePopover: () => invoke<void>('close_popover'),
+    quit: () => invoke<void>('quit'),
     onStatus: (handler) => listen<Status>('status', (e) => handler(e.payload)),
     onEvent: (handler) => listen<Event>('leakwatch-event', (e) => handler(e.payload)),
     onNavigate: (handler) =>

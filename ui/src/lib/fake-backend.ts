@@ -198,6 +198,14 @@ export class FakeBackend implements Backend {
     if (this.options.settingsError) throw this.options.settingsError;
   }
 
+  async closePopover() {
+    this.record('closePopover');
+  }
+
+  async quit() {
+    this.record('quit');
+  }
+
   async fitPopover(height: number) {
     this.record('fitPopover', height);
     return height;

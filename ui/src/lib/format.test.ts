@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import {
   classOf, classTotals, errorMessage, formatBytes, formatCount, formatDuration, formatEta,
   formatOrphanReason, formatPathGroup, formatPercent, formatSlope, kindNoun, shortenMiddle, sortedKinds, targetDot,
-  sparkRange, sparkSpan,
+  sparkRange, sparkSpan, byUrgency, chosenByDefault, formatArgv, formatDown, formatMessage, formatOutcome, rowName,
 } from './format';
-import { downTarget, leakingTarget, orphanTrees } from '../fixtures/status';
+import { NOW, downTarget, healthyTarget, leakingTarget, orphanTrees, warningTarget } from '../fixtures/status';
 
 describe('sparkline scale', () => {
   it('spans the recorded history, not always the hour', () => {
@@ -54,7 +54,9 @@ describe('formatSlope', () => {
     expect(formatSlope(0.3)).toBe('flat');
     expect(formatSlope(-0.4)).toBe('flat');
     expect(formatSlope(null)).toBe('');
-    expect(formatSlope(12_000)).toBe('+12\u2009000/h');
+    expect(formatSlope(12_000)).toBe('+200/min');
+    expect(formatSlope(599)).toBe('+599/h');
+    expect(formatSlope(718_620)).toBe('+11\u202f977/min');
   });
 });
 
@@ -109,7 +111,7 @@ describe('other helpers', () => {
   });
   it('counts and percentages', () => {
     expect(formatCount(9412)).toBe('9412');
-    expect(formatCount(10240)).toBe('10\u2009240');
+    expect(formatCount(10240)).toBe('10\u202f240');
     expect(formatPercent(9412, 10240)).toBe('92%');
     expect(formatPercent(5, 1000)).toBe('0.5%');
     expect(formatPercent(5, null)).toBe('');
@@ -128,5 +130,58 @@ describe('other helpers', () => {
   it('takes the message of a command error', () => {
     expect(errorMessage({ kind: 'config', message: 'fds.warn: "lots" is not a count' })).toBe('fds.warn: "lots" is not a count');
     expect(errorMessage('plain')).toBe('plain');
+  });
+});
+
+describe('issue 12: one number format, urgency, selection, words', () => {
+  it('groups counts in events too, with U+202F, but never a pid', () => {
+    expect(formatMessage('copilot: 12345 kqueues, +11977/h (within cooldown: not notified)')).toBe(
+      'copilot: 12\u202f345 kqueues, +11\u202f977/h',
+    );
+    expect(formatMessage('copilot: now pid 31999 (was pid 12345)')).toBe('copilot: now pid 31999 (was pid 12345)');
+    expect(formatCount(2102)).toBe('2102');
+    expect(formatCount(123_456)).not.toContain('\u2009');
+  });
+
+  it('a row with no slope yet is measuring, never OK; a full table is critical', () => {
+    expect(targetDot({ ...healthyTarget(), reading: 'measuring' })).toBe('measuring');
+    expect(targetDot({ ...healthyTarget(), reading: 'measured' })).toBe('ok');
+    expect(targetDot({ ...healthyTarget(), reading: 'at_limit' })).toBe('critical');
+  });
+
+  it('orders rows by severity, then the nearest limit, a full table first', () => {
+    const soon = { ...leakingTarget(), name: 'soon', eta_seconds: 60 };
+    const later = { ...leakingTarget(), name: 'later', eta_seconds: 9600 };
+    const full = { ...leakingTarget(), name: 'full', eta_seconds: null, reading: 'at_limit' as const };
+    const calm = healthyTarget();
+    const warn = warningTarget();
+    const names = byUrgency([calm, later, warn, downTarget(), soon, full]).map((t) => t.name);
+    expect(names).toEqual(['full', 'soon', 'later', 'mcp-gateway', warn.name, calm.name]);
+  });
+
+  it('says why a target is down and since when', () => {
+    expect(formatDown(downTarget(), NOW)).toMatch(/^nothing listens on port 8931, since \d\d:\d\d$/);
+  });
+
+  it('select-all never takes a tree holding a watched target', () => {
+    const trees = orphanTrees();
+    trees[1].watched = ['agent-server'];
+    expect(chosenByDefault(trees).map((t) => t.root.pid)).toEqual(
+      trees.filter((_, i) => i !== 1).map((t) => t.root.pid),
+    );
+  });
+
+  it('keeps the script name visible in a long argv', () => {
+    const argv = ['/opt/homebrew/Cellar/python@3.12/3.12.4/bin/python3', '-X', 'dev', '-u',
+      '/Users/me/src/some/very/long/project/path/agent_server.py', '--port', '4321'];
+    const text = formatArgv(argv, 50);
+    expect(text.length).toBeLessThanOrEqual(50);
+    expect(text).toContain('agent_server.py');
+    expect(text.startsWith('python3')).toBe(true);
+  });
+
+  it('outcomes in plain words; automatic rows named without their pid', () => {
+    expect(formatOutcome('exited_after_term')).toBe('stopped on SIGTERM');
+    expect(rowName({ ...healthyTarget(), name: 'node[4242]', instance: 4242 })).toBe('node');
   });
 });

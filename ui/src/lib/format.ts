@@ -72,11 +72,25 @@ export function kindNoun(kind: FdKind, n: number): string {
   return `${formatCount(n)} ${n === 1 ? one : many}`;
 }
 
-/** Thousands separated by a thin space: "10 240". Four digits stay whole. */
+/** The thousands separator everywhere: a narrow no-break space (U+202F), so
+ * "+11 977/h" never breaks across lines. */
+export const GROUP = '\u202f';
+
+/** Thousands separated by a narrow no-break space: "10 240". Four digits stay whole. */
 export function formatCount(n: number): string {
   const s = String(Math.round(n));
   if (Math.abs(n) < 10_000) return s;
-  return s.replace(/\B(?=(\d{3})+(?!\d))/g, '\u2009');
+  return s.replace(/\B(?=(\d{3})+(?!\d))/g, GROUP);
+}
+
+/** An engine message with its counts in the popover's number format: five
+ * digits or more are grouped, except pids and uids (identifiers, not amounts). */
+export function formatMessage(message: string): string {
+  return message
+    .replace(/ \(within cooldown: not notified\)$/, '')
+    .replace(/(pid |uid )?(\d{5,})/g, (all, before: string | undefined, digits: string) =>
+      before ? all : formatCount(Number(digits)),
+    );
 }
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -131,9 +145,14 @@ export function sparkRange(values: number[]): [number, number] {
   return [mid - span * 0.6, mid + span * 0.6];
 }
 
-/** Slope of descriptors per hour: "+96/h", "−12/h", "flat" (under 1/h), "" when unknown. */
+/** Slope of descriptors: "+96/h", "−12/h", "flat" (under 1/h), "" when unknown;
+ * a fast leak (600/h or more) reads per minute: "+200/min". */
 export function formatSlope(perHour: number | null | undefined): string {
   if (perHour == null || !Number.isFinite(perHour)) return '';
+  if (Math.abs(perHour) >= 600) {
+    const m = Math.round(perHour / 60);
+    return m > 0 ? `+${formatCount(m)}/min` : `\u2212${formatCount(-m)}/min`;
+  }
   const r = Math.round(perHour);
   if (r === 0) return 'flat';
   return r > 0 ? `+${formatCount(r)}/h` : `\u2212${formatCount(-r)}/h`;
@@ -208,11 +227,70 @@ export function formatOrphanReason(tree: OrphanTree): string {
   }
 }
 
-export type Dot = 'ok' | 'warning' | 'critical' | 'down';
+export type Dot = 'ok' | 'warning' | 'critical' | 'measuring' | 'down';
 
-/** The status dot of a target: down (or unreadable) beats any severity. */
+/** The status dot of a target: down (or unreadable) beats any severity, a full
+ * table is critical, and a row with no slope yet is measuring, never OK. */
 export function targetDot(t: TargetStatus): Dot {
-  return t.state === 'up' ? t.severity : 'down';
+  if (t.state !== 'up') return 'down';
+  if (t.reading === 'at_limit') return 'critical';
+  if (t.severity === 'ok' && t.reading === 'measuring') return 'measuring';
+  return t.severity;
+}
+
+const SEVERITY_RANK = { critical: 2, warning: 1, ok: 0 } as const;
+
+/** Rows by urgency, as the engine orders them (TargetStatus::urgency_cmp):
+ * severity, then the nearest limit (a full table first); stable otherwise. */
+export function byUrgency(targets: TargetStatus[]): TargetStatus[] {
+  const eta = (t: TargetStatus) =>
+    t.reading === 'at_limit' ? -1 : t.eta_seconds != null && Number.isFinite(t.eta_seconds) ? t.eta_seconds : Infinity;
+  return [...targets].sort(
+    (a, b) => SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] || eta(a) - eta(b) || 0,
+  );
+}
+
+/** Why a target is down, and since when: "pidfile … names pid 31999, not running, since 14:56". */
+export function formatDown(t: TargetStatus, now: number): string {
+  if (t.state === 'up') return '';
+  return t.down_since != null ? `${t.reason}, since ${formatClock(t.down_since, now)}` : t.reason;
+}
+
+/** A row's name without its pid: automatic rows carry `name[pid]` for the
+ * engine's bookkeeping, and the pid is shown beside the name already. */
+export function rowName(t: TargetStatus): string {
+  return t.instance != null ? t.name.replace(new RegExp(`\\[${t.instance}\\]$`), '') : t.name;
+}
+
+/** The orphan trees "select all" and the tray's clean-up take: never one
+ * holding a watched target (OrphanTree::chosen_by_default). */
+export function chosenByDefault(trees: OrphanTree[]): OrphanTree[] {
+  return trees.filter((t) => (t.watched ?? []).length === 0);
+}
+
+/** Argv shortened so the script stays visible: the interpreter's path is cut
+ * to its name, and the middle goes before the script's name does. */
+export function formatArgv(argv: string[], max = 60): string {
+  if (argv.length === 0) return '';
+  const [head, ...rest] = argv;
+  const text = [head.split('/').pop() ?? head, ...rest].join(' ');
+  if (text.length <= max) return text;
+  const script =
+    rest.find((a) => /\.(py|js|mjs|cjs|ts|rb|pl|sh|php|jar)$/.test(a)) ??
+    rest.find((a) => a.includes('/')) ??
+    rest.find((a) => !a.startsWith('-'));
+  if (script) {
+    const base = script.split('/').pop() ?? script;
+    const lead = `${head.split('/').pop()} `;
+    const tail = text.slice(text.indexOf(base));
+    if (lead.length + tail.length <= max) return `${lead}…${tail}`;
+    return shortenEnd(`${lead}${tail}`, max);
+  }
+  return shortenEnd(text, max);
+}
+
+function shortenEnd(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max - 1)}…`;
 }
 
 /** The FD limit to gauge against: the sample's, else the soft limit. */
@@ -220,9 +298,17 @@ export function targetLimit(t: TargetStatus): number | null {
   return t.sample?.limit ?? t.limit?.soft ?? null;
 }
 
-/** Human words for an outcome name. */
+const OUTCOME_WORDS: Record<string, string> = {
+  exited_after_term: 'stopped on SIGTERM',
+  killed: 'killed (SIGKILL)',
+  already_gone: 'already gone',
+  identity_changed: 'pid reused by another process: left alone',
+  protected: 'protected: left alone',
+};
+
+/** Plain words for an outcome: "stopped on SIGTERM", not "exited after term". */
 export function formatOutcome(outcome: string): string {
-  return outcome.replace(/_/g, ' ');
+  return OUTCOME_WORDS[outcome] ?? outcome.replace(/_/g, ' ');
 }
 
 /** Error payloads of commands are `{kind, message}`; show the message. */

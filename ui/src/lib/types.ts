@@ -15,7 +15,8 @@ import type { TargetForm } from '../bindings/TargetForm';
 import type { FormField } from '../bindings/FormField';
 import type { LocatorKey } from '../bindings/LocatorKey';
 import type { RestartWay } from '../bindings/RestartWay';
-export type { FormField, Locator, LocatorKey, Problem, Proposal, RestartWay, Settings, TargetForm, TopKind };
+import type { Reading } from '../bindings/Reading';
+export type { FormField, Locator, LocatorKey, Problem, Proposal, Reading, RestartWay, Settings, TargetForm, TopKind };
 
 /** Milliseconds since the Unix epoch. */
 export type UnixMillis = number;
@@ -143,6 +144,10 @@ export type TargetStatus = TargetState & {
   /** What is leaking, in one line, or null while nothing recognisable survives. */
   diagnosis: string | null;
   signatures: Signature[];
+  /** Measuring until a slope exists; at_limit when the descriptor table is full. */
+  reading: Reading;
+  /** When this run first found the target down or unreadable. */
+  down_since: UnixMillis | null;
 };
 
 export interface ConfigStatus {
@@ -194,6 +199,8 @@ export type OrphanTree = OrphanReason & {
   total_fds: number;
   age_seconds: number;
   idle_seconds: number | null;
+  /** Watched targets whose process is in this tree: never chosen by default. */
+  watched: string[];
 };
 
 export interface Status {

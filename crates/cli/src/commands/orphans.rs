@@ -236,6 +236,7 @@ mod tests {
             total_fds: 12,
             age: Duration::from_secs(3 * 86_400),
             idle_for: None,
+            watched: Vec::new(),
         };
         let text = render(&[Row { tree, idle_now: Some(true) }]);
         let lines: Vec<&str> = text.lines().collect();

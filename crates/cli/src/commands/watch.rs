@@ -9,7 +9,7 @@ use leakwatch_core::engine::Engine;
 use leakwatch_core::model::{Event, Severity, human_duration};
 use leakwatch_core::notifier::{DesktopNotifier, Notifier, NullNotifier};
 use leakwatch_core::owner::Face;
-use leakwatch_core::status::{Status, TargetState, TargetStatus};
+use leakwatch_core::status::{Reading, Status, TargetState, TargetStatus};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +23,9 @@ use std::time::Duration;
     permission_denied, unknown), reason?, process {pid, start_time, name, argv, started_at}, sample \
     {at, total, kinds {<kind>: count}, limit, rss_bytes, cpu_seconds, threads, descendants}, \
     limit {soft, hard, source}, slope_per_hour, kind_slopes_per_hour {<kind>: per hour}, \
-    eta_seconds, severity (ok, warning, critical), rules [{metric, severity, value}], \
+    eta_seconds, severity (ok, warning, critical), reading (measuring until a slope exists, \
+    measured, at_limit when the descriptor table is full), down_since (Unix ms, while down), \
+    rules [{metric, severity, value}], \
     top_paths [{path, kind, count, companions}], grew [{kind, first, now}], history [[at, \
     total]]}], config {path, error, automatic}, own {pid, fds, rss_bytes, cpu_seconds, \
     threads}, recent_events [{at, target, pid, kind, rule, severity, value, message}], \
@@ -283,7 +285,11 @@ impl Row {
                     .filter(|r| r.severity > Severity::Ok)
                     .map(|r| r.metric.as_str())
                     .collect();
-                if firing.is_empty() {
+                if target.reading == Reading::AtLimit {
+                    "at limit: descriptor table full".to_owned()
+                } else if firing.is_empty() && target.reading == Reading::Measuring {
+                    "measuring".to_owned()
+                } else if firing.is_empty() {
                     target.severity.name().to_owned()
                 } else {
                     format!("{} ({})", target.severity.name(), firing.join(", "))

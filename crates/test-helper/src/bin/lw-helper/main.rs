@@ -34,7 +34,7 @@ const HELP: &str = "open KIND [PATH] [N] | close KIND [N|all] | count | \
     term-delay MS | \
     spawn N [CMD [; CMD]...] | tree DEPTH WIDTH [ignore-term] | \
     fork-every MS [MAX] [ignore-term] | double-fork [tcp-listen PORT] | \
-    serve-http [PORT] | pid | exit [CODE] | sleep-forever | detach | help";
+    serve-http [PORT] | pid | nofile SOFT_LIMIT | exit [CODE] | sleep-forever | detach | help";
 
 /// The command line.
 #[derive(Debug, Default)]
@@ -234,6 +234,10 @@ impl State {
                 Ok(port.to_string())
             }
             "pid" => Ok(std::process::id().to_string()),
+            "nofile" => match args {
+                [n] => set_nofile(number(n)?),
+                _ => Err("usage: nofile SOFT_LIMIT".to_owned()),
+            },
             "help" => Ok(HELP.to_owned()),
             _ => Err(format!("unknown command `{cmd}` (try help)")),
         }
@@ -451,6 +455,22 @@ fn main() -> ExitCode {
     }
     state.clean_up();
     ExitCode::SUCCESS
+}
+
+/// Lowers this process's soft descriptor limit, so a test can fill its table
+/// (an "at limit" server) with a few descriptors rather than thousands.
+fn set_nofile(soft: usize) -> Result<String, String> {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
+    }
+    limit.rlim_cur = libc::rlim_t::try_from(soft).map_err(|_| "limit too large".to_owned())?;
+    // SAFETY: setrlimit only reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
+    }
+    Ok(soft.to_string())
 }
 
 #[cfg(test)]
