@@ -1369,6 +1369,7 @@ impl Engine {
             orphans: self.orphans.clone(),
             orphan_rules: self.orphan_rules.clone(),
             history_error: self.history_error.clone(),
+            engine: self.lock.as_ref().map(|lock| lock.owner().clone()),
         }
     }
 

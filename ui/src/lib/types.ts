@@ -10,7 +10,8 @@ import type { Problem } from '../bindings/Problem';
 import type { TopKind } from '../bindings/TopKind';
 import type { Locator } from '../bindings/Locator';
 import type { Proposal } from '../bindings/Proposal';
-export type { Locator, Problem, Proposal, TopKind };
+import type { Owner } from '../bindings/Owner';
+export type { Locator, Owner, Problem, Proposal, TopKind };
 
 /** Milliseconds since the Unix epoch. */
 export type UnixMillis = number;
@@ -204,6 +205,8 @@ export interface Status {
   restarts: Partial<Record<string, number>>;
   /** What keeps Leakwatch itself from working fully, with a fix. */
   problems: Problem[];
+  /** The engine that made this status (the daemon's when the app is attached). */
+  engine?: Owner | null;
 }
 
 // ---- actions (core::kill, core::restart) ----
