@@ -138,6 +138,7 @@ mod bindings {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/bindings");
         let cfg = Config::new().with_large_int("number").with_out_dir(dir);
         leakwatch_core::status::Status::export_all(&cfg)?;
+        leakwatch_core::owner::Owner::export_all(&cfg)?;
         leakwatch_core::model::Event::export_all(&cfg)?;
         leakwatch_core::kill::KillPlan::export_all(&cfg)?;
         leakwatch_core::kill::KillReport::export_all(&cfg)?;

@@ -1,7 +1,12 @@
 //! What the app keeps while it runs, shared by the commands, the tray and the
 //! event forwarding: the engine's handle and where the configuration and the
 //! history live. The engine runs in this process on Tauri's tokio runtime, so the
-//! tray, notifications and popover all show the numbers of one engine.
+//! tray, notifications and popover all show the numbers of one engine; when
+//! another engine (the daemon) owns the data directory, the handle attaches to
+//! it instead (its statuses and events, commands through its local API; the
+//! status's `engine` names it, for the popover's badge) and takes over when it
+//! goes away. Actions (kill-tree, clean-up, restart) run here either way, through
+//! core's routines, and then ask the engine to rescan.
 
 use crate::error::AppError;
 use leakwatch_core::engine::{Command, Engine, EngineHandle, EngineOptions};
@@ -13,9 +18,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often the app tries again to start an engine that could not start: short,
-/// because the usual reason is another engine (the daemon) owning the data
-/// directory, and the app takes over within seconds when that one stops.
+/// How often the app tries again to start an engine that could not start (a
+/// history being mounted, no process interface yet). Another engine owning the
+/// data directory is no failure: the app attaches to it, and takes over the
+/// moment it goes away.
 const ENGINE_RETRY: Duration = Duration::from_secs(3);
 
 /// Where the app reads and writes.

@@ -21,7 +21,10 @@
 //! app's `get_tray_icon`: a headless tray host cannot be looked at), with
 //! screenshots docs/first-run.png and docs/watch-dialog.png; and a start on a
 //! broken config ([`broken_config`]) that shows the file, line and key and keeps
-//! running.
+//! running. Last, the daemon first ([`daemon_first`]): `leakwatch daemon` owns
+//! the data directory, the app started after it attaches and its popover shows
+//! the daemon's target under a "daemon" badge; when the daemon is SIGKILLed the
+//! app takes over and the badge goes.
 //!
 //! The WebDriver client is a few lines of HTTP/1.1 over `TcpStream`: the
 //! protocol is JSON over plain HTTP on 127.0.0.1, and a crate would add more
@@ -80,7 +83,7 @@ pub(crate) fn run_e2e() -> Result<()> {
     ensure_debian_packages(&PACKAGES)?;
     let root = workspace_root();
     let driver = tauri_driver(&root)?;
-    run(cargo().args(["build", "--locked", "-p", "leakwatch-test-helper"]))?;
+    run(cargo().args(["build", "--locked", "-p", "leakwatch-test-helper", "-p", "leakwatch"]))?;
     let app = crate::ui::build_app(false)?;
     let helper = crate::util::target_dir().join("debug/lw-helper");
 
@@ -135,6 +138,9 @@ pub(crate) fn run_e2e() -> Result<()> {
     }
     if result.is_ok() {
         result = broken_config(&driver, &app, &tmp);
+    }
+    if result.is_ok() {
+        result = daemon_first(&driver, &app, &helper, &tmp);
     }
     let _ = std::fs::remove_dir_all(&tmp);
     result?;
@@ -396,6 +402,101 @@ fn broken_config(driver: &Path, app: &Path, tmp: &Path) -> Result<()> {
     });
     let _ = request("DELETE", &format!("/session/{id}"), &Value::Null);
     running
+}
+
+/// The daemon started first, then the app: the app attaches (no second engine),
+/// its popover lists the daemon's target with a "daemon" badge, and the status
+/// it shows is the daemon's. SIGKILL the daemon: the app takes over (its own
+/// engine, the badge gone) within seconds.
+fn daemon_first(driver: &Path, app: &Path, helper: &Path, tmp: &Path) -> Result<()> {
+    let tmp = tmp.join("daemon-first");
+    std::fs::create_dir_all(&tmp)?;
+    let pidfile = tmp.join("served.pid");
+    let config = tmp.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[notify]\nenabled = false\n\n[defaults]\ninterval = \"1s\"\n\n[[watch]]\n\
+             name = \"served-by-daemon\"\npidfile = {:?}\n",
+            pidfile.display().to_string()
+        ),
+    )?;
+    let _served = Guarded(
+        Command::new("sh")
+            .args([
+                "-c",
+                &format!(
+                    "echo $$ > {}; exec {} --stay </dev/null >/dev/null",
+                    quote(&pidfile),
+                    quote(helper)
+                ),
+            ])
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .context("could not start the daemon's helper")?,
+        "the daemon's helper",
+    );
+    wait_for_pid(&pidfile)?;
+    let leakwatch = crate::util::target_dir().join("debug/leakwatch");
+    let mut daemon = Guarded(
+        Command::new(&leakwatch)
+            .arg("daemon")
+            .env("LEAKWATCH_CONFIG", &config)
+            .env("LEAKWATCH_DATA_DIR", tmp.join("data"))
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("could not start {} daemon", leakwatch.display()))?,
+        "leakwatch daemon",
+    );
+    let daemon_pid = daemon.0.id();
+    let socket = tmp.join("data/engine.sock");
+    wait_until(Duration::from_secs(60), "the daemon's socket", || Ok(socket.exists()))?;
+    let env = DriverEnv { driver, config: Some(&config), home: None, tmp: &tmp };
+    let _driver = start_driver(&env, false)?;
+    let id = open_session(app)?;
+    let result = (|| -> Result<()> {
+        let badge = r#"[data-testid="engine-badge"]"#;
+        wait_until(Duration::from_secs(40), "the popover's daemon badge", || {
+            Ok(element_text(&id, badge).is_ok_and(|text| text.trim() == "daemon"))
+        })?;
+        wait_until(Duration::from_secs(40), "the daemon's target in the popover", || {
+            Ok(page_text(&id)?.contains("served-by-daemon"))
+        })?;
+        let status = invoke(&id, "get_status", &json!({}))?;
+        if status["engine"]["face"] != "daemon"
+            || status["engine"]["pid"] != daemon_pid
+            || status["own"]["pid"] != daemon_pid
+        {
+            bail!(
+                "the app shows another engine than the daemon {daemon_pid}: {}",
+                status["engine"]
+            );
+        }
+        eprintln!("e2e: the app attached to the daemon (pid {daemon_pid}), badge shown");
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc_kill(i32::try_from(daemon_pid).unwrap_or(i32::MAX), 9);
+        }
+        let _ = daemon.0.wait();
+        wait_until(Duration::from_secs(40), "the app to take over from the killed daemon", || {
+            let status = invoke(&id, "get_status", &json!({}))?;
+            Ok(status["engine"]["face"] == "app" && status["tick"].as_u64() > Some(0))
+        })?;
+        wait_until(Duration::from_secs(20), "the badge to go", || {
+            Ok(elements(&id, badge)?.is_empty())
+        })?;
+        if !page_text(&id)?.contains("served-by-daemon") {
+            bail!("the app lost the target when it took over");
+        }
+        eprintln!("e2e: the app took over from the SIGKILLed daemon");
+        Ok(())
+    })();
+    let _ = request("DELETE", &format!("/session/{id}"), &Value::Null);
+    result
 }
 
 /// Starts tauri-driver (the app inherits its environment), in a dark GTK theme

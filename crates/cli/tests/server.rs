@@ -141,7 +141,16 @@ fn second_engine_on_one_data_dir_is_refused_naming_the_running_one() {
     assert!(first.wait_for_log("leakwatch daemon started"), "{}", first.log());
 
     let bin = env!("CARGO_BIN_EXE_leakwatch");
-    let second = scratch.command(bin, &["watch", "--once", "--json"]).output().unwrap();
+    // `watch` attaches to it: the daemon's state, no second engine.
+    let attached = scratch.command(bin, &["watch", "--once", "--json"]).output().unwrap();
+    let notice = String::from_utf8_lossy(&attached.stderr);
+    assert!(attached.status.success(), "{notice}");
+    let status: serde_json::Value = serde_json::from_slice(&attached.stdout).unwrap();
+    assert_eq!(status["own"]["pid"], first.pid(), "{status}");
+    assert!(notice.contains(&format!("leakwatch daemon (pid {}", first.pid())), "{notice}");
+    // `--standalone` insists on an engine of its own, which the lock refuses.
+    let second =
+        scratch.command(bin, &["watch", "--once", "--json", "--standalone"]).output().unwrap();
     let message = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "watch ran beside the daemon: {message}");
     assert!(message.contains("another engine already owns the data directory"), "{message}");
@@ -229,6 +238,137 @@ fn second_daemon_waits_then_takes_over_when_the_owner_is_killed() {
     assert!(
         gaps.iter().all(|gap| *gap <= 2 * interval_ms),
         "a gap longer than two intervals: {gaps:?} at {times:?}\n{takeover_log}"
+    );
+}
+
+/// `leakwatch watch --json`, its stdout lines and stderr collected as written.
+struct Watch {
+    child: Child,
+    lines: Arc<Mutex<Vec<serde_json::Value>>>,
+    log: Arc<Mutex<String>>,
+}
+
+impl Watch {
+    fn spawn(scratch: &Scratch) -> Self {
+        let mut child = scratch
+            .command(env!("CARGO_BIN_EXE_leakwatch"), &["watch", "--json", "--no-notify"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&lines);
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push(serde_json::from_str(&line).unwrap());
+            }
+        });
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Self { child, lines, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The engine pid (`own.pid`) of the statuses printed so far.
+    fn engine_pids(&self) -> Vec<u64> {
+        self.lines.lock().unwrap().iter().filter_map(|s| s["own"]["pid"].as_u64()).collect()
+    }
+
+    fn first(&self) -> Option<serde_json::Value> {
+        self.lines.lock().unwrap().first().cloned()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn attached_watch_shows_the_daemon_then_takes_over_when_it_is_sigkilled_without_a_gap() {
+    // `watch` follows the daemon through the same core handle the menubar app
+    // uses (`EngineHandle::spawn_retrying`), so this is the app's takeover too.
+    let scratch = Scratch::new("watch-takeover");
+    let helper = leakwatch_test_helper::Helper::spawn().unwrap();
+    let pidfile = scratch.path("helper.pid");
+    std::fs::write(&pidfile, helper.pid().to_string()).unwrap();
+    let interval_ms = 1000;
+    scratch.write_config(&format!(
+        "[notify]\nenabled = false\n\n[[watch]]\nname = \"leaky\"\npidfile = \"{}\"\ninterval = \"{interval_ms}ms\"\n",
+        pidfile.display()
+    ));
+    let mut daemon = scratch.daemon();
+    assert!(daemon.wait_for_log("leakwatch daemon started"), "{}", daemon.log());
+    // Some history first, so the attach has a trend to show at once.
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            status_json(&scratch).is_some_and(|s| {
+                s["targets"][0]["history"].as_array().is_some_and(|h| h.len() >= 3)
+            })
+        }),
+        "{}",
+        daemon.log()
+    );
+    let watch = Watch::spawn(&scratch);
+    assert!(wait_until(Duration::from_secs(60), || watch.first().is_some()), "{}", watch.log());
+    let first = watch.first().unwrap();
+    assert_eq!(first["own"]["pid"], daemon.pid(), "{first}");
+    let history = first["targets"][0]["history"].as_array().unwrap();
+    assert!(history.len() >= 3, "the first status lacks the daemon's trend: {first}");
+    assert!(watch.log().contains("showing the state of leakwatch daemon"), "{}", watch.log());
+    std::thread::sleep(Duration::from_millis(3 * interval_ms));
+    let watch_pid = u64::from(watch.child.id());
+    assert!(!watch.engine_pids().contains(&watch_pid), "watch sampled beside the daemon");
+
+    let killed_at =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as u64;
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || watch.engine_pids().contains(&watch_pid)),
+        "watch never took over:\n{}",
+        watch.log()
+    );
+    assert!(watch.log().contains("went away: this watch took over"), "{}", watch.log());
+    std::thread::sleep(Duration::from_millis(4 * interval_ms));
+    // SIGINT: watch stops cleanly, writing its last tick.
+    let mut watch = watch;
+    let sent = Command::new("kill").args(["-INT", &watch_pid.to_string()]).status().unwrap();
+    assert!(sent.success());
+    assert!(watch.child.wait().unwrap().success(), "{}", watch.log());
+    let log = watch.log();
+    drop(watch);
+
+    let times = sample_times(&scratch, "leaky");
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    let before: Vec<u64> =
+        times.windows(2).filter(|w| w[1] < killed_at).map(|w| w[1] - w[0]).collect();
+    assert!(before.len() >= 3, "{times:?}");
+    assert!(
+        before.iter().all(|gap| *gap >= interval_ms / 2),
+        "samples closer than half an interval (two writers?): {before:?}"
+    );
+    assert!(times.iter().any(|t| *t > killed_at + interval_ms), "{times:?}\n{log}");
+    assert!(
+        gaps.iter().all(|gap| *gap <= 2 * interval_ms),
+        "a gap longer than two intervals: {gaps:?} at {times:?}\n{log}"
     );
 }
 

@@ -304,11 +304,19 @@ pub enum ClientError {
     Http { path: PathBuf, source: hyper::Error },
     #[error("local API at {}: {status}: {body}", path.display())]
     Status { path: PathBuf, status: StatusCode, body: String },
+    /// The engine answered with JSON this version cannot read.
+    #[error("local API at {}: unreadable answer: {source}", path.display())]
+    Body { path: PathBuf, source: serde_json::Error },
 }
 
-/// One request to the engine at `socket`: its body when it answers 2xx.
-pub async fn request(socket: &Path, method: Method, path: &str) -> Result<Bytes, ClientError> {
-    use http_body_util::{BodyExt, Empty};
+/// Connects to the engine at `socket` and sends `method path`: the response,
+/// whatever its status.
+async fn send(
+    socket: &Path,
+    method: Method,
+    path: &str,
+) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+    use http_body_util::Empty;
     let at = || socket.to_owned();
     let stream = match tokio::net::UnixStream::connect(socket).await {
         Ok(stream) => stream,
@@ -333,10 +341,14 @@ pub async fn request(socket: &Path, method: Method, path: &str) -> Result<Bytes,
         .header(header::HOST, "leakwatch")
         .body(Empty::<Bytes>::new())
         .map_err(|e| ClientError::Io { path: at(), source: std::io::Error::other(e) })?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|source| ClientError::Http { path: at(), source })?;
+    sender.send_request(request).await.map_err(|source| ClientError::Http { path: at(), source })
+}
+
+/// One request to the engine at `socket`: its body when it answers 2xx.
+pub async fn request(socket: &Path, method: Method, path: &str) -> Result<Bytes, ClientError> {
+    use http_body_util::BodyExt;
+    let at = || socket.to_owned();
+    let response = send(socket, method, path).await?;
     let status = response.status();
     let body = response
         .into_body()
@@ -352,6 +364,105 @@ pub async fn request(socket: &Path, method: Method, path: &str) -> Result<Bytes,
         });
     }
     Ok(body)
+}
+
+/// The engine's latest status (`GET /v1/status`), typed.
+pub async fn status(socket: &Path) -> Result<Status, ClientError> {
+    let body = request(socket, Method::GET, "/v1/status").await?;
+    serde_json::from_slice(&body)
+        .map_err(|source| ClientError::Body { path: socket.to_owned(), source })
+}
+
+/// Tells the engine at `socket` to carry out `command` (`POST /v1/rescan`,
+/// `/v1/reload`, `/v1/pause-alerts`): how a face attached to another engine
+/// drives it.
+pub async fn send_command(socket: &Path, command: Command) -> Result<(), ClientError> {
+    let path = match command {
+        Command::Rescan => "/v1/rescan".to_owned(),
+        Command::Reload => "/v1/reload".to_owned(),
+        Command::PauseAlerts(None) => "/v1/pause-alerts".to_owned(),
+        Command::PauseAlerts(Some(duration)) => {
+            format!("/v1/pause-alerts?for={}s", duration.as_secs().max(1))
+        }
+    };
+    request(socket, Method::POST, &path).await.map(drop)
+}
+
+/// One line of `/v1/stream`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamItem {
+    Status(Box<Status>),
+    Event(Event),
+}
+
+/// The longest line a stream may send: a status with many targets and orphan
+/// trees is large, but not this large; beyond it the engine is not one we speak to.
+const MAX_STREAM_LINE: usize = 32 * 1024 * 1024;
+
+/// An open `/v1/stream`: statuses and events as the engine sends them.
+#[derive(Debug)]
+pub struct Subscription {
+    socket: PathBuf,
+    body: hyper::body::Incoming,
+    buffer: Vec<u8>,
+}
+
+impl Subscription {
+    /// The next status or event; `None` when the engine closed the stream (it
+    /// stopped or died: the kernel closes its socket either way).
+    pub async fn next(&mut self) -> Option<Result<StreamItem, ClientError>> {
+        use http_body_util::BodyExt;
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                let line = line.trim_ascii();
+                if line.is_empty() {
+                    continue;
+                }
+                return Some(
+                    serde_json::from_slice(line)
+                        .map_err(|source| ClientError::Body { path: self.socket.clone(), source }),
+                );
+            }
+            if self.buffer.len() > MAX_STREAM_LINE {
+                return Some(Err(ClientError::Io {
+                    path: self.socket.clone(),
+                    source: std::io::Error::other(format!(
+                        "a stream line longer than {MAX_STREAM_LINE} bytes"
+                    )),
+                }));
+            }
+            match self.body.frame().await? {
+                Ok(frame) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+                Err(source) => {
+                    return Some(Err(ClientError::Http { path: self.socket.clone(), source }));
+                }
+            }
+        }
+    }
+}
+
+/// Opens `GET /v1/stream` of the engine at `socket`. Its first item is the
+/// engine's current status, with each target's recent history, so a face that
+/// attaches has the whole picture at once.
+pub async fn subscribe(socket: &Path) -> Result<Subscription, ClientError> {
+    use http_body_util::BodyExt;
+    let response = send(socket, Method::GET, "/v1/stream").await?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        return Err(ClientError::Status {
+            path: socket.to_owned(),
+            status,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        });
+    }
+    Ok(Subscription { socket: socket.to_owned(), body: response.into_body(), buffer: Vec::new() })
 }
 
 #[cfg(test)]
@@ -433,6 +544,52 @@ mod tests {
             .unwrap();
         assert_eq!(next_json(&mut lines).await["event"]["message"], "hello");
         server.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn client_subscription_reads_typed_statuses_and_events_and_sends_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = socket_path(dir.path());
+        let listener = SameUserListener::bind(&socket).unwrap();
+        let (engine, status_tx, mut commands) = engine();
+        let events = engine.events.clone();
+        let server = tokio::spawn(serve(listener, engine));
+        assert_eq!(status(&socket).await.unwrap().tick, 7);
+        let mut subscription = subscribe(&socket).await.unwrap();
+        let next = async |s: &mut Subscription| {
+            tokio::time::timeout(Duration::from_secs(30), s.next()).await.unwrap().unwrap().unwrap()
+        };
+        assert!(matches!(next(&mut subscription).await, StreamItem::Status(s) if s.tick == 7));
+        status_tx.send(Arc::new(Status { tick: 8, ..Status::default() })).unwrap();
+        assert!(matches!(next(&mut subscription).await, StreamItem::Status(s) if s.tick == 8));
+        events
+            .send(Event {
+                at: 1,
+                target: "web".into(),
+                pid: None,
+                kind: crate::model::EventKind::ConfigReloaded,
+                rule: None,
+                severity: crate::model::Severity::Ok,
+                value: None,
+                message: "hello".into(),
+            })
+            .unwrap();
+        assert!(
+            matches!(next(&mut subscription).await, StreamItem::Event(e) if e.message == "hello")
+        );
+        send_command(&socket, Command::PauseAlerts(Some(Duration::from_secs(90)))).await.unwrap();
+        assert!(matches!(
+            commands.recv().await,
+            Some(Command::PauseAlerts(Some(d))) if d == Duration::from_secs(90)
+        ));
+        send_command(&socket, Command::Reload).await.unwrap();
+        assert!(matches!(commands.recv().await, Some(Command::Reload)));
+        // The engine stopping ends the subscription: the face's cue to take over.
+        server.abort();
+        let _ = server.await;
+        drop(status_tx);
+        let end = tokio::time::timeout(Duration::from_secs(30), subscription.next()).await.unwrap();
+        assert!(!matches!(end, Some(Ok(_))), "{end:?}");
     }
 
     /// The next JSON line of a chunked stream (chunk sizes are skipped).

@@ -1442,6 +1442,7 @@ impl Engine {
             orphans: self.orphans.clone(),
             orphan_rules: self.orphan_rules.clone(),
             history_error: self.history_error.clone(),
+            engine: self.lock.as_ref().map(|lock| lock.owner().clone()),
         }
     }
 
@@ -1631,6 +1632,7 @@ impl Engine {
             shutdown: shutdown_tx,
             metrics_listen: listen_rx,
             failure: failure_rx,
+            owner: watch::channel(None).1,
             task,
         }
     }
@@ -1662,10 +1664,19 @@ pub struct EngineHandle {
     shutdown: watch::Sender<bool>,
     metrics_listen: watch::Receiver<Option<std::net::SocketAddr>>,
     failure: watch::Receiver<Option<String>>,
+    /// The engine this handle follows, when another owns the data directory.
+    owner: watch::Receiver<Option<crate::owner::Owner>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl EngineHandle {
+    /// The engine whose state this handle shows when it is another process's
+    /// (the daemon's, say): `None` while it runs its own engine (or none yet).
+    /// Changes when it attaches and when it takes over.
+    pub fn attached_to(&self) -> watch::Receiver<Option<crate::owner::Owner>> {
+        self.owner.clone()
+    }
+
     /// The latest status, updated after every tick.
     pub fn status(&self) -> watch::Receiver<Arc<Status>> {
         self.status.clone()
@@ -1705,6 +1716,12 @@ impl EngineHandle {
     /// the machine's state. Meanwhile the status says why nothing is watched (a
     /// [`Problem`] named after what failed), and commands other than shutdown are dropped
     /// (the next attempt reads the config afresh anyway).
+    ///
+    /// While another engine owns the data directory ([`EngineError::Locked`]),
+    /// the handle attaches to it instead ([`crate::attach`]): its statuses and
+    /// events are this handle's, commands go to it through the local API, and
+    /// [`EngineHandle::attached_to`] names it. When it goes away, `open` is
+    /// called at once and this handle's own engine takes over.
     pub fn spawn_retrying<F>(open: F, retry: Duration) -> EngineHandle
     where
         F: Fn() -> Result<Engine, EngineError> + Send + Sync + 'static,
@@ -1715,13 +1732,36 @@ impl EngineHandle {
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
         let (listen_tx, listen_rx) = watch::channel(None);
         let (failure_tx, failure_rx) = watch::channel(None::<String>);
+        let (owner_tx, owner_rx) = watch::channel(None::<crate::owner::Owner>);
         let events = events_tx.clone();
         let open = Arc::new(open);
         let task = tokio::spawn(async move {
             let engine = loop {
                 let attempt = Arc::clone(&open);
                 let (what, error) = match tokio::task::spawn_blocking(move || attempt()).await {
-                    Ok(Ok(engine)) => break engine,
+                    Ok(Ok(engine)) => {
+                        owner_tx.send_replace(None);
+                        break engine;
+                    }
+                    Ok(Err(EngineError::Locked(LockError::Held { dir, owner }))) => {
+                        let out = crate::attach::Outputs {
+                            status: &status_tx,
+                            events: &events,
+                            owner: &owner_tx,
+                        };
+                        let followed = crate::attach::follow_owner(
+                            &dir,
+                            owner,
+                            &out,
+                            &mut command_rx,
+                            &mut shutdown_rx,
+                        )
+                        .await;
+                        match followed {
+                            crate::attach::Detached::Shutdown => return,
+                            crate::attach::Detached::Retry => continue,
+                        }
+                    }
                     Ok(Err(error)) => (error.what(), error.to_string()),
                     Err(panicked) => {
                         ("engine", format!("the engine panicked while starting: {panicked}"))
@@ -1793,6 +1833,7 @@ impl EngineHandle {
             shutdown: shutdown_tx,
             metrics_listen: listen_rx,
             failure: failure_rx,
+            owner: owner_rx,
             task,
         }
     }

@@ -5,6 +5,7 @@
 //! it is tested with made-up snapshots as well as real processes.
 
 pub mod api;
+pub mod attach;
 pub mod autopilot;
 pub mod config;
 pub mod config_edit;

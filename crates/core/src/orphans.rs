@@ -22,7 +22,7 @@ use crate::model::{UnixMillis, unix_millis};
 use crate::tree::ProcessTree;
 use leakwatch_probe::{ProcessId, ProcessInfo, ProcessState};
 use regex::Regex;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
@@ -54,7 +54,7 @@ fn live_by_pid(table: &[ProcessInfo]) -> HashMap<u32, &ProcessInfo> {
 // ---------------------------------------------------------------------------------
 
 /// The parent a process had when Leakwatch first saw both alive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ParentRecord {
     #[serde(flatten)]
@@ -274,7 +274,7 @@ impl IdleTracker {
 
 /// Why a reparented process counts as an orphan. In JSON: `"reason":
 /// "leader_gone"`, `"parent_died"`, or `"pattern"` with `"pattern": "<regex>"`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "reason", content = "pattern", rename_all = "snake_case")]
 pub enum OrphanReason {
@@ -311,7 +311,7 @@ impl fmt::Display for OrphanReason {
 }
 
 /// One process of an orphan tree.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OrphanMember {
     #[serde(flatten)]
@@ -327,11 +327,11 @@ pub struct OrphanMember {
     pub cpu_seconds: Option<f64>,
     /// For a launcher wrapper (`uv tool uvx X`, `npm exec X`...): the folded
     /// label, e.g. `uvx X (uv → python)`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
     /// For the worker a wrapper started (and any shell in between): the pid of
     /// the wrapper whose row it is shown in.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folded_into: Option<u32>,
 }
 
@@ -347,14 +347,14 @@ impl OrphanMember {
 }
 
 /// A reparented root and everything below it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OrphanTree {
     pub root: ProcessId,
     #[serde(flatten)]
     pub reason: OrphanReason,
     /// The root's original parent, when the lineage knows it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_parent: Option<ParentRecord>,
     /// The root as shown: its folded wrapper label, else its command line.
     pub label: String,
@@ -363,12 +363,17 @@ pub struct OrphanTree {
     pub total_rss_bytes: u64,
     pub total_fds: u64,
     /// How long the root has been running.
-    #[serde(rename = "age_seconds", serialize_with = "secs")]
+    #[serde(rename = "age_seconds", serialize_with = "secs", deserialize_with = "from_secs")]
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub age: Duration,
     /// How long no member's CPU time has advanced: the tree is idle only while
     /// all of it is. `None` when unknown (not observed long enough, or hidden).
-    #[serde(rename = "idle_seconds", serialize_with = "secs_opt")]
+    #[serde(
+        rename = "idle_seconds",
+        serialize_with = "secs_opt",
+        deserialize_with = "from_secs_opt"
+    )]
+    #[serde(default)]
     #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub idle_for: Option<Duration>,
     /// The watched targets whose process is a member ("contains agent-server"):
@@ -424,6 +429,18 @@ impl OrphanTree {
 
 fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+/// Seconds back into a duration, as a face attached to the local API reads
+/// them; a negative or non-finite number (never sent) reads as zero.
+fn from_secs<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let secs = f64::deserialize(d)?;
+    Ok(Duration::try_from_secs_f64(secs).unwrap_or_default())
+}
+
+fn from_secs_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let secs = Option::<f64>::deserialize(d)?;
+    Ok(secs.map(|s| Duration::try_from_secs_f64(s).unwrap_or_default()))
 }
 
 fn secs_opt<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {

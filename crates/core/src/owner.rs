@@ -19,6 +19,7 @@ pub const LOCK_FILE: &str = "engine.lock";
 
 /// Which of Leakwatch's programs runs an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Face {
     /// `leakwatch daemon`.
@@ -46,6 +47,7 @@ impl std::fmt::Display for Face {
 
 /// Who owns a data directory, as its lock file says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Owner {
     pub pid: u32,
     pub face: Face,

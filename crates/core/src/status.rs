@@ -12,8 +12,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// The whole state after one tick.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+// Read back from the local API ([`crate::api`]) by faces that attach: an older or
+// newer engine may leave fields out.
+#[serde(default)]
 pub struct Status {
     pub at: UnixMillis,
     pub tick: u64,
@@ -41,10 +44,15 @@ pub struct Status {
     /// directory that cannot be written (the engine runs without history), a
     /// full disk.
     pub history_error: Option<String>,
+    /// The engine that made this status, as its data-directory lock names it
+    /// (pid, face, since when, socket): a face attached to another engine (the
+    /// app to the daemon) shows whose state it is. `None` for an engine that
+    /// keeps no history and so owns no data directory.
+    pub engine: Option<crate::owner::Owner>,
 }
 
 /// Something wrong with Leakwatch itself, not with a watched process.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Problem {
     /// What is affected: `history`, `probe`.
@@ -72,8 +80,9 @@ impl Status {
 }
 
 /// The configuration in force.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(default)]
 pub struct ConfigStatus {
     /// The file, or `None` when running on built-in defaults.
     pub path: Option<String>,
@@ -84,7 +93,7 @@ pub struct ConfigStatus {
 }
 
 /// Whether a target's process could be found and read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(tag = "state", content = "reason", rename_all = "snake_case")]
 pub enum TargetState {
@@ -100,7 +109,7 @@ pub enum TargetState {
 }
 
 /// One watched process (a target may match several: each is one row).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TargetStatus {
     /// The row's display name: the target's configured name, with `[pid]` when
@@ -115,6 +124,7 @@ pub struct TargetStatus {
     pub instance: Option<u32>,
     /// Whether Restart works for this row: a configured target with a
     /// `[watch.restart]` (its process may be down: restarting starts it).
+    #[serde(default)]
     pub restartable: bool,
     /// Why not, when not: what the user can do instead.
     pub restart_unavailable: Option<String>,
@@ -122,6 +132,7 @@ pub struct TargetStatus {
     /// user's process, or any other process on macOS) and no `fd_limit` is
     /// configured: percentage thresholds and the ETA do not apply; a configured
     /// `fd_limit` fixes it.
+    #[serde(default)]
     pub limit_unknown: bool,
     /// What is growing: the kind with the steepest positive slope, else the
     /// most-held kind, with its count now.
@@ -136,23 +147,29 @@ pub struct TargetStatus {
     /// Total leak slope, descriptors per hour (Theil–Sen over the window).
     pub slope_per_hour: Option<f64>,
     /// Slope per kind that changed in the window.
+    #[serde(default)]
     pub kind_slopes_per_hour: BTreeMap<FdKind, f64>,
     /// Projected seconds until the soft limit is reached at the current slope.
     pub eta_seconds: Option<f64>,
     /// The worst state of the target's rules.
     pub severity: Severity,
+    #[serde(default)]
     pub rules: Vec<RuleStatus>,
     /// Most-held paths, when the engine read them this series.
+    #[serde(default)]
     pub top_paths: Vec<PathGroup>,
     /// Kinds that grew since the series' first sample, most first.
+    #[serde(default)]
     pub grew: Vec<KindGrowth>,
     /// `(time, total)` pairs of the last hour, for sparklines.
+    #[serde(default)]
     pub history: Vec<(UnixMillis, u64)>,
     /// What is leaking, in one line ("event loops leaking: 1 epoll + 2 unix
     /// sockets each, +96/h"), from the descriptors that survived since the
     /// series started; `None` while nothing recognisable survives.
     pub diagnosis: Option<String>,
     /// The leak signatures behind `diagnosis`, most certain first.
+    #[serde(default)]
     pub signatures: Vec<Signature>,
     /// How far the reading has come: measuring until a slope exists, then
     /// measured, or at the limit. Faces never show a measuring row as fine.
@@ -199,7 +216,7 @@ impl TargetStatus {
 }
 
 /// A row's headline kind: "kqueue 812 ↑ +96/h".
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct TopKind {
     pub kind: FdKind,
@@ -232,7 +249,7 @@ impl TopKind {
 }
 
 /// The process a target currently resolves to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ProcessSummary {
     #[serde(flatten)]
@@ -243,7 +260,7 @@ pub struct ProcessSummary {
 }
 
 /// A rule's current state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RuleStatus {
     pub metric: String,
@@ -252,7 +269,7 @@ pub struct RuleStatus {
 }
 
 /// How much one kind grew within a series.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct KindGrowth {
     pub kind: FdKind,
@@ -261,8 +278,9 @@ pub struct KindGrowth {
 }
 
 /// Leakwatch's own use of the machine.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(default)]
 pub struct OwnUsage {
     pub pid: u32,
     pub fds: Option<u64>,
@@ -274,6 +292,33 @@ pub struct OwnUsage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A status as an engine serves it (targets up and down, an orphan tree
+    /// with a folded member and a pattern, a path with companions).
+    const SERVED: &str = r#"{"alerts_paused_until":1796064400000,"at":1796064375846,"config":{"automatic":false,"error":null,"path":"/tmp/config.toml"},"engine":{"face":"daemon","pid":6957,"since":1796064300000,"socket":"/tmp/data/engine.sock"},"history_error":null,"orphan_rules":[{"metric":"orphans.count","severity":"warning","value":2.0}],"orphans":[{"age_seconds":878.664,"idle_seconds":12.5,"label":"xtask bench","members":[{"argv":["xtask","bench"],"cpu_seconds":0.4,"depth":0,"fds":5,"name":"xtask","pid":9780,"ppid":1,"rss_bytes":659456,"start_time":1163818},{"argv":["cargo","build"],"cpu_seconds":1.39,"depth":1,"fds":18,"folded_into":9780,"label":"cargo (uv → python)","name":"cargo","pid":12874,"ppid":9780,"rss_bytes":84590592,"start_time":1173401}],"original_parent":{"argv":["bash"],"name":"bash","pid":77,"start_time":12},"pattern":"xtask","reason":"pattern","root":{"pid":9780,"start_time":1163818},"total_fds":23,"total_rss_bytes":85250048}],"own":{"cpu_seconds":0.12,"fds":18,"pid":6957,"rss_bytes":21204992,"threads":4},"problems":[{"fix":"make it writable","message":"running without history","what":"history"}],"recent_events":[{"at":1796064373844,"kind":"series_started","message":"leaky: watching pid 6954 (lw-helper)","pid":6954,"rule":null,"severity":"ok","target":"leaky","value":null}],"restarts":{"leaky":1},"targets":[{"diagnosis":"event loops leaking","eta_seconds":3600.0,"grew":[{"first":1,"kind":"epoll","now":9}],"history":[[1796064375846,5],[1796064376846,7]],"instance":null,"kind_slopes_per_hour":{"epoll":96.0},"limit":{"hard":20000,"soft":20000,"source":"proc_limits"},"limit_unknown":false,"name":"leaky","process":{"argv":["lw-helper"],"name":"lw-helper","pid":6954,"start_time":1251588,"started_at":1796064372880},"restart_unavailable":null,"restartable":true,"rules":[{"metric":"fds","severity":"ok","value":5.0}],"sample":{"at":1796064375846,"cpu_seconds":0.0,"descendants":0,"kinds":{"device":1,"pipe":4},"limit":20000,"rss_bytes":2580480,"threads":1,"total":5},"selector":"pidfile /tmp/helper.pid","severity":"warning","signatures":["event_loops_not_closed"],"slope_per_hour":96.0,"state":"up","target":"leaky","top_kind":{"count":4,"kind":"pipe","slope_per_hour":null},"top_paths":[{"companions":[{"count":46,"suffix":"-wal"}],"count":48,"kind":"file","path":"/tmp/state.db"}]},{"diagnosis":null,"eta_seconds":null,"grew":[],"history":[],"instance":4321,"kind_slopes_per_hour":{},"limit":null,"limit_unknown":true,"name":"web[4321]","process":null,"reason":"no process listens on port 4321","restart_unavailable":null,"restartable":false,"rules":[],"sample":null,"selector":"port 4321","severity":"critical","signatures":[],"slope_per_hour":null,"state":"down","target":"web","top_kind":null,"top_paths":[]}],"tick":3}"#;
+
+    #[test]
+    fn status_read_back_from_the_api_is_the_status_that_was_sent() {
+        let sent: serde_json::Value = serde_json::from_str(SERVED).unwrap();
+        let read: Status = serde_json::from_value(sent.clone()).unwrap();
+        assert_eq!(
+            read.targets[1].state,
+            TargetState::Down("no process listens on port 4321".into())
+        );
+        assert_eq!(serde_json::to_value(&read).unwrap(), sent);
+    }
+
+    #[test]
+    fn status_from_an_engine_that_leaves_fields_out_reads_with_defaults() {
+        let read: Status = serde_json::from_str(
+            r#"{"tick":4,"targets":[{"name":"web","target":"web","instance":null,"selector":"port 1","state":"up","process":null,"sample":null,"limit":null,"slope_per_hour":null,"eta_seconds":null,"severity":"ok","signatures":["a_shape_of_the_future"]}],"future_field":1}"#,
+        )
+        .unwrap();
+        assert_eq!(read.tick, 4);
+        assert!(read.orphans.is_empty() && read.problems.is_empty());
+        assert_eq!(read.targets[0].signatures, [Signature::Unrecognised]);
+        assert!(read.targets[0].history.is_empty());
+    }
 
     #[test]
     fn top_kind_is_the_fastest_growing_kind_with_its_count() {

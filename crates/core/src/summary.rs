@@ -4,7 +4,7 @@
 //! `kqueue`s is an event loop per request.
 
 use leakwatch_probe::{Fd, FdClass, FdKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 /// SQLite keeps these files beside a database `x.db`, one set per connection.
@@ -26,19 +26,19 @@ pub struct FdSummary {
 }
 
 /// One path and how many descriptors hold it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PathGroup {
     pub path: String,
     pub kind: FdKind,
     pub count: usize,
     /// SQLite companions open beside this database, e.g. `-wal ×46`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub companions: Vec<Companion>,
 }
 
 /// A SQLite companion file of a [`PathGroup`], named by its suffix.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Companion {
     pub suffix: String,

@@ -9,4 +9,4 @@ export type PathGroup = { path: string, kind: FdKind, count: number,
 /**
  * SQLite companions open beside this database, e.g. `-wal ×46`.
  */
-companions: Array<Companion>, };
+companions?: Array<Companion>, };

@@ -3,6 +3,7 @@ import type { ConfigStatus } from "./ConfigStatus";
 import type { Event } from "./Event";
 import type { OrphanTree } from "./OrphanTree";
 import type { OwnUsage } from "./OwnUsage";
+import type { Owner } from "./Owner";
 import type { Problem } from "./Problem";
 import type { RuleStatus } from "./RuleStatus";
 import type { TargetStatus } from "./TargetStatus";
@@ -51,4 +52,11 @@ problems: Array<Problem>,
  * directory that cannot be written (the engine runs without history), a
  * full disk.
  */
-history_error: string | null, };
+history_error: string | null, 
+/**
+ * The engine that made this status, as its data-directory lock names it
+ * (pid, face, since when, socket): a face attached to another engine (the
+ * app to the daemon) shows whose state it is. `None` for an engine that
+ * keeps no history and so owns no data directory.
+ */
+engine: Owner | null, };

@@ -16,7 +16,8 @@ import type { FormField } from '../bindings/FormField';
 import type { LocatorKey } from '../bindings/LocatorKey';
 import type { RestartWay } from '../bindings/RestartWay';
 import type { Reading } from '../bindings/Reading';
-export type { FormField, Locator, LocatorKey, Problem, Proposal, Reading, RestartWay, Settings, TargetForm, TopKind };
+import type { Owner } from '../bindings/Owner';
+export type { FormField, Locator, LocatorKey, Owner, Problem, Proposal, Reading, RestartWay, Settings, TargetForm, TopKind };
 
 /** Milliseconds since the Unix epoch. */
 export type UnixMillis = number;
@@ -217,6 +218,8 @@ export interface Status {
   restarts: Partial<Record<string, number>>;
   /** What keeps Leakwatch itself from working fully, with a fix. */
   problems: Problem[];
+  /** The engine that made this status (the daemon's when the app is attached). */
+  engine?: Owner | null;
 }
 
 // ---- actions (core::kill, core::restart) ----

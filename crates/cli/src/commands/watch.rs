@@ -1,14 +1,16 @@
 //! `leakwatch watch`: the engine live in a terminal. A table refreshed in place on
 //! a terminal; plain lines, or one JSON status per tick, when piped, so the same
-//! command serves a person, `grep` and a test.
+//! command serves a person, `grep` and a test. When another engine (the daemon,
+//! the app) owns the data directory, `watch` shows that engine's state through
+//! its local API rather than run a second one, and takes over if it goes away.
 
 use super::{EngineArgs, parse_duration, runtime};
 use crate::output::{self, Align, Table};
 use leakwatch_core::config::MIN_INTERVAL;
-use leakwatch_core::engine::Engine;
+use leakwatch_core::engine::{Engine, EngineError, EngineHandle};
 use leakwatch_core::model::{Event, Severity, human_duration};
 use leakwatch_core::notifier::{DesktopNotifier, Notifier, NullNotifier};
-use leakwatch_core::owner::Face;
+use leakwatch_core::owner::{Face, LockError, Owner};
 use leakwatch_core::status::{Reading, Status, TargetState, TargetStatus};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -30,7 +32,15 @@ use std::time::Duration;
     total]]}], config {path, error, automatic}, own {pid, fds, rss_bytes, cpu_seconds, \
     threads}, recent_events [{at, target, pid, kind, rule, severity, value, message}], \
     alerts_paused_until, orphans [orphan trees as in `leakwatch orphans --json`, with \
-    idle_seconds and no idle_now], orphan_rules [{metric, severity, value}].")]
+    idle_seconds and no idle_now], orphan_rules [{metric, severity, value}].\n\n\
+    One engine per data directory: when another engine (`leakwatch daemon`, the menubar app, \
+    another `watch`) owns it, `watch` attaches to that engine's local API and shows its live \
+    state, trend history included, instead of sampling a second time; --interval and \
+    --no-notify then do not apply (the owner's config does). If that engine stops or dies, \
+    `watch` says so on stderr and takes over: it becomes the owner (history, notifications) \
+    until it exits. --standalone always runs its own engine (which fails while another \
+    engine owns the data directory, unless --no-store); --no-store runs one without history \
+    that needs no data directory.")]
 pub(crate) struct Args {
     #[command(flatten)]
     engine: EngineArgs,
@@ -46,6 +56,10 @@ pub(crate) struct Args {
     /// Do not show desktop notifications (alerts still appear in the output).
     #[arg(long)]
     no_notify: bool,
+    /// Run an engine of its own even if another engine runs (by default `watch`
+    /// attaches to the engine that owns the data directory).
+    #[arg(long)]
+    standalone: bool,
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
@@ -54,12 +68,13 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
     }
     let notifier: Arc<dyn Notifier> =
         if args.no_notify { Arc::new(NullNotifier) } else { Arc::new(DesktopNotifier) };
-    let mut engine = Engine::new_as(args.engine.options(notifier, args.interval)?, Face::Watch)?;
-    // `watch` logs nothing, so what the engine has to say at start is said here:
-    // a history moved aside or run without, permissions tightened.
-    for note in engine.take_notes() {
-        eprintln!("leakwatch: {note}");
-    }
+    let options = args.engine.options(notifier, args.interval)?;
+    let own = match Engine::new_as(options.clone(), Face::Watch) {
+        Ok(engine) => Some(engine),
+        // Another engine owns the data directory: show its state.
+        Err(EngineError::Locked(LockError::Held { .. })) if !args.standalone => None,
+        Err(error) => return Err(error.into()),
+    };
     let samples = if args.once { Some(1) } else { args.samples };
     let mode = if json {
         Mode::Json
@@ -69,13 +84,43 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         Mode::Lines
     };
     runtime()?.block_on(async move {
-        let handle = engine.spawn();
+        let handle = match own {
+            Some(mut engine) => {
+                // `watch` logs nothing, so what the engine has to say at start is
+                // said here: a history moved aside or run without, permissions
+                // tightened.
+                for note in engine.take_notes() {
+                    eprintln!("leakwatch: {note}");
+                }
+                engine.spawn()
+            }
+            // Follows the owner; if it goes away, this opens an engine of its own.
+            None => EngineHandle::spawn_retrying(
+                move || Engine::new_as(options.clone(), Face::Watch),
+                TAKEOVER_RETRY,
+            ),
+        };
         let mut status = handle.status();
+        let mut attached = handle.attached_to();
+        let mut shown_owner: Option<Owner> = None;
+        let mut following = true;
         let mut seen = 0u64;
         let mut last_event = 0;
         let failure = handle.failure();
         loop {
             tokio::select! {
+                // The owner first, so its first status is shown as its.
+                biased;
+                // Closed at once for an engine of its own: then no longer polled.
+                changed = attached.changed(), if following => {
+                    if changed.is_err() {
+                        following = false;
+                        continue;
+                    }
+                    let now = attached.borrow_and_update().clone();
+                    announce(shown_owner.as_ref(), now.as_ref());
+                    shown_owner = now;
+                }
                 changed = status.changed() => {
                     if changed.is_err() {
                         break;
@@ -85,7 +130,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
                         continue;
                     }
                     seen += 1;
-                    let text = render(&current, mode, &mut last_event)?;
+                    let text = render(&current, mode, &mut last_event, shown_owner.as_ref())?;
                     if !output::print_or_closed(&text)? {
                         break;
                     }
@@ -106,6 +151,24 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         }
         anyhow::Ok(String::new())
     })
+}
+
+/// How often an attached `watch` retries an engine of its own that cannot
+/// start once the owner went away (a config broken meanwhile, say).
+const TAKEOVER_RETRY: Duration = Duration::from_secs(3);
+
+/// Says on stderr whose state is shown, when that changes.
+fn announce(before: Option<&Owner>, now: Option<&Owner>) {
+    match (before, now) {
+        (_, Some(owner)) => eprintln!(
+            "leakwatch: showing the state of {owner}, which owns the data directory \
+             (--standalone runs a separate engine)"
+        ),
+        (Some(owner), None) => {
+            eprintln!("leakwatch: {owner} went away: this watch took over and is the engine now");
+        }
+        (None, None) => {}
+    }
 }
 
 /// `--interval`: a duration no shorter than the config's minimum, so a typo like
@@ -132,7 +195,12 @@ enum Mode {
     Json,
 }
 
-fn render(status: &Status, mode: Mode, last_event: &mut u64) -> anyhow::Result<String> {
+fn render(
+    status: &Status,
+    mode: Mode,
+    last_event: &mut u64,
+    owner: Option<&Owner>,
+) -> anyhow::Result<String> {
     let new_events: Vec<&Event> =
         status.recent_events.iter().filter(|e| e.at > *last_event).collect();
     if let Some(event) = status.recent_events.last() {
@@ -145,12 +213,12 @@ fn render(status: &Status, mode: Mode, last_event: &mut u64) -> anyhow::Result<S
             line
         }
         Mode::Lines => lines(status, &new_events),
-        Mode::Screen => screen(status),
+        Mode::Screen => screen(status, owner),
     })
 }
 
 /// The table view, preceded by "clear screen, cursor home".
-fn screen(status: &Status) -> String {
+fn screen(status: &Status, owner: Option<&Owner>) -> String {
     let mut out = String::from("\x1b[H\x1b[2J");
     let mode = if status.config.automatic {
         "no config: top descriptor holders".to_owned()
@@ -162,6 +230,9 @@ fn screen(status: &Status) -> String {
         status.targets.len(),
         status.tick
     ));
+    if let Some(owner) = owner {
+        out.push_str(&format!("engine: {owner}\n"));
+    }
     if let Some(error) = &status.config.error {
         let error = output::escape(error);
         out.push_str(&format!("config error, last good config kept: {error}\n"));

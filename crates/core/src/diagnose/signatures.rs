@@ -7,7 +7,7 @@
 
 use super::survivors::Survivors;
 use leakwatch_probe::{FdKind, FdTable};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub const IDLE_TREE_RSS: u64 = 256 * 1024 * 1024;
 
 /// The named leak shapes. Their `snake_case` names are the ones in JSON and in
 /// the `signature` label of `leakwatch_leak_signature_info`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Signature {
@@ -40,6 +40,8 @@ pub enum Signature {
     InheritedByChildren,
     OrphanedTree,
     IdleTreeHoldingMemory,
+    /// Also what a face reads for a signature a newer engine names.
+    #[serde(other)]
     Unrecognised,
 }
 
