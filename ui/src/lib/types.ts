@@ -10,7 +10,8 @@ import type { Problem } from '../bindings/Problem';
 import type { TopKind } from '../bindings/TopKind';
 import type { Locator } from '../bindings/Locator';
 import type { Proposal } from '../bindings/Proposal';
-export type { Locator, Problem, Proposal, TopKind };
+import type { Mark } from '../bindings/Mark';
+export type { Locator, Mark, Problem, Proposal, TopKind };
 
 /** Milliseconds since the Unix epoch. */
 export type UnixMillis = number;
