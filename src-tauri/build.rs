@@ -12,6 +12,7 @@ const COMMANDS: &[&str] = &[
     "plan_cleanup",
     "clean_orphans",
     "pause_alerts",
+    "mark_baseline",
     "get_settings",
     "save_settings",
     "set_launch_at_login",

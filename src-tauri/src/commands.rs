@@ -15,6 +15,7 @@ use leakwatch_core::Config;
 use leakwatch_core::config::{DEFAULT_GRACE, Restart};
 use leakwatch_core::config_edit::{self, Locator, NewTarget};
 use leakwatch_core::config_form::{self, TargetForm};
+use leakwatch_core::diagnose::Mark;
 use leakwatch_core::engine::Command;
 use leakwatch_core::kill::{self, Guard, KillReport, PlannedProcess};
 use leakwatch_core::model::unix_millis;
@@ -106,12 +107,14 @@ pub fn restart_plan(
     })
 }
 
-/// Restarts `name` now, saving a forensic snapshot to `store` first.
+/// Restarts `name` now, saving a forensic snapshot to `store` first, with the
+/// engine's `diagnosis` of it.
 pub fn restart_now(
     probe: &mut Probe,
     config: &Config,
     store: Option<&Store>,
     name: &str,
+    diagnosis: Option<&str>,
 ) -> Result<RestartReport, AppError> {
     let target = target(config, name)?;
     let mut save = |snapshot: Snapshot| {
@@ -126,6 +129,7 @@ pub fn restart_now(
         target,
         &Guard::from_config(config),
         "manual restart (Leakwatch app)",
+        diagnosis,
         &mut save,
     )?;
     if let Some(mut child) = child {
@@ -137,18 +141,20 @@ pub fn restart_now(
     Ok(report)
 }
 
-/// Saves a forensic snapshot of `name`'s process to `store`.
+/// Saves a forensic snapshot of `name`'s process to `store`, with the engine's
+/// `diagnosis` of it.
 pub fn snapshot(
     probe: &mut Probe,
     config: &Config,
     store: &Store,
     name: &str,
+    diagnosis: Option<&str>,
 ) -> Result<(), AppError> {
     let target = target(config, name)?;
     let id = restart::current_process(probe, target)
         .ok_or_else(|| AppError::new(ErrorKind::NotFound, format!("{name} is not running")))?;
     let reason = "snapshot requested in the app";
-    let body = restart::forensic_snapshot(probe, id, reason).ok_or_else(|| {
+    let body = restart::forensic_snapshot(probe, id, reason, diagnosis).ok_or_else(|| {
         AppError::new(ErrorKind::NotFound, format!("{name} (pid {}) exited", id.pid))
     })?;
     store
@@ -258,9 +264,10 @@ pub async fn restart_target(
     target: String,
 ) -> Result<RestartReport, AppError> {
     let name = target.clone();
+    let diagnosis = state.status().diagnosis_of(&target);
     let result = blocking(&state, move |probe, config, store| {
         let store = store.and_then(|path| open_store(Some(path)).ok());
-        restart_now(probe, config, store.as_ref(), &name)
+        restart_now(probe, config, store.as_ref(), &name, diagnosis.as_deref())
     })
     .await;
     state.notify_action(notifications::restart_outcome(&target, &result));
@@ -272,8 +279,9 @@ pub async fn restart_target(
 /// Saves a forensic snapshot of a target's process to the history.
 #[tauri::command]
 pub async fn save_snapshot(state: State<'_, AppState>, target: String) -> Result<(), AppError> {
+    let diagnosis = state.status().diagnosis_of(&target);
     blocking(&state, move |probe, config, store| {
-        snapshot(probe, config, &open_store(store)?, &target)
+        snapshot(probe, config, &open_store(store)?, &target, diagnosis.as_deref())
     })
     .await
 }
@@ -307,6 +315,36 @@ pub async fn clean_orphans(
     // Rescan now rather than at the next full scan, so the list updates.
     state.send(Command::Rescan);
     result.map(|(_, report)| report)
+}
+
+/// Marks a baseline on a target's processes in the running engine (this app's,
+/// or the daemon's when that one owns the data directory): `leakwatch explain
+/// TARGET` then counts survivors from this moment.
+#[tauri::command]
+pub async fn mark_baseline(
+    state: State<'_, AppState>,
+    target: String,
+) -> Result<Vec<Mark>, AppError> {
+    // The engine owning the history's folder serves the API there.
+    let dir = state.paths().store.as_ref().and_then(|store| store.parent()).ok_or_else(|| {
+        AppError::new(ErrorKind::Unavailable, "no data directory, so no engine keeps a baseline")
+    })?;
+    mark_baseline_at(&leakwatch_core::api::socket_path(dir), &target).await
+}
+
+/// [`mark_baseline`] against the engine serving `socket`.
+pub async fn mark_baseline_at(
+    socket: &std::path::Path,
+    target: &str,
+) -> Result<Vec<Mark>, AppError> {
+    match leakwatch_core::api::mark_baseline(socket, target).await {
+        Ok(marks) => Ok(marks),
+        Err(e @ leakwatch_core::api::ClientError::NoEngine { .. }) => Err(AppError::new(
+            ErrorKind::Unavailable,
+            format!("{e}: the engine that keeps baselines is not running"),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Silences notifications for `minutes`; `None` resumes them.

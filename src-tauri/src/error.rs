@@ -49,6 +49,21 @@ impl AppError {
     }
 }
 
+impl From<leakwatch_core::api::ClientError> for AppError {
+    fn from(e: leakwatch_core::api::ClientError) -> Self {
+        use leakwatch_core::api::ClientError;
+        let kind = match &e {
+            ClientError::NoEngine { .. } => ErrorKind::Unavailable,
+            ClientError::Status { status, .. } if status.as_u16() == 403 => ErrorKind::Refused,
+            ClientError::Status { status, .. } if matches!(status.as_u16(), 404 | 409) => {
+                ErrorKind::NotFound
+            }
+            _ => ErrorKind::Internal,
+        };
+        Self::new(kind, e.message())
+    }
+}
+
 impl From<leakwatch_probe::Error> for AppError {
     fn from(e: leakwatch_probe::Error) -> Self {
         Self::new(ErrorKind::Probe, e.to_string())

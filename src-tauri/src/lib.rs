@@ -29,6 +29,7 @@ pub fn handler<R: Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + 
         commands::plan_cleanup,
         commands::clean_orphans,
         commands::pause_alerts,
+        commands::mark_baseline,
         commands::get_settings,
         commands::save_settings,
         commands::set_launch_at_login,
@@ -153,6 +154,7 @@ mod bindings {
         crate::error::AppError::export_all(&cfg)?;
         crate::popover::View::export_all(&cfg)?;
         leakwatch_core::config_edit::Proposal::export_all(&cfg)?;
+        leakwatch_core::diagnose::Mark::export_all(&cfg)?;
         Ok(())
     }
 }

@@ -394,3 +394,30 @@ fn action_outcomes_respect_notifications_off() {
     std::thread::sleep(Duration::from_secs(1));
     assert!(captured.sent().is_empty(), "{:#?}", captured.sent());
 }
+
+#[test]
+fn mark_baseline_through_ipc_keeps_the_mark_in_the_engine() {
+    let mut helper = Helper::spawn_with(&["--exec", "open epoll 3"]).expect("lw-helper");
+    let pid = helper.pid();
+    let pidfile = std::env::temp_dir().join(format!("leakwatch-app-mark-{pid}.pid"));
+    std::fs::write(&pidfile, pid.to_string()).expect("pidfile");
+    let f = start(&helper_config(&pidfile));
+    status_until(&f, "the helper up", |s| s["targets"][0]["state"] == "up");
+
+    let marks = ok(&f, "mark_baseline", json!({ "target": "helper" }));
+    assert_eq!(marks[0]["process"]["pid"], pid, "{marks}");
+    assert_eq!(marks[0]["target"], "helper");
+    assert!(marks[0]["descriptors"].as_u64().is_some_and(|n| n >= 3), "{marks}");
+    let err = invoke(&f, "mark_baseline", json!({ "target": "nope" })).expect_err("unknown");
+    assert_eq!(err["kind"], "not_found", "{err}");
+    assert!(err["message"].as_str().is_some_and(|m| m.contains("nope")), "{err}");
+
+    // The engine keeps it: what opens now survives since the mark, the epolls do not.
+    helper.ok("open eventfd 2");
+    let socket = leakwatch_core::api::socket_path(f.dir.path());
+    let since = tauri::async_runtime::block_on(leakwatch_core::api::since_mark(&socket, "helper"))
+        .expect("since the mark");
+    assert_eq!(since[0].survivors.kind(leakwatch_probe::FdKind::Eventfd), 2, "{since:?}");
+    assert_eq!(since[0].survivors.kind(leakwatch_probe::FdKind::Epoll), 0, "{since:?}");
+    let _ = std::fs::remove_file(&pidfile);
+}

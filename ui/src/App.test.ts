@@ -209,6 +209,14 @@ describe('target rows', () => {
     await waitFor(() => expect(backend.callsTo('saveSnapshot')).toEqual([['copilot']]));
   });
 
+  it('marks a baseline and says how to read it', async () => {
+    const { backend } = await show(leakingStatus());
+    await fireEvent.click(within(row('copilot')).getAllByRole('button')[0]);
+    await fireEvent.click(screen.getByTestId('mark-baseline-button'));
+    await waitFor(() => expect(backend.callsTo('markBaseline')).toEqual([['copilot']]));
+    expect(await screen.findByText(/Baseline marked .*leakwatch explain copilot/)).toBeTruthy();
+  });
+
   it('renders untrusted names, argv and messages as text', async () => {
     const evil = '<img src=x onerror=alert(1)>';
     const s = leakingStatus();

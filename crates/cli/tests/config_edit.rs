@@ -3,45 +3,22 @@
 //! is missing does to every command that reads it (issue 10, item 18).
 #![allow(clippy::unwrap_used)]
 
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn leakwatch(env_config: &Path, data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_leakwatch"))
-        .args(args)
-        .env("LEAKWATCH_CONFIG", env_config)
-        .env("LEAKWATCH_DATA_DIR", data)
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .output()
-        .unwrap()
-}
+use common::Scratch;
+use serde_json::Value;
+
+use std::process::Output;
 
 fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Self {
-        Self { dir: tempfile::tempdir().unwrap() }
-    }
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("config.toml")
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        leakwatch(&self.config(), &self.dir.path().join("data"), args)
-    }
 }
 
 const MINE: &str = "# my comment, keep it\n[defaults]\ninterval = \"5s\" # slower\n";
 
 #[test]
 fn config_add_and_remove_round_trip_through_config_check() {
-    let s = Scratch::new();
+    let s = Scratch::new("config-edit");
     std::fs::write(s.config(), MINE).unwrap();
     let locators: [&[&str]; 6] = [
         &["--port", "4321"],
@@ -76,8 +53,8 @@ fn config_add_and_remove_round_trip_through_config_check() {
 
 #[test]
 fn config_add_creates_the_file_writes_fd_limit_and_says_so_in_json() {
-    let s = Scratch::new();
-    let nested = s.dir.path().join("sub/config.toml");
+    let s = Scratch::new("config-edit");
+    let nested = s.path("sub/config.toml");
     let nested = nested.to_str().unwrap();
     let out = s.run(&[
         "--json",
@@ -104,7 +81,7 @@ fn config_add_creates_the_file_writes_fd_limit_and_says_so_in_json() {
 
 #[test]
 fn config_add_refuses_duplicates_bad_regexes_and_two_locators_leaving_the_file() {
-    let s = Scratch::new();
+    let s = Scratch::new("config-edit");
     std::fs::write(s.config(), MINE).unwrap();
     assert!(s.run(&["config", "add", "web", "--port", "1"]).status.success());
     let before = std::fs::read_to_string(s.config()).unwrap();
@@ -131,7 +108,7 @@ fn config_add_refuses_duplicates_bad_regexes_and_two_locators_leaving_the_file()
 
 #[test]
 fn a_missing_leakwatch_config_file_is_an_error_for_watch_and_daemon_too() {
-    let s = Scratch::new();
+    let s = Scratch::new("config-edit");
     assert!(!s.config().exists());
     for args in [
         &["watch", "--once", "--no-store"][..],

@@ -5,57 +5,15 @@
 // Helpers shared by the tests unwrap too: a panic is the failure report we want.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::Scratch;
 use leakwatch_test_helper::{Helper, wait_until};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-/// A scratch directory for one test, with LEAKWATCH_* pointing into it so no test
-/// reads or writes the user's own config or history.
-struct Scratch {
-    dir: PathBuf,
-}
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("leakwatch-cli-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_leakwatch"));
-        command
-            .args(args)
-            .env("LEAKWATCH_CONFIG", self.path("config.toml"))
-            .env("LEAKWATCH_DATA_DIR", self.path("data"))
-            .env_remove("DBUS_SESSION_BUS_ADDRESS");
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn write_config(&self, text: &str) -> PathBuf {
-        let path = self.path("config.toml");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

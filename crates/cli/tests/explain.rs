@@ -5,6 +5,9 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{Scratch, stderr, stdout};
 use leakwatch_test_helper::{Helper, wait_until};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -250,8 +253,67 @@ fn explain_finds_a_configured_target_by_name() {
         .unwrap();
     assert!(!missing.status.success());
     let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("no target `nosuch` in the config; configured: agent"), "{stderr}");
+}
+
+#[test]
+fn explain_counts_survivors_since_the_marked_baseline_only() {
+    let scratch = Scratch::new("explain-mark");
+    let mut helper = Helper::spawn().unwrap();
+    let pidfile = scratch.path("agent.pid");
+    std::fs::write(&pidfile, format!("{}\n", helper.pid())).unwrap();
+    scratch.write_config(&format!(
+        "[notify]\nenabled = false\n\n[defaults]\ninterval = \"1s\"\n\n[[watch]]\nname = \
+         \"agent\"\npidfile = '{}'\n",
+        pidfile.display()
+    ));
+    // No engine runs yet: there is nothing to keep the mark, and it says so.
+    let refused = scratch.run(&["explain", "agent", "--mark"]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("no engine is running"), "{}", stderr(&refused));
+
+    let daemon = scratch.daemon();
+    // A real leak before the mark: eventfds, opened and never closed.
+    helper.ok("leak eventfd 20");
+    assert!(wait_until(Duration::from_secs(30), || {
+        helper.ok("count").iter().any(|w| {
+            w.strip_prefix("eventfd=").and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n >= 5)
+        })
+    }));
+    helper.ok("stop-leak");
+    // The engine must be watching the process before it can mark it.
+    let mut marks = Value::Null;
     assert!(
-        stderr.contains("`nosuch` is neither a pid nor a target in the config; configured: agent"),
-        "{stderr}"
+        wait_until(Duration::from_secs(60), || {
+            let out = scratch.run(&["explain", "agent", "--mark", "--json"]);
+            if out.status.success() {
+                marks = serde_json::from_slice(&out.stdout).unwrap();
+            }
+            out.status.success()
+        }),
+        "never marked; daemon log:\n{}",
+        daemon.log()
     );
+    assert_eq!(marks[0]["process"]["pid"], u64::from(helper.pid()), "{marks:#}");
+    // After the mark: 4 pipes (8 ends) and 3 timerfds.
+    helper.ok("open pipe 4");
+    helper.ok("open timerfd 3");
+
+    let out = scratch.run(&["explain", "agent", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["baseline"], "marked", "{report:#}");
+    assert_eq!(report["mark"], marks[0], "{report:#}");
+    assert_eq!(report["survivors"]["since"], marks[0]["at"]);
+    let kinds = &report["survivors"]["kinds"];
+    assert_eq!(kinds["pipe"], 8, "{report:#}");
+    assert_eq!(kinds["timerfd"], 3, "{report:#}");
+    assert!(kinds.get("eventfd").is_none(), "opened before the mark: {report:#}");
+    assert_eq!(report["survivors"]["total"], 11, "{report:#}");
+
+    let human = scratch.run(&["explain", "agent"]);
+    assert!(human.status.success(), "{}", stderr(&human));
+    let text = stdout(&human);
+    assert!(text.contains("baseline marked"), "{text}");
+    assert!(text.contains("survivors (opened since the mark, still open): 11"), "{text}");
 }

@@ -6,45 +6,13 @@
 // A panic is the failure report we want.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::Scratch;
 use leakwatch_test_helper::{Helper, wait_until};
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-
-/// A scratch directory with LEAKWATCH_* pointing into it.
-struct Scratch(tempfile::TempDir);
-
-impl Scratch {
-    fn new() -> Self {
-        Scratch(tempfile::tempdir().unwrap())
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_leakwatch"));
-        command
-            .args(args)
-            .env("LEAKWATCH_DATA_DIR", self.path("data"))
-            .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .stdin(Stdio::null());
-        point_at_config(&mut command, self.0.path());
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn write_config(&self, text: &str) -> PathBuf {
-        let path = self.path("config.toml");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -61,7 +29,7 @@ fn alive(pid: u32) -> bool {
 /// instant overflow after SIGTERM was already sent.
 #[test]
 fn a_huge_grace_is_a_usage_error_before_any_signal() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::automatic("hardening");
     let mut h = Helper::spawn().unwrap();
     let child = h.pids("spawn 1")[0];
     for grace in ["300000000000y", "366days", "1000000000000000000000s"] {
@@ -80,7 +48,7 @@ fn a_huge_grace_is_a_usage_error_before_any_signal() {
 /// when the config is read, with where it is.
 #[test]
 fn a_huge_restart_grace_in_the_config_is_an_error_naming_the_key() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::automatic("hardening");
     let path = scratch.write_config(
         "[[watch]]\nname = \"web\"\nport = 8787\n\n[watch.restart]\ncommand = [\"true\"]\n\
          grace = \"300000000000y\"\n",
@@ -101,7 +69,7 @@ fn a_huge_restart_grace_in_the_config_is_an_error_naming_the_key() {
 /// and exited 0; `1ns` spun at 147 % CPU.
 #[test]
 fn watch_interval_below_the_config_minimum_is_a_usage_error() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::automatic("hardening");
     for interval in ["0s", "1ns", "99ms"] {
         let out = scratch.run(&["watch", "--once", "--no-notify", "--interval", interval]);
         assert_eq!(out.status.code(), Some(2), "{interval}: {}", stderr(&out));
@@ -114,7 +82,7 @@ fn watch_interval_below_the_config_minimum_is_a_usage_error() {
 /// Regression (issue 10, item 10): `watch | head -1` never exited.
 #[test]
 fn watch_ends_when_its_stdout_is_closed() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::automatic("hardening");
     let mut watch = scratch
         .command(&["watch", "--no-notify", "--interval", "100ms"])
         .stdout(Stdio::piped())
@@ -146,7 +114,7 @@ fn watch_ends_when_its_stdout_is_closed() {
 /// once stderr broke.
 #[test]
 fn the_daemon_outlives_a_closed_stderr() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::automatic("hardening");
     scratch.write_config("[notify]\nenabled = false\n");
     let mut daemon = scratch.command(&["daemon"]).stderr(Stdio::piped()).spawn().unwrap();
     let mut err = BufReader::new(daemon.stderr.take().unwrap());
@@ -179,7 +147,7 @@ fn the_daemon_outlives_a_closed_stderr() {
 /// `ps` and the kill plan. Human output escapes them; JSON keeps the text.
 #[test]
 fn control_characters_in_argv_are_escaped_in_human_output() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::automatic("hardening");
     scratch.write_config("");
     let evil = "x\u{1b}]0;pwned\u{7}\n  1  0 B  FAKE ROW\u{9b}";
     let mut child = Command::new("sh").args(["-c", "sleep 600; :", evil]).spawn().unwrap();
@@ -211,7 +179,7 @@ fn control_characters_in_argv_are_escaped_in_human_output() {
 /// a 3 MB pidfile was echoed whole into the status.
 #[test]
 fn odd_pidfiles_are_refused_at_once_and_quoted_briefly() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::automatic("hardening");
     let fifo = scratch.path("fifo.pid");
     assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     let big = scratch.path("big.pid");
@@ -269,7 +237,7 @@ fn odd_pidfiles_are_refused_at_once_and_quoted_briefly() {
 /// the path wrote an injectable unit; LEAKWATCH_DATA_DIR was silently dropped.
 #[test]
 fn daemon_install_refuses_control_characters_and_carries_the_environment() {
-    let scratch = Scratch::new();
+    let scratch = Scratch::automatic("hardening");
     let units = scratch.path("units");
     let install = |config: &str| {
         scratch
@@ -295,19 +263,4 @@ fn daemon_install_refuses_control_characters_and_carries_the_environment() {
     );
     // --config wins over LEAKWATCH_CONFIG, which is then not carried.
     assert!(!text.contains("Environment=\"LEAKWATCH_CONFIG="), "{text}");
-}
-
-/// Names `dir/config.toml` once a test has written it; until then the command
-/// runs as a new user would, with an empty home and no config (automatic mode),
-/// since a config file that is named must exist.
-fn point_at_config(command: &mut Command, dir: &std::path::Path) {
-    let config = dir.join("config.toml");
-    if config.exists() {
-        command.env("LEAKWATCH_CONFIG", config);
-    } else {
-        command
-            .env_remove("LEAKWATCH_CONFIG")
-            .env_remove("XDG_CONFIG_HOME")
-            .env("HOME", dir.join("home"));
-    }
 }

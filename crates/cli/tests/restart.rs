@@ -6,12 +6,15 @@
 // Helpers shared by the tests unwrap too: a panic is the failure report we want.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::Scratch;
 use leakwatch_core::locate::listens_on;
 use leakwatch_probe::Probe;
 use leakwatch_test_helper::{Helper, helper_binary, wait_until};
 use serde_json::Value;
-use std::path::PathBuf;
-use std::process::{Command, Output};
+
+use std::process::Command;
 use std::time::Duration;
 
 /// SIGKILLs every pid it was given when dropped, so no server outlives a test.
@@ -23,32 +26,6 @@ impl Drop for Reaper {
         for pid in &self.0 {
             let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
-    }
-}
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("leakwatch-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_leakwatch"))
-            .args(args)
-            .env("LEAKWATCH_CONFIG", self.0.join("config.toml"))
-            .env("LEAKWATCH_DATA_DIR", self.0.join("data"))
-            .output()
-            .unwrap()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -70,7 +47,7 @@ fn restart_follows_a_double_forking_launcher_to_one_healthy_server() {
     let port = free_port();
     let helper = helper_binary();
     std::fs::write(
-        scratch.0.join("config.toml"),
+        scratch.path("config.toml"),
         format!(
             "[[watch]]\nname = \"webui\"\nport = {port}\n\n[watch.restart]\ncommand = [{:?}, \
              \"--exec\", \"double-fork tcp-listen {port}\"]\nhealth = \
@@ -132,12 +109,12 @@ fn restart_follows_a_double_forking_launcher_to_one_healthy_server() {
 #[test]
 fn clean_orphans_removes_a_tree_left_by_a_sigkilled_parent() {
     let scratch = Scratch::new("clean");
-    std::fs::write(scratch.0.join("config.toml"), "protect = [\"^sshd$\"]\n").unwrap();
+    std::fs::write(scratch.path("config.toml"), "protect = [\"^sshd$\"]\n").unwrap();
     let mut reaper = Reaper::default();
     let mut parent = Helper::spawn().unwrap();
     // A unique path in the children's command lines tells them from any other
     // orphaned lw-helper (the restart test's server is one too).
-    let marker = scratch.0.join(format!("orphan-marker-{}", std::process::id()));
+    let marker = scratch.path(&format!("orphan-marker-{}", std::process::id()));
     let marker = marker.display().to_string();
     let children = parent.pids(&format!("spawn 2 open file {marker} 1"));
     reaper.0.extend(&children);
@@ -196,7 +173,7 @@ fn restart_whose_program_is_not_on_path_is_refused_before_anything_is_stopped() 
     // As launchd starts the app and the daemon: a PATH without the program, and
     // a login shell that has nothing to add.
     std::fs::write(
-        scratch.0.join("config.toml"),
+        scratch.path("config.toml"),
         format!(
             "[[watch]]\nname = \"webui\"\nport = {port}\n\n[watch.restart]\ncommand = \
              [\"lw-no-such-server\", \"start\"]\ngrace = \"1s\"\n"
@@ -210,8 +187,8 @@ fn restart_whose_program_is_not_on_path_is_refused_before_anything_is_stopped() 
 
     let out = Command::new(env!("CARGO_BIN_EXE_leakwatch"))
         .args(["restart", "webui", "--yes"])
-        .env("LEAKWATCH_CONFIG", scratch.0.join("config.toml"))
-        .env("LEAKWATCH_DATA_DIR", scratch.0.join("data"))
+        .env("LEAKWATCH_CONFIG", scratch.path("config.toml"))
+        .env("LEAKWATCH_DATA_DIR", scratch.path("data"))
         .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
         .env("SHELL", "/bin/false")
         .output()
@@ -222,4 +199,55 @@ fn restart_whose_program_is_not_on_path_is_refused_before_anything_is_stopped() 
     assert!(stderr.contains("nothing was stopped"), "{stderr}");
     // The old server is untouched.
     assert_eq!(listeners(port), vec![first]);
+}
+
+#[test]
+fn manual_restart_snapshot_includes_the_engines_diagnosis() {
+    let scratch = Scratch::new("restart-diagnosis");
+    let mut leaker = Helper::spawn().unwrap();
+    let pidfile = scratch.path("leaky.pid");
+    std::fs::write(&pidfile, format!("{}\n", leaker.pid())).unwrap();
+    // The restart starts a helper that exits at once (its stdin is /dev/null):
+    // what is under test is the snapshot taken before the old one is stopped.
+    scratch.write_config(&format!(
+        "[notify]\nenabled = false\n\n[defaults]\ninterval = \"1s\"\n\n[[watch]]\nname = \
+         \"leaky\"\npidfile = '{}'\n\n[watch.restart]\ncommand = [{:?}]\ngrace = \"1s\"\n",
+        pidfile.display(),
+        helper_binary().display().to_string()
+    ));
+    let daemon = scratch.daemon();
+    leaker.ok("leak inotify 20");
+    // The engine names the leak on its status row.
+    let mut line = String::new();
+    assert!(
+        wait_until(Duration::from_secs(90), || {
+            let out = scratch.run(&["status", "--json"]);
+            let Ok(status) = serde_json::from_slice::<Value>(&out.stdout) else { return false };
+            match status["targets"][0]["diagnosis"].as_str() {
+                Some(found) => {
+                    line = found.to_owned();
+                    true
+                }
+                None => false,
+            }
+        }),
+        "no diagnosis; daemon log:\n{}",
+        daemon.log()
+    );
+    assert!(line.contains("watchers"), "{line}");
+
+    let out = scratch.run(&["restart", "leaky", "--yes", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["report"]["snapshot_saved"], true, "{json:#}");
+    assert_eq!(json["report"]["previous"]["pid"], leaker.pid());
+
+    let history = scratch.run(&["history", "leaky", "--json"]);
+    assert!(history.status.success(), "{}", String::from_utf8_lossy(&history.stderr));
+    let history: Value = serde_json::from_slice(&history.stdout).unwrap();
+    let snapshot = &history["snapshots"][0];
+    assert!(snapshot["reason"].as_str().unwrap().contains("manual restart"), "{snapshot:#}");
+    // The engine's diagnosis as the restart found it (the leak kept growing).
+    let recorded = snapshot["body"]["diagnosis"].as_str().unwrap_or_else(|| panic!("{snapshot:#}"));
+    assert!(recorded.contains("watchers never removed"), "{recorded}");
 }

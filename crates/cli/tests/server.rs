@@ -6,109 +6,14 @@
 // Helpers shared by the tests unwrap too: a panic is the failure report we want.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{Daemon, Scratch};
 use leakwatch_test_helper::wait_until;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A scratch directory with LEAKWATCH_* pointing into it.
-struct Scratch {
-    dir: PathBuf,
-}
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir =
-            std::env::temp_dir().join(format!("leakwatch-server-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self { dir }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut command = Command::new(program);
-        command
-            .args(args)
-            .env("LEAKWATCH_CONFIG", self.path("config.toml"))
-            .env("LEAKWATCH_DATA_DIR", self.path("data"))
-            .env_remove("DBUS_SESSION_BUS_ADDRESS");
-        command
-    }
-
-    fn write_config(&self, text: &str) {
-        std::fs::write(self.path("config.toml"), text).unwrap();
-    }
-
-    /// `leakwatch daemon`, its stderr collected as it is written.
-    fn daemon(&self) -> Daemon {
-        self.daemon_via(&[])
-    }
-
-    /// The daemon run through `wrapper` (e.g. `prlimit --nofile=N:N --`).
-    fn daemon_via(&self, wrapper: &[&str]) -> Daemon {
-        let bin = env!("CARGO_BIN_EXE_leakwatch");
-        let mut command = match wrapper.split_first() {
-            Some((program, rest)) => {
-                let mut args: Vec<&str> = rest.to_vec();
-                args.extend([bin, "daemon"]);
-                self.command(program, &args)
-            }
-            None => self.command(bin, &["daemon"]),
-        };
-        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        Daemon { child, log }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-struct Daemon {
-    child: Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Daemon {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits (generously) for `needle` in the log.
-    fn wait_for_log(&self, needle: &str) -> bool {
-        wait_until(Duration::from_secs(60), || self.log().contains(needle))
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A port nothing listens on now (bound once and released).
 fn free_port() -> u16 {
@@ -142,7 +47,7 @@ fn second_engine_on_one_data_dir_is_refused_naming_the_running_one() {
 
     let bin = env!("CARGO_BIN_EXE_leakwatch");
     // `watch` attaches to it: the daemon's state, no second engine.
-    let attached = scratch.command(bin, &["watch", "--once", "--json"]).output().unwrap();
+    let attached = scratch.command_of(bin, &["watch", "--once", "--json"]).output().unwrap();
     let notice = String::from_utf8_lossy(&attached.stderr);
     assert!(attached.status.success(), "{notice}");
     let status: serde_json::Value = serde_json::from_slice(&attached.stdout).unwrap();
@@ -150,7 +55,7 @@ fn second_engine_on_one_data_dir_is_refused_naming_the_running_one() {
     assert!(notice.contains(&format!("leakwatch daemon (pid {}", first.pid())), "{notice}");
     // `--standalone` insists on an engine of its own, which the lock refuses.
     let second =
-        scratch.command(bin, &["watch", "--once", "--json", "--standalone"]).output().unwrap();
+        scratch.command_of(bin, &["watch", "--once", "--json", "--standalone"]).output().unwrap();
     let message = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(1), "watch ran beside the daemon: {message}");
     assert!(message.contains("another engine already owns the data directory"), "{message}");
@@ -159,16 +64,13 @@ fn second_engine_on_one_data_dir_is_refused_naming_the_running_one() {
     assert!(message.contains("since "), "{message}");
     // `--no-store` keeps no history, so it does not need the directory.
     let apart =
-        scratch.command(bin, &["watch", "--once", "--json", "--no-store"]).output().unwrap();
+        scratch.command_of(bin, &["watch", "--once", "--json", "--no-store"]).output().unwrap();
     assert!(apart.status.success(), "{}", String::from_utf8_lossy(&apart.stderr));
 }
 
 /// Sample times of every series of `target` in the history, sorted.
 fn sample_times(scratch: &Scratch, target: &str) -> Vec<u64> {
-    let out = scratch
-        .command(env!("CARGO_BIN_EXE_leakwatch"), &["history", target, "--json"])
-        .output()
-        .unwrap();
+    let out = scratch.command(&["history", target, "--json"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut times: Vec<u64> = history["series"]
@@ -251,7 +153,7 @@ struct Watch {
 impl Watch {
     fn spawn(scratch: &Scratch) -> Self {
         let mut child = scratch
-            .command(env!("CARGO_BIN_EXE_leakwatch"), &["watch", "--json", "--no-notify"])
+            .command_of(env!("CARGO_BIN_EXE_leakwatch"), &["watch", "--json", "--no-notify"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -475,19 +377,16 @@ fn reload_to_an_unbindable_listen_says_so_and_keeps_serving() {
 #[test]
 fn status_without_a_running_engine_exits_3() {
     let scratch = Scratch::new("status-none");
-    let out =
-        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["status", "--json"]).output().unwrap();
+    let out = scratch.command(&["status", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no engine running"), "{out:?}");
-    let doctor =
-        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["doctor", "--json"]).output().unwrap();
+    let doctor = scratch.command(&["doctor", "--json"]).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
     assert_eq!(report["engine"]["running"], false, "{report}");
 }
 
 fn status_json(scratch: &Scratch) -> Option<serde_json::Value> {
-    let out =
-        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["status", "--json"]).output().ok()?;
+    let out = scratch.command(&["status", "--json"]).output().ok()?;
     if !out.status.success() {
         return None;
     }
@@ -538,8 +437,7 @@ fn status_answers_from_the_daemon_while_garbage_and_idle_clients_hold_its_socket
     assert_eq!(body["series"][0]["process"]["pid"], helper.pid(), "{body}");
     assert!(!body["series"][0]["samples"].as_array().unwrap().is_empty(), "{body}");
     // `doctor` names the owner.
-    let doctor =
-        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["doctor", "--json"]).output().unwrap();
+    let doctor = scratch.command(&["doctor", "--json"]).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
     let engine = &report["engine"];
     assert_eq!(engine["running"], true, "{report}");
@@ -547,7 +445,7 @@ fn status_answers_from_the_daemon_while_garbage_and_idle_clients_hold_its_socket
     assert_eq!(engine["face"], "daemon");
     assert!(engine["since"].as_u64().is_some(), "{report}");
     assert_eq!(engine["socket"], socket.display().to_string());
-    let doctor = scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["doctor"]).output().unwrap();
+    let doctor = scratch.command(&["doctor"]).output().unwrap();
     let text = String::from_utf8_lossy(&doctor.stdout);
     assert!(text.contains(&format!("engine: leakwatch daemon, pid {}", daemon.pid())), "{text}");
 
@@ -568,7 +466,7 @@ fn status_answers_from_the_daemon_while_garbage_and_idle_clients_hold_its_socket
         "the engine or its API stalled behind idle clients:\n{}",
         daemon.log()
     );
-    let text = scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["status"]).output().unwrap();
+    let text = scratch.command(&["status"]).output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
     assert!(text.contains("leaky: up"), "{text}");
     drop((idle, garbage, stalled));
@@ -585,7 +483,7 @@ fn status_from_another_uid_is_refused_by_the_peer_uid_check() {
     let chown = Command::new("chown").args(["65534:65534", data.to_str().unwrap()]).status();
     assert!(chown.unwrap().success());
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&scratch.dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(scratch.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let daemon =
         scratch.daemon_via(&["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
     let socket = data.join("engine.sock");
@@ -594,8 +492,7 @@ fn status_from_another_uid_is_refused_by_the_peer_uid_check() {
         "the daemon as nobody never served its socket:\n{}",
         daemon.log()
     );
-    let out =
-        scratch.command(env!("CARGO_BIN_EXE_leakwatch"), &["status", "--json"]).output().unwrap();
+    let out = scratch.command(&["status", "--json"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "another uid was answered: {out:?}");
     assert!(
         daemon.wait_for_log("refused a connection from uid 0"),

@@ -16,7 +16,13 @@
 //!   their samples, and its events, since then (as `leakwatch history --json`).
 //! - `POST /v1/rescan`, `POST /v1/reload`: the engine's commands.
 //! - `POST /v1/pause-alerts?for=1h` (no `for`: resume).
+//! - `POST /v1/baseline?target=NAME`: marks a baseline on the target's processes
+//!   now; answers with the marks (`[{instance, target, process, at,
+//!   descriptors}]`) once taken. `GET /v1/baseline?target=NAME`: what survived
+//!   since (`[{mark, baseline, survivors}]`), read now. 404 for an unknown target
+//!   or no mark, 409 for a target with no running process.
 
+use crate::diagnose::{Mark, MarkError, SinceMark};
 use crate::engine::Command;
 use crate::http::{Body, Handler, Limits, full};
 use crate::model::Event;
@@ -149,14 +155,18 @@ pub fn handler(engine: Engine) -> Handler {
                     Ok(duration) => command(Command::PauseAlerts(duration)),
                     Err(message) => error(StatusCode::BAD_REQUEST, &message),
                 },
+                (&Method::POST | &Method::GET, "/v1/baseline") => {
+                    baseline(&engine, &method, &query).await
+                }
                 (
                     _,
-                    "/v1/status" | "/v1/stream" | "/v1/rescan" | "/v1/reload" | "/v1/pause-alerts",
+                    "/v1/status" | "/v1/stream" | "/v1/rescan" | "/v1/reload" | "/v1/pause-alerts"
+                    | "/v1/baseline",
                 ) => error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this route"),
                 _ => error(
                     StatusCode::NOT_FOUND,
                     "unknown route; try GET /v1/status, GET /v1/stream, POST /v1/rescan, \
-                     POST /v1/reload, POST /v1/pause-alerts?for=1h",
+                     POST /v1/reload, POST /v1/pause-alerts?for=1h, POST /v1/baseline?target=NAME",
                 ),
             }
         })
@@ -211,6 +221,57 @@ async fn history(store: Option<PathBuf>, query: &str) -> Response<Body> {
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("history read failed: {e}")),
     }
+}
+
+/// How long `/v1/baseline` waits for the engine: a tick in flight finishes
+/// first, and a tick over many targets may take seconds on a loaded machine.
+const BASELINE_WAIT: Duration = Duration::from_secs(60);
+
+/// `POST /v1/baseline?target=NAME` marks, `GET` reads what survived since.
+async fn baseline(engine: &Engine, method: &Method, query: &str) -> Response<Body> {
+    use tokio::sync::oneshot;
+    let Some(target) = form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "target")
+        .map(|(_, value)| value.into_owned())
+    else {
+        return error(StatusCode::BAD_REQUEST, "baseline needs ?target=NAME");
+    };
+    let stopped = || error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped");
+    if *method == Method::POST {
+        let (reply, answer) = oneshot::channel();
+        if engine.commands.send(Command::MarkBaseline { target, reply }).is_err() {
+            return stopped();
+        }
+        match tokio::time::timeout(BASELINE_WAIT, answer).await {
+            Ok(Ok(Ok(marks))) => json(StatusCode::OK, &marks),
+            Ok(Ok(Err(e))) => mark_error(&e),
+            Ok(Err(_)) => stopped(),
+            Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the engine did not answer in time"),
+        }
+    } else {
+        let (reply, answer) = oneshot::channel();
+        if engine.commands.send(Command::SinceMark { target, reply }).is_err() {
+            return stopped();
+        }
+        match tokio::time::timeout(BASELINE_WAIT, answer).await {
+            Ok(Ok(Ok(since))) => json(StatusCode::OK, &since),
+            Ok(Ok(Err(e))) => mark_error(&e),
+            Ok(Err(_)) => stopped(),
+            Err(_) => error(StatusCode::GATEWAY_TIMEOUT, "the engine did not answer in time"),
+        }
+    }
+}
+
+/// A [`MarkError`] as its HTTP status and message.
+fn mark_error(e: &MarkError) -> Response<Body> {
+    let status = match e {
+        MarkError::UnknownTarget { .. } | MarkError::NoMark { .. } => StatusCode::NOT_FOUND,
+        MarkError::NotRunning { .. } => StatusCode::CONFLICT,
+        MarkError::Probe { permission: true, .. } => StatusCode::FORBIDDEN,
+        MarkError::Probe { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        MarkError::Owner { .. } => StatusCode::BAD_GATEWAY,
+    };
+    error(status, &e.to_string())
 }
 
 /// `for=DURATION` of `/v1/pause-alerts`; none resumes alerts.
@@ -309,6 +370,55 @@ pub enum ClientError {
     Body { path: PathBuf, source: serde_json::Error },
 }
 
+impl ClientError {
+    /// The engine's own words for a refusal (the `error` of its JSON body), or
+    /// the whole error.
+    pub fn message(&self) -> String {
+        if let ClientError::Status { body, .. } = self
+            && let Ok(value) = serde_json::from_str::<serde_json::Value>(body)
+            && let Some(message) = value["error"].as_str()
+        {
+            return message.to_owned();
+        }
+        self.to_string()
+    }
+}
+
+fn target_query(target: &str) -> String {
+    form_urlencoded::Serializer::new(String::new()).append_pair("target", target).finish()
+}
+
+/// Asks the engine at `socket` to mark a baseline on `target` now.
+pub async fn mark_baseline(socket: &Path, target: &str) -> Result<Vec<Mark>, ClientError> {
+    let body =
+        request(socket, Method::POST, &format!("/v1/baseline?{}", target_query(target))).await?;
+    serde_json::from_slice(&body)
+        .map_err(|source| ClientError::Body { path: socket.to_owned(), source })
+}
+
+/// The running engine's one-line diagnosis of the configured `target`, as
+/// [`Status::diagnosis_of`] gives it (read from `/v1/status` as plain JSON, so
+/// it needs nothing of the status but these fields).
+pub async fn target_diagnosis(socket: &Path, target: &str) -> Result<Option<String>, ClientError> {
+    let body = request(socket, Method::GET, "/v1/status").await?;
+    let status: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|source| ClientError::Body { path: socket.to_owned(), source })?;
+    Ok(status["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|row| row["target"].as_str() == Some(target))
+        .find_map(|row| row["diagnosis"].as_str().map(str::to_owned)))
+}
+
+/// Asks the engine at `socket` what survived on `target` since its mark.
+pub async fn since_mark(socket: &Path, target: &str) -> Result<Vec<SinceMark>, ClientError> {
+    let body =
+        request(socket, Method::GET, &format!("/v1/baseline?{}", target_query(target))).await?;
+    serde_json::from_slice(&body)
+        .map_err(|source| ClientError::Body { path: socket.to_owned(), source })
+}
+
 /// Connects to the engine at `socket` and sends `method path`: the response,
 /// whatever its status.
 async fn send(
@@ -377,7 +487,17 @@ pub async fn status(socket: &Path) -> Result<Status, ClientError> {
 /// `/v1/reload`, `/v1/pause-alerts`): how a face attached to another engine
 /// drives it.
 pub async fn send_command(socket: &Path, command: Command) -> Result<(), ClientError> {
+    let owner = |error: ClientError| MarkError::Owner { message: error.message() };
     let path = match command {
+        // Asked and answered: the reply goes back to whoever asked this face.
+        Command::MarkBaseline { target, reply } => {
+            let _ = reply.send(mark_baseline(socket, &target).await.map_err(owner));
+            return Ok(());
+        }
+        Command::SinceMark { target, reply } => {
+            let _ = reply.send(since_mark(socket, &target).await.map_err(owner));
+            return Ok(());
+        }
         Command::Rescan => "/v1/rescan".to_owned(),
         Command::Reload => "/v1/reload".to_owned(),
         Command::PauseAlerts(None) => "/v1/pause-alerts".to_owned(),
@@ -590,6 +710,57 @@ mod tests {
         drop(status_tx);
         let end = tokio::time::timeout(Duration::from_secs(30), subscription.next()).await.unwrap();
         assert!(!matches!(end, Some(Ok(_))), "{end:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn api_baseline_route_waits_for_the_engines_answer_and_maps_its_errors() {
+        use crate::diagnose::{Mark, MarkError};
+        use leakwatch_probe::{ProcessId, StartTime};
+        let dir = tempfile::tempdir().unwrap();
+        let socket = socket_path(dir.path());
+        let listener = SameUserListener::bind(&socket).unwrap();
+        let (engine, _status_tx, mut commands) = engine();
+        let server = tokio::spawn(serve(listener, engine));
+        // A stand-in engine: marks `web`, knows nothing else.
+        let answering = tokio::spawn(async move {
+            while let Some(command) = commands.recv().await {
+                match command {
+                    Command::MarkBaseline { target, reply } if target == "web" => {
+                        let _ = reply.send(Ok(vec![Mark {
+                            instance: target.clone(),
+                            target,
+                            process: ProcessId { pid: 42, start_time: StartTime(7) },
+                            at: 1_000,
+                            descriptors: 12,
+                        }]));
+                    }
+                    Command::MarkBaseline { target, reply } => {
+                        let _ = reply.send(Err(MarkError::UnknownTarget {
+                            target,
+                            watched: vec!["web".into()],
+                        }));
+                    }
+                    Command::SinceMark { target, reply } => {
+                        let _ = reply.send(Err(MarkError::NoMark { target }));
+                    }
+                    _ => {}
+                }
+            }
+        });
+        let marks = mark_baseline(&socket, "web").await.unwrap();
+        assert_eq!((marks[0].process.pid, marks[0].descriptors), (42, 12));
+        let unknown = mark_baseline(&socket, "a b&c").await.unwrap_err();
+        assert!(
+            matches!(&unknown, ClientError::Status { status: StatusCode::NOT_FOUND, .. }),
+            "{unknown:?}"
+        );
+        assert!(unknown.message().starts_with("no target `a b&c` is watched"), "{unknown}");
+        let none = since_mark(&socket, "web").await.unwrap_err();
+        assert!(none.message().contains("--mark"), "{none}");
+        let bare = request(&socket, Method::POST, "/v1/baseline").await.unwrap_err();
+        assert!(matches!(bare, ClientError::Status { status: StatusCode::BAD_REQUEST, .. }));
+        server.abort();
+        answering.abort();
     }
 
     /// The next JSON line of a chunked stream (chunk sizes are skipped).

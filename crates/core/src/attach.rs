@@ -92,9 +92,10 @@ pub(crate) async fn follow_owner(
             command = commands.recv() => match command {
                 Some(command) => {
                     let socket = socket.clone();
+                    let what = format!("{command:?}");
                     tokio::spawn(async move {
                         if let Err(error) = api::send_command(&socket, command).await {
-                            tracing::warn!("{command:?} not passed to the engine: {error}");
+                            tracing::warn!("{what} not passed to the engine: {error}");
                         }
                     });
                 }

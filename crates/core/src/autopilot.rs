@@ -88,13 +88,7 @@ impl Autopilot {
                 Done::Restart { target, result, snapshots } => {
                     if let Some(store) = store {
                         for snapshot in &snapshots {
-                            let mut snapshot = snapshot.clone();
-                            if let (Some(line), Some(body)) =
-                                (self.diagnoses.get(&target), snapshot.body.as_object_mut())
-                            {
-                                body.insert("diagnosis".to_owned(), line.clone().into());
-                            }
-                            if let Err(e) = store.record_snapshot(&snapshot) {
+                            if let Err(e) = store.record_snapshot(snapshot) {
                                 tracing::warn!("{e}");
                             }
                         }
@@ -207,11 +201,19 @@ impl Autopilot {
             format!("{} ({}/{} in the window)", reason, breaker.count(), auto.max),
         ));
         let key = target.name.clone();
+        let diagnosis = self.diagnoses.get(&target.name).cloned();
         let handle = std::thread::spawn(move || {
             let mut snapshots = Vec::new();
             let outcome = Probe::new().map_err(|e| e.to_string()).and_then(|mut probe| {
-                restart::restart(&mut probe, &target, &guard, &reason, &mut |s| snapshots.push(s))
-                    .map_err(|e| e.to_string())
+                restart::restart(
+                    &mut probe,
+                    &target,
+                    &guard,
+                    &reason,
+                    diagnosis.as_deref(),
+                    &mut |s| snapshots.push(s),
+                )
+                .map_err(|e| e.to_string())
             });
             let (result, child) = match outcome {
                 Ok((report, child)) => (Ok(report), child),

@@ -12,7 +12,9 @@
 use crate::autopilot::Autopilot;
 use crate::config::{Config, ConfigError, Target};
 use crate::config_source::ConfigSource;
-use crate::diagnose::{Baseline, BaselineReason, Diagnosis, Evidence, diagnose};
+use crate::diagnose::{
+    Baseline, BaselineReason, Diagnosis, Evidence, Mark, MarkError, SinceMark, diagnose,
+};
 use crate::locate::{NotFound, PortMemo, locate};
 use crate::model::{Event, EventKind, Sample, SeriesKey, Severity, UnixMillis, unix_millis};
 use crate::notifier::{Notification, Notifier};
@@ -36,7 +38,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
 /// How often the whole process table is read. Between full scans the engine only
@@ -106,7 +108,7 @@ impl EngineError {
 }
 
 /// Something for the engine to do between ticks.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub enum Command {
     /// Read the config file again (SIGHUP, or the app's settings were saved).
     Reload,
@@ -116,12 +118,23 @@ pub enum Command {
     /// turn: an action (a restart, an orphan clean-up) changed the processes, and
     /// the faces should show it at once.
     Rescan,
+    /// Mark a baseline on every process of the target now (see
+    /// [`crate::diagnose::mark`]); the reply says what was marked.
+    MarkBaseline { target: String, reply: oneshot::Sender<Result<Vec<Mark>, MarkError>> },
+    /// What survived on the target's processes since their marks, read now.
+    SinceMark { target: String, reply: oneshot::Sender<Result<Vec<SinceMark>, MarkError>> },
 }
 
 impl Command {
     /// Whether the spawned loop ticks at once after it, rather than on its beat.
     const fn ticks_now(&self) -> bool {
         matches!(self, Command::Reload | Command::Rescan)
+    }
+
+    /// Whether someone waits for its reply: applied as soon as no tick runs,
+    /// rather than before the next one.
+    const fn awaited(&self) -> bool {
+        matches!(self, Command::MarkBaseline { .. } | Command::SinceMark { .. })
     }
 }
 
@@ -149,6 +162,8 @@ struct Instance {
     /// When this run first found the target down or unreadable (see
     /// [`TargetStatus::down_since`]).
     down_since: Option<UnixMillis>,
+    /// The baseline the user marked on this process, if any.
+    marked: Option<(Mark, Baseline)>,
 }
 
 /// A process's descriptors summarised by kind, when, and the count
@@ -177,6 +192,7 @@ impl Instance {
             baseline: None,
             diagnosis: Diagnosis::default(),
             down_since: None,
+            marked: None,
         }
     }
 }
@@ -446,7 +462,110 @@ impl Engine {
                     unix_millis(SystemTime::now()) + u64::try_from(d.as_millis()).unwrap_or(0)
                 });
             }
+            Command::MarkBaseline { target, reply } => {
+                let _ = reply.send(self.mark_baseline(&target));
+            }
+            Command::SinceMark { target, reply } => {
+                let _ = reply.send(self.since_mark(&target));
+            }
         }
+    }
+
+    /// The watched processes of `target` (a configured name, or a row's), with
+    /// their row names; an error says why there are none.
+    fn marked_instances(&self, target: &str) -> Result<Vec<(String, ProcessId)>, MarkError> {
+        let found: Vec<(String, ProcessId)> = self
+            .instances
+            .iter()
+            .filter(|(name, i)| i.target == target || name.as_str() == target)
+            .filter_map(|(name, i)| Some((name.clone(), i.process.as_ref()?.id)))
+            .collect();
+        if !found.is_empty() {
+            return Ok(found);
+        }
+        let known = self.config.target(target).is_some()
+            || self.instances.iter().any(|(name, i)| i.target == target || name == target);
+        if known {
+            return Err(MarkError::NotRunning { target: target.to_owned() });
+        }
+        let mut watched: Vec<String> = self.config.watch.iter().map(|t| t.name.clone()).collect();
+        if watched.is_empty() {
+            watched = self.instances.keys().cloned().collect();
+        }
+        Err(MarkError::UnknownTarget { target: target.to_owned(), watched })
+    }
+
+    fn probe_error(target: &str, pid: u32, e: &leakwatch_probe::Error) -> MarkError {
+        MarkError::Probe {
+            target: target.to_owned(),
+            pid,
+            message: e.to_string(),
+            permission: e.kind() == ErrorKind::PermissionDenied,
+        }
+    }
+
+    /// Reads each process of `target` now and keeps its descriptors as the
+    /// marked baseline, replacing an earlier mark.
+    pub fn mark_baseline(&mut self, target: &str) -> Result<Vec<Mark>, MarkError> {
+        let mut marks = Vec::new();
+        for (name, id) in self.marked_instances(target)? {
+            let table = match self.probe.fd_kinds(id.pid) {
+                Ok(table) if table.id == id => table,
+                // Gone or replaced since the last tick: the next tick sees it.
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::NoSuchProcess => continue,
+                Err(e) => return Err(Self::probe_error(target, id.pid, &e)),
+            };
+            let at = unix_millis(SystemTime::now());
+            let Some(instance) = self.instances.get_mut(&name) else { continue };
+            let mark = Mark {
+                instance: name.clone(),
+                target: instance.target.clone(),
+                process: id,
+                at,
+                descriptors: table.fds.len(),
+            };
+            instance.marked =
+                Some((mark.clone(), Baseline::new(&table, at, BaselineReason::Marked)));
+            tracing::info!(
+                "{name}: baseline marked on pid {} ({} descriptors)",
+                id.pid,
+                mark.descriptors
+            );
+            marks.push(mark);
+        }
+        if marks.is_empty() {
+            return Err(MarkError::NotRunning { target: target.to_owned() });
+        }
+        Ok(marks)
+    }
+
+    /// What survived since the marks on `target`'s processes, read now (with
+    /// socket endpoints, for CLOSE_WAIT).
+    pub fn since_mark(&mut self, target: &str) -> Result<Vec<SinceMark>, MarkError> {
+        let mut out = Vec::new();
+        for (name, id) in self.marked_instances(target)? {
+            let Some((mark, baseline)) = self
+                .instances
+                .get(&name)
+                .and_then(|i| i.marked.as_ref())
+                .filter(|(mark, _)| mark.process == id)
+            else {
+                continue;
+            };
+            let table = match self.probe.fd_table(id.pid) {
+                Ok(table) if table.id == id => table,
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::NoSuchProcess => continue,
+                Err(e) => return Err(Self::probe_error(target, id.pid, &e)),
+            };
+            let survivors = baseline.survivors(&table, unix_millis(SystemTime::now()));
+            out.push(SinceMark { mark: mark.clone(), baseline: BaselineReason::Marked, survivors });
+        }
+        if out.is_empty() {
+            return Err(MarkError::NoMark { target: target.to_owned() });
+        }
+        Ok(out)
     }
 
     /// Reads the config again. A bad file keeps the config in force and is
@@ -1086,6 +1205,7 @@ impl Engine {
         instance.limit_read = false;
         instance.baseline = None;
         instance.diagnosis = Diagnosis::default();
+        instance.marked = None;
         instance.process = Some(ProcessSummary {
             id: process.id,
             name: process.name.clone(),
@@ -1587,6 +1707,14 @@ impl Engine {
                             period = wanted;
                             interval = tokio::time::interval(period);
                             interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+                        }
+                        // Someone waits for these: answer now, not a period later.
+                        let mut current = current;
+                        let (awaited, later): (Vec<Command>, Vec<Command>) =
+                            pending.drain(..).partition(Command::awaited);
+                        pending = later;
+                        for command in awaited {
+                            current.apply(command);
                         }
                         engine = Some(current);
                     }

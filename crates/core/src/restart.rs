@@ -114,13 +114,17 @@ pub fn describe(
     }
 }
 
-/// Restarts `target` now. `reason` goes into the forensic snapshot; `snapshot`
-/// receives it (to be written to the store) before anything is signalled.
+/// Restarts `target` now. `reason` and `diagnosis` (the engine's one-line
+/// diagnosis of the target, if it has one) go into the forensic snapshot;
+/// `snapshot` receives it (to be written to the store) before anything is
+/// signalled. Manual restarts (CLI, app) and automatic ones all come here, so
+/// every snapshot before a restart carries the same evidence.
 pub fn restart(
     probe: &mut Probe,
     target: &Target,
     guard: &Guard,
     reason: &str,
+    diagnosis: Option<&str>,
     snapshot: &mut dyn FnMut(Snapshot),
 ) -> Result<(RestartReport, Option<Child>), RestartError> {
     let started = Instant::now();
@@ -142,7 +146,7 @@ pub fn restart(
         snapshot_saved: false,
     };
     if let Some(previous) = previous
-        && let Some(body) = forensic_snapshot(probe, previous, reason)
+        && let Some(body) = forensic_snapshot(probe, previous, reason, diagnosis)
     {
         snapshot(Snapshot {
             at: unix_millis(SystemTime::now()),
@@ -232,11 +236,13 @@ pub fn current_process(probe: &mut Probe, target: &Target) -> Option<ProcessId> 
 }
 
 /// The evidence before acting: the descriptor table (summarised, and listed up to
-/// [`SNAPSHOT_FD_LIST`]), the process tree with memory, and why.
+/// [`SNAPSHOT_FD_LIST`]), the process tree with memory, why, and what the
+/// engine made of the leak (`diagnosis`, left out when it has none).
 pub fn forensic_snapshot(
     probe: &mut Probe,
     id: ProcessId,
     reason: &str,
+    diagnosis: Option<&str>,
 ) -> Option<serde_json::Value> {
     let process = probe.process(id.pid).ok().filter(|p| p.id == id)?;
     let table = probe.fd_table(id.pid).ok().filter(|t| t.id == id)?;
@@ -258,7 +264,7 @@ pub fn forensic_snapshot(
             })
         })
         .collect();
-    Some(serde_json::json!({
+    let mut body = serde_json::json!({
         "reason": reason,
         "process": {
             "pid": id.pid,
@@ -274,7 +280,11 @@ pub fn forensic_snapshot(
         "fd_list": table.fds.iter().take(SNAPSHOT_FD_LIST).collect::<Vec<_>>(),
         "fd_list_truncated": table.fds.len() > SNAPSHOT_FD_LIST,
         "tree": tree,
-    }))
+    });
+    if let (Some(line), Some(fields)) = (diagnosis, body.as_object_mut()) {
+        fields.insert("diagnosis".to_owned(), line.into());
+    }
+    Some(body)
 }
 
 /// Starts `argv` (its program as `launch` resolved it) in a new session (setsid),

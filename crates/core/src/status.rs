@@ -64,6 +64,16 @@ pub struct Problem {
 }
 
 impl Status {
+    /// The engine's one-line diagnosis of the configured `target` (of its first
+    /// row that has one): what a forensic snapshot before a manual restart
+    /// records, as an automatic restart's does.
+    pub fn diagnosis_of(&self, target: &str) -> Option<String> {
+        self.targets
+            .iter()
+            .filter(|t| t.target.as_deref() == Some(target))
+            .find_map(|t| t.diagnosis.clone())
+    }
+
     /// The worst severity over all targets and the orphan rules: the tray icon's
     /// variant. A config error or a [`Problem`] is at least a warning: the
     /// watchdog is not watching what its user asked for.

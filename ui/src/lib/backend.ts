@@ -3,8 +3,8 @@
 import { invoke } from '@tauri-apps/api/core';
 import { listen } from '@tauri-apps/api/event';
 import type {
-  ActionPlan, Event, KillReport, Locator, ProcessId, Proposal, RestartReport, Settings, Status,
-  TargetForm, TreeRow,
+  ActionPlan, Event, KillReport, Locator, Mark, ProcessId, Proposal, RestartReport, Settings,
+  Status, TargetForm, TreeRow,
 } from './types';
 import { asView, type View } from './route';
 
@@ -16,6 +16,9 @@ export interface Backend {
   planRestart(target: string): Promise<ActionPlan>;
   restartTarget(target: string): Promise<RestartReport>;
   saveSnapshot(target: string): Promise<void>;
+  /** Marks a baseline on the target in the running engine: `leakwatch explain
+   * TARGET` then counts survivors from now. Rejects with `{kind, message}`. */
+  markBaseline(target: string): Promise<Mark[]>;
   planCleanup(roots: ProcessId[]): Promise<ActionPlan>;
   cleanOrphans(roots: ProcessId[]): Promise<KillReport>;
   /** `null` resumes alerts. */
@@ -62,6 +65,7 @@ export function tauriBackend(): Backend {
     planRestart: (target) => invoke<ActionPlan>('plan_restart', { target }),
     restartTarget: (target) => invoke<RestartReport>('restart_target', { target }),
     saveSnapshot: (target) => invoke<void>('save_snapshot', { target }),
+    markBaseline: (target) => invoke<Mark[]>('mark_baseline', { target }),
     planCleanup: (roots) => invoke<ActionPlan>('plan_cleanup', { roots }),
     cleanOrphans: (roots) => invoke<KillReport>('clean_orphans', { roots }),
     pauseAlerts: (minutes) => invoke<void>('pause_alerts', { minutes }),

@@ -3,8 +3,8 @@
 // push `status` events.
 import type { Backend, Unlisten } from './backend';
 import type {
-  ActionPlan, Event, KillReport, Locator, ProcessId, Proposal, RestartReport, Settings, Status,
-  TargetForm, TreeRow,
+  ActionPlan, Event, KillReport, Locator, Mark, ProcessId, Proposal, RestartReport, Settings,
+  Status, TargetForm, TreeRow,
 } from './types';
 import { blankTarget } from './settings-form';
 import type { View } from './route';
@@ -100,6 +100,16 @@ export class FakeBackend implements Backend {
 
   async saveSnapshot(target: string) {
     this.record('saveSnapshot', target);
+  }
+
+  async markBaseline(target: string): Promise<Mark[]> {
+    this.record('markBaseline', target);
+    const t = this.status.targets.find((t) => t.name === target);
+    if (!t?.process) throw { kind: 'not_found', message: `target \`${target}\` has no running process to mark` };
+    return [{
+      instance: t.name, target, at: Date.now(), descriptors: t.sample?.total ?? 0,
+      process: { pid: t.process.pid, start_time: t.process.start_time },
+    }];
   }
 
   async planCleanup(roots: ProcessId[]): Promise<ActionPlan> {

@@ -17,7 +17,11 @@ import type { LocatorKey } from '../bindings/LocatorKey';
 import type { RestartWay } from '../bindings/RestartWay';
 import type { Reading } from '../bindings/Reading';
 import type { Owner } from '../bindings/Owner';
-export type { FormField, Locator, LocatorKey, Owner, Problem, Proposal, Reading, RestartWay, Settings, TargetForm, TopKind };
+import type { Mark } from '../bindings/Mark';
+export type {
+  FormField, Locator, LocatorKey, Mark, Owner, Problem, Proposal, Reading, RestartWay, Settings,
+  TargetForm, TopKind,
+};
 
 /** Milliseconds since the Unix epoch. */
 export type UnixMillis = number;

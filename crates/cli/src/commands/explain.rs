@@ -4,13 +4,15 @@
 //! and the orphan facts, and names the leak shapes it recognises with their
 //! evidence and a hint for the developer; anything else is shown raw.
 
-use super::{explain as explain_error, parse_duration, probe, store_path};
+use super::{
+    configured_target, engine_socket, explain as explain_error, parse_duration, probe, store_path,
+};
 use crate::output;
-use leakwatch_core::Config;
+use leakwatch_core::api::{self, ClientError};
 use leakwatch_core::diagnose::signatures::MIN_SURVIVORS;
 use leakwatch_core::diagnose::{
-    Baseline, BaselineReason, ChildFacts, ChildTable, Diagnosis, Evidence, OrphanFacts, Survivors,
-    diagnose,
+    Baseline, BaselineReason, ChildFacts, ChildTable, Diagnosis, Evidence, Mark, OrphanFacts,
+    SinceMark, Survivors, diagnose,
 };
 use leakwatch_core::escape::escape;
 use leakwatch_core::locate::{PortMemo, locate};
@@ -43,7 +45,14 @@ const IDLE_SHARE: f64 = 0.001;
     idle_tree_holding_memory; any other growth is `unrecognised`, with its raw numbers.\n\n\
     For a configured TARGET it also shows the growth recorded in the history over --since \
     and the latest forensic snapshot.\n\n\
-    JSON (--json): {pid, start_time, name, target, observed_seconds, survivors {since, at, \
+    Baselines you mark: `leakwatch explain TARGET --mark` asks the running engine (the daemon, \
+    `watch` or the app) to remember the target's descriptors now. From then on `leakwatch \
+    explain TARGET` reports the survivors since that mark instead of watching for --observe \
+    (`baseline` says which it used, `survivors.since` since when); a restart of the target \
+    ends the mark. With no engine running, --mark fails and says so.\n\n\
+    JSON of --mark: [{instance, target, process {pid, start_time}, at, descriptors}].\n\n\
+    JSON (--json): {pid, start_time, name, target, baseline (observation|marked), mark \
+    {instance, target, process, at, descriptors}|null, observed_seconds, survivors {since, at, \
     total, kinds, growth, paths [{kind, name, count}], endpoints [...], close_wait, \
     pipe_pairs}, children {live, zombies, sharing, shared_objects, shared_kinds}, orphan \
     {reparented, leader_gone, parent_died, members, rss_bytes, idle_for}|null, \
@@ -61,6 +70,10 @@ pub(crate) struct Args {
     /// The config file (default: the platform's config path).
     #[arg(long, value_name = "PATH")]
     config: Option<std::path::PathBuf>,
+    /// Mark a baseline on the configured TARGET now, in the running engine;
+    /// later `explain TARGET` reports the survivors since this moment.
+    #[arg(long)]
+    mark: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,6 +82,10 @@ struct Report {
     start_time: u64,
     name: String,
     target: Option<String>,
+    /// What the survivors are counted from.
+    baseline: BaselineReason,
+    /// The mark they are counted from, when `baseline` is `marked`.
+    mark: Option<Mark>,
     observed_seconds: f64,
     survivors: Survivors,
     children: ChildFacts,
@@ -98,23 +115,36 @@ struct SnapshotRef {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
+    if args.mark {
+        return mark(args, json);
+    }
     let mut probe = probe()?;
     let (pid, target) = resolve(args, &mut probe)?;
     let process = probe.process(pid).map_err(explain_error)?;
     let mut idle = IdleTracker::new();
     let first = probe.processes().map_err(explain_error)?;
     idle.observe(&first, unix_millis(SystemTime::now()));
-    let before = probe.fd_table(pid).map_err(explain_error)?;
-    let started = unix_millis(SystemTime::now());
-    let baseline = Baseline::new(&before, started, BaselineReason::Observation);
-    drop(before);
-    std::thread::sleep(args.observe);
-    let after = probe.fd_table(pid).map_err(explain_error)?;
+    let marked = target.as_deref().and_then(|name| since_mark(name, process.id));
+    let (survivors, after, mark) = match marked {
+        Some(since) => {
+            let after = probe.fd_table(pid).map_err(explain_error)?;
+            (since.survivors, after, Some(since.mark))
+        }
+        None => {
+            let before = probe.fd_table(pid).map_err(explain_error)?;
+            let started = unix_millis(SystemTime::now());
+            let baseline = Baseline::new(&before, started, BaselineReason::Observation);
+            drop(before);
+            std::thread::sleep(args.observe);
+            let after = probe.fd_table(pid).map_err(explain_error)?;
+            let survivors = baseline.survivors(&after, unix_millis(SystemTime::now()));
+            (survivors, after, None)
+        }
+    };
     if after.id != process.id {
         anyhow::bail!("pid {pid} exited while it was watched");
     }
     let now = unix_millis(SystemTime::now());
-    let survivors = baseline.survivors(&after, now);
     let table = probe.processes().map_err(explain_error)?;
     idle.observe(&table, now);
     let children = child_facts(&probe, &table, &after, pid);
@@ -133,7 +163,9 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         start_time: process.id.start_time.0,
         name: process.name,
         target,
-        observed_seconds: now.saturating_sub(started) as f64 / 1000.0,
+        baseline: if mark.is_some() { BaselineReason::Marked } else { BaselineReason::Observation },
+        mark,
+        observed_seconds: survivors.at.saturating_sub(survivors.since) as f64 / 1000.0,
         survivors,
         children,
         orphan,
@@ -148,23 +180,72 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
     Ok(render(&report))
 }
 
+/// `--mark`: asks the running engine to mark a baseline on the target now.
+fn mark(args: &Args, json: bool) -> anyhow::Result<String> {
+    if args.target.parse::<u32>().is_ok() {
+        anyhow::bail!(
+            "--mark needs a configured target's name, not a pid: the engine keeps baselines for \
+             the targets it watches"
+        );
+    }
+    let (_, target) = configured_target(args.config.as_deref(), &args.target)?;
+    let socket = engine_socket()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let marks = match runtime.block_on(api::mark_baseline(&socket, &target.name)) {
+        Ok(marks) => marks,
+        Err(ClientError::NoEngine { .. }) => anyhow::bail!(
+            "no engine is running (no socket at {}): the running engine keeps the baseline, so \
+             start `leakwatch daemon`, `leakwatch watch` or the menubar app first",
+            socket.display()
+        ),
+        Err(e) => anyhow::bail!("cannot mark a baseline for `{}`: {}", target.name, e.message()),
+    };
+    if json {
+        return output::json(&marks);
+    }
+    let mut out = String::new();
+    for m in &marks {
+        let _ = writeln!(
+            out,
+            "baseline marked on {} (pid {}): {} descriptors open now",
+            escape(&m.instance),
+            m.process.pid,
+            m.descriptors
+        );
+    }
+    let _ = writeln!(
+        out,
+        "`leakwatch explain {}` now reports what survives since this moment",
+        escape(&target.name)
+    );
+    Ok(out)
+}
+
+/// What survived on `process` since the baseline the running engine keeps
+/// for `target`; `None` (the caller then watches for itself) when no engine
+/// runs or nothing is marked on this process.
+fn since_mark(target: &str, process: leakwatch_probe::ProcessId) -> Option<SinceMark> {
+    let socket = engine_socket().ok()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    match runtime.block_on(api::since_mark(&socket, target)) {
+        Ok(marks) => marks.into_iter().find(|m| m.mark.process == process),
+        Err(ClientError::NoEngine { .. }) => None,
+        Err(e) => {
+            // Not fatal: the window watched here still answers.
+            if !matches!(&e, ClientError::Status { status, .. } if status.as_u16() == 404) {
+                eprintln!("leakwatch: no marked baseline used: {}", e.message());
+            }
+            None
+        }
+    }
+}
+
 /// A pid as given, or the process a configured target's selector finds.
 fn resolve(args: &Args, probe: &mut Probe) -> anyhow::Result<(u32, Option<String>)> {
     if let Ok(pid) = args.target.parse::<u32>() {
         return Ok((pid, None));
     }
-    let config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::load_default()?,
-    };
-    let target = config.target(&args.target).ok_or_else(|| {
-        let names: Vec<&str> = config.watch.iter().map(|t| t.name.as_str()).collect();
-        anyhow::anyhow!(
-            "`{}` is neither a pid nor a target in the config; configured: {}",
-            args.target,
-            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
-        )
-    })?;
+    let (_, target) = configured_target(args.config.as_deref(), &args.target)?;
     let table = probe.processes().map_err(explain_error)?;
     let pids = locate(&target.selector, &table, probe, &mut PortMemo::default())
         .map_err(|e| anyhow::anyhow!("target `{}`: {e}", target.name))?;
@@ -172,7 +253,7 @@ fn resolve(args: &Args, probe: &mut Probe) -> anyhow::Result<(u32, Option<String
         .first()
         .copied()
         .ok_or_else(|| anyhow::anyhow!("target `{}`: no process found", target.name))?;
-    Ok((pid, Some(target.name.clone())))
+    Ok((pid, Some(target.name)))
 }
 
 fn child_facts(
@@ -290,18 +371,32 @@ fn render(r: &Report) -> String {
     if let Some(target) = &r.target {
         let _ = write!(out, ", target {}", escape(target));
     }
-    let _ = writeln!(out, ": watched {:.0} s", r.observed_seconds);
     let s = &r.survivors;
+    let (since, during) = match &r.mark {
+        Some(mark) => {
+            let _ = writeln!(
+                out,
+                ": baseline marked {} ({} descriptors then)",
+                ago(mark.at, s.at),
+                mark.descriptors
+            );
+            ("opened since the mark", "growth since the mark")
+        }
+        None => {
+            let _ = writeln!(out, ": watched {:.0} s", r.observed_seconds);
+            ("opened while watched", "growth while watched")
+        }
+    };
     let kinds: Vec<String> = s.kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
     let _ = writeln!(
         out,
-        "survivors (opened while watched, still open): {}{}",
+        "survivors ({since}, still open): {}{}",
         s.total,
         if kinds.is_empty() { String::new() } else { format!(" ({})", kinds.join(", ")) }
     );
     let growth: Vec<String> = s.growth.iter().map(|(k, n)| format!("{k} {}", signed(*n))).collect();
     if !growth.is_empty() {
-        let _ = writeln!(out, "growth while watched: {}", growth.join(", "));
+        let _ = writeln!(out, "{during}: {}", growth.join(", "));
     }
     for group in s.paths.iter().take(5) {
         let _ = writeln!(out, "  {} ×{}", escape(&group.name), group.count);

@@ -69,6 +69,34 @@ impl EngineArgs {
     }
 }
 
+/// Loads the config (`path`, else the platform's) and finds the target `name`
+/// in it: the prologue of every command that acts on one configured target. An
+/// unknown name is an error listing the configured ones.
+pub(crate) fn configured_target(
+    path: Option<&std::path::Path>,
+    name: &str,
+) -> anyhow::Result<(leakwatch_core::Config, leakwatch_core::config::Target)> {
+    let config = match path {
+        Some(path) => leakwatch_core::Config::load(path)?,
+        None => leakwatch_core::Config::load_default()?,
+    };
+    let Some(target) = config.target(name).cloned() else {
+        let names: Vec<&str> = config.watch.iter().map(|t| t.name.as_str()).collect();
+        anyhow::bail!(
+            "no target `{name}` in the config; configured: {}",
+            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+        );
+    };
+    Ok((config, target))
+}
+
+/// The running engine's API socket (in the data directory).
+pub(crate) fn engine_socket() -> anyhow::Result<std::path::PathBuf> {
+    let dir = leakwatch_core::config::Config::data_dir()
+        .ok_or_else(|| anyhow::anyhow!("no data directory: set LEAKWATCH_DATA_DIR or HOME"))?;
+    Ok(leakwatch_core::api::socket_path(&dir))
+}
+
 /// Where the history database lives.
 pub(crate) fn store_path() -> anyhow::Result<std::path::PathBuf> {
     let dir = leakwatch_core::config::Config::data_dir().ok_or_else(|| {

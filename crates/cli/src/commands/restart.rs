@@ -3,9 +3,9 @@
 //! `command` target, with a forensic snapshot saved first so the evidence of the
 //! leak outlives the process.
 
-use super::{confirm, store_path};
+use super::{configured_target, confirm, engine_socket, store_path};
 use crate::output;
-use leakwatch_core::config::Config;
+use leakwatch_core::api::{self, ClientError};
 use leakwatch_core::kill::{self, Guard};
 use leakwatch_core::restart::{self, RestartReport};
 use leakwatch_core::store::Store;
@@ -43,18 +43,8 @@ struct Output {
 }
 
 pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
-    let config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::load_default()?,
-    };
-    let target = config.target(&args.target).ok_or_else(|| {
-        let names: Vec<&str> = config.watch.iter().map(|t| t.name.as_str()).collect();
-        anyhow::anyhow!(
-            "no target `{}` in the config; configured: {}",
-            args.target,
-            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
-        )
-    })?;
+    let (config, target) = configured_target(args.config.as_deref(), &args.target)?;
+    let target = &target;
     if target.restart.is_none() {
         anyhow::bail!(
             "target `{}` has no `[watch.restart]`: add launchd = \"label\", systemd = \"unit\" \
@@ -93,14 +83,34 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
             eprintln!("leakwatch: forensic snapshot not saved: {e}");
         }
     };
+    let diagnosis = engine_diagnosis(&target.name);
     let (report, _child) = restart::restart(
         &mut probe,
         target,
         &guard,
         "manual restart (leakwatch restart)",
+        diagnosis.as_deref(),
         &mut save,
     )?;
     render(&Output { plan: plan_text, report: Some(report) }, json)
+}
+
+/// The running engine's diagnosis of `target`, for the forensic snapshot; none
+/// when no engine runs (this command does not watch long enough to make one).
+fn engine_diagnosis(target: &str) -> Option<String> {
+    let socket = engine_socket().ok()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    match runtime.block_on(api::target_diagnosis(&socket, target)) {
+        Ok(line) => line,
+        Err(ClientError::NoEngine { .. }) => None,
+        Err(e) => {
+            eprintln!(
+                "leakwatch: the snapshot goes without the engine's diagnosis: {}",
+                e.message()
+            );
+            None
+        }
+    }
 }
 
 fn render(out: &Output, json: bool) -> anyhow::Result<String> {

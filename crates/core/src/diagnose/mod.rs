@@ -4,9 +4,11 @@
 //! is then matched against the leaks Leakwatch knows ([`signatures`]). Pure logic:
 //! tables in, findings out.
 
+pub mod mark;
 pub mod signatures;
 pub mod survivors;
 
+pub use mark::{Mark, MarkError, SinceMark};
 pub use signatures::{
     ChildFacts, ChildTable, Confidence, Diagnosis, Evidence, Finding, OrphanFacts, Signature,
     diagnose,

@@ -6,7 +6,7 @@
 
 use crate::model::UnixMillis;
 use leakwatch_probe::{FdKind, FdTable};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// At most this many descriptor identities are kept per baseline: a process
@@ -43,13 +43,28 @@ impl FdKey {
 }
 
 /// Why a baseline was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum BaselineReason {
     /// The first read of a series: the process was first seen or was restarted.
     SeriesStart,
     /// The start of a window `leakwatch explain` watched itself.
     Observation,
+    /// A moment the user marked (`leakwatch explain TARGET --mark`, the app's
+    /// "Mark baseline"), kept by the running engine.
+    Marked,
+}
+
+impl BaselineReason {
+    /// The baseline in words, as `explain` names it.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            BaselineReason::SeriesStart => "the start of the series",
+            BaselineReason::Observation => "the start of the watch",
+            BaselineReason::Marked => "the baseline you marked",
+        }
+    }
 }
 
 /// The descriptors open at one moment, to compare later reads against.
@@ -65,7 +80,7 @@ pub struct Baseline {
 }
 
 /// Descriptors opened since a baseline and still open.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Survivors {
     /// When the baseline was taken.
     pub since: UnixMillis,
@@ -91,7 +106,7 @@ pub struct Survivors {
 }
 
 /// A path or endpoint and how many surviving descriptors hold it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SurvivorGroup {
     pub kind: FdKind,
     pub name: String,

@@ -111,9 +111,12 @@ impl FdType {
         }
     }
 
-    /// Whether `proc_pidfdinfo` can say more than the type does.
+    /// Whether `proc_pidfdinfo` can say more than the type does. A pipe's
+    /// answer is its identity (`pipe_handle`). A kqueue's is not asked for:
+    /// `fill_kqueueinfo` (XNU `bsd/kern/kern_event.c`) gives its state and event
+    /// count, no handle, so a kqueue is told apart by number and kind only.
     fn describable(self) -> bool {
-        matches!(self, FdType::Vnode | FdType::Socket | FdType::Pshm | FdType::Psem)
+        matches!(self, FdType::Vnode | FdType::Socket | FdType::Pshm | FdType::Psem | FdType::Pipe)
     }
 }
 
@@ -130,6 +133,35 @@ pub(crate) struct FdDescription {
     pub(crate) kind: FdKind,
     pub(crate) path: Option<String>,
     pub(crate) endpoint: Option<String>,
+    /// What it refers to (see [`crate::FdTable::objects`]): [`vnode_object`],
+    /// [`socket_object`], [`pipe_object`].
+    pub(crate) object: Option<u64>,
+}
+
+/// A vnode's identity from the `vinfo_stat` XNU's `fill_vnodeinfo` makes
+/// (`vn_stat`): its inode on its device. All zeros (the stat failed, and the
+/// kernel left the zeroed buffer) is no identity.
+pub(crate) fn vnode_object(dev: u32, ino: u64) -> Option<u64> {
+    (ino != 0).then(|| ino ^ (u64::from(dev) << 40).rotate_left(7))
+}
+
+/// A socket's identity: `soi_so`, the kernel's (permuted, `VM_KERNEL_ADDRPERM`)
+/// address of the socket, which `fill_socketinfo` gives for every family; 0 is
+/// none.
+pub(crate) fn socket_object(so: u64) -> Option<u64> {
+    (so != 0).then_some(so)
+}
+
+/// A pipe's identity: each end has its own handle (`pipe_handle`, the permuted
+/// address of its `struct pipe`) and names the other (`pipe_peerhandle`); the
+/// lower of the two stands for the pipe, so both ends share one object, as
+/// both ends' `pipe:[inode]` do on Linux. A closed peer (0) leaves the end's own.
+pub(crate) fn pipe_object(handle: u64, peer: u64) -> Option<u64> {
+    match (handle, peer) {
+        (0, 0) => None,
+        (0, one) | (one, 0) => Some(one),
+        (a, b) => Some(a.min(b)),
+    }
 }
 
 /// The integer sysctls the backend reads.
@@ -316,6 +348,10 @@ impl<S: MacSys> Backend for Mac<S> {
     // `vn_stat` the file (`fill_vnodeinfo`), which costs per descriptor and can
     // block on a dead network mount; the rest count as `file`, without a path.
     fn fd_table(&self, pid: u32, endpoints: bool) -> Result<Vec<Fd>> {
+        Ok(self.fd_table_with_objects(pid, endpoints)?.into_iter().map(|(fd, _)| fd).collect())
+    }
+
+    fn fd_table_with_objects(&self, pid: u32, endpoints: bool) -> Result<Vec<(Fd, Option<u64>)>> {
         let c_pid = c_pid(pid)?;
         let entries = self.list_fds(pid, c_pid)?;
         let mut fds = Vec::with_capacity(entries.len());
@@ -323,19 +359,19 @@ impl<S: MacSys> Backend for Mac<S> {
         for FdEntry { fd, fd_type } in entries {
             let plain = Fd { fd, kind: fd_type.plain_kind(), path: None, endpoint: None };
             if !fd_type.describable() {
-                fds.push(plain);
+                fds.push((plain, None));
                 continue;
             }
             if fd_type == FdType::Vnode {
                 if vnodes_left == 0 {
-                    fds.push(plain);
+                    fds.push((plain, None));
                     continue;
                 }
                 vnodes_left -= 1;
             }
             match self.sys.describe_fd(c_pid, fd, fd_type) {
-                Ok(FdDescription { kind, path, endpoint }) => {
-                    fds.push(Fd { fd, kind, path, endpoint });
+                Ok(FdDescription { kind, path, endpoint, object }) => {
+                    fds.push((Fd { fd, kind, path, endpoint }, object));
                 }
                 Err(ESRCH) => return Err(Error::no_such_process(pid)),
                 // Closed between the listing and this question: not open now.
@@ -343,7 +379,7 @@ impl<S: MacSys> Backend for Mac<S> {
                 // Anything else (a refusal, a short answer, or a descriptor of
                 // another type now behind the same number) keeps the descriptor
                 // as listed, undescribed: a table never loses one that may be open.
-                Err(_) => fds.push(plain),
+                Err(_) => fds.push((plain, None)),
             }
         }
         Ok(fds)

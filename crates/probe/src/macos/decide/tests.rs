@@ -359,7 +359,12 @@ fn process_gone_between_listing_and_reading_is_left_out() {
 fn vnode(fd: i32, path: &str) -> (FdEntry, SysResult<FdDescription>) {
     (
         FdEntry { fd, fd_type: FdType::Vnode },
-        Ok(FdDescription { kind: FdKind::File, path: Some(path.to_owned()), endpoint: None }),
+        Ok(FdDescription {
+            kind: FdKind::File,
+            path: Some(path.to_owned()),
+            endpoint: None,
+            object: None,
+        }),
     )
 }
 
@@ -386,7 +391,7 @@ fn descriptors_closed_refused_or_described_are_sorted_out() {
         (FdEntry { fd: 4, fd_type: FdType::Vnode }, Err(EBADF)),
         // Refused or short: kept, undescribed.
         (FdEntry { fd: 5, fd_type: FdType::Socket }, Err(NO_ANSWER)),
-        (FdEntry { fd: 6, fd_type: FdType::Pipe }, Err(EBADF)),
+        (FdEntry { fd: 6, fd_type: FdType::Pipe }, Err(NO_ANSWER)),
     ];
     let mac = backend(a_mac(ME).with(900, server));
     let fds = mac.fd_table(900, false).unwrap();
@@ -617,4 +622,39 @@ fn procargs2_env_stops_before_the_apple_strings() {
     assert_eq!(procargs2_env(&buf), vec!["A=1".to_owned(), "B=2".to_owned()]);
     assert!(procargs2_env(b"\x01\0").is_empty());
     assert!(procargs2_env(&[]).is_empty());
+}
+
+#[test]
+fn descriptor_identity_is_what_libproc_gives_pipes_sharing_one() {
+    let described = |fd, fd_type, kind, object| {
+        (FdEntry { fd, fd_type }, Ok(FdDescription { kind, path: None, endpoint: None, object }))
+    };
+    let mut server = proc(ME, 401, 900, "node");
+    // Both ends of one pipe name each other's handle.
+    let pipe = pipe_object(0xfff0, 0xffe0);
+    assert_eq!(pipe, pipe_object(0xffe0, 0xfff0));
+    server.fds = vec![
+        described(3, FdType::Vnode, FdKind::File, vnode_object(16_777_220, 4242)),
+        described(4, FdType::Socket, FdKind::Unix, socket_object(0xabc0)),
+        described(5, FdType::Pipe, FdKind::Pipe, pipe),
+        described(6, FdType::Pipe, FdKind::Pipe, pipe_object(0xffe0, 0xfff0)),
+        // A kqueue carries no handle, and is not asked about.
+        (FdEntry { fd: 7, fd_type: FdType::Kqueue }, Err(EBADF)),
+        // A pipe the kernel would not describe (MACF) stays, without identity.
+        (FdEntry { fd: 8, fd_type: FdType::Pipe }, Err(EPERM)),
+    ];
+    let mac = backend(a_mac(ME).with(900, server));
+    let table = mac.fd_table_with_objects(900, false).unwrap();
+    let objects: Vec<Option<u64>> = table.iter().map(|(_, object)| *object).collect();
+    assert_eq!(
+        objects,
+        vec![vnode_object(16_777_220, 4242), Some(0xabc0), Some(0xffe0), Some(0xffe0), None, None]
+    );
+    assert_eq!(table[5].0.kind, FdKind::Pipe);
+    assert!(vnode_object(16_777_220, 4242).is_some());
+    assert_ne!(vnode_object(1, 4242), vnode_object(2, 4242), "same inode, other device");
+    assert_eq!(vnode_object(7, 0), None, "a zeroed stat is no identity");
+    assert_eq!(socket_object(0), None);
+    assert_eq!(pipe_object(0, 0), None);
+    assert_eq!(pipe_object(0x10, 0), Some(0x10), "the peer closed");
 }

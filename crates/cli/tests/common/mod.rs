@@ -1,0 +1,162 @@
+//! What the CLI's integration tests share: a scratch directory that the
+//! `leakwatch` they run reads its config from and keeps its data in, and the
+//! daemon run on it. One copy, so every test file points the binary at its
+//! scratch the same way (and a new environment variable is added once).
+// Each test file uses part of it.
+#![allow(dead_code)]
+#![allow(clippy::unwrap_used)]
+
+use leakwatch_test_helper::wait_until;
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The `leakwatch` binary under test.
+pub(crate) const LEAKWATCH: &str = env!("CARGO_BIN_EXE_leakwatch");
+
+/// A scratch directory, removed on drop, with LEAKWATCH_CONFIG pointing at its
+/// `config.toml` and LEAKWATCH_DATA_DIR at its `data`.
+pub(crate) struct Scratch {
+    dir: tempfile::TempDir,
+    /// Without a `config.toml`, run in automatic mode (no config file named,
+    /// and a home of its own) rather than with a named file that is missing.
+    automatic: bool,
+}
+
+impl Scratch {
+    /// A new scratch directory; `name` shows in its path, for a failing test's
+    /// leftovers.
+    pub(crate) fn new(name: &str) -> Self {
+        let dir = tempfile::Builder::new().prefix(&format!("leakwatch-{name}-")).tempdir().unwrap();
+        Self { dir, automatic: false }
+    }
+
+    /// A scratch directory whose commands run in automatic mode until a
+    /// `config.toml` is written in it.
+    pub(crate) fn automatic(name: &str) -> Self {
+        Self { automatic: true, ..Self::new(name) }
+    }
+
+    /// The scratch directory itself.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The config file `leakwatch` is pointed at.
+    pub(crate) fn config(&self) -> PathBuf {
+        self.path("config.toml")
+    }
+
+    /// The data directory `leakwatch` is pointed at.
+    pub(crate) fn data(&self) -> PathBuf {
+        self.path("data")
+    }
+
+    /// `program` with the scratch's environment, stdin closed, and no session
+    /// bus (so no desktop notification escapes a test).
+    pub(crate) fn command_of(&self, program: impl AsRef<OsStr>, args: &[&str]) -> Command {
+        let mut command = Command::new(program);
+        command
+            .args(args)
+            .env("LEAKWATCH_CONFIG", self.config())
+            .env("LEAKWATCH_DATA_DIR", self.data())
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .stdin(Stdio::null());
+        if self.automatic && !self.config().exists() {
+            command
+                .env_remove("LEAKWATCH_CONFIG")
+                .env_remove("XDG_CONFIG_HOME")
+                .env("HOME", self.path("home"));
+        }
+        command
+    }
+
+    /// `leakwatch ARGS` with the scratch's environment.
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        self.command_of(LEAKWATCH, args)
+    }
+
+    /// Runs `leakwatch ARGS` to its end, stdin closed.
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub(crate) fn write_config(&self, text: &str) -> PathBuf {
+        let path = self.config();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `leakwatch daemon`, its stderr collected as it is written.
+    pub(crate) fn daemon(&self) -> Daemon {
+        self.daemon_via(&[])
+    }
+
+    /// The daemon run through `wrapper` (e.g. `prlimit --nofile=N:N --`).
+    pub(crate) fn daemon_via(&self, wrapper: &[&str]) -> Daemon {
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut args: Vec<&str> = rest.to_vec();
+                args.extend([LEAKWATCH, "daemon"]);
+                self.command_of(program, &args)
+            }
+            None => self.command(&["daemon"]),
+        };
+        let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&log);
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        Daemon { child, log }
+    }
+}
+
+/// A running `leakwatch daemon`, killed on drop.
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    pub(crate) fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (generously) for `needle` in the log.
+    pub(crate) fn wait_for_log(&self, needle: &str) -> bool {
+        wait_until(Duration::from_secs(60), || self.log().contains(needle))
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub(crate) fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
