@@ -64,7 +64,12 @@ pub fn render(status: &Status, extra: &Extra) -> String {
             signature.get_or_create(&labels).set(1);
         }
         let labels = TargetLabels { target: target.name.clone() };
-        up.get_or_create(&labels).set(i64::from(target.state == TargetState::Up));
+        // A target whose pidfile could not be read is neither up nor down: no
+        // sample, so the "down" alert (`leakwatch_target_up == 0`) does not
+        // fire on what the engine itself does not take for down.
+        if !matches!(target.state, TargetState::Unknown(_)) {
+            up.get_or_create(&labels).set(i64::from(target.state == TargetState::Up));
+        }
         severity.get_or_create(&labels).set(severity_value(target.severity));
         if let Some(sample) = &target.sample {
             total.get_or_create(&labels).set(saturating(sample.total));
@@ -264,6 +269,20 @@ mod tests {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// Regression (issue 10): a timed-out pidfile read is `unknown`, never down,
+    /// yet the metrics said `target_up 0`, so the packaged "down" alert fired.
+    #[test]
+    fn an_unknown_target_is_neither_up_nor_down_in_the_metrics() {
+        let mut unknown = target("stuck");
+        unknown.state = TargetState::Unknown("pidfile read timed out".into());
+        let mut down = target("gone");
+        down.state = TargetState::Down("not running".into());
+        let status = Status { targets: vec![unknown, down], ..Status::default() };
+        let text = render(&status, &Extra::default());
+        assert!(!text.contains("leakwatch_target_up{target=\"stuck\"}"), "{text}");
+        assert!(text.contains("leakwatch_target_up{target=\"gone\"} 0"), "{text}");
     }
 
     #[test]
