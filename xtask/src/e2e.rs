@@ -568,7 +568,12 @@ fn dark_screenshot(env: &DriverEnv<'_>, app: &Path, root: &Path) -> Result<()> {
                 format!("the dark popover shows: {}", page_text(&id).unwrap_or_default())
             })
         })
-        .and_then(|()| screenshot(&id, &root.join("docs/popover-dark.png")))
+        .and_then(|()| {
+            // The restarted webview under Xvfb paints its rows a moment after
+            // the text is in the DOM: a screenshot at once shows them black.
+            std::thread::sleep(Duration::from_millis(1500));
+            screenshot(&id, &root.join("docs/popover-dark.png"))
+        })
         .and_then(|()| dark_axe_checks(&id, root));
     let _ = request("DELETE", &format!("/session/{id}"), &Value::Null);
     shown
