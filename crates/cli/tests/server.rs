@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{Daemon, Scratch};
+use common::{Daemon, Scratch, collect_lines};
 use leakwatch_test_helper::wait_until;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -83,17 +83,24 @@ fn sample_times(scratch: &Scratch, target: &str) -> Vec<u64> {
     times
 }
 
-#[test]
-fn second_daemon_waits_then_takes_over_when_the_owner_is_killed() {
-    let scratch = Scratch::new("takeover");
+/// A helper process, watched as `leaky` by its pidfile every `interval_ms`,
+/// notifications off: the config of the takeover tests.
+fn watch_a_helper(scratch: &Scratch, interval_ms: u64) -> leakwatch_test_helper::Helper {
     let helper = leakwatch_test_helper::Helper::spawn().unwrap();
     let pidfile = scratch.path("helper.pid");
     std::fs::write(&pidfile, helper.pid().to_string()).unwrap();
-    let interval_ms = 1000;
     scratch.write_config(&format!(
         "[notify]\nenabled = false\n\n[[watch]]\nname = \"leaky\"\npidfile = \"{}\"\ninterval = \"{interval_ms}ms\"\n",
         pidfile.display()
     ));
+    helper
+}
+
+#[test]
+fn second_daemon_waits_then_takes_over_when_the_owner_is_killed() {
+    let scratch = Scratch::new("takeover");
+    let interval_ms = 1000;
+    let _helper = watch_a_helper(&scratch, interval_ms);
     let mut first = scratch.daemon();
     assert!(first.wait_for_log("leakwatch daemon started"), "{}", first.log());
     let second = scratch.daemon();
@@ -167,17 +174,7 @@ impl Watch {
                 sink.lock().unwrap().push(serde_json::from_str(&line).unwrap());
             }
         });
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let log = collect_lines(child.stderr.take().unwrap());
         Self { child, lines, log }
     }
 
@@ -207,14 +204,8 @@ fn attached_watch_shows_the_daemon_then_takes_over_when_it_is_sigkilled_without_
     // `watch` follows the daemon through the same core handle the menubar app
     // uses (`EngineHandle::spawn_retrying`), so this is the app's takeover too.
     let scratch = Scratch::new("watch-takeover");
-    let helper = leakwatch_test_helper::Helper::spawn().unwrap();
-    let pidfile = scratch.path("helper.pid");
-    std::fs::write(&pidfile, helper.pid().to_string()).unwrap();
     let interval_ms = 1000;
-    scratch.write_config(&format!(
-        "[notify]\nenabled = false\n\n[[watch]]\nname = \"leaky\"\npidfile = \"{}\"\ninterval = \"{interval_ms}ms\"\n",
-        pidfile.display()
-    ));
+    let _helper = watch_a_helper(&scratch, interval_ms);
     let mut daemon = scratch.daemon();
     assert!(daemon.wait_for_log("leakwatch daemon started"), "{}", daemon.log());
     // Some history first, so the attach has a trend to show at once.

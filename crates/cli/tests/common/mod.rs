@@ -110,19 +110,25 @@ impl Scratch {
             None => self.command(&["daemon"]),
         };
         let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&log);
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let log = collect_lines(child.stderr.take().unwrap());
         Daemon { child, log }
     }
+}
+
+/// What a child writes to `stream`, line by line as it is written, read by a
+/// thread of its own (so a test can look while the child runs).
+pub(crate) fn collect_lines(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    log
 }
 
 /// A running `leakwatch daemon`, killed on drop.
