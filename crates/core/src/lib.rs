@@ -6,7 +6,6 @@
 
 pub mod api;
 pub mod attach;
-pub mod autopilot;
 pub mod config;
 pub mod config_edit;
 pub mod config_form;
