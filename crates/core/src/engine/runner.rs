@@ -402,8 +402,6 @@ mod tests {
         handle.shutdown().await;
     }
 
-    /// Regression (issue 10): a pidfile read that timed out (a hung mount) was
-
     #[cfg(unix)]
     #[test]
     fn descriptor_exhaustion_fails_the_tick_only_on_emfile_or_enfile() {
