@@ -4,27 +4,21 @@
 //! process trees, and (as the engine grows) trend, rules and actions. Being pure,
 //! it is tested with made-up snapshots as well as real processes.
 
+pub mod actions;
 pub mod api;
 pub mod attach;
 pub mod config;
-pub mod config_edit;
-pub mod config_form;
-pub mod config_source;
 pub mod diagnose;
 pub mod engine;
 pub mod escape;
 pub mod http;
-pub mod kill;
-pub mod locate;
 pub mod metrics;
 pub mod model;
 pub mod notifier;
 pub mod orphans;
 pub mod owner;
 pub mod private;
-pub mod restart;
 pub mod rules;
-pub mod service;
 pub mod status;
 pub mod store;
 pub mod summary;
@@ -36,6 +30,9 @@ pub mod trend;
 pub mod window;
 
 pub use config::{Config, ConfigError, RuleSpec};
+// The old top-level paths of the config's source, edit and form, kept for the
+// other crates (they moved into `config/`).
+pub use config::{edit as config_edit, form as config_form, source as config_source};
 pub use config_source::ConfigSource;
 pub use rules::{MetricValue, RuleOutcome, RuleState};
 pub use store::{

@@ -32,10 +32,10 @@ pub use handle::EngineHandle;
 pub use instances::resolve_limit;
 pub use runner::descriptor_exhaustion;
 
+use crate::actions::locate::PortMemo;
+use crate::config::source::ConfigSource;
 use crate::config::{Config, ConfigError};
-use crate::config_source::ConfigSource;
 use crate::diagnose::{Mark, MarkError, SinceMark};
-use crate::locate::PortMemo;
 use crate::model::{Event, EventKind, Severity, UnixMillis, unix_millis};
 use crate::notifier::Notifier;
 use crate::orphans::{IdleTracker, Lineage, OrphanTree};

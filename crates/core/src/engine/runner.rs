@@ -279,7 +279,7 @@ pub(super) fn descriptor_exhaustion_of(opened: std::io::Result<()>) -> Option<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config_source::ConfigSource;
+    use crate::config::source::ConfigSource;
     use crate::engine::EngineOptions;
     use crate::model::Severity;
     use crate::notifier::{Notification, Notifier, NotifyError};

@@ -5,8 +5,8 @@
 use super::instances::{Instance, TargetView};
 use super::status::reading_of;
 use super::{AUTOMATIC_TARGETS, Engine, FULL_SCAN_EVERY, RECENT_EVENTS};
+use crate::actions::locate::{NotFound, locate};
 use crate::config::Target;
-use crate::locate::{NotFound, locate};
 use crate::model::{Event, Sample, Severity, UnixMillis, unix_millis};
 use crate::orphans::find_orphans;
 use crate::rules::Observation;
@@ -470,7 +470,7 @@ fn unreadable_reason(process: &ProcessInfo) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config_source::ConfigSource;
+    use crate::config::source::ConfigSource;
     use crate::engine::EngineOptions;
     use std::time::Duration;
 
