@@ -28,6 +28,7 @@ mod runner;
 mod status;
 mod tick;
 
+pub use crate::command::Command;
 pub use handle::EngineHandle;
 pub use instances::resolve_limit;
 pub use runner::descriptor_exhaustion;
@@ -35,7 +36,6 @@ pub use runner::descriptor_exhaustion;
 use crate::actions::locate::PortMemo;
 use crate::config::source::ConfigSource;
 use crate::config::{Config, ConfigError};
-use crate::diagnose::{Mark, MarkError, SinceMark};
 use crate::model::{Event, EventKind, Severity, UnixMillis, unix_millis};
 use crate::notifier::Notifier;
 use crate::orphans::{IdleTracker, Lineage, OrphanTree};
@@ -52,7 +52,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::oneshot;
 
 /// How often the whole process table is read. Between full scans the engine only
 /// reads the processes it watches: a full scan of a desktop's few hundred
@@ -117,37 +116,6 @@ impl EngineError {
             EngineError::Probe(_) => "probe",
             EngineError::Locked(_) => "engine",
         }
-    }
-}
-
-/// Something for the engine to do between ticks.
-#[derive(Debug)]
-pub enum Command {
-    /// Read the config file again (SIGHUP, or the app's settings were saved).
-    Reload,
-    /// Silence notifications for this long; `None` resumes them.
-    PauseAlerts(Option<Duration>),
-    /// Read the process table and poll every target now, not at their next
-    /// turn: an action (a restart, an orphan clean-up) changed the processes, and
-    /// the faces should show it at once.
-    Rescan,
-    /// Mark a baseline on every process of the target now (see
-    /// [`crate::diagnose::mark`]); the reply says what was marked.
-    MarkBaseline { target: String, reply: oneshot::Sender<Result<Vec<Mark>, MarkError>> },
-    /// What survived on the target's processes since their marks, read now.
-    SinceMark { target: String, reply: oneshot::Sender<Result<Vec<SinceMark>, MarkError>> },
-}
-
-impl Command {
-    /// Whether the spawned loop ticks at once after it, rather than on its beat.
-    const fn ticks_now(&self) -> bool {
-        matches!(self, Command::Reload | Command::Rescan)
-    }
-
-    /// Whether someone waits for its reply: applied as soon as no tick runs,
-    /// rather than before the next one.
-    const fn awaited(&self) -> bool {
-        matches!(self, Command::MarkBaseline { .. } | Command::SinceMark { .. })
     }
 }
 
