@@ -51,7 +51,7 @@ use reload::file_stamp;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 /// How often the whole process table is read. Between full scans the engine only
 /// reads the processes it watches: a full scan of a desktop's few hundred
@@ -136,7 +136,8 @@ pub struct Engine {
     rule_states: HashMap<(String, String), RuleState>,
     port_memos: HashMap<String, PortMemo>,
     table: Vec<ProcessInfo>,
-    table_read_at: Option<Instant>,
+    /// When the whole table was last read, on the tick's clock.
+    table_read_at: Option<UnixMillis>,
     /// See [`FD_KINDS_MAX_AGE`] and [`Engine::reuse_fd_kinds_for`].
     fd_kinds_max_age: Duration,
     automatic_pids: Vec<u32>,
@@ -172,6 +173,14 @@ pub struct Engine {
     /// Makes this many ticks panic: the tests' stand-in for a tick that cannot go on.
     #[cfg(test)]
     fail_ticks: u32,
+}
+
+/// How long before `now` `at` was, both on the tick's clock (see
+/// [`Engine::tick_at`]); `None` when `at` is later, as after the wall clock was
+/// set back, which callers take as long ago rather than waiting for the clock
+/// to catch up.
+fn age(at: UnixMillis, now: UnixMillis) -> Option<Duration> {
+    now.checked_sub(at).map(Duration::from_millis)
 }
 
 /// Locks the data directory of an engine that keeps history (its store's
@@ -374,7 +383,7 @@ impl Engine {
     /// Applies a command.
     pub fn apply(&mut self, command: Command) {
         match command {
-            Command::Reload => self.reload(true),
+            Command::Reload => self.reload(true, unix_millis(SystemTime::now())),
             Command::Rescan => {
                 self.table_read_at = None;
                 self.next_due.clear();

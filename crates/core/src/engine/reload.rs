@@ -2,21 +2,20 @@
 //! file keeps the config in force.
 
 use super::Engine;
-use crate::model::{Event, EventKind, Severity, UnixMillis, unix_millis};
+use crate::model::{Event, EventKind, Severity, UnixMillis};
 use std::path::Path;
 use std::time::SystemTime;
 
 impl Engine {
     /// Reads the config again. A bad file keeps the config in force and is
     /// reported, once per distinct error, as a `config_error` event.
-    pub(super) fn reload(&mut self, forced: bool) {
+    pub(super) fn reload(&mut self, forced: bool, now: UnixMillis) {
         let Some(path) = self.config_file.clone() else { return };
         let stamp = file_stamp(&path);
         if !forced && stamp == self.config_stamp {
             return;
         }
         self.config_stamp = stamp;
-        let now = unix_millis(SystemTime::now());
         let loaded = self.options.config.load_or_default();
         match loaded {
             Ok(config) => {
