@@ -410,8 +410,26 @@ impl Engine {
     }
 
     /// Waits for automatic actions still running: call before dropping the engine.
+    /// Their outcomes (a restart's forensic snapshots, its event) are written to
+    /// the history as a tick's would be, so a restart that was still running at
+    /// shutdown leaves its evidence too.
     pub fn finish(&mut self) {
-        self.autopilot.finish();
+        let now = unix_millis(SystemTime::now());
+        let mut events = Vec::new();
+        self.autopilot.finish(self.store.as_ref(), now, &mut events);
+        if let Some(store) = &self.store {
+            for event in &events {
+                if let Err(error) = store.record_event(event) {
+                    tracing::warn!("{error}");
+                }
+            }
+        }
+        for event in events {
+            if self.recent_events.len() == RECENT_EVENTS {
+                self.recent_events.pop_front();
+            }
+            self.recent_events.push_back(event);
+        }
     }
 
     /// The orphan trees of the last full scan, largest first.
