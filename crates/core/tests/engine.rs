@@ -885,3 +885,86 @@ fn a_down_target_is_critical_says_why_and_rows_come_by_urgency() {
     assert_eq!(row(&later, "gone").down_since, Some(since), "since the first tick it was down");
     assert_eq!(row(&later, "calm").down_since, None);
 }
+
+/// Writes `text` into the FIFO at `path` once a reader has it open (a writer
+/// that opens without blocking fails until then); false if none came in 60 s.
+fn feed_fifo(path: &Path, text: &str) -> bool {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    wait_until(Duration::from_secs(60), || {
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(path);
+        opened.is_ok_and(|mut fifo| fifo.write_all(text.as_bytes()).is_ok())
+    })
+}
+
+/// Lets whoever still waits to read the FIFO go (with an empty file), so that a
+/// failing test ends rather than hangs on a thread blocked in open(2).
+struct Unblock(PathBuf);
+
+impl Drop for Unblock {
+    fn drop(&mut self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&self.0);
+    }
+}
+
+/// Regression (issue 13): `Command::Reload` read and parsed the config on the
+/// engine's own task (and a changed file, inside a tick), so a config that
+/// blocks when read (a FIFO nobody writes, a file on a hung mount) stopped the
+/// loop: no tick, no status, no command. The config is read on a blocking
+/// thread, and what it says is applied between ticks once read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_of_a_config_that_blocks_never_stalls_the_ticks() {
+    let fx = Fixture::new();
+    let helper = Helper::spawn().unwrap();
+    let pidfile = fx.write_pidfile("steady", helper.pid());
+    let good = pidfile_target("steady", &pidfile, "");
+    fx.write_config(&good);
+    let handle = fx.engine(Some(TICK)).spawn();
+    let mut statuses = handle.status();
+    let mut status_until = async |done: &dyn Fn(&Status) -> bool| {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let status = statuses.borrow_and_update().clone();
+                if done(&status) {
+                    return status;
+                }
+                statuses.changed().await.unwrap();
+            }
+        })
+        .await
+    };
+    let up = status_until(&|s| s.targets.iter().any(|t| t.name == "steady")).await;
+    let up = up.expect("the target watched within 60 s");
+
+    // The config file becomes a FIFO that nobody writes: opening it blocks.
+    let fifo = fx.dir.path().join("config.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
+        .unwrap();
+    let _unblock = Unblock(fifo.clone());
+    let link = fx.dir.path().join("config.toml.link");
+    std::fs::hard_link(&fifo, &link).unwrap();
+    std::fs::rename(&link, fx.config_path()).unwrap();
+    handle.send(Command::Reload);
+    let ticking = status_until(&|s| s.tick >= up.tick + 5).await;
+    let ticking = ticking.expect("ticks stopped while the config could not be read");
+    assert!(ticking.targets.iter().any(|t| t.name == "steady" && t.state == TargetState::Up));
+
+    // Once the file can be read (fixed, with a second target), the reload
+    // that waited for it goes through.
+    let fixed = format!("{good}\n{}", pidfile_target("added", &pidfile, ""));
+    fx.write_config(&fixed);
+    assert!(feed_fifo(&fifo, &fixed), "nobody was reading the config");
+    let added = status_until(&|s| s.targets.iter().any(|t| t.name == "added")).await;
+    let added = added.expect("the reload applied within 60 s");
+    assert_eq!(added.config.error, None);
+    tokio::time::timeout(Duration::from_secs(60), handle.shutdown())
+        .await
+        .expect("shutdown within 60 s");
+}

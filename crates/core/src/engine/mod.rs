@@ -167,6 +167,11 @@ pub struct Engine {
     store_throttle: Throttle,
     /// Why history is not being kept, when it is not (see [`Status::history_error`]).
     history_error: Option<String>,
+    /// Whether reloads are parsed by the spawned loop on a blocking thread
+    /// rather than in place (see [`reload`]).
+    defer_reloads: bool,
+    /// A reload the loop has yet to start.
+    reload_wanted: bool,
     /// Whether the series left open by a previous run, whose processes died while
     /// no engine watched, have been closed (on the first full scan).
     stale_series_closed: bool,
@@ -346,6 +351,8 @@ impl Engine {
             lock,
             store_throttle: Throttle::new(STORE_WARN_EVERY),
             history_error,
+            defer_reloads: false,
+            reload_wanted: false,
             stale_series_closed: false,
             #[cfg(test)]
             fail_ticks: 0,
