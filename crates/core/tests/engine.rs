@@ -968,3 +968,47 @@ async fn a_reload_of_a_config_that_blocks_never_stalls_the_ticks() {
         .await
         .expect("shutdown within 60 s");
 }
+
+/// Hours of a rule's life in as many ticks of the engine's clock: a target held
+/// beyond its threshold for two hours is raised once and reminded once per
+/// cooldown (30 minutes), each reminder notified; closed, it clears once. The
+/// same run in real time would take two hours.
+#[test]
+fn a_held_rule_reminds_once_per_cooldown_over_hours_of_the_engines_clock() {
+    let fx = Fixture::new();
+    let mut helper = Helper::spawn().unwrap();
+    let pidfile = fx.write_pidfile("held", helper.pid());
+    let rules = "[watch.rules]\nepoll = { warn = 3, samples = 2, cooldown = \"30m\" }\n\
+                 fds = false\neta = false\nslope = false\n";
+    fx.write_config(&pidfile_target("held", &pidfile, &format!("window = \"1h\"\n{rules}")));
+    let mut engine = fx.engine(None);
+    let mut clock = Clock::new();
+    clock.tick(&mut engine, TICK);
+    helper.ok("open epoll 5");
+    let minute = Duration::from_secs(60);
+    let raised = tick_n(&mut engine, &mut clock, minute, 2);
+    let started = raised.at;
+    // Two hours more, a tick a minute: 120 ticks.
+    let held = tick_n(&mut engine, &mut clock, minute, 120);
+    let epoll = |status: &Status| {
+        row(status, "held").rules.iter().find(|r| r.metric == "epoll").unwrap().severity
+    };
+    assert_eq!(epoll(&held), Severity::Warning);
+    helper.ok("close epoll all");
+    let cleared = tick_n(&mut engine, &mut clock, minute, 3);
+    assert_eq!(epoll(&cleared), Severity::Ok);
+
+    let events = fx.events("held");
+    assert_eq!(count_events(&events, EventKind::Raised, Some("epoll")), 1, "{events:#?}");
+    let reminders: Vec<u64> =
+        events.iter().filter(|e| e.kind == EventKind::Reminded).map(|e| e.at - started).collect();
+    // Raised at the second tick beyond; reminders every 30 minutes after that,
+    // within the two hours it was held: at 30, 60, 90 and 120 minutes.
+    assert_eq!(reminders.len(), 4, "{reminders:?}");
+    for pair in reminders.windows(2) {
+        assert!(pair[1] - pair[0] >= 30 * 60_000, "closer than the cooldown: {reminders:?}");
+    }
+    assert_eq!(count_events(&events, EventKind::Cleared, Some("epoll")), 1, "{events:#?}");
+    // Raise, four reminders, clear: each a notification.
+    assert_eq!(fx.notifier.sent().len(), 6, "{:#?}", fx.notifier.sent());
+}
