@@ -339,7 +339,8 @@ describe('orphans', () => {
         elapsed_seconds: 3.4,
         processes: [
           { pid: roots[0].pid, start_time: roots[0].start_time, name: 'uv', outcome: 'killed' },
-          { pid: 51240, start_time: 1, name: 'python3', outcome: 'survived', reason: 'zombie' },
+          { pid: 51240, start_time: 1, name: 'python3', outcome: 'survived', reason: { code: 'uninterruptible' } },
+          { pid: 51241, start_time: 1, name: 'sshd', outcome: 'protected', reason: { code: 'protect_pattern', pattern: '^sshd$' } },
         ],
       }),
     });
@@ -353,7 +354,8 @@ describe('orphans', () => {
     const outcomes = await screen.findAllByTestId('outcome-row');
     expect(outcomes.map((o) => o.textContent?.replace(/\s+/g, ' ').trim())).toEqual([
       'uv 51234 killed (SIGKILL)',
-      'python3 51240 survived: zombie',
+      'python3 51240 survived: stuck in uninterruptible I/O',
+      'sshd 51241 protected: left alone: on the protect list (^sshd$)',
     ]);
   });
 

@@ -17,7 +17,7 @@ use crate::store::Snapshot;
 use crate::summary::FdSummary;
 use crate::tree::ProcessTree;
 use leakwatch_probe::{Probe, ProcessId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -53,13 +53,52 @@ pub enum RestartError {
     Unhealthy { target: String, waited: Duration, last: String },
 }
 
+/// How a target is restarted: by its supervisor, or by Leakwatch running its
+/// command. In JSON `"launchd"`, `"systemd"` or `"command"`, as the config keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// `launchctl kickstart -k`.
+    Launchd,
+    /// `systemctl --user restart`.
+    Systemd,
+    /// Leakwatch stops the tree and starts the configured command.
+    Command,
+}
+
+impl Strategy {
+    /// The strategy a `[watch.restart]` section configures.
+    pub const fn of(restart: &Restart) -> Strategy {
+        match restart {
+            Restart::Launchd(_) => Strategy::Launchd,
+            Restart::Systemd(_) => Strategy::Systemd,
+            Restart::Command { .. } => Strategy::Command,
+        }
+    }
+
+    /// The name, as in JSON and the config.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Strategy::Launchd => "launchd",
+            Strategy::Systemd => "systemd",
+            Strategy::Command => "command",
+        }
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What a restart did, for the CLI, the app and the event log.
 #[derive(Debug, Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RestartReport {
     pub target: String,
-    /// `launchd`, `systemd` or `command`.
-    pub strategy: &'static str,
+    pub strategy: Strategy,
     /// The process that was replaced, if one was running.
     pub previous: Option<ProcessId>,
     /// How the old tree was stopped (`command` restarts only).
@@ -133,11 +172,7 @@ pub fn restart(
     let previous = current_process(probe, target);
     let mut report = RestartReport {
         target: target.name.clone(),
-        strategy: match restart {
-            Restart::Launchd(_) => "launchd",
-            Restart::Systemd(_) => "systemd",
-            Restart::Command { .. } => "command",
-        },
+        strategy: Strategy::of(restart),
         previous,
         stopped: None,
         spawned_pid: None,
