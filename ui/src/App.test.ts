@@ -176,7 +176,7 @@ describe('target rows', () => {
 
   it('restarts only after confirming the plan', async () => {
     const text = 'Restart copilot (launchd gui/501/dev.copilot):\n  SIGTERM 4821 copilot\n  grace 3 s, then SIGKILL';
-    const { backend } = await show(leakingStatus(), { restartPlan: { text, processes: [] } });
+    const { backend } = await show(leakingStatus(), { restartPlan: { text, processes: [], no_health_check: false } });
     await fireEvent.click(within(row('copilot')).getAllByRole('button')[0]);
     await fireEvent.click(screen.getByTestId('restart-button'));
     const dialog = await screen.findByRole('dialog');
@@ -266,12 +266,28 @@ describe('keyboard', () => {
 
   it('Esc in a dialog closes the dialog, not the popover', async () => {
     const text = 'Restart copilot:\n  SIGTERM 4821 copilot';
-    const { backend } = await show(leakingStatus(), { restartPlan: { text, processes: [] } });
+    const { backend } = await show(leakingStatus(), { restartPlan: { text, processes: [], no_health_check: false } });
     await fireEvent.click(within(row('copilot')).getByTestId('row-restart-button'));
     const dialog = await screen.findByRole('dialog');
     await fireEvent.keyDown(dialog, { key: 'Escape' });
     expect(screen.queryByRole('dialog')).toBeNull();
     expect(backend.callsTo('closePopover')).toHaveLength(0);
+  });
+
+  // issue 12/13: the warning came from parsing the plan's words (a "then start:"
+  // line without "and wait up to"); it now follows the typed ActionPlan flag.
+  it('warns about a missing health check from the plan flag, not its text', async () => {
+    const text = 'Restart copilot:\n  SIGTERM 4821 copilot\nthen start: copilot --headless';
+    await show(leakingStatus(), { restartPlan: { text, processes: [], no_health_check: false } });
+    await fireEvent.click(within(row('copilot')).getByTestId('row-restart-button'));
+    const quiet = await screen.findByRole('dialog');
+    expect(within(quiet).queryByTestId('plan-warning')).toBeNull();
+    cleanup();
+
+    await show(leakingStatus(), { restartPlan: { text: 'Restart copilot', processes: [], no_health_check: true } });
+    await fireEvent.click(within(row('copilot')).getByTestId('row-restart-button'));
+    const warned = await screen.findByRole('dialog');
+    expect(within(warned).getByTestId('plan-warning').textContent).toContain('No health check');
   });
 });
 

@@ -290,6 +290,8 @@ export interface TreeRow {
 export interface ActionPlan {
   text: string;
   processes: PlannedProcess[];
+  /** A command restart that cannot tell whether it came back up (issue 12). */
+  no_health_check: boolean;
 }
 
 /** How every command fails. */
