@@ -393,6 +393,26 @@ describe('orphans', () => {
     expect(roots).toHaveLength(status.orphans.length - 1);
   });
 
+  // issue 12: two trees of the same command read the same; each now says what differs.
+  it('tells two trees of the same command apart', async () => {
+    const status = orphanStatus();
+    const twin = structuredClone(status.orphans[0]);
+    twin.root = { pid: 51300, start_time: 2 };
+    twin.members[0] = { ...twin.members[0], pid: 51300, start_time: 2 };
+    twin.original_parent = undefined;
+    status.orphans.push(twin);
+    await show(status);
+    const rows = screen.getAllByTestId('orphan-row');
+    const first = rows.find((r) => r.dataset.rootPid === String(status.orphans[0].root.pid))!;
+    const second = rows.find((r) => r.dataset.rootPid === '51300')!;
+    const parent = status.orphans[0].original_parent!;
+    expect(within(first).getByTestId('orphan-twin').textContent).toBe(
+      `pid ${status.orphans[0].root.pid}, started by ${parent.name} (pid ${parent.pid})`,
+    );
+    expect(within(second).getByTestId('orphan-twin').textContent).toBe('pid 51300');
+    expect(within(rows.find((r) => r.dataset.rootPid === '48800')!).queryByTestId('orphan-twin')).toBeNull();
+  });
+
   it('clicking the section heading selects nothing', async () => {
     await show(orphanStatus());
     await fireEvent.click(screen.getByText('Orphans'));
