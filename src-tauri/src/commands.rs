@@ -19,6 +19,7 @@ use leakwatch_core::diagnose::Mark;
 use leakwatch_core::engine::Command;
 use leakwatch_core::kill::{self, Guard, KillReport, PlannedProcess};
 use leakwatch_core::model::unix_millis;
+use leakwatch_core::proposal;
 use leakwatch_core::restart::{self, RestartReport};
 use leakwatch_core::status::Status;
 use leakwatch_core::store::{Snapshot, Store};
@@ -400,11 +401,11 @@ pub fn set_launch_at_login<R: Runtime>(app: AppHandle<R>, enabled: bool) -> Resu
 pub async fn propose_watch(
     state: State<'_, AppState>,
     pid: u32,
-) -> Result<config_edit::Proposal, AppError> {
+) -> Result<proposal::Proposal, AppError> {
     blocking(&state, move |probe, _, _| {
         let table = probe.processes()?;
         let process = probe.process(pid)?;
-        Ok(config_edit::propose_locator(probe, &table, &process))
+        Ok(proposal::propose_locator(probe, &table, &process))
     })
     .await
 }
@@ -417,7 +418,7 @@ pub async fn locator_matches(
 ) -> Result<Vec<u32>, AppError> {
     blocking(&state, move |probe, _, _| {
         let table = probe.processes()?;
-        Ok(config_edit::matches_now(probe, &table, &locator))
+        Ok(proposal::matches_now(probe, &table, &locator))
     })
     .await
 }

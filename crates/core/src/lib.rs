@@ -20,6 +20,7 @@ pub mod notifier;
 pub mod orphans;
 pub mod owner;
 pub mod private;
+pub mod proposal;
 pub mod restart;
 pub mod rules;
 pub mod service;
@@ -31,6 +32,7 @@ mod test_noise;
 pub mod throttle;
 pub mod tree;
 pub mod trend;
+pub mod units;
 pub mod window;
 
 pub use config::{Config, ConfigError, RuleSpec};

@@ -48,13 +48,6 @@ impl Config {
         Self::parse(&text, path)
     }
 
-    /// Loads the file at [`Config::default_path`]: a missing file at the platform
-    /// default is the default configuration; a missing file named by
-    /// `LEAKWATCH_CONFIG` is an error (someone asked for it).
-    pub fn load_default() -> Result<Config, ConfigError> {
-        crate::config::source::ConfigSource::resolve(None).load_or_default()
-    }
-
     /// Validates `text`; `path` is named in errors, and relative paths in the file
     /// (pidfile, cwd, log) are taken relative to its directory when it is absolute.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {

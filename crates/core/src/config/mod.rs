@@ -16,6 +16,11 @@
 //! `load` the paths and queries, `example.toml` the commented example;
 //! [`source`] says where the file comes from, [`edit`] and [`form`] change the
 //! user's file in place.
+//!
+//! Layering: the config sits just above the foundation and uses nothing else
+//! (`model`, `units`, `private`). The rule vocabulary lives here and rule
+//! evaluation in `crate::rules`, above; proposing a locator for a running
+//! process, which asks the actions' `locate`, lives in `crate::proposal`.
 
 mod document;
 pub mod edit;
