@@ -35,5 +35,6 @@ mod suggest;
 mod tests;
 
 pub use document::parse_bytes;
+pub use load::protect_match;
 pub use rule::{Direction, Metric, PathGlob, RuleSpec, Threshold, builtin_rules};
 pub use schema::*;
