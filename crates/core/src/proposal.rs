@@ -4,9 +4,9 @@
 //! `config::edit` to write) and beside the actions' `locate`, which it asks;
 //! kept out of `config/` so the config never depends on a layer above it.
 
+use crate::actions::locate::{PortMemo, listening_port, locate};
 use crate::config::Selector;
 use crate::config::edit::Locator;
-use crate::locate::{PortMemo, listening_port, locate};
 use leakwatch_probe::{FdKind, Probe, ProcessInfo, ServiceJob};
 use regex::Regex;
 use serde::Serialize;

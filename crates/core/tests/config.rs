@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use leakwatch_core::Config;
-use leakwatch_core::kill::Guard;
+use leakwatch_core::actions::kill::Guard;
 use leakwatch_test_helper::Helper;
 use std::path::Path;
 
