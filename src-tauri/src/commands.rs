@@ -189,18 +189,19 @@ fn open_store(path: Option<&PathBuf>) -> Result<Store, AppError> {
         .map_err(|e| AppError::new(ErrorKind::Io, e.to_string()))
 }
 
-/// Runs `f` on a blocking thread with a fresh probe and the config on disk.
-/// Reading the config is file IO too, so it happens on that thread, never on
-/// the async worker (issue 13).
+/// Runs `f` on a blocking thread with a fresh probe and the config in force:
+/// the engine's, so actions work on the last good config while the file is
+/// broken. Where that means reading the file, it is read on that thread, never
+/// on the async worker (issue 13).
 async fn blocking<T, F>(state: &AppState, f: F) -> Result<T, AppError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Probe, &Config, Option<&PathBuf>) -> Result<T, AppError> + Send + 'static,
 {
-    let source = state.paths().config.clone();
+    let config = state.config_in_force();
     let store = state.paths().store.clone();
     tauri::async_runtime::spawn_blocking(move || {
-        let config = crate::state::load_config(&source)?;
+        let config = config.get()?;
         let mut probe = Probe::new()?;
         f(&mut probe, &config, store.as_ref())
     })
