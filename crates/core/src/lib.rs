@@ -18,6 +18,7 @@ pub mod notifier;
 pub mod orphans;
 pub mod owner;
 pub mod private;
+pub mod proposal;
 pub mod rules;
 pub mod status;
 pub mod store;
@@ -27,6 +28,7 @@ mod test_noise;
 pub mod throttle;
 pub mod tree;
 pub mod trend;
+pub mod units;
 pub mod window;
 
 pub use config::{Config, ConfigError, RuleSpec};

@@ -20,7 +20,7 @@ impl Engine {
         let loaded = self.options.config.load_or_default();
         match loaded {
             Ok(config) => {
-                self.config = config;
+                self.config = std::sync::Arc::new(config);
                 self.config_error = None;
                 self.next_due.clear();
                 self.port_memos.clear();
