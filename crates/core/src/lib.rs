@@ -19,6 +19,7 @@ pub mod notifier;
 pub mod orphans;
 pub mod owner;
 pub mod private;
+pub mod proposal;
 pub mod rules;
 pub mod status;
 pub mod store;
@@ -28,6 +29,7 @@ mod test_noise;
 pub mod throttle;
 pub mod tree;
 pub mod trend;
+pub mod units;
 pub mod window;
 
 pub use config::{Config, ConfigError, RuleSpec};

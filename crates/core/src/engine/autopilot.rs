@@ -6,7 +6,7 @@
 //! thread of its own and the engine collects the result on a later tick: a tick
 //! never waits for one, and a target is never acted on twice at once.
 
-use crate::actions::kill::{self, Guard, KillReport};
+use crate::actions::kill::{self, Guard, KillReport, OutcomeKind};
 use crate::actions::restart::{self, CircuitBreaker, RestartReport};
 use crate::config::{Config, Target};
 use crate::model::{Event, EventKind, Severity, UnixMillis};
@@ -139,13 +139,14 @@ impl Autopilot {
                 let message =
                     match result {
                         Ok(report) => {
-                            let protected = report.with_outcome("protected").len();
+                            let protected = report.with_outcome(OutcomeKind::Protected).len();
                             format!(
                                 "orphans: reaped {} idle tree(s), {} process(es): {}{}",
                                 roots.len(),
                                 report.processes.len() - protected,
                                 if report.processes.iter().all(|p| {
-                                    p.outcome.is_gone() || p.outcome.name() == "protected"
+                                    p.outcome.is_gone()
+                                        || p.outcome.kind() == OutcomeKind::Protected
                                 }) {
                                     "all gone"
                                 } else {

@@ -123,7 +123,9 @@ impl EngineError {
 #[derive(Debug)]
 pub struct Engine {
     options: EngineOptions,
-    config: Config,
+    /// Shared, so faces can act on the config in force without reading the
+    /// file again ([`EngineHandle::config`]).
+    config: Arc<Config>,
     /// The file the config came from and its modification stamp, to notice edits.
     config_file: Option<PathBuf>,
     config_stamp: Option<(SystemTime, u64)>,
@@ -321,7 +323,7 @@ impl Engine {
         }
         Ok(Self {
             options,
-            config,
+            config: Arc::new(config),
             config_file,
             config_stamp,
             config_error,
@@ -367,6 +369,11 @@ impl Engine {
     /// The config in force.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The config in force, shared: what the handle publishes.
+    pub fn shared_config(&self) -> Arc<Config> {
+        Arc::clone(&self.config)
     }
 
     /// Messages from start-up worth showing once (a corrupt store moved aside).

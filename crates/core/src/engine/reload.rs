@@ -50,7 +50,7 @@ impl Engine {
         let Some(path) = self.config_file.clone() else { return };
         match loaded {
             Ok(config) => {
-                self.config = config;
+                self.config = std::sync::Arc::new(config);
                 self.config_error = None;
                 self.next_due.clear();
                 self.port_memos.clear();

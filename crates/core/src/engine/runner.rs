@@ -24,6 +24,7 @@ impl Engine {
         let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
         let (listen_tx, listen_rx) = watch::channel(self.config.metrics.listen);
+        let (config_tx, config_rx) = watch::channel(Some(self.shared_config()));
         let (failure_tx, failure_rx) = watch::channel(None::<String>);
         let events = events_tx.clone();
         // The lock owner serves the local API, so other faces attach to it.
@@ -146,6 +147,14 @@ impl Engine {
                         let _ = status_tx.send(status);
                         let listen = current.config().metrics.listen;
                         listen_tx.send_if_modified(|old| std::mem::replace(old, listen) != listen);
+                        let config = current.shared_config();
+                        config_tx.send_if_modified(|old| {
+                            let same = old.as_ref().is_some_and(|o| Arc::ptr_eq(o, &config));
+                            if !same {
+                                *old = Some(config);
+                            }
+                            !same
+                        });
                         let wanted = current.base_interval();
                         if wanted != period {
                             period = wanted;
@@ -233,6 +242,7 @@ impl Engine {
             commands: command_tx,
             shutdown: shutdown_tx,
             metrics_listen: listen_rx,
+            config: config_rx,
             failure: failure_rx,
             owner: watch::channel(None).1,
             task,
