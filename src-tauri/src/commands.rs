@@ -53,6 +53,9 @@ pub struct ActionPlan {
     pub text: String,
     /// The processes it would signal (empty for launchd/systemd restarts).
     pub processes: Vec<PlannedProcess>,
+    /// A restart that starts a command and cannot tell whether it came back up
+    /// (no `health`, no port): the dialog warns (issue 12).
+    pub no_health_check: bool,
 }
 
 // ---------------------------------------------------------------------------------
@@ -105,6 +108,7 @@ pub fn restart_plan(
     Ok(ActionPlan {
         text: restart::describe(target, previous, plan.as_ref()),
         processes: plan.map(|p| p.processes).unwrap_or_default(),
+        no_health_check: restart::lacks_health_check(target),
     })
 }
 
@@ -311,7 +315,7 @@ pub async fn plan_cleanup(
 ) -> Result<ActionPlan, AppError> {
     blocking(&state, move |probe, config, _| {
         let plan = cleanup_plan(probe, config, &roots)?;
-        Ok(ActionPlan { text: plan.describe(), processes: plan.processes })
+        Ok(ActionPlan { text: plan.describe(), processes: plan.processes, no_health_check: false })
     })
     .await
 }

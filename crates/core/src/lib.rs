@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod api;
 pub mod attach;
+pub mod command;
 pub mod config;
 pub mod diagnose;
 pub mod engine;

@@ -18,9 +18,12 @@ import type { RestartWay } from '../bindings/RestartWay';
 import type { Reading } from '../bindings/Reading';
 import type { Owner } from '../bindings/Owner';
 import type { Mark } from '../bindings/Mark';
+import type { Refusal } from '../bindings/Refusal';
+import type { Survival } from '../bindings/Survival';
+import type { Strategy } from '../bindings/Strategy';
 export type {
-  FormField, Locator, LocatorKey, Mark, Owner, Problem, Proposal, Reading, RestartWay, Settings,
-  TargetForm, TopKind,
+  FormField, Locator, LocatorKey, Mark, Owner, Problem, Proposal, Reading, Refusal, RestartWay,
+  Settings, Strategy, Survival, TargetForm, TopKind,
 };
 
 /** Milliseconds since the Unix epoch. */
@@ -235,7 +238,7 @@ export interface PlannedProcess extends ProcessId {
   argv: string[];
   rss_bytes: number | null;
   /** Why it will not be signalled, if so. */
-  protected: string | null;
+  protected: Refusal | null;
 }
 
 export interface KillPlan {
@@ -250,8 +253,8 @@ export type Outcome =
   | { outcome: 'killed' }
   | { outcome: 'already_gone' }
   | { outcome: 'identity_changed' }
-  | { outcome: 'protected'; reason: string }
-  | { outcome: 'survived'; reason: string };
+  | { outcome: 'protected'; reason: Refusal }
+  | { outcome: 'survived'; reason: Survival };
 
 export type ProcessOutcome = ProcessId & { name: string } & Outcome;
 
@@ -262,7 +265,7 @@ export interface KillReport {
 
 export interface RestartReport {
   target: string;
-  strategy: string;
+  strategy: Strategy;
   previous: ProcessId | null;
   stopped: KillReport | null;
   spawned_pid: number | null;
@@ -287,6 +290,8 @@ export interface TreeRow {
 export interface ActionPlan {
   text: string;
   processes: PlannedProcess[];
+  /** A command restart that cannot tell whether it came back up (issue 12). */
+  no_health_check: boolean;
 }
 
 /** How every command fails. */
