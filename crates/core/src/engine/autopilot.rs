@@ -136,30 +136,28 @@ impl Autopilot {
                 for root in &roots {
                     self.reaping.remove(root);
                 }
-                let message =
-                    match result {
-                        Ok(report) => {
-                            let protected = report.with_outcome(OutcomeKind::Protected).len();
-                            format!(
-                                "orphans: reaped {} idle tree(s), {} process(es): {}{}",
-                                roots.len(),
-                                report.processes.len() - protected,
-                                if report.processes.iter().all(|p| {
-                                    p.outcome.is_gone()
-                                        || p.outcome.kind() == OutcomeKind::Protected
-                                }) {
-                                    "all gone"
-                                } else {
-                                    "some survived"
-                                },
-                                match protected {
-                                    0 => String::new(),
-                                    n => format!("; {n} protected process(es) left alone"),
-                                }
-                            )
-                        }
-                        Err(error) => format!("orphans: reaping idle trees failed: {error}"),
-                    };
+                let message = match result {
+                    Ok(report) => {
+                        let protected = report.with_outcome(OutcomeKind::Protected).len();
+                        format!(
+                            "orphans: reaped {} idle tree(s), {} process(es): {}{}",
+                            roots.len(),
+                            report.processes.len() - protected,
+                            if report.processes.iter().all(|p| {
+                                p.outcome.is_gone() || p.outcome.kind() == OutcomeKind::Protected
+                            }) {
+                                "all gone"
+                            } else {
+                                "some survived"
+                            },
+                            match protected {
+                                0 => String::new(),
+                                n => format!("; {n} protected process(es) left alone"),
+                            }
+                        )
+                    }
+                    Err(error) => format!("orphans: reaping idle trees failed: {error}"),
+                };
                 events.push(action_event(now, super::ORPHANS, Severity::Warning, message));
             }
         }
