@@ -4,6 +4,7 @@
 //! process trees, and (as the engine grows) trend, rules and actions. Being pure,
 //! it is tested with made-up snapshots as well as real processes.
 
+pub mod actions;
 pub mod api;
 pub mod attach;
 pub mod autopilot;
@@ -15,17 +16,13 @@ pub mod diagnose;
 pub mod engine;
 pub mod escape;
 pub mod http;
-pub mod kill;
-pub mod locate;
 pub mod metrics;
 pub mod model;
 pub mod notifier;
 pub mod orphans;
 pub mod owner;
 pub mod private;
-pub mod restart;
 pub mod rules;
-pub mod service;
 pub mod status;
 pub mod store;
 pub mod summary;
