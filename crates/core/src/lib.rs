@@ -7,11 +7,7 @@
 pub mod actions;
 pub mod api;
 pub mod attach;
-pub mod autopilot;
 pub mod config;
-pub mod config_edit;
-pub mod config_form;
-pub mod config_source;
 pub mod diagnose;
 pub mod engine;
 pub mod escape;
@@ -34,6 +30,9 @@ pub mod trend;
 pub mod window;
 
 pub use config::{Config, ConfigError, RuleSpec};
+// The old top-level paths of the config's source, edit and form, kept for the
+// other crates (they moved into `config/`).
+pub use config::{edit as config_edit, form as config_form, source as config_source};
 pub use config_source::ConfigSource;
 pub use rules::{MetricValue, RuleOutcome, RuleState};
 pub use store::{
