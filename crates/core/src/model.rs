@@ -211,7 +211,10 @@ impl<'de> Deserialize<'de> for Subject {
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Event {
     pub at: UnixMillis,
-    pub target: String,
+    /// What it is about. An engine from before typed subjects sent its label
+    /// as `target`.
+    #[serde(alias = "target")]
+    pub subject: Subject,
     pub pid: Option<u32>,
     pub kind: EventKind,
     /// The rule's metric name (`fds`, `kqueue`, `eta`, ...), if a rule raised it.
@@ -220,7 +223,14 @@ pub struct Event {
     /// The metric's value when the event was raised.
     pub value: Option<f64>,
     /// Text a person can act on: "copilot: 812 kqueues, +96/h, limit in 2 h 40 min".
+    /// It says what happened, never whether it was notified: that is `notified`.
     pub message: String,
+    /// Whether a desktop notification was shown for it. Only rule changes and
+    /// actions notify, and not a rule raised again within its cooldown, nor
+    /// while alerts are paused or notifications are off (or the notification
+    /// service failed). The history does not keep it: read back, it is false.
+    #[serde(default)]
+    pub notified: bool,
 }
 
 /// A descriptor limit as the engine uses it: the probe's reading, or the target's

@@ -679,7 +679,7 @@ impl Store {
             )?
             .execute(params![
                 to_db(event.at),
-                event.target,
+                event.subject.to_string(),
                 event.pid.map(i64::from),
                 enum_name(&event.kind)?,
                 event.rule,
@@ -1126,7 +1126,8 @@ fn raw_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
         row.get(5)?,
         Event {
             at: from_db(row.get(0)?),
-            target: row.get(1)?,
+            // The subject's label, as written: the store keeps no more of it.
+            subject: crate::model::Subject::from_label(&row.get::<_, String>(1)?),
             pid: row.get::<_, Option<i64>>(2)?.map(pid_from_db),
             // Placeholders, replaced by the parsed text columns.
             kind: crate::model::EventKind::Action,
@@ -1134,6 +1135,8 @@ fn raw_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
             severity: crate::model::Severity::Ok,
             value: row.get(6)?,
             message: row.get(7)?,
+            // Not kept in the history: what was shown then is not a fact it records.
+            notified: false,
         },
     ))
 }
@@ -1287,16 +1290,17 @@ mod tests {
 
         let event = Event {
             at: T0 + 3000,
-            target: "copilot".to_owned(),
+            subject: crate::model::Subject::target("copilot"),
             pid: Some(4242),
             kind: EventKind::SeriesStarted,
             rule: Some("kqueue".to_owned()),
             severity: Severity::Critical,
             value: Some(812.0),
             message: "copilot: 812 kqueues".to_owned(),
+            notified: false,
         };
         let other = Event {
-            target: "mcp".to_owned(),
+            subject: crate::model::Subject::target("mcp"),
             pid: None,
             rule: None,
             value: None,
@@ -1427,13 +1431,14 @@ mod tests {
         store.end_series(quiet, T0 + 1000).expect("end");
         let event = |at| Event {
             at,
-            target: "leaky".to_owned(),
+            subject: crate::model::Subject::target("leaky"),
             pid: Some(1),
             kind: EventKind::Raised,
             rule: None,
             severity: Severity::Warning,
             value: None,
             message: String::new(),
+            notified: false,
         };
         store.record_event(&event(T0)).expect("event");
         store.record_event(&event(T0 + 95 * DAY_MS)).expect("event");

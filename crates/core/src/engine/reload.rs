@@ -2,7 +2,7 @@
 //! file keeps the config in force.
 
 use super::Engine;
-use crate::model::{Event, EventKind, Severity, UnixMillis, unix_millis};
+use crate::model::{Event, EventKind, Severity, Subject, UnixMillis, unix_millis};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -28,7 +28,7 @@ impl Engine {
                 tracing::info!("configuration reloaded from {}", path.display());
                 let event = self.event(
                     now,
-                    "leakwatch",
+                    Subject::Leakwatch,
                     None,
                     EventKind::ConfigReloaded,
                     Severity::Ok,
@@ -45,7 +45,7 @@ impl Engine {
                 self.config_error = Some(message.clone());
                 let event = self.event(
                     now,
-                    "leakwatch",
+                    Subject::Leakwatch,
                     None,
                     EventKind::ConfigError,
                     Severity::Warning,
@@ -59,7 +59,7 @@ impl Engine {
     pub(super) fn event(
         &self,
         at: UnixMillis,
-        target: &str,
+        subject: Subject,
         pid: Option<u32>,
         kind: EventKind,
         severity: Severity,
@@ -67,13 +67,14 @@ impl Engine {
     ) -> Event {
         Event {
             at,
-            target: target.to_owned(),
+            subject,
             pid,
             kind,
             rule: None,
             severity,
             value: None,
             message,
+            notified: false,
         }
     }
 }
