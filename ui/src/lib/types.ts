@@ -18,9 +18,12 @@ import type { RestartWay } from '../bindings/RestartWay';
 import type { Reading } from '../bindings/Reading';
 import type { Owner } from '../bindings/Owner';
 import type { Mark } from '../bindings/Mark';
+import type { Event } from '../bindings/Event';
+import type { EventKind } from '../bindings/EventKind';
+import type { Subject } from '../bindings/Subject';
 export type {
-  FormField, Locator, LocatorKey, Mark, Owner, Problem, Proposal, Reading, RestartWay, Settings,
-  TargetForm, TopKind,
+  Event, EventKind, FormField, Locator, LocatorKey, Mark, Owner, Problem, Proposal, Reading,
+  RestartWay, Settings, Subject, TargetForm, TopKind,
 };
 
 /** Milliseconds since the Unix epoch. */
@@ -65,21 +68,6 @@ export interface Sample {
   cpu_seconds: number | null;
   threads: number | null;
   descendants: number;
-}
-
-export type EventKind =
-  | 'raised' | 'escalated' | 'reminded' | 'cleared' | 'series_started'
-  | 'config_error' | 'config_reloaded' | 'action';
-
-export interface Event {
-  at: UnixMillis;
-  target: string;
-  pid: number | null;
-  kind: EventKind;
-  rule: string | null;
-  severity: Severity;
-  value: number | null;
-  message: string;
 }
 
 export interface Companion {
