@@ -21,9 +21,12 @@ import type { Mark } from '../bindings/Mark';
 import type { Event } from '../bindings/Event';
 import type { EventKind } from '../bindings/EventKind';
 import type { Subject } from '../bindings/Subject';
+import type { Refusal } from '../bindings/Refusal';
+import type { Survival } from '../bindings/Survival';
+import type { Strategy } from '../bindings/Strategy';
 export type {
   Event, EventKind, FormField, Locator, LocatorKey, Mark, Owner, Problem, Proposal, Reading,
-  RestartWay, Settings, Subject, TargetForm, TopKind,
+  Refusal, RestartWay, Settings, Strategy, Subject, Survival, TargetForm, TopKind,
 };
 
 /** Milliseconds since the Unix epoch. */
@@ -223,7 +226,7 @@ export interface PlannedProcess extends ProcessId {
   argv: string[];
   rss_bytes: number | null;
   /** Why it will not be signalled, if so. */
-  protected: string | null;
+  protected: Refusal | null;
 }
 
 export interface KillPlan {
@@ -238,8 +241,8 @@ export type Outcome =
   | { outcome: 'killed' }
   | { outcome: 'already_gone' }
   | { outcome: 'identity_changed' }
-  | { outcome: 'protected'; reason: string }
-  | { outcome: 'survived'; reason: string };
+  | { outcome: 'protected'; reason: Refusal }
+  | { outcome: 'survived'; reason: Survival };
 
 export type ProcessOutcome = ProcessId & { name: string } & Outcome;
 
@@ -250,7 +253,7 @@ export interface KillReport {
 
 export interface RestartReport {
   target: string;
-  strategy: string;
+  strategy: Strategy;
   previous: ProcessId | null;
   stopped: KillReport | null;
   spawned_pid: number | null;
@@ -275,6 +278,8 @@ export interface TreeRow {
 export interface ActionPlan {
   text: string;
   processes: PlannedProcess[];
+  /** A command restart that cannot tell whether it came back up (issue 12). */
+  no_health_check: boolean;
 }
 
 /** How every command fails. */
