@@ -48,6 +48,7 @@ fn the_kill_guard_refuses_exactly_what_the_config_protects() {
         let refusal = Guard::from_config(&config).refusal(&info, Some(&table));
         assert_eq!(refusal.is_some(), protected, "guard, pattern {pattern}: {refusal:?}");
         if let Some(reason) = refusal {
+            let reason = reason.to_string();
             assert!(reason.contains(pattern), "the refusal names the pattern: {reason}");
         }
     }
