@@ -150,7 +150,7 @@ pub struct Engine {
     notes: Vec<String>,
     /// Events raised between ticks (a reload by command), logged with the next.
     pending_events: Vec<Event>,
-    /// The events of the ticks since [`Engine::take_events`] last took them.
+    /// The last tick's events, until [`Engine::take_events`] takes them.
     raised: Vec<Event>,
     /// Who started whom, recorded on every full scan: the evidence that an
     /// orphan's parent died (DESIGN.md, "Orphans").
@@ -383,9 +383,9 @@ impl Engine {
         std::mem::take(&mut self.notes)
     }
 
-    /// The events raised since the last call, oldest first: each tick's own,
-    /// all of them, for the loop to publish once (the status keeps only the
-    /// last few, for display).
+    /// The last tick's events, oldest first, all of them, for the loop to
+    /// publish once after each tick (the status keeps only the last few, for
+    /// display); empty once taken.
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.raised)
     }

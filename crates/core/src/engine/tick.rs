@@ -67,7 +67,8 @@ impl Engine {
             self.recent_events.push_back(event.clone());
         }
         // Published whole by the loop ([`Engine::take_events`]): however many.
-        self.raised.extend(events);
+        // Replaced, not added to: an engine ticked by hand keeps one tick's.
+        self.raised = events;
         Arc::new(self.status(now))
     }
 
