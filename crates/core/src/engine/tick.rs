@@ -30,7 +30,10 @@ impl Engine {
     /// cooldowns, the circuit breaker, idle orphans, when the table is read
     /// again, how long a read by kind is reused) is on this clock, so a test
     /// drives hours of a target's life in as many ticks, without sleeping. Ticks
-    /// are expected in order; a clock set back is taken as time passed.
+    /// are expected in order; a clock set back is taken as time passed. Not on
+    /// it: how often a `port` target's owner is re-verified (the memo in
+    /// [`crate::actions::locate`] keeps its own monotonic time), and the
+    /// automatic actions themselves, which take real seconds on real processes.
     pub fn tick_at(&mut self, now: UnixMillis) -> Arc<Status> {
         #[cfg(test)]
         if self.fail_ticks > 0 {
