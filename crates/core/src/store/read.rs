@@ -94,15 +94,19 @@ impl Store {
         self.run("reading events", |conn| {
             // One statement for both cases, as `snapshots` does: NULL means any target.
             let mut stmt = conn.prepare(
-                "SELECT at, target, pid, kind, rule, severity, value, message FROM events
+                "SELECT at, target, pid, kind, rule, severity, value, message, subject, notified
+                 FROM events
                  WHERE (?1 IS NULL OR target = ?1) AND at >= ?2 ORDER BY at, id",
             )?;
             let rows = stmt.query_map(params![target, to_db(since)], raw_event)?;
             let mut events = Vec::new();
             for row in rows {
-                let (kind, severity, mut event) = row?;
+                let (kind, severity, subject, mut event) = row?;
                 event.kind = enum_from_name(kind)?;
                 event.severity = enum_from_name(severity)?;
+                if let Some(subject) = subject {
+                    event.subject = serde_json::from_str(&subject)?;
+                }
                 events.push(event);
             }
             Ok(events)
@@ -148,16 +152,18 @@ impl Store {
     }
 }
 
-/// One row of `events`, with its kind and severity still as text.
-type RawEvent = (String, String, Event);
+/// One row of `events`, with its kind, severity and typed subject (NULL in rows
+/// written before schema version 2) still as text.
+type RawEvent = (String, String, Option<String>, Event);
 
 fn raw_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
     Ok((
         row.get(3)?,
         row.get(5)?,
+        row.get(8)?,
         Event {
             at: from_db(row.get(0)?),
-            // The subject's label, as written: the store keeps no more of it.
+            // The subject's label: what a row written before version 2 has.
             subject: crate::model::Subject::from_label(&row.get::<_, String>(1)?),
             pid: row.get::<_, Option<i64>>(2)?.map(pid_from_db),
             // Placeholders, replaced by the parsed text columns.
@@ -166,8 +172,7 @@ fn raw_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
             severity: crate::model::Severity::Ok,
             value: row.get(6)?,
             message: row.get(7)?,
-            // Not kept in the history: what was shown then is not a fact it records.
-            notified: false,
+            notified: row.get(9)?,
         },
     ))
 }

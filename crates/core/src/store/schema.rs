@@ -6,12 +6,12 @@ use super::*;
 
 /// The schema version this build writes (`PRAGMA user_version`). [`MIGRATIONS`]
 /// takes a database from any older version to this one.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// `MIGRATIONS[n]` takes the schema from version `n` to `n + 1`; each runs in one
 /// transaction together with the `user_version` bump, so a migration interrupted
 /// by a kill is simply run again.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+pub(super) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     // Version 1. Integer times are UnixMillis. `start_time` is the probe's
     // StartTime bit for bit (it is only ever compared for equality).
     "CREATE TABLE series (
@@ -65,6 +65,13 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
         body       TEXT    NOT NULL   -- JSON
     );
     CREATE INDEX snapshots_target_at ON snapshots (target, at);",
+    // Version 2 (issue 13): an event's subject as its type (JSON), not only the
+    // label in `target`, which cannot tell a target named `orphans` from the
+    // orphans; and whether a notification was shown for it. Rows written by
+    // version 1 keep NULL and 0: their subject reads back from the label, and
+    // they were not known to be notified.
+    "ALTER TABLE events ADD COLUMN subject TEXT NULL;
+    ALTER TABLE events ADD COLUMN notified INTEGER NOT NULL DEFAULT 0;",
 ];
 
 impl Store {

@@ -1,7 +1,7 @@
 //! The store's tests: round trips, pruning, recovery from damage, and durability
 //! against SIGKILL, on real files.
 
-use super::schema::SCHEMA_VERSION;
+use super::schema::{MIGRATIONS, SCHEMA_VERSION};
 use super::*;
 use crate::model::{EventKind, Severity};
 use std::io::{BufRead, BufReader, Write};
@@ -535,7 +535,11 @@ fn read_only_store_reads_while_the_writer_writes() {
         .and_then(|c| c.pragma_update(None, "user_version", SCHEMA_VERSION + 1))
         .expect("bump version");
     let err = Store::open_read_only(&path).expect_err("newer schema");
-    assert!(matches!(err, StoreError::Schema { found: 2, expected: 1, .. }), "{err:?}");
+    assert!(
+        matches!(err, StoreError::Schema { found, expected: SCHEMA_VERSION, .. }
+            if found == SCHEMA_VERSION + 1),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -678,4 +682,71 @@ fn sigkill_loses_at_most_the_tick_in_flight() {
         u64::try_from(store.samples(series[0].id, 0).expect("samples").len()).expect("len");
     assert!(stored >= last, "stored {stored} < last committed {last}");
     assert_eq!(stored % TICK, 0, "a tick was half stored: {stored}");
+}
+
+fn subject_event(subject: crate::model::Subject, notified: bool) -> Event {
+    Event {
+        at: T0,
+        subject,
+        pid: None,
+        kind: EventKind::Raised,
+        rule: Some("fds".to_owned()),
+        severity: Severity::Warning,
+        value: Some(1.0),
+        message: "held".to_owned(),
+        notified,
+    }
+}
+
+/// Issue 13: the history kept only an event's label, so a target named
+/// `orphans` read back as the orphans, and never whether it was notified.
+#[test]
+fn events_keep_their_typed_subject_and_whether_they_were_notified() {
+    use crate::model::Subject;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir.path().join("history.db"));
+    let written = [
+        subject_event(Subject::target("orphans"), true),
+        subject_event(Subject::Orphans, false),
+        subject_event(Subject::Process { name: "node".to_owned(), pid: 77 }, true),
+        subject_event(Subject::Target { name: "web".to_owned(), instance: Some(4321) }, false),
+    ];
+    for event in &written {
+        store.record_event(event).expect("event");
+    }
+    assert_eq!(store.events(None, T0).expect("events"), written);
+    // The label column still files them for `history <target>`.
+    assert_eq!(store.events(Some("orphans"), T0).expect("events").len(), 2);
+}
+
+/// Issue 13: a history written before events carried their subject migrates in
+/// place (never moved aside): its rows read back by label, not notified.
+#[test]
+fn a_version_1_history_migrates_and_keeps_its_events() {
+    use crate::model::Subject;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("history.db");
+    {
+        let conn = Connection::open(&path).expect("v1 db");
+        conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+        conn.pragma_update(None, "user_version", 1).expect("v1 version");
+        conn.execute(
+            "INSERT INTO events (at, target, pid, kind, rule, severity, value, message)
+             VALUES (?1, 'web[4321]', 4321, 'raised', 'fds', 'critical', 900.0, 'old')",
+            params![to_db(T0)],
+        )
+        .expect("v1 event");
+    }
+    let store = open(&path);
+    let version: i64 = Connection::open(&path)
+        .and_then(|c| c.pragma_query_value(None, "user_version", |row| row.get(0)))
+        .expect("version");
+    assert_eq!(version, SCHEMA_VERSION);
+    let old = store.events(None, T0).expect("events");
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0].subject, Subject::Target { name: "web".to_owned(), instance: Some(4321) });
+    assert!(!old[0].notified);
+    let new = subject_event(Subject::Leakwatch, true);
+    store.record_event(&new).expect("event");
+    assert_eq!(store.events(None, T0).expect("events").last(), Some(&new));
 }

@@ -145,8 +145,9 @@ impl Store {
     pub fn record_event(&self, event: &Event) -> Result<(), StoreError> {
         self.run("recording an event", |conn| {
             conn.prepare_cached(
-                "INSERT INTO events (at, target, pid, kind, rule, severity, value, message)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO events
+                     (at, target, pid, kind, rule, severity, value, message, subject, notified)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 to_db(event.at),
@@ -157,6 +158,8 @@ impl Store {
                 event.severity.name(),
                 event.value,
                 event.message,
+                serde_json::to_string(&event.subject)?,
+                event.notified,
             ])?;
             Ok(())
         })
