@@ -153,7 +153,7 @@ mod bindings {
         crate::settings::Settings::export_all(&cfg)?;
         crate::error::AppError::export_all(&cfg)?;
         crate::popover::View::export_all(&cfg)?;
-        leakwatch_core::config_edit::Proposal::export_all(&cfg)?;
+        leakwatch_core::proposal::Proposal::export_all(&cfg)?;
         leakwatch_core::diagnose::Mark::export_all(&cfg)?;
         Ok(())
     }

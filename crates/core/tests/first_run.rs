@@ -196,7 +196,8 @@ fn process(probe: &mut leakwatch_probe::Probe, pid: u32) -> leakwatch_probe::Pro
 
 #[test]
 fn watch_proposes_the_listening_port_and_shows_what_it_matches() {
-    use leakwatch_core::config_edit::{Locator, propose_locator};
+    use leakwatch_core::config_edit::Locator;
+    use leakwatch_core::proposal::propose_locator;
     let mut launcher = leakwatch_test_helper::Helper::spawn().unwrap();
     let reply = launcher.ok("double-fork tcp-listen 0");
     let server: u32 = reply[0].parse().unwrap();
@@ -214,7 +215,8 @@ fn watch_proposes_the_listening_port_and_shows_what_it_matches() {
 
 #[test]
 fn watch_proposes_an_argv_pattern_for_a_process_without_a_port() {
-    use leakwatch_core::config_edit::{Locator, propose_locator};
+    use leakwatch_core::config_edit::Locator;
+    use leakwatch_core::proposal::propose_locator;
     let helper = leakwatch_test_helper::Helper::spawn().unwrap();
     let mut probe = leakwatch_probe::Probe::new().unwrap();
     let table = probe.processes().unwrap();

@@ -131,16 +131,6 @@ impl Guard {
     pub fn refusal(&self, process: &ProcessInfo, table: Option<&[ProcessInfo]>) -> Option<Refusal> {
         Shield::new(table).check(self, process)
     }
-
-    /// The first `protect` pattern that matches, if any.
-    fn protect_match(&self, name: &str, argv0: Option<&str>) -> Option<&Regex> {
-        let base = argv0.map(|a| a.rsplit('/').next().unwrap_or(a));
-        self.protect.iter().find(|re| {
-            re.is_match(name)
-                || argv0.is_some_and(|a| re.is_match(a))
-                || base.is_some_and(|b| re.is_match(b))
-        })
-    }
 }
 
 /// What happened to one process.
@@ -1324,7 +1314,11 @@ impl Shield {
                 Refusal::OtherUser { uid: p.uid, own_uid: self.uids[1] }
             });
         }
-        if let Some(re) = guard.protect_match(&p.name, p.argv.first().map(String::as_str)) {
+        if let Some(re) = crate::config::protect_match(
+            &guard.protect,
+            &p.name,
+            p.argv.first().map(String::as_str),
+        ) {
             return Some(Refusal::ProtectPattern { pattern: re.as_str().to_owned() });
         }
         None
