@@ -1,6 +1,7 @@
 //! Pushes the engine's output to the webview and the tray: `status` (a
 //! [`Status`](leakwatch_core::status::Status)) after every tick and
-//! `leakwatch-event` (an [`Event`](leakwatch_core::model::Event)) per event, so
+//! `leakwatch-event` (an [`Event`](leakwatch_core::model::Event)) per event the
+//! engine raised, each once (the engine publishes every tick's events whole), so
 //! the popover never polls. With the popover closed the emits reach no webview
 //! and cost next to nothing.
 
@@ -41,13 +42,15 @@ pub fn forward<R: Runtime>(app: &AppHandle<R>) {
     tauri::async_runtime::spawn(async move {
         loop {
             match events.recv().await {
-                Ok(event) => {
-                    if let Err(e) = handle.emit(EVENT, &event) {
-                        tracing::debug!("event not sent to the webview: {e}");
+                Ok(raised) => {
+                    for event in raised.iter() {
+                        if let Err(e) = handle.emit(EVENT, event) {
+                            tracing::debug!("event not sent to the webview: {e}");
+                        }
                     }
                 }
                 Err(RecvError::Lagged(missed)) => {
-                    tracing::debug!("{missed} events not forwarded (the UI was too slow)");
+                    tracing::debug!("{missed} ticks' events not forwarded (the UI was too slow)");
                 }
                 Err(RecvError::Closed) => break,
             }

@@ -102,9 +102,9 @@ fn setup(app: &tauri::AppHandle) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let clicks = app.clone();
-    let on_click: notifications::OnClick = Arc::new(move |target: Option<String>| {
+    let on_click: notifications::OnClick = Arc::new(move |subject| {
         let app = clicks.clone();
-        let view = target.map_or(popover::View::Overview, popover::View::Target);
+        let view = notifications::view_of(subject.as_ref());
         let _ = clicks.run_on_main_thread(move || popover::open(&app, &view));
     });
     let notifier = notifications::notifier(e2e, on_click);

@@ -1,6 +1,7 @@
 //! Desktop notifications for the app: core's [`DesktopNotifier`] (notify-rust),
 //! plus, where the notification service reports clicks (the freedesktop one on
-//! Linux), a click opens the popover on the target the notification is about.
+//! Linux), a click opens the popover on what the notification is about (its
+//! typed [`Subject`]: a target's row, the orphans).
 //! macOS's notify-rust backend does not report clicks, so there a notification
 //! is informational and the tray icon leads to the details.
 //!
@@ -11,13 +12,27 @@
 use crate::error::AppError;
 use leakwatch_core::actions::kill::{KillPlan, KillReport, OutcomeKind};
 use leakwatch_core::actions::restart::RestartReport;
-use leakwatch_core::model::Severity;
+use leakwatch_core::model::{Severity, Subject};
 use leakwatch_core::notifier::{Notification, Notifier, NotifyError, NullNotifier};
 use leakwatch_core::rules::human_bytes;
 use std::sync::Arc;
 
-/// Called with a notification's target when the user clicks it.
-pub type OnClick = Arc<dyn Fn(Option<String>) + Send + Sync>;
+/// Called with a notification's subject when the user clicks it.
+pub type OnClick = Arc<dyn Fn(Option<Subject>) + Send + Sync>;
+
+/// Where a click on a notification about `subject` opens the popover: the
+/// row of a target (or of a top holder: rows are named by the subject's label),
+/// the orphan list, else the overview.
+pub fn view_of(subject: Option<&Subject>) -> crate::popover::View {
+    use crate::popover::View;
+    match subject {
+        Some(row @ (Subject::Target { .. } | Subject::Process { .. })) => {
+            View::Target(row.to_string())
+        }
+        Some(Subject::Orphans) => View::Orphans,
+        Some(Subject::Leakwatch) | None => View::Overview,
+    }
+}
 
 /// The notifier the engine runs with: none in end-to-end mode (no notification
 /// service under Xvfb), otherwise the desktop's.
@@ -56,14 +71,14 @@ impl Notifier for AppNotifier {
             });
         let handle = desktop.show().map_err(|e| NotifyError(e.to_string()))?;
         let on_click = Arc::clone(&self.on_click);
-        let target = notification.target.clone();
+        let subject = notification.subject.clone();
         // Waiting for the click blocks until the notification closes: a thread
         // per notification, and notifications are rare (rules have cooldowns).
         let spawned =
             std::thread::Builder::new().name("notification".to_owned()).spawn(move || {
                 handle.wait_for_action(|action| {
                     if action == "default" {
-                        on_click(target);
+                        on_click(subject);
                     }
                 });
             });
@@ -108,14 +123,14 @@ pub fn restart_outcome(target: &str, result: &Result<RestartReport, AppError>) -
                     report.strategy,
                     if report.snapshot_saved { "; forensic snapshot saved" } else { "" }
                 ),
-                target: Some(target.to_owned()),
+                subject: Some(Subject::target(target)),
                 severity: Severity::Ok,
             }
         }
         Err(e) => Notification {
             title: format!("{target}: restart failed"),
             body: e.message.clone(),
-            target: Some(target.to_owned()),
+            subject: Some(Subject::target(target)),
             severity: Severity::Warning,
         },
     }
@@ -130,7 +145,7 @@ pub fn cleanup_outcome(result: &Result<(KillPlan, KillReport), AppError>) -> Not
             return Notification {
                 title: "Orphan clean-up failed".to_owned(),
                 body: e.message.clone(),
-                target: None,
+                subject: Some(Subject::Orphans),
                 severity: Severity::Warning,
             };
         }
@@ -160,7 +175,7 @@ pub fn cleanup_outcome(result: &Result<(KillPlan, KillReport), AppError>) -> Not
     Notification {
         title,
         body,
-        target: None,
+        subject: Some(Subject::Orphans),
         severity: if survived > 0 { Severity::Warning } else { Severity::Ok },
     }
 }
@@ -196,7 +211,7 @@ mod tests {
         let n = restart_outcome("leaky", &Ok(report));
         assert_eq!(n.title, "leaky restarted: pid 123 → 456, healthy after 1.4 s");
         assert_eq!(n.body, "command restart; forensic snapshot saved");
-        assert_eq!(n.target.as_deref(), Some("leaky"));
+        assert_eq!(n.subject, Some(Subject::target("leaky")));
         assert_eq!(n.severity, Severity::Ok);
 
         let failed = restart_outcome("leaky", &Err(AppError::new(ErrorKind::NotFound, "no such")));
@@ -245,5 +260,19 @@ mod tests {
         assert_eq!(n.title, "Cleaned up 2 orphans, 1.2 GiB freed; 1 survived");
         assert_eq!(n.body, "3.2 s");
         assert_eq!(n.severity, Severity::Warning);
+        assert_eq!(n.subject, Some(Subject::Orphans));
+    }
+
+    #[test]
+    fn a_click_opens_what_the_notification_is_about() {
+        use crate::popover::View;
+        // Issue 13: by the typed subject; "orphans" was once a target name too.
+        let web = Subject::Target { name: "web".to_owned(), instance: Some(7) };
+        assert_eq!(view_of(Some(&web)), View::Target("web[7]".to_owned()));
+        let holder = Subject::Process { name: "python3".to_owned(), pid: 9 };
+        assert_eq!(view_of(Some(&holder)), View::Target("python3[9]".to_owned()));
+        assert_eq!(view_of(Some(&Subject::Orphans)), View::Orphans);
+        assert_eq!(view_of(Some(&Subject::Leakwatch)), View::Overview);
+        assert_eq!(view_of(None), View::Overview);
     }
 }

@@ -371,14 +371,15 @@ fn actions_notify_their_outcome() {
     let err = invoke(&f, "restart_target", json!({ "target": "helper" })).expect_err("no restart");
     let failed = action("helper: restart failed");
     assert_eq!(failed.body, err["message"].as_str().expect("message"), "{err}");
-    assert_eq!(failed.target.as_deref(), Some("helper"));
+    assert_eq!(failed.subject, Some(leakwatch_core::model::Subject::target("helper")));
 
     // A clean-up counts what it stopped and the memory freed.
     ok(&f, "clean_orphans", json!({ "roots": [{ "pid": pid, "start_time": start_time }] }));
     assert!(helper.wait_timeout(Duration::from_secs(10)).is_some(), "helper still running");
     let done = action("Cleaned up 2 orphans, ");
     assert!(done.title.contains("freed") && !done.title.contains("survived"), "{done:?}");
-    assert_eq!(done.target, None);
+    // About the orphans: a click opens the orphan list (issue 13).
+    assert_eq!(done.subject, Some(leakwatch_core::model::Subject::Orphans));
     let _ = std::fs::remove_file(&pidfile);
 }
 

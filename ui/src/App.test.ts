@@ -221,8 +221,9 @@ describe('target rows', () => {
     const evil = '<img src=x onerror=alert(1)>';
     const s = leakingStatus();
     s.targets[0].name = evil;
+    s.targets[0].target = evil;
     s.targets[0].process!.argv = [evil, '--x'];
-    s.recent_events[0].target = evil;
+    s.recent_events[0].subject = { type: 'target', name: evil, instance: null };
     s.recent_events[0].message = evil;
     s.config.error = evil;
     s.orphans = orphanStatus().orphans;

@@ -9,9 +9,11 @@
 //!
 //! Routes (bodies are JSON; `v1` is the version of their shape):
 //! - `GET /v1/status`: the latest status, as `leakwatch watch --json` prints it.
-//! - `GET /v1/stream`: newline-delimited JSON, `{"status": ...}` after every tick
-//!   and `{"event": ...}` as events are raised; a client too slow to read is
-//!   dropped rather than allowed to hold the engine back.
+//! - `GET /v1/stream`: newline-delimited JSON, `{"events": [...]}` with the
+//!   events a tick raised (all of them, in one line, before that tick's status)
+//!   and `{"status": ...}` after every tick; a client too slow to read is
+//!   dropped rather than allowed to hold the engine back. (Engines before issue
+//!   13 sent `{"event": ...}` per event instead: clients still read those.)
 //! - `GET /v1/history?target=NAME&since=1h`: the target's recorded series with
 //!   their samples, and its events, since then (as `leakwatch history --json`).
 //! - `POST /v1/rescan`, `POST /v1/reload`: the engine's commands.
@@ -57,7 +59,8 @@ const STREAM_BACKLOG: usize = 64;
 #[derive(Debug, Clone)]
 pub struct Engine {
     pub status: watch::Receiver<Arc<Status>>,
-    pub events: broadcast::Sender<Event>,
+    /// Each tick's events, as the engine raised them.
+    pub events: broadcast::Sender<Arc<[Event]>>,
     pub commands: mpsc::UnboundedSender<Command>,
     /// The history database, read (read-only) for `/v1/history`.
     pub store: Option<PathBuf>,
@@ -321,8 +324,10 @@ fn stream(engine: &Engine) -> Response<Body> {
                     let current = status.borrow_and_update().clone();
                     pending = line("status", &*current);
                 }
-                event = events.recv() => match event {
-                    Ok(event) => pending = line("event", &event),
+                raised = events.recv() => match raised {
+                    // One line per tick, however many it raised: the backlog
+                    // counts lines, and a large tick is not a slow client.
+                    Ok(raised) => pending = line("events", &&*raised),
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
@@ -509,6 +514,9 @@ pub async fn send_command(socket: &Path, command: Command) -> Result<(), ClientE
 #[serde(rename_all = "snake_case")]
 pub enum StreamItem {
     Status(Box<Status>),
+    /// The events one tick raised, in order.
+    Events(Vec<Event>),
+    /// One event, as an engine from before issue 13 sent each.
     Event(Event),
 }
 
@@ -593,6 +601,33 @@ mod tests {
         assert!(error.contains("for=soon"), "{error}");
     }
 
+    /// `n` events of one tick.
+    fn hello(n: usize) -> Arc<[Event]> {
+        (0..n)
+            .map(|i| Event {
+                at: 1,
+                subject: crate::model::Subject::Leakwatch,
+                pid: None,
+                kind: crate::model::EventKind::ConfigReloaded,
+                rule: None,
+                severity: crate::model::Severity::Ok,
+                value: None,
+                message: format!("hello {i}"),
+                notified: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stream_reads_an_older_engines_event_lines() {
+        let line = r#"{"event":{"at":1,"target":"orphans","pid":null,"kind":"action","rule":null,"severity":"warning","value":null,"message":"orphans: reaping 1 tree(s)"}}"#;
+        let item: StreamItem = serde_json::from_str(line).unwrap();
+        assert!(
+            matches!(&item, StreamItem::Event(e) if e.subject == crate::model::Subject::Orphans && !e.notified),
+            "{item:?}"
+        );
+    }
+
     fn engine() -> (Engine, watch::Sender<Arc<Status>>, mpsc::UnboundedReceiver<Command>) {
         let (status_tx, status) = watch::channel(Arc::new(Status { tick: 7, ..Status::default() }));
         let (events, _) = broadcast::channel(16);
@@ -646,19 +681,12 @@ mod tests {
         assert_eq!(next_json(&mut lines).await["status"]["tick"], 7);
         status_tx.send(Arc::new(Status { tick: 8, ..Status::default() })).unwrap();
         assert_eq!(next_json(&mut lines).await["status"]["tick"], 8);
-        events
-            .send(Event {
-                at: 1,
-                target: "web".into(),
-                pid: None,
-                kind: crate::model::EventKind::ConfigReloaded,
-                rule: None,
-                severity: crate::model::Severity::Ok,
-                value: None,
-                message: "hello".into(),
-            })
-            .unwrap();
-        assert_eq!(next_json(&mut lines).await["event"]["message"], "hello");
+        events.send(hello(60)).unwrap();
+        let raised = next_json(&mut lines).await;
+        // Issue 13: a tick's 60 events are one line, not 60 for a 64-line backlog.
+        assert_eq!(raised["events"].as_array().map(Vec::len), Some(60), "{raised}");
+        assert_eq!(raised["events"][59]["message"], "hello 59");
+        assert_eq!(raised["events"][0]["subject"], serde_json::json!({"type": "leakwatch"}));
         server.abort();
     }
 
@@ -678,21 +706,11 @@ mod tests {
         assert!(matches!(next(&mut subscription).await, StreamItem::Status(s) if s.tick == 7));
         status_tx.send(Arc::new(Status { tick: 8, ..Status::default() })).unwrap();
         assert!(matches!(next(&mut subscription).await, StreamItem::Status(s) if s.tick == 8));
-        events
-            .send(Event {
-                at: 1,
-                target: "web".into(),
-                pid: None,
-                kind: crate::model::EventKind::ConfigReloaded,
-                rule: None,
-                severity: crate::model::Severity::Ok,
-                value: None,
-                message: "hello".into(),
-            })
-            .unwrap();
-        assert!(
-            matches!(next(&mut subscription).await, StreamItem::Event(e) if e.message == "hello")
-        );
+        events.send(hello(2)).unwrap();
+        assert!(matches!(
+            next(&mut subscription).await,
+            StreamItem::Events(e) if e.len() == 2 && e[1].message == "hello 1"
+        ));
         send_command(&socket, Command::PauseAlerts(Some(Duration::from_secs(90)))).await.unwrap();
         assert!(matches!(
             commands.recv().await,

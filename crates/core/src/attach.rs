@@ -35,7 +35,7 @@ pub(crate) enum Detached {
 #[derive(Debug)]
 pub(crate) struct Outputs<'a> {
     pub(crate) status: &'a watch::Sender<Arc<Status>>,
-    pub(crate) events: &'a broadcast::Sender<Event>,
+    pub(crate) events: &'a broadcast::Sender<Arc<[Event]>>,
     pub(crate) owner: &'a watch::Sender<Option<Owner>>,
 }
 
@@ -76,8 +76,11 @@ pub(crate) async fn follow_owner(
                 Some(Ok(StreamItem::Status(status))) => {
                     let _ = out.status.send(Arc::new(*status));
                 }
+                Some(Ok(StreamItem::Events(events))) => {
+                    let _ = out.events.send(events.into());
+                }
                 Some(Ok(StreamItem::Event(event))) => {
-                    let _ = out.events.send(event);
+                    let _ = out.events.send(Arc::new([event]));
                 }
                 // A line this version cannot read (a newer engine's): skip it,
                 // the next status replaces what it would have said.

@@ -96,8 +96,8 @@ pub fn render(status: &Status, extra: &Extra) -> String {
         }
     }
     for state in &status.orphan_rules {
-        let labels =
-            RuleLabels { target: crate::engine::ORPHANS.to_owned(), rule: state.metric.clone() };
+        let target = crate::model::Subject::Orphans.to_string();
+        let labels = RuleLabels { target, rule: state.metric.clone() };
         rule.get_or_create(&labels).set(severity_value(state.severity));
     }
     for (target, count) in status.restarts.iter().chain(extra.restarts.iter().map(|(t, n)| (t, n)))

@@ -106,12 +106,115 @@ pub enum EventKind {
     Action,
 }
 
+/// What an event is about: a typed fact, so that faces match events to rows,
+/// metrics label them and the store files them without reading a name apart.
+/// Its [`Display`](std::fmt::Display) is the label people and the store see
+/// (`web`, `web[4321]`, `orphans`, `leakwatch`), the same as a row's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Subject {
+    /// A `[[watch]]` target's process. `instance` is its pid when the target's
+    /// selector matched several processes (each is a row of its own), as a
+    /// status row's `target` and `instance` say.
+    Target { name: String, instance: Option<u32> },
+    /// A top descriptor holder watched in automatic mode (no target configured):
+    /// not a target until someone watches it. `name` is its process name.
+    Process { name: String, pid: u32 },
+    /// The orphan trees, as `[orphans.rules]` and the idle reaper see them.
+    Orphans,
+    /// Leakwatch itself: its configuration.
+    Leakwatch,
+}
+
+impl Subject {
+    /// A configured target's only process (or the target while it is down).
+    pub fn target(name: &str) -> Self {
+        Subject::Target { name: name.to_owned(), instance: None }
+    }
+
+    /// The subject a label names, for what was written as text before events
+    /// carried their subject (the store's `target` column, an older engine's
+    /// events): `orphans`, `leakwatch`, `name[pid]` (a target's instance; an
+    /// automatic-mode holder is written the same way and reads back as one),
+    /// else a target's name. A target called `orphans` or `leakwatch` reads
+    /// back as those: the label alone cannot tell them apart.
+    pub fn from_label(label: &str) -> Self {
+        match label {
+            "orphans" => return Subject::Orphans,
+            "leakwatch" => return Subject::Leakwatch,
+            _ => {}
+        }
+        let instance = label
+            .strip_suffix(']')
+            .and_then(|rest| rest.rsplit_once('['))
+            .and_then(|(name, pid)| Some((name, pid.parse::<u32>().ok()?)))
+            .filter(|(name, _)| !name.is_empty());
+        match instance {
+            Some((name, pid)) => Subject::Target { name: name.to_owned(), instance: Some(pid) },
+            None => Subject::target(label),
+        }
+    }
+
+    /// The configured target this is about, if any.
+    pub fn target_name(&self) -> Option<&str> {
+        match self {
+            Subject::Target { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::Target { name, instance: None } => f.write_str(name),
+            Subject::Target { name, instance: Some(pid) } | Subject::Process { name, pid } => {
+                write!(f, "{name}[{pid}]")
+            }
+            Subject::Orphans => f.write_str("orphans"),
+            Subject::Leakwatch => f.write_str("leakwatch"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Subject {
+    /// The tagged object this build writes, or the plain label an engine wrote
+    /// before events carried a subject (read back through the local API).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        enum Tagged {
+            Target { name: String, instance: Option<u32> },
+            Process { name: String, pid: u32 },
+            Orphans,
+            Leakwatch,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Tagged(Tagged),
+            Label(String),
+        }
+        Ok(match Wire::deserialize(deserializer)? {
+            Wire::Tagged(Tagged::Target { name, instance }) => Subject::Target { name, instance },
+            Wire::Tagged(Tagged::Process { name, pid }) => Subject::Process { name, pid },
+            Wire::Tagged(Tagged::Orphans) => Subject::Orphans,
+            Wire::Tagged(Tagged::Leakwatch) => Subject::Leakwatch,
+            Wire::Label(label) => Subject::from_label(&label),
+        })
+    }
+}
+
 /// One entry of the event log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Event {
     pub at: UnixMillis,
-    pub target: String,
+    /// What it is about. An engine from before typed subjects sent its label
+    /// as `target`.
+    #[serde(alias = "target")]
+    pub subject: Subject,
     pub pid: Option<u32>,
     pub kind: EventKind,
     /// The rule's metric name (`fds`, `kqueue`, `eta`, ...), if a rule raised it.
@@ -120,7 +223,14 @@ pub struct Event {
     /// The metric's value when the event was raised.
     pub value: Option<f64>,
     /// Text a person can act on: "copilot: 812 kqueues, +96/h, limit in 2 h 40 min".
+    /// It says what happened, never whether it was notified: that is `notified`.
     pub message: String,
+    /// Whether a desktop notification was shown for it. Only rule changes and
+    /// actions notify, and not a rule raised again within its cooldown, nor
+    /// while alerts are paused or notifications are off (or the notification
+    /// service failed). The history does not keep it: read back, it is false.
+    #[serde(default)]
+    pub notified: bool,
 }
 
 /// A descriptor limit as the engine uses it: the probe's reading, or the target's
@@ -151,6 +261,39 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(9600)), "2 h 40 min");
         assert_eq!(human_duration(Duration::from_secs(7200)), "2 h");
         assert_eq!(human_duration(Duration::from_secs(3 * 86400 + 7200)), "3 d 2 h");
+    }
+
+    #[test]
+    fn subject_labels_are_the_row_names_and_read_back() {
+        let cases = [
+            (Subject::target("web"), "web"),
+            (Subject::Target { name: "web".into(), instance: Some(4321) }, "web[4321]"),
+            (Subject::Orphans, "orphans"),
+            (Subject::Leakwatch, "leakwatch"),
+        ];
+        for (subject, label) in cases {
+            assert_eq!(subject.to_string(), label);
+            assert_eq!(Subject::from_label(label), subject);
+        }
+        let holder = Subject::Process { name: "python3".into(), pid: 7 };
+        assert_eq!(holder.to_string(), "python3[7]");
+        // Brackets that are not an instance's pid are part of the name.
+        assert_eq!(Subject::from_label("a[b]"), Subject::target("a[b]"));
+        assert_eq!(Subject::from_label("[7]"), Subject::target("[7]"));
+    }
+
+    #[test]
+    fn subject_is_tagged_on_the_wire_and_reads_an_older_engines_label() {
+        let subject = Subject::Target { name: "web".into(), instance: Some(9) };
+        let json = serde_json::to_value(&subject).unwrap();
+        assert_eq!(json, serde_json::json!({"type": "target", "name": "web", "instance": 9}));
+        assert_eq!(serde_json::from_value::<Subject>(json).unwrap(), subject);
+        let orphans = serde_json::to_value(Subject::Orphans).unwrap();
+        assert_eq!(orphans, serde_json::json!({"type": "orphans"}));
+        assert_eq!(serde_json::from_value::<Subject>(orphans).unwrap(), Subject::Orphans);
+        // Issue 13: an engine from before typed subjects sent `"target": "label"`.
+        assert_eq!(serde_json::from_str::<Subject>(r#""orphans""#).unwrap(), Subject::Orphans);
+        assert_eq!(serde_json::from_str::<Subject>(r#""web[9]""#).unwrap(), subject);
     }
 
     #[test]

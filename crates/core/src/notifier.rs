@@ -2,7 +2,7 @@
 //! what would have been shown and a machine without a notification service (no
 //! session bus, a headless server) logs instead of failing.
 
-use crate::model::Severity;
+use crate::model::{Severity, Subject};
 use std::sync::Mutex;
 
 /// One notification, in words a person can act on.
@@ -10,8 +10,8 @@ use std::sync::Mutex;
 pub struct Notification {
     pub title: String,
     pub body: String,
-    /// The target it is about, so a click can open the popover on it.
-    pub target: Option<String>,
+    /// What it is about, so a click can open the popover there.
+    pub subject: Option<Subject>,
     pub severity: Severity,
 }
 
@@ -25,6 +25,12 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
     /// Shows `notification`; may block briefly (a D-Bus round trip), so the engine
     /// calls it off its async threads.
     fn notify(&self, notification: &Notification) -> Result<(), NotifyError>;
+
+    /// Whether what it is handed reaches a person: an event handed to a
+    /// notifier that shows nothing is not `notified`.
+    fn shows(&self) -> bool {
+        true
+    }
 }
 
 /// The platform's notification centre, through `notify-rust` (D-Bus on Linux,
@@ -132,6 +138,10 @@ pub struct NullNotifier;
 impl Notifier for NullNotifier {
     fn notify(&self, _notification: &Notification) -> Result<(), NotifyError> {
         Ok(())
+    }
+
+    fn shows(&self) -> bool {
+        false
     }
 }
 

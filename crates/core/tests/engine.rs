@@ -309,7 +309,7 @@ fn a_rule_raises_once_and_clears_once() {
     assert_eq!(sent.len(), 1, "{sent:#?}");
     assert!(sent[0].body.contains("epoll"), "{sent:#?}");
     assert_eq!(sent[0].severity, Severity::Warning);
-    assert_eq!(sent[0].target.as_deref(), Some("alerting"));
+    assert_eq!(sent[0].subject, Some(leakwatch_core::model::Subject::target("alerting")));
 
     helper.ok("close epoll all");
     tick_until(&mut engine, &mut clock, TICK, 100, |s| epoll_level(s) == Severity::Ok);
@@ -587,18 +587,21 @@ async fn the_spawned_loop_publishes_statuses_and_stops_promptly() {
         tokio::time::timeout(Duration::from_secs(10), statuses.changed()).await.unwrap().unwrap();
     }
     let mut received = Vec::new();
-    while let Ok(event) = events.try_recv() {
-        received.push(event);
+    while let Ok(tick) = events.try_recv() {
+        received.extend(tick.iter().cloned());
     }
-    let mut kinds: Vec<(EventKind, &str)> =
-        received.iter().map(|e| (e.kind, e.target.as_str())).collect();
+    let mut kinds: Vec<(EventKind, String)> =
+        received.iter().map(|e| (e.kind, e.subject.to_string())).collect();
     // The first tick's event, if it came after the subscription.
-    if kinds.first() == Some(&(EventKind::SeriesStarted, "looped")) {
+    if kinds.first() == Some(&(EventKind::SeriesStarted, "looped".to_owned())) {
         kinds.remove(0);
     }
     assert_eq!(
         kinds,
-        [(EventKind::ConfigReloaded, "leakwatch"), (EventKind::SeriesStarted, "added")],
+        [
+            (EventKind::ConfigReloaded, "leakwatch".to_owned()),
+            (EventKind::SeriesStarted, "added".to_owned())
+        ],
         "{received:#?}"
     );
 

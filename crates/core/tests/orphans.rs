@@ -14,8 +14,8 @@
 // A panic is the failure report we want.
 #![allow(clippy::unwrap_used)]
 
-use leakwatch_core::engine::{Command, Engine, EngineOptions, ORPHANS};
-use leakwatch_core::model::{EventKind, Severity};
+use leakwatch_core::engine::{Command, Engine, EngineOptions};
+use leakwatch_core::model::{EventKind, Severity, Subject};
 use leakwatch_core::notifier::CapturingNotifier;
 use leakwatch_core::orphans::OrphanReason;
 use leakwatch_core::status::Status;
@@ -118,7 +118,7 @@ fn lineage_marks_parent_died_rules_fire_and_idle_trees_are_offered() {
     let raised = status
         .recent_events
         .iter()
-        .find(|e| e.target == ORPHANS && e.kind == EventKind::Raised)
+        .find(|e| e.subject == Subject::Orphans && e.kind == EventKind::Raised)
         .unwrap_or_else(|| panic!("{:#?}", status.recent_events));
     assert_eq!(raised.rule.as_deref(), Some("orphans.count"));
     assert!(raised.message.contains("orphaned process tree"), "{}", raised.message);

@@ -136,7 +136,7 @@ describe('other helpers', () => {
 
 describe('issue 12: one number format, urgency, selection, words', () => {
   it('groups counts in events too, with U+202F, but never a pid', () => {
-    expect(formatMessage('copilot: 12345 kqueues, +11977/h (within cooldown: not notified)')).toBe(
+    expect(formatMessage('copilot: 12345 kqueues, +11977/h')).toBe(
       'copilot: 12\u202f345 kqueues, +11\u202f977/h',
     );
     expect(formatMessage('copilot: now pid 31999 (was pid 12345)')).toBe('copilot: now pid 31999 (was pid 12345)');

@@ -88,11 +88,9 @@ export function formatCount(n: number): string {
 /** An engine message with its counts in the popover's number format: five
  * digits or more are grouped, except pids and uids (identifiers, not amounts). */
 export function formatMessage(message: string): string {
-  return message
-    .replace(/ \(within cooldown: not notified\)$/, '')
-    .replace(/(pid |uid )?(\d{5,})/g, (all, before: string | undefined, digits: string) =>
-      before ? all : formatCount(Number(digits)),
-    );
+  return message.replace(/(pid |uid )?(\d{5,})/g, (all, before: string | undefined, digits: string) =>
+    before ? all : formatCount(Number(digits)),
+  );
 }
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

@@ -18,12 +18,15 @@ import type { RestartWay } from '../bindings/RestartWay';
 import type { Reading } from '../bindings/Reading';
 import type { Owner } from '../bindings/Owner';
 import type { Mark } from '../bindings/Mark';
+import type { Event } from '../bindings/Event';
+import type { EventKind } from '../bindings/EventKind';
+import type { Subject } from '../bindings/Subject';
 import type { Refusal } from '../bindings/Refusal';
 import type { Survival } from '../bindings/Survival';
 import type { Strategy } from '../bindings/Strategy';
 export type {
-  FormField, Locator, LocatorKey, Mark, Owner, Problem, Proposal, Reading, Refusal, RestartWay,
-  Settings, Strategy, Survival, TargetForm, TopKind,
+  Event, EventKind, FormField, Locator, LocatorKey, Mark, Owner, Problem, Proposal, Reading,
+  Refusal, RestartWay, Settings, Strategy, Subject, Survival, TargetForm, TopKind,
 };
 
 /** Milliseconds since the Unix epoch. */
@@ -68,21 +71,6 @@ export interface Sample {
   cpu_seconds: number | null;
   threads: number | null;
   descendants: number;
-}
-
-export type EventKind =
-  | 'raised' | 'escalated' | 'reminded' | 'cleared' | 'series_started'
-  | 'config_error' | 'config_reloaded' | 'action';
-
-export interface Event {
-  at: UnixMillis;
-  target: string;
-  pid: number | null;
-  kind: EventKind;
-  rule: string | null;
-  severity: Severity;
-  value: number | null;
-  message: string;
 }
 
 export interface Companion {

@@ -107,13 +107,15 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
         let mut failed = None;
         loop {
             tokio::select! {
-                event = events.recv() => match event {
-                    Ok(event) => match event.kind {
-                        EventKind::ConfigError => tracing::warn!("{}", event.message),
-                        _ => tracing::info!(target: "leakwatch::event", "{}", event.message),
+                raised = events.recv() => match raised {
+                    Ok(raised) => for event in raised.iter() {
+                        match event.kind {
+                            EventKind::ConfigError => tracing::warn!("{}", event.message),
+                            _ => tracing::info!(target: "leakwatch::event", "{}", event.message),
+                        }
                     },
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!("{n} events were not logged (logging fell behind)");
+                        tracing::warn!("{n} ticks' events were not logged (logging fell behind)");
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 },

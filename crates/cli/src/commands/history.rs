@@ -14,7 +14,8 @@ use std::time::{Duration, SystemTime};
 #[command(after_long_help = "JSON (--json): an object with the fields target, since (Unix ms), \
     series [{id, target, process {pid, start_time}, name, argv, started_at, ended_at, samples [{at, \
     total, kinds, limit, rss_bytes, cpu_seconds, threads, descendants}]}], events [{at, \
-    target, pid, kind, rule, severity, value, message}], snapshots [{at, target, process {pid, \
+    subject {type, name, instance}, pid, kind, rule, severity, value, message, notified (not \
+    kept in the history: false)}], snapshots [{at, target, process {pid, \
     start_time}, reason, body}].")]
 pub(crate) struct Args {
     /// The target's name, as in the config (or `name[pid]` for automatic targets).

@@ -15,6 +15,7 @@ use leakwatch_core::status::{Reading, Status, TargetState, TargetStatus};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 /// Watch targets live: descriptors by kind against the limit, leak slope, time
 /// to the limit, memory, and alerts as they are raised.
@@ -30,7 +31,8 @@ use std::time::Duration;
     rules [{metric, severity, value}], \
     top_paths [{path, kind, count, companions}], grew [{kind, first, now}], history [[at, \
     total]]}], config {path, error, automatic}, own {pid, fds, rss_bytes, cpu_seconds, \
-    threads}, recent_events [{at, target, pid, kind, rule, severity, value, message}], \
+    threads}, recent_events [{at, subject {type (target, process, orphans, leakwatch), name?, \
+    instance? (target), pid? (process)}, pid, kind, rule, severity, value, message, notified}], \
     alerts_paused_until, orphans [orphan trees as in `leakwatch orphans --json`, with \
     idle_seconds and no idle_now], orphan_rules [{metric, severity, value}].\n\n\
     One engine per data directory: when another engine (`leakwatch daemon`, the menubar app, \
@@ -101,11 +103,13 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
             ),
         };
         let mut status = handle.status();
+        // Subscribed before the first tick's status: each event raised from now
+        // on is printed once, with the status of the tick that raised it.
+        let mut events = handle.events();
         let mut attached = handle.attached_to();
         let mut shown_owner: Option<Owner> = None;
         let mut following = true;
         let mut seen = 0u64;
-        let mut last_event = 0;
         let failure = handle.failure();
         loop {
             tokio::select! {
@@ -130,7 +134,8 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
                         continue;
                     }
                     seen += 1;
-                    let text = render(&current, mode, &mut last_event, shown_owner.as_ref())?;
+                    let raised = raised_since(&mut events);
+                    let text = render(&current, mode, &raised, shown_owner.as_ref())?;
                     if !output::print_or_closed(&text)? {
                         break;
                     }
@@ -195,24 +200,38 @@ enum Mode {
     Json,
 }
 
+/// The events the engine raised since the last call, in order. The engine
+/// publishes a tick's events before its status, so by the time a status is seen
+/// its tick's events are here: each is taken once, never rebuilt from the
+/// status's `recent_events` (which repeated some and, past 50 a tick, lost some).
+fn raised_since(events: &mut broadcast::Receiver<Arc<[Event]>>) -> Vec<Event> {
+    let mut raised = Vec::new();
+    loop {
+        match events.try_recv() {
+            Ok(tick) => raised.extend(tick.iter().cloned()),
+            Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                eprintln!("leakwatch: {missed} ticks' events were not shown (output fell behind)");
+            }
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => {
+                return raised;
+            }
+        }
+    }
+}
+
 fn render(
     status: &Status,
     mode: Mode,
-    last_event: &mut u64,
+    raised: &[Event],
     owner: Option<&Owner>,
 ) -> anyhow::Result<String> {
-    let new_events: Vec<&Event> =
-        status.recent_events.iter().filter(|e| e.at > *last_event).collect();
-    if let Some(event) = status.recent_events.last() {
-        *last_event = (*last_event).max(event.at);
-    }
     Ok(match mode {
         Mode::Json => {
             let mut line = serde_json::to_string(status)?;
             line.push('\n');
             line
         }
-        Mode::Lines => lines(status, &new_events),
+        Mode::Lines => lines(status, raised),
         Mode::Screen => screen(status, owner),
     })
 }
@@ -286,7 +305,7 @@ fn screen(status: &Status, owner: Option<&Owner>) -> String {
 }
 
 /// Plain lines for pipes: `TIME target pid=.. fds=N/LIMIT ... status=..`.
-fn lines(status: &Status, new_events: &[&Event]) -> String {
+fn lines(status: &Status, new_events: &[Event]) -> String {
     let time = timestamp(status.at);
     let mut out = String::new();
     for target in &status.targets {
@@ -311,7 +330,7 @@ fn lines(status: &Status, new_events: &[&Event]) -> String {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
                 .unwrap_or_default(),
-            event.target,
+            output::escape(&event.subject.to_string()),
             output::escape(&event.message)
         ));
     }

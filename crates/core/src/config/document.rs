@@ -81,7 +81,9 @@ pub(super) fn key_at_line(text: &str, line: usize) -> String {
     let header_of = |l: &str| -> Option<(String, bool)> {
         let l = l.trim();
         if let Some(inner) = l.strip_prefix("[[") {
-            let name = inner.split("]]").next()?.trim();
+            // Up to the first `]`: an unclosed `[[watch]` is the header `watch`
+            // (issue 13: its syntax error was reported under the key `watch]`).
+            let name = inner.split(']').next()?.trim();
             return Some((name.to_owned(), true));
         }
         let inner = l.strip_prefix('[')?;

@@ -168,6 +168,8 @@ fn syntax_errors_name_line_and_key() {
     let err = parse_err("a = 1\na = 2\n");
     assert_eq!(err.line, 2);
     assert_eq!(err.key, "a");
+    // Issue 13: an unclosed array-of-tables header named the key `watch]`.
+    assert_err("[[watch]\nname = \"a\"\n", 1, "watch", "invalid TOML");
 }
 
 #[test]

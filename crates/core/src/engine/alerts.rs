@@ -1,9 +1,9 @@
 //! Rule evaluation (per instance and for the orphans), the automatic actions
 //! it triggers, and notifications.
 
+use super::Engine;
 use super::runner::catch_quietly;
-use super::{Engine, ORPHANS};
-use crate::model::{Event, EventKind, Severity, UnixMillis};
+use crate::model::{Event, Severity, Subject, UnixMillis};
 use crate::notifier::Notification;
 use crate::rules::{MessageContext, Observation, measure, outcome_message};
 use crate::status::RuleStatus;
@@ -11,18 +11,19 @@ use crate::trend::Trend;
 
 impl Engine {
     /// Feeds `[orphans.rules]` (`orphans.count`, `orphans.rss`) the last full
-    /// scan's trees, as the pseudo-target `orphans`.
+    /// scan's trees, about [`Subject::Orphans`].
     pub(super) fn evaluate_orphan_rules(&mut self, now: UnixMillis, events: &mut Vec<Event>) {
         let rules = self.config.orphans.rules.clone();
         let keys: Vec<String> = rules.iter().map(|r| r.metric.key()).collect();
-        self.rule_states.retain(|(instance, key), _| instance != ORPHANS || keys.contains(key));
+        self.rule_states
+            .retain(|(subject, key), _| *subject != Subject::Orphans || keys.contains(key));
         let observation = Observation {
             orphan_count: Some(self.orphans.len() as u64),
             orphan_rss: Some(self.orphans.iter().map(|t| t.total_rss_bytes).sum()),
             ..Observation::default()
         };
         self.orphan_rules = self.evaluate_rules(
-            ORPHANS,
+            &Subject::Orphans,
             None,
             &rules,
             &observation,
@@ -68,7 +69,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn evaluate_rules(
         &mut self,
-        instance: &str,
+        subject: &Subject,
         pid: Option<u32>,
         rules: &[crate::config::RuleSpec],
         observation: &Observation<'_>,
@@ -78,17 +79,18 @@ impl Engine {
         events: &mut Vec<Event>,
     ) -> Vec<RuleStatus> {
         let mut statuses = Vec::with_capacity(rules.len());
+        let label = subject.to_string();
         for spec in rules {
             let key = spec.metric.key();
             if holds_while_measuring(&spec.metric, trend) {
                 // No slope yet (a new series): neither a recovery nor a
                 // worsening, so the rule keeps the level it had.
-                let state = self.rule_states.entry((instance.to_owned(), key.clone())).or_default();
+                let state = self.rule_states.entry((subject.clone(), key.clone())).or_default();
                 statuses.push(RuleStatus { metric: key, severity: state.level(), value: None });
                 continue;
             }
             let value = measure(&spec.metric, observation);
-            let state = self.rule_states.entry((instance.to_owned(), key.clone())).or_default();
+            let state = self.rule_states.entry((subject.clone(), key.clone())).or_default();
             if let Some(outcome) = state.evaluate(spec, value, limit, now) {
                 // A kind rule speaks of that kind's growth, not the total's: a
                 // kind left out of the fit did not change (its slope is zero).
@@ -99,7 +101,7 @@ impl Engine {
                     _ => trend.total_per_hour,
                 };
                 let context = MessageContext {
-                    target: instance,
+                    target: &label,
                     metric: &spec.metric,
                     value: outcome.value,
                     slope_per_hour,
@@ -107,21 +109,19 @@ impl Engine {
                     limit,
                 };
                 let message = outcome_message(&context, &outcome);
-                let mut event = Event {
+                events.push(Event {
                     at: now,
-                    target: instance.to_owned(),
+                    subject: subject.clone(),
                     pid,
                     kind: outcome.kind,
                     rule: Some(key.clone()),
                     severity: outcome.severity,
                     value: outcome.value.is_finite().then_some(outcome.value),
                     message,
-                };
-                if !outcome.notify {
-                    // Logged, but a flap within the cooldown does not pop up again.
-                    event.message.push_str(" (within cooldown: not notified)");
-                }
-                events.push(event);
+                    // Asked for, and settled by `notify`: a flap within the
+                    // cooldown is logged but does not pop up again.
+                    notified: outcome.notify,
+                });
             }
             statuses.push(RuleStatus {
                 metric: key,
@@ -132,33 +132,32 @@ impl Engine {
         statuses
     }
 
-    pub(super) fn notify(&mut self, events: &[Event], now: UnixMillis) {
-        if !self.config.notify.enabled || self.paused_until.is_some_and(|until| now < until) {
-            return;
-        }
+    /// Shows the events that ask for a notification and settles each event's
+    /// `notified`: until here it says whether the event asks for one (a rule
+    /// change outside its cooldown, an action), from here whether one was shown.
+    pub(super) fn notify(&mut self, events: &mut [Event], now: UnixMillis) {
+        let on = self.config.notify.enabled
+            && self.paused_until.is_none_or(|until| now >= until)
+            && self.options.notifier.shows();
         for event in events {
-            let notify = matches!(
-                event.kind,
-                EventKind::Raised
-                    | EventKind::Escalated
-                    | EventKind::Reminded
-                    | EventKind::Cleared
-                    | EventKind::Action
-            ) && !event.message.ends_with("(within cooldown: not notified)");
-            if !notify {
+            let asked = std::mem::take(&mut event.notified);
+            if !on || !asked {
                 continue;
             }
             // A rule about a target says what is leaking, when that is known.
-            let diagnosis = (event.kind != EventKind::Cleared)
-                .then(|| self.instances.get(&event.target).and_then(|i| i.diagnosis.line()))
+            let diagnosis = (event.kind != crate::model::EventKind::Cleared)
+                .then(|| {
+                    let instance = self.instances.get(&event.subject.to_string())?;
+                    instance.diagnosis.line()
+                })
                 .flatten();
             let notification = Notification {
-                title: format!("Leakwatch: {}", event.target),
+                title: format!("Leakwatch: {}", event.subject),
                 body: match diagnosis {
                     Some(line) => format!("{}\n{line}", event.message),
                     None => event.message.clone(),
                 },
-                target: Some(event.target.clone()),
+                subject: Some(event.subject.clone()),
                 severity: event.severity,
             };
             // A notifier is outside code (D-Bus, an executor of its own) that has
@@ -167,6 +166,7 @@ impl Engine {
                 .unwrap_or_else(|panic| {
                     Err(crate::notifier::NotifyError(format!("the notifier panicked: {panic}")))
                 });
+            event.notified = shown.is_ok();
             if let Err(error) = shown {
                 // No notification service (a headless server): log, do not fail.
                 if self.notify_failures == 0 {

@@ -9,7 +9,7 @@
 use crate::actions::kill::{self, Guard, KillReport, OutcomeKind};
 use crate::actions::restart::{self, CircuitBreaker, RestartReport};
 use crate::config::{Config, Target};
-use crate::model::{Event, EventKind, Severity, UnixMillis};
+use crate::model::{Event, EventKind, Severity, Subject, UnixMillis};
 use crate::store::{Snapshot, Store};
 use leakwatch_probe::{Probe, ProcessId};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -29,7 +29,8 @@ pub struct Autopilot {
     breakers: HashMap<String, CircuitBreaker>,
     /// Targets whose breaker is open (reported once until it closes).
     tripped: HashSet<String>,
-    in_flight: HashMap<String, JoinHandle<(Done, Option<Child>)>>,
+    /// Keyed by what they act on: a target's restart, the orphans' reaper.
+    in_flight: HashMap<Subject, JoinHandle<(Done, Option<Child>)>>,
     /// Servers started by restarts, reaped when they exit so none stays a zombie.
     children: Vec<Child>,
     /// Restarts performed, per target, since the engine started.
@@ -40,9 +41,6 @@ pub struct Autopilot {
     /// snapshot of an automatic restart so the evidence says what leaked.
     diagnoses: HashMap<String, String>,
 }
-
-/// The in-flight key of the reaper (targets are keyed by their name).
-const REAPER: &str = "\u{0}orphan-reaper";
 
 impl Autopilot {
     /// Remembers `target`'s latest one-line diagnosis (or forgets it).
@@ -66,7 +64,7 @@ impl Autopilot {
     /// `store`, and reaps servers started earlier that have exited.
     pub fn collect(&mut self, store: Option<&Store>, now: UnixMillis, events: &mut Vec<Event>) {
         self.children.retain_mut(|child| matches!(child.try_wait(), Ok(None)));
-        let finished: Vec<String> = self
+        let finished: Vec<Subject> = self
             .in_flight
             .iter()
             .filter(|(_, handle)| handle.is_finished())
@@ -74,7 +72,7 @@ impl Autopilot {
             .collect();
         for key in finished {
             let Some(handle) = self.in_flight.remove(&key) else { continue };
-            self.settle(&key, handle.join(), store, now, events);
+            self.settle(key, handle.join(), store, now, events);
         }
     }
 
@@ -82,7 +80,7 @@ impl Autopilot {
     /// snapshots go to `store`, a server it started is reaped when it exits.
     fn settle(
         &mut self,
-        key: &str,
+        key: Subject,
         joined: std::thread::Result<(Done, Option<Child>)>,
         store: Option<&Store>,
         now: UnixMillis,
@@ -121,11 +119,11 @@ impl Autopilot {
                                 format!(", healthy after {:.1} s", d.as_secs_f64())
                             }),
                         );
-                        action_event(now, &target, Severity::Warning, message)
+                        action_event(now, Subject::target(&target), Severity::Warning, message)
                     }
                     Err(error) => action_event(
                         now,
-                        &target,
+                        Subject::target(&target),
                         Severity::Critical,
                         format!("{target}: automatic restart failed: {error}"),
                     ),
@@ -158,7 +156,7 @@ impl Autopilot {
                     }
                     Err(error) => format!("orphans: reaping idle trees failed: {error}"),
                 };
-                events.push(action_event(now, super::ORPHANS, Severity::Warning, message));
+                events.push(action_event(now, Subject::Orphans, Severity::Warning, message));
             }
         }
     }
@@ -176,7 +174,7 @@ impl Autopilot {
         let (Some(auto), Some(_)) = (target.auto_restart, target.restart.as_ref()) else { return };
         if severity < auto.on
             || severity == Severity::Ok
-            || self.in_flight.contains_key(&target.name)
+            || self.in_flight.contains_key(&Subject::target(&target.name))
         {
             return;
         }
@@ -185,7 +183,7 @@ impl Autopilot {
             if self.tripped.insert(target.name.clone()) {
                 events.push(action_event(
                     now,
-                    &target.name,
+                    Subject::target(&target.name),
                     Severity::Critical,
                     format!(
                         "{}: circuit breaker open: {} automatic restarts within {}; not \
@@ -204,11 +202,11 @@ impl Autopilot {
         let reason = format!("automatic restart: {} reached {}", target.name, severity.name());
         events.push(action_event(
             now,
-            &target.name,
+            Subject::target(&target.name),
             Severity::Warning,
             format!("{} ({}/{} in the window)", reason, breaker.count(), auto.max),
         ));
-        let key = target.name.clone();
+        let key = Subject::target(&target.name);
         let diagnosis = self.diagnoses.get(&target.name).cloned();
         let handle = std::thread::spawn(move || {
             let mut snapshots = Vec::new();
@@ -242,13 +240,13 @@ impl Autopilot {
     ) {
         let roots: Vec<ProcessId> =
             roots.into_iter().filter(|r| !self.reaping.contains(r)).collect();
-        if roots.is_empty() || self.in_flight.contains_key(REAPER) {
+        if roots.is_empty() || self.in_flight.contains_key(&Subject::Orphans) {
             return;
         }
         self.reaping.extend(roots.iter().copied());
         events.push(action_event(
             now,
-            super::ORPHANS,
+            Subject::Orphans,
             Severity::Warning,
             format!("orphans: reaping {} tree(s) idle longer than idle_reap_after", roots.len()),
         ));
@@ -263,7 +261,7 @@ impl Autopilot {
             });
             (Done::Reap { roots, result }, None)
         });
-        self.in_flight.insert(REAPER.to_owned(), handle);
+        self.in_flight.insert(Subject::Orphans, handle);
     }
 
     /// Waits for actions still running (the engine is stopping) and settles them
@@ -272,20 +270,22 @@ impl Autopilot {
     pub fn finish(&mut self, store: Option<&Store>, now: UnixMillis, events: &mut Vec<Event>) {
         let in_flight: Vec<_> = self.in_flight.drain().collect();
         for (key, handle) in in_flight {
-            self.settle(&key, handle.join(), store, now, events);
+            self.settle(key, handle.join(), store, now, events);
         }
     }
 }
 
-fn action_event(at: UnixMillis, target: &str, severity: Severity, message: String) -> Event {
+/// An action's event: it asks for a notification (see `Engine::notify`).
+fn action_event(at: UnixMillis, subject: Subject, severity: Severity, message: String) -> Event {
     Event {
         at,
-        target: target.to_owned(),
+        subject,
         pid: None,
         kind: EventKind::Action,
         rule: None,
         severity,
         value: None,
         message,
+        notified: true,
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 #[derive(Debug)]
 pub struct EngineHandle {
     pub(super) status: watch::Receiver<Arc<Status>>,
-    pub(super) events: broadcast::Sender<Event>,
+    pub(super) events: broadcast::Sender<Arc<[Event]>>,
     pub(super) commands: mpsc::UnboundedSender<Command>,
     pub(super) shutdown: watch::Sender<bool>,
     pub(super) metrics_listen: watch::Receiver<Option<std::net::SocketAddr>>,
@@ -38,8 +38,10 @@ impl EngineHandle {
         self.status.clone()
     }
 
-    /// Events as they happen.
-    pub fn events(&self) -> broadcast::Receiver<Event> {
+    /// Each tick's events, all of them and each once, published before that
+    /// tick's status (the status keeps only the last few, for display). A
+    /// receiver lags only when it falls hundreds of ticks behind.
+    pub fn events(&self) -> broadcast::Receiver<Arc<[Event]>> {
         self.events.subscribe()
     }
 
@@ -182,11 +184,19 @@ impl EngineHandle {
                     }
                     changed = statuses.changed() => {
                         if changed.is_err() { break }
+                        // The tick's events before its status, as the engine sent them.
+                        loop {
+                            match inner_events.try_recv() {
+                                Ok(raised) => { let _ = events.send(raised); }
+                                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                                Err(_) => break,
+                            }
+                        }
                         let status = statuses.borrow_and_update().clone();
                         let _ = status_tx.send(status);
                     }
-                    event = inner_events.recv() => match event {
-                        Ok(event) => { let _ = events.send(event); }
+                    raised = inner_events.recv() => match raised {
+                        Ok(raised) => { let _ = events.send(raised); }
                         Err(broadcast::error::RecvError::Lagged(_)) => {}
                         Err(broadcast::error::RecvError::Closed) => break,
                     },

@@ -4,7 +4,9 @@
 
 use super::{Engine, age};
 use crate::diagnose::{Baseline, BaselineReason, Diagnosis, Evidence, Mark, diagnose};
-use crate::model::{Event, EventKind, Sample, SeriesKey, Severity, UnixMillis, unix_millis};
+use crate::model::{
+    Event, EventKind, Sample, SeriesKey, Severity, Subject, UnixMillis, unix_millis,
+};
 use crate::status::{ProcessSummary, TargetStatus};
 use crate::store::{SeriesId, Store};
 use crate::summary::FdSummary;
@@ -78,6 +80,8 @@ impl Instance {
 pub(super) struct TargetView {
     pub(super) name: String,
     pub(super) instance: String,
+    /// What its events are about: `instance` as a type.
+    pub(super) subject: Subject,
     /// The `[[watch]]` name; `None` in automatic mode.
     pub(super) configured: Option<String>,
     /// The pid when it is part of the row's identity (several matches, automatic).
@@ -217,13 +221,14 @@ impl Engine {
         };
         events.push(Event {
             at: now,
-            target: target.instance.to_owned(),
+            subject: target.subject.clone(),
             pid: Some(process.id.pid),
             kind: EventKind::SeriesStarted,
             rule: None,
             severity: Severity::Ok,
             value: None,
             message,
+            notified: false,
         });
     }
 
@@ -243,7 +248,7 @@ impl Engine {
     pub(super) fn end_instance(&mut self, name: &str, now: UnixMillis) {
         self.end_series_of(name, now);
         self.instances.remove(name);
-        self.rule_states.retain(|(instance, _), _| instance != name);
+        self.rule_states.retain(|(subject, _), _| subject.to_string() != name);
     }
 
     /// Drops instances no longer watched (a process that exited from a

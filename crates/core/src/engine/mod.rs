@@ -36,7 +36,7 @@ pub use runner::descriptor_exhaustion;
 use crate::actions::locate::PortMemo;
 use crate::config::source::ConfigSource;
 use crate::config::{Config, ConfigError};
-use crate::model::{Event, EventKind, Severity, UnixMillis, unix_millis};
+use crate::model::{Event, EventKind, Severity, Subject, UnixMillis, unix_millis};
 use crate::notifier::Notifier;
 use crate::orphans::{IdleTracker, Lineage, OrphanTree};
 use crate::owner::{DataDirLock, Face, LockError};
@@ -77,8 +77,6 @@ const TICK_FAILURE_LOG_EVERY: Duration = Duration::from_secs(60);
 /// and [`EngineHandle::failure`] says why, so the process can exit non-zero and
 /// its service manager restart it, rather than live on with a dead engine.
 pub const GIVE_UP_AFTER_FAILED_TICKS: u32 = 20;
-/// The pseudo-target name of `[orphans.rules]` in events and notifications.
-pub const ORPHANS: &str = "orphans";
 
 /// What the engine is started with.
 #[derive(Debug, Clone)]
@@ -135,7 +133,7 @@ pub struct Engine {
     probe: Probe,
     store: Option<Store>,
     instances: BTreeMap<String, Instance>,
-    rule_states: HashMap<(String, String), RuleState>,
+    rule_states: HashMap<(Subject, String), RuleState>,
     port_memos: HashMap<String, PortMemo>,
     table: Vec<ProcessInfo>,
     /// When the whole table was last read, on the tick's clock.
@@ -152,6 +150,8 @@ pub struct Engine {
     notes: Vec<String>,
     /// Events raised between ticks (a reload by command), logged with the next.
     pending_events: Vec<Event>,
+    /// The last tick's events, until [`Engine::take_events`] takes them.
+    raised: Vec<Event>,
     /// Who started whom, recorded on every full scan: the evidence that an
     /// orphan's parent died (DESIGN.md, "Orphans").
     lineage: Lineage,
@@ -312,13 +312,14 @@ impl Engine {
         if let Some(message) = &config_error {
             pending_events.push(Event {
                 at: unix_millis(SystemTime::now()),
-                target: "leakwatch".to_owned(),
+                subject: Subject::Leakwatch,
                 pid: None,
                 kind: EventKind::ConfigError,
                 rule: None,
                 severity: Severity::Warning,
                 value: None,
                 message: format!("{message} (running on the built-in defaults)"),
+                notified: false,
             });
         }
         Ok(Self {
@@ -345,6 +346,7 @@ impl Engine {
             last_prune: None,
             notes,
             pending_events,
+            raised: Vec::new(),
             lineage: Lineage::new(),
             idle: IdleTracker::new(),
             orphans: Vec::new(),
@@ -379,6 +381,13 @@ impl Engine {
     /// Messages from start-up worth showing once (a corrupt store moved aside).
     pub fn take_notes(&mut self) -> Vec<String> {
         std::mem::take(&mut self.notes)
+    }
+
+    /// The last tick's events, oldest first, all of them, for the loop to
+    /// publish once after each tick (the status keeps only the last few, for
+    /// display); empty once taken.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.raised)
     }
 
     /// The shortest interval of any target: how often the loop wakes.

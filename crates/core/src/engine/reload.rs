@@ -10,7 +10,7 @@
 use super::Engine;
 use crate::config::source::ConfigSource;
 use crate::config::{Config, ConfigError};
-use crate::model::{Event, EventKind, Severity, UnixMillis};
+use crate::model::{Event, EventKind, Severity, Subject, UnixMillis};
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -58,7 +58,7 @@ impl Engine {
                 tracing::info!("configuration reloaded from {}", path.display());
                 let event = self.event(
                     now,
-                    "leakwatch",
+                    Subject::Leakwatch,
                     None,
                     EventKind::ConfigReloaded,
                     Severity::Ok,
@@ -75,7 +75,7 @@ impl Engine {
                 self.config_error = Some(message.clone());
                 let event = self.event(
                     now,
-                    "leakwatch",
+                    Subject::Leakwatch,
                     None,
                     EventKind::ConfigError,
                     Severity::Warning,
@@ -89,7 +89,7 @@ impl Engine {
     pub(super) fn event(
         &self,
         at: UnixMillis,
-        target: &str,
+        subject: Subject,
         pid: Option<u32>,
         kind: EventKind,
         severity: Severity,
@@ -97,13 +97,14 @@ impl Engine {
     ) -> Event {
         Event {
             at,
-            target: target.to_owned(),
+            subject,
             pid,
             kind,
             rule: None,
             severity,
             value: None,
             message,
+            notified: false,
         }
     }
 }

@@ -7,7 +7,7 @@
 use super::handle::EngineHandle;
 use super::{Command, Engine, GIVE_UP_AFTER_FAILED_TICKS, TICK_FAILURE_LOG_EVERY};
 use crate::config::{Config, ConfigError};
-use crate::model::{UnixMillis, unix_millis};
+use crate::model::unix_millis;
 use crate::status::Status;
 use crate::throttle::Throttle;
 use std::sync::Arc;
@@ -58,7 +58,6 @@ impl Engine {
             let mut reloading: Option<JoinHandle<Loaded>> = None;
             let mut loaded_meanwhile: Option<Loaded> = None;
             let mut in_flight: Option<tokio::task::JoinHandle<(Engine, TickResult)>> = None;
-            let mut last_event_at: UnixMillis = 0;
             let mut failed_in_a_row: u32 = 0;
             let mut failure_log = Throttle::new(TICK_FAILURE_LOG_EVERY);
             loop {
@@ -136,14 +135,13 @@ impl Engine {
                                 break;
                             }
                         };
-                        for event in status.recent_events.iter().filter(|e| e.at > last_event_at) {
-                            let _ = events.send(event.clone());
+                        // The tick's own events, whole and once, before its status:
+                        // a face that sees the status has its events already.
+                        let mut current = current;
+                        let raised = current.take_events();
+                        if !raised.is_empty() {
+                            let _ = events.send(raised.into());
                         }
-                        // The newest, not the last: a reload's event is logged first
-                        // but stamped after the tick's start, and taking the last one's
-                        // time would send it again on every tick that follows.
-                        last_event_at =
-                            status.recent_events.iter().map(|e| e.at).fold(last_event_at, u64::max);
                         let _ = status_tx.send(status);
                         let listen = current.config().metrics.listen;
                         listen_tx.send_if_modified(|old| std::mem::replace(old, listen) != listen);
@@ -162,7 +160,6 @@ impl Engine {
                             interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
                         }
                         // Someone waits for these: answer now, not a period later.
-                        let mut current = current;
                         let (awaited, later): (Vec<Command>, Vec<Command>) =
                             pending.drain(..).partition(Command::awaited);
                         pending = later;

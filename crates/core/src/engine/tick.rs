@@ -7,7 +7,7 @@ use super::status::reading_of;
 use super::{AUTOMATIC_TARGETS, Engine, FULL_SCAN_EVERY, RECENT_EVENTS, age};
 use crate::actions::locate::{NotFound, automatic_targets, locate};
 use crate::config::Target;
-use crate::model::{Event, Sample, Severity, UnixMillis, unix_millis};
+use crate::model::{Event, Sample, Severity, Subject, UnixMillis, unix_millis};
 use crate::orphans::find_orphans;
 use crate::rules::Observation;
 use crate::status::{KindGrowth, Reading, Status, TargetState, TargetStatus, TopKind};
@@ -30,7 +30,10 @@ impl Engine {
     /// cooldowns, the circuit breaker, idle orphans, when the table is read
     /// again, how long a read by kind is reused) is on this clock, so a test
     /// drives hours of a target's life in as many ticks, without sleeping. Ticks
-    /// are expected in order; a clock set back is taken as time passed.
+    /// are expected in order; a clock set back is taken as time passed. Not on
+    /// it: how often a `port` target's owner is re-verified (the memo in
+    /// [`crate::actions::locate`] keeps its own monotonic time), and the
+    /// automatic actions themselves, which take real seconds on real processes.
     pub fn tick_at(&mut self, now: UnixMillis) -> Arc<Status> {
         #[cfg(test)]
         if self.fail_ticks > 0 {
@@ -58,14 +61,17 @@ impl Engine {
         }
         self.run_autopilot(scanned, now, &mut events);
         self.forget_unseen(&seen, now);
+        self.notify(&mut events, now);
         self.write_history(&batch, &events, now);
-        self.notify(&events, now);
         for event in &events {
             if self.recent_events.len() == RECENT_EVENTS {
                 self.recent_events.pop_front();
             }
             self.recent_events.push_back(event.clone());
         }
+        // Published whole by the loop ([`Engine::take_events`]): however many.
+        // Replaced, not added to: an engine ticked by hand keeps one tick's.
+        self.raised = events;
         Arc::new(self.status(now))
     }
 
@@ -180,6 +186,7 @@ impl Engine {
             let target = TargetView {
                 name: name.clone(),
                 instance: name.clone(),
+                subject: Subject::Process { name: process.name.clone(), pid },
                 configured: None,
                 pid: Some(pid),
                 restart: Err("not a watched target: Watch it to set up a restart".to_owned()),
@@ -229,6 +236,7 @@ impl Engine {
         let view = |instance: &str, pid: Option<u32>| TargetView {
             name: target.name.clone(),
             instance: instance.to_owned(),
+            subject: Subject::Target { name: target.name.clone(), instance: pid },
             configured: Some(target.name.clone()),
             pid,
             restart: restart.clone(),
@@ -343,7 +351,7 @@ impl Engine {
             ..Observation::default()
         };
         let rule_statuses = self.evaluate_rules(
-            &instance_name,
+            &target.subject,
             Some(pid),
             rules,
             &observation,
@@ -434,7 +442,7 @@ impl Engine {
         self.end_series_of(&target.name, now);
         let observation = Observation::default();
         let rule_statuses = self.evaluate_rules(
-            &target.name,
+            &target.subject,
             None,
             rules,
             &observation,

@@ -157,7 +157,8 @@ fn raw_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
         row.get(5)?,
         Event {
             at: from_db(row.get(0)?),
-            target: row.get(1)?,
+            // The subject's label, as written: the store keeps no more of it.
+            subject: crate::model::Subject::from_label(&row.get::<_, String>(1)?),
             pid: row.get::<_, Option<i64>>(2)?.map(pid_from_db),
             // Placeholders, replaced by the parsed text columns.
             kind: crate::model::EventKind::Action,
@@ -165,6 +166,8 @@ fn raw_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawEvent> {
             severity: crate::model::Severity::Ok,
             value: row.get(6)?,
             message: row.get(7)?,
+            // Not kept in the history: what was shown then is not a fact it records.
+            notified: false,
         },
     ))
 }

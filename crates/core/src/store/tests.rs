@@ -70,16 +70,17 @@ fn round_trip_of_series_samples_events_and_snapshots() {
 
     let event = Event {
         at: T0 + 3000,
-        target: "copilot".to_owned(),
+        subject: crate::model::Subject::target("copilot"),
         pid: Some(4242),
         kind: EventKind::SeriesStarted,
         rule: Some("kqueue".to_owned()),
         severity: Severity::Critical,
         value: Some(812.0),
         message: "copilot: 812 kqueues".to_owned(),
+        notified: false,
     };
     let other = Event {
-        target: "mcp".to_owned(),
+        subject: crate::model::Subject::target("mcp"),
         pid: None,
         rule: None,
         value: None,
@@ -206,13 +207,14 @@ fn prune_downsamples_expires_and_bounds_rows() {
     store.end_series(quiet, T0 + 1000).expect("end");
     let event = |at| Event {
         at,
-        target: "leaky".to_owned(),
+        subject: crate::model::Subject::target("leaky"),
         pid: Some(1),
         kind: EventKind::Raised,
         rule: None,
         severity: Severity::Warning,
         value: None,
         message: String::new(),
+        notified: false,
     };
     store.record_event(&event(T0)).expect("event");
     store.record_event(&event(T0 + 95 * DAY_MS)).expect("event");

@@ -150,7 +150,7 @@ impl Store {
             )?
             .execute(params![
                 to_db(event.at),
-                event.target,
+                event.subject.to_string(),
                 event.pid.map(i64::from),
                 enum_name(&event.kind)?,
                 event.rule,
