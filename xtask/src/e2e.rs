@@ -657,21 +657,29 @@ fn dark_cleanup_dialog(id: &str, root: &Path, tree: &Value) -> Result<()> {
 /// An orphan tree: a helper with two children whose launching shell exits.
 /// Waits until the engine lists it; returns the tree (status JSON) and its pids.
 fn make_orphan_tree(id: &str, helper: &Path) -> Result<(Value, Vec<u32>)> {
-    let mut orphan = Command::new("sh")
+    // The shell says which pid the tree's root has: other sessions on the same
+    // machine may run this test at once, and their engines (and this one) list
+    // their trees too, with the same command.
+    let orphan = Command::new("sh")
         .args([
             "-c",
-            &format!("{} --stay --exec 'spawn 2' </dev/null >/dev/null 2>&1 &", quote(helper)),
+            &format!(
+                "{} --stay --exec 'spawn 2' </dev/null >/dev/null 2>&1 & echo $!",
+                quote(helper)
+            ),
         ])
+        .stdout(Stdio::piped())
         .process_group(0)
-        .spawn()?;
-    orphan.wait()?;
+        .output()?;
+    let root: u64 = String::from_utf8_lossy(&orphan.stdout)
+        .trim()
+        .parse()
+        .context("the orphan tree's root pid")?;
     let tree = wait_until_value(Duration::from_secs(40), "the orphan tree to be listed", || {
         let status = invoke(id, "get_status", &json!({}))?;
-        Ok(status["orphans"].as_array().and_then(|o| {
-            o.iter()
-                .find(|t| t["label"].as_str().is_some_and(|l| l.contains("--exec spawn 2")))
-                .cloned()
-        }))
+        Ok(status["orphans"]
+            .as_array()
+            .and_then(|o| o.iter().find(|t| t["root"]["pid"].as_u64() == Some(root)).cloned()))
     })?;
     let members: Vec<u32> = tree["members"]
         .as_array()

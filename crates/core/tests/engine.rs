@@ -479,8 +479,12 @@ fn a_bad_config_is_reported_once_and_the_last_good_one_keeps_watching() {
 #[test]
 fn automatic_mode_watches_the_top_descriptor_holders_but_not_itself() {
     let fx = Fixture::new();
-    let mut helper = Helper::spawn().unwrap();
-    helper.ok("open eventfd 500");
+    // issue 12: automatic mode leaves out Leakwatch's own processes and their
+    // descendants, and this test process runs the engine: the holder to list is
+    // detached (not our child), and a child of ours holding more is left out.
+    let helper = Detached::spawn("open eventfd 500", 500);
+    let mut child = Helper::spawn().unwrap();
+    child.ok("open eventfd 600");
     fx.write_config("");
     let mut engine = fx.engine(None);
     let mut clock = Clock::new();
@@ -497,6 +501,42 @@ fn automatic_mode_watches_the_top_descriptor_holders_but_not_itself() {
     for target in &status.targets {
         assert_ne!(target.process.as_ref().map(|p| p.id.pid), Some(own), "{target:#?}");
         assert!(!target.name.ends_with(&format!("[{own}]")), "{}", target.name);
+        assert_ne!(target.process.as_ref().map(|p| p.id.pid), Some(child.pid()), "{target:#?}");
+    }
+}
+
+/// An lw-helper that is not a descendant of this process: started by a shell
+/// that exits at once, so it is reparented (to init or a subreaper above us).
+/// `command` runs at its start (it is ready once it holds `fds` descriptors);
+/// dropping it SIGKILLs it.
+struct Detached(u32);
+
+impl Detached {
+    fn spawn(command: &str, fds: usize) -> Detached {
+        let helper = leakwatch_test_helper::helper_binary();
+        let script = format!(
+            "'{}' --stay --exec '{command}' </dev/null >/dev/null 2>&1 & echo $!",
+            helper.display()
+        );
+        let out = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+        let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let detached = Detached(pid);
+        let dir = Path::new("/proc").join(pid.to_string()).join("fd");
+        let ready = wait_until(Duration::from_secs(20), || {
+            std::fs::read_dir(&dir).is_ok_and(|d| d.count() >= fds)
+        });
+        assert!(ready, "the detached helper {pid} did not run `{command}`");
+        detached
+    }
+
+    fn pid(&self) -> u32 {
+        self.0
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-9", &self.0.to_string()]).status();
     }
 }
 

@@ -5,7 +5,7 @@
 use super::instances::{Instance, TargetView};
 use super::status::reading_of;
 use super::{AUTOMATIC_TARGETS, Engine, FULL_SCAN_EVERY, RECENT_EVENTS, age};
-use crate::actions::locate::{NotFound, locate};
+use crate::actions::locate::{NotFound, automatic_targets, locate};
 use crate::config::Target;
 use crate::model::{Event, Sample, Severity, Subject, UnixMillis, unix_millis};
 use crate::orphans::find_orphans;
@@ -156,21 +156,16 @@ impl Engine {
         }
     }
 
-    /// The current user's processes holding the most descriptors.
+    /// The current user's processes holding the most descriptors, Leakwatch's
+    /// own left out (issue 12: see [`automatic_targets`]).
     pub(super) fn top_descriptor_holders(&self) -> Vec<u32> {
         #[cfg(unix)]
         let me = leakwatch_probe::current_uid();
         #[cfg(not(unix))]
         let me = 0;
-        let own = std::process::id();
-        let mut counts: Vec<(usize, u32)> = self
-            .table
-            .iter()
-            .filter(|p| p.uid == me && !p.is_kernel_thread && p.id.pid != own)
-            .filter_map(|p| Some((self.probe.fd_count(p.id.pid).ok()?, p.id.pid)))
-            .collect();
-        counts.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        counts.into_iter().take(AUTOMATIC_TARGETS).map(|(_, pid)| pid).collect()
+        automatic_targets(&self.table, std::process::id(), me, AUTOMATIC_TARGETS, |pid| {
+            self.probe.fd_count(pid).ok()
+        })
     }
 
     pub(super) fn poll_automatic(
