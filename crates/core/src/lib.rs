@@ -17,6 +17,7 @@ pub mod escape;
 pub mod http;
 pub mod kill;
 pub mod locate;
+#[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod model;
 pub mod notifier;
