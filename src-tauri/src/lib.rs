@@ -15,6 +15,11 @@ pub mod tray;
 pub mod tray_menu;
 
 use state::{AppState, Paths};
+
+/// The id of the one tray icon: the tray builds it, and the popover places itself
+/// under it. Here, below both, so neither module uses the other's (issue 13: no
+/// module cycles; the tray opens the popover).
+pub(crate) const TRAY_ID: &str = "leakwatch";
 use std::sync::Arc;
 use tauri::{Manager, RunEvent, Runtime};
 
