@@ -99,9 +99,9 @@ impl From<leakwatch_core::ConfigError> for AppError {
     }
 }
 
-impl From<leakwatch_core::kill::KillError> for AppError {
-    fn from(e: leakwatch_core::kill::KillError) -> Self {
-        use leakwatch_core::kill::KillError;
+impl From<leakwatch_core::actions::kill::KillError> for AppError {
+    fn from(e: leakwatch_core::actions::kill::KillError) -> Self {
+        use leakwatch_core::actions::kill::KillError;
         let kind = match &e {
             KillError::Refused { .. } => ErrorKind::Refused,
             KillError::NoSuchProcess { .. } => ErrorKind::NotFound,
@@ -111,8 +111,8 @@ impl From<leakwatch_core::kill::KillError> for AppError {
     }
 }
 
-impl From<leakwatch_core::restart::RestartError> for AppError {
-    fn from(e: leakwatch_core::restart::RestartError) -> Self {
+impl From<leakwatch_core::actions::restart::RestartError> for AppError {
+    fn from(e: leakwatch_core::actions::restart::RestartError) -> Self {
         Self::new(ErrorKind::Restart, e.to_string())
     }
 }

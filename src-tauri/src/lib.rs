@@ -146,9 +146,9 @@ mod bindings {
         leakwatch_core::status::Status::export_all(&cfg)?;
         leakwatch_core::owner::Owner::export_all(&cfg)?;
         leakwatch_core::model::Event::export_all(&cfg)?;
-        leakwatch_core::kill::KillPlan::export_all(&cfg)?;
-        leakwatch_core::kill::KillReport::export_all(&cfg)?;
-        leakwatch_core::restart::RestartReport::export_all(&cfg)?;
+        leakwatch_core::actions::kill::KillPlan::export_all(&cfg)?;
+        leakwatch_core::actions::kill::KillReport::export_all(&cfg)?;
+        leakwatch_core::actions::restart::RestartReport::export_all(&cfg)?;
         leakwatch_core::orphans::OrphanTree::export_all(&cfg)?;
         leakwatch_probe::ProcessId::export_all(&cfg)?;
         leakwatch_probe::FdKind::export_all(&cfg)?;

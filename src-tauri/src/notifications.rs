@@ -9,10 +9,10 @@
 //! for the grace, so the user has often closed the popover by the time they end.
 
 use crate::error::AppError;
-use leakwatch_core::kill::{KillPlan, KillReport};
+use leakwatch_core::actions::kill::{KillPlan, KillReport};
+use leakwatch_core::actions::restart::RestartReport;
 use leakwatch_core::model::Severity;
 use leakwatch_core::notifier::{Notification, Notifier, NotifyError, NullNotifier};
-use leakwatch_core::restart::RestartReport;
 use leakwatch_core::rules::human_bytes;
 use std::sync::Arc;
 
@@ -173,7 +173,7 @@ const fn plural(n: usize) -> &'static str {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
-    use leakwatch_core::kill::{Outcome, PlannedProcess, ProcessOutcome};
+    use leakwatch_core::actions::kill::{Outcome, PlannedProcess, ProcessOutcome};
     use leakwatch_probe::{ProcessId, StartTime};
     use std::time::Duration;
 

@@ -9,7 +9,7 @@
 mod common;
 
 use common::Scratch;
-use leakwatch_core::locate::listens_on;
+use leakwatch_core::actions::locate::listens_on;
 use leakwatch_probe::Probe;
 use leakwatch_test_helper::{Helper, helper_binary, wait_until};
 use serde_json::Value;
@@ -94,7 +94,7 @@ fn restart_follows_a_double_forking_launcher_to_one_healthy_server() {
         listeners(port)
     );
     let health = leakwatch_core::config::Health::Http(format!("http://127.0.0.1:{port}/health"));
-    assert_eq!(leakwatch_core::restart::probe_health(&health), Ok(()));
+    assert_eq!(leakwatch_core::actions::restart::probe_health(&health), Ok(()));
 
     // The evidence outlived the process.
     let history = scratch.run(&["history", "webui", "--json"]);

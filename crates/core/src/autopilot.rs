@@ -6,10 +6,10 @@
 //! thread of its own and the engine collects the result on a later tick: a tick
 //! never waits for one, and a target is never acted on twice at once.
 
+use crate::actions::kill::{self, Guard, KillReport};
+use crate::actions::restart::{self, CircuitBreaker, RestartReport};
 use crate::config::{Config, Target};
-use crate::kill::{self, Guard, KillReport};
 use crate::model::{Event, EventKind, Severity, UnixMillis};
-use crate::restart::{self, CircuitBreaker, RestartReport};
 use crate::store::{Snapshot, Store};
 use leakwatch_probe::{Probe, ProcessId};
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -9,13 +9,13 @@
 //! running at the next interval, that interval is skipped, so a hung probe can
 //! neither block the loop nor pile ticks up behind it.
 
+use crate::actions::locate::{NotFound, PortMemo, locate};
 use crate::autopilot::Autopilot;
 use crate::config::{Config, ConfigError, Target};
 use crate::config_source::ConfigSource;
 use crate::diagnose::{
     Baseline, BaselineReason, Diagnosis, Evidence, Mark, MarkError, SinceMark, diagnose,
 };
-use crate::locate::{NotFound, PortMemo, locate};
 use crate::model::{Event, EventKind, Sample, SeriesKey, Severity, UnixMillis, unix_millis};
 use crate::notifier::{Notification, Notifier};
 use crate::orphans::{IdleTracker, Lineage, OrphanTree, find_orphans};

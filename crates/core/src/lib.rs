@@ -21,19 +21,15 @@
 //!    parts: `metrics` (feature `metrics`) and the desktop notifier (feature
 //!    `notifications`), which the CLI and the app turn on.
 
+pub mod actions;
 pub mod api;
 pub mod attach;
 pub mod autopilot;
 pub mod config;
-pub mod config_edit;
-pub mod config_form;
-pub mod config_source;
 pub mod diagnose;
 pub mod engine;
 pub mod escape;
 pub mod http;
-pub mod kill;
-pub mod locate;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod model;
@@ -41,9 +37,7 @@ pub mod notifier;
 pub mod orphans;
 pub mod owner;
 pub mod private;
-pub mod restart;
 pub mod rules;
-pub mod service;
 pub mod status;
 pub mod store;
 pub mod summary;
@@ -55,6 +49,9 @@ pub mod trend;
 pub mod window;
 
 pub use config::{Config, ConfigError, RuleSpec};
+// The old top-level paths of the config's source, edit and form, kept for the
+// other crates (they moved into `config/`).
+pub use config::{edit as config_edit, form as config_form, source as config_source};
 pub use config_source::ConfigSource;
 pub use rules::{MetricValue, RuleOutcome, RuleState};
 pub use store::{

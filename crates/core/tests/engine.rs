@@ -542,7 +542,7 @@ fn a_port_owner_that_stops_listening_is_let_go_within_the_verify_time() {
         .fds
         .iter()
         .filter_map(|fd| fd.endpoint.as_deref())
-        .find_map(leakwatch_core::locate::listening_port)
+        .find_map(leakwatch_core::actions::locate::listening_port)
         .unwrap_or_else(|| panic!("no listener in {table:#?}"));
     fx.write_config(&format!(
         "[[watch]]\nname = \"server\"\nport = {port}\ninterval = \"100ms\"\n"

@@ -4,8 +4,8 @@
 //! (`anyhow`'s `{:#}`, `leakwatch`'s one-line errors), and a wrapper around it a
 //! third time. Each error here names its cause once, however it is printed.
 
-use leakwatch_core::restart::RestartError;
-use leakwatch_core::service::ServiceError;
+use leakwatch_core::actions::restart::RestartError;
+use leakwatch_core::actions::service::ServiceError;
 use leakwatch_core::store::StoreError;
 use std::error::Error;
 use std::path::PathBuf;

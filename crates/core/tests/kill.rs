@@ -8,7 +8,7 @@
 // A panic is the failure report we want.
 #![allow(clippy::unwrap_used)]
 
-use leakwatch_core::kill::{self, Guard, KillPlan, KillReport, Outcome, PlannedProcess};
+use leakwatch_core::actions::kill::{self, Guard, KillPlan, KillReport, Outcome, PlannedProcess};
 use leakwatch_probe::{Probe, ProcessId, StartTime};
 use leakwatch_test_helper::{Helper, wait_until};
 use std::collections::HashSet;

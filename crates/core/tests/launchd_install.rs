@@ -5,7 +5,7 @@
 //! clears (the agent switched off in Login Items) must say what to allow.
 #![allow(clippy::unwrap_used)]
 
-use leakwatch_core::service::{self, ServiceError};
+use leakwatch_core::actions::service::{self, ServiceError};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 

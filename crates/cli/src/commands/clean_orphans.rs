@@ -6,8 +6,8 @@
 use super::confirm;
 use super::orphans::{Row, collect, parse_regex, render as render_trees};
 use crate::output;
+use leakwatch_core::actions::kill::{self, Guard, KillPlan, KillReport};
 use leakwatch_core::config::{Config, DEFAULT_GRACE};
-use leakwatch_core::kill::{self, Guard, KillPlan, KillReport};
 use leakwatch_probe::Probe;
 use regex::Regex;
 use serde::Serialize;

@@ -8,6 +8,7 @@ use super::{
     configured_target, engine_socket, explain as explain_error, parse_duration, probe, store_path,
 };
 use crate::output;
+use leakwatch_core::actions::locate::{PortMemo, locate};
 use leakwatch_core::api::{self, ClientError};
 use leakwatch_core::diagnose::signatures::MIN_SURVIVORS;
 use leakwatch_core::diagnose::{
@@ -15,7 +16,6 @@ use leakwatch_core::diagnose::{
     SinceMark, Survivors, diagnose,
 };
 use leakwatch_core::escape::escape;
-use leakwatch_core::locate::{PortMemo, locate};
 use leakwatch_core::model::{UnixMillis, unix_millis};
 use leakwatch_core::orphans::{IdleTracker, Lineage, OrphanReason, find_orphans};
 use leakwatch_core::store::Store;

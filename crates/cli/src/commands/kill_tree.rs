@@ -1,12 +1,12 @@
 //! `leakwatch kill-tree PID...`: stop processes and everything below them with
 //! the escalation of DESIGN.md (SIGTERM, a grace, SIGTERM again, SIGSTOP and
-//! SIGKILL), after showing the plan and asking. The work is `leakwatch_core::kill`,
+//! SIGKILL), after showing the plan and asking. The work is `leakwatch_core::actions::kill`,
 //! the one routine the app and the auto-policy use too.
 
 use super::{confirm, outcome_table, parse_duration, probe};
 use crate::output;
+use leakwatch_core::actions::kill::{self, Guard, KillPlan, KillReport};
 use leakwatch_core::config::Config;
-use leakwatch_core::kill::{self, Guard, KillPlan, KillReport};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -143,7 +143,7 @@ pub(crate) fn confirm(plan_text: &str, yes: bool) -> anyhow::Result<bool> {
 
 /// A kill-tree report as a table: one row per process and what became of it
 /// (`killed`, `survived (uninterruptible (D state))`).
-pub(crate) fn outcome_table(report: &leakwatch_core::kill::KillReport) -> String {
+pub(crate) fn outcome_table(report: &leakwatch_core::actions::kill::KillReport) -> String {
     use crate::output::{Align, Table};
     let mut table =
         Table::new(&[("PID", Align::Right), ("NAME", Align::Left), ("OUTCOME", Align::Left)]);

@@ -5,9 +5,9 @@
 
 use super::{configured_target, confirm, engine_socket, store_path};
 use crate::output;
+use leakwatch_core::actions::kill::{self, Guard};
+use leakwatch_core::actions::restart::{self, RestartReport};
 use leakwatch_core::api::{self, ClientError};
-use leakwatch_core::kill::{self, Guard};
-use leakwatch_core::restart::{self, RestartReport};
 use leakwatch_core::store::Store;
 use leakwatch_probe::Probe;
 use serde::Serialize;

@@ -7,7 +7,7 @@
 
 use crate::output;
 use anyhow::Context;
-use leakwatch_core::service;
+use leakwatch_core::actions::service;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

@@ -9,9 +9,9 @@
 //! evidence of the leak outlives the process. Automatic restarts pass through a
 //! [`CircuitBreaker`], so a server that leaks on start-up is not restarted in a loop.
 
+use crate::actions::kill::{self, Guard, KillReport};
+use crate::actions::locate::{PortMemo, listens_on, locate};
 use crate::config::{Health, Restart, Selector, Target};
-use crate::kill::{self, Guard, KillReport};
-use crate::locate::{PortMemo, listens_on, locate};
 use crate::model::{UnixMillis, unix_millis};
 use crate::store::Snapshot;
 use crate::summary::FdSummary;
@@ -48,7 +48,7 @@ pub enum RestartError {
     #[error("{target}: could not start {program}: {cause}")]
     Spawn { target: String, program: String, cause: std::io::Error },
     #[error("{target}: {cause}")]
-    Service { target: String, cause: crate::service::ServiceError },
+    Service { target: String, cause: crate::actions::service::ServiceError },
     #[error("{target}: not healthy after {waited:?}: {last}")]
     Unhealthy { target: String, waited: Duration, last: String },
 }
@@ -164,11 +164,11 @@ pub fn restart(
             let uid = leakwatch_probe::current_uid();
             #[cfg(not(unix))]
             let uid = 0;
-            crate::service::launchd_restart(label, uid)
+            crate::actions::service::launchd_restart(label, uid)
                 .map_err(|e| RestartError::Service { target: target.name.clone(), cause: e })?;
         }
         Restart::Systemd(unit) => {
-            crate::service::systemd_restart(unit)
+            crate::actions::service::systemd_restart(unit)
                 .map_err(|e| RestartError::Service { target: target.name.clone(), cause: e })?;
         }
         Restart::Command { argv, cwd, env, log, grace, .. } => {

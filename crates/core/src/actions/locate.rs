@@ -4,8 +4,8 @@
 //! particular follows a launcher that double-forks and exits, as in the
 //! `bootstrap.py` report in the seeds.
 
+use crate::actions::service;
 use crate::config::Selector;
-use crate::service;
 use leakwatch_probe::{ErrorKind, FdKind, Probe, ProcessId, ProcessInfo};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -8,8 +8,8 @@
 //! It also proposes how to find a process again after a restart
 //! ([`propose_locator`]): what "Watch" on an automatic-mode row offers.
 
+use crate::actions::locate::{PortMemo, listening_port, locate};
 use crate::config::{Config, ConfigError, Selector};
-use crate::locate::{PortMemo, listening_port, locate};
 use leakwatch_probe::{FdKind, Probe, ProcessInfo, ServiceJob};
 use regex::Regex;
 use serde::{Deserialize, Serialize};

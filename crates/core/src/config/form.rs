@@ -7,8 +7,8 @@
 //! key the parser names (`watch[2].restart.health`) to the form's field, and
 //! is given in words, without a file and line the user never wrote.
 
+use crate::config::edit::EditError;
 use crate::config::{Config, ConfigError};
-use crate::config_edit::EditError;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, Value, value};
@@ -283,7 +283,7 @@ pub fn put_target(
     set_thresholds(table, &form.fds_warn, &form.fds_critical);
     set_restart(table, form, &command);
     if previous.is_none() {
-        crate::config_edit::keep_notes_above_the_last_target(&mut doc);
+        crate::config::edit::keep_notes_above_the_last_target(&mut doc);
     }
     let edited = doc.to_string();
     Config::parse(&edited, path).map_err(|error| refusal(error, index))?;
@@ -410,14 +410,14 @@ fn field_of_key(key: &str) -> Option<FormField> {
 
 /// [`put_target`] on the file at `path` (created if absent), written atomically.
 pub fn save_form(path: &Path, previous: Option<&str>, form: &TargetForm) -> Result<(), FormError> {
-    crate::config_edit::edit_file(path, |text| put_target(text, previous, form, path))
+    crate::config::edit::edit_file(path, |text| put_target(text, previous, form, path))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::edit::remove_target;
     use crate::config::{Health, Restart, Selector};
-    use crate::config_edit::remove_target;
     use std::path::PathBuf;
 
     fn path() -> PathBuf {
