@@ -24,7 +24,6 @@
 pub mod actions;
 pub mod api;
 pub mod attach;
-pub mod autopilot;
 pub mod config;
 pub mod diagnose;
 pub mod engine;

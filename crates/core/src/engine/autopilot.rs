@@ -144,12 +144,7 @@ impl Autopilot {
                         }
                         Err(error) => format!("orphans: reaping idle trees failed: {error}"),
                     };
-                    events.push(action_event(
-                        now,
-                        crate::engine::ORPHANS,
-                        Severity::Warning,
-                        message,
-                    ));
+                    events.push(action_event(now, super::ORPHANS, Severity::Warning, message));
                 }
             }
         }
@@ -240,7 +235,7 @@ impl Autopilot {
         self.reaping.extend(roots.iter().copied());
         events.push(action_event(
             now,
-            crate::engine::ORPHANS,
+            super::ORPHANS,
             Severity::Warning,
             format!("orphans: reaping {} tree(s) idle longer than idle_reap_after", roots.len()),
         ));
