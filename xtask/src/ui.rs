@@ -193,7 +193,14 @@ fn declared_types(text: &str) -> Vec<(usize, String)> {
 
 #[cfg(test)]
 mod tests {
-    use super::declared_types;
+    use super::{check_generated_types_only, declared_types};
+
+    /// Issue 13: the UI had its own copy of the wire types (lib/types.ts) beside
+    /// the generated ones; this repository's UI uses the generated ones only.
+    #[test]
+    fn the_ui_declares_no_wire_type_of_its_own() {
+        check_generated_types_only().unwrap();
+    }
 
     #[test]
     fn declarations_are_found_and_reexports_are_not() {

@@ -16,8 +16,9 @@
 //! 3. analysis: `trend`, `window`, `rules` (evaluation), `diagnose`, `orphans`;
 //! 4. `store`;
 //! 5. actions (kill, restart, service, locate);
-//! 6. `status` (the engine's state as data), events, engine commands;
-//! 7. `engine`, `autopilot`, `api`, `attach`, `owner`, and the faces' optional
+//! 6. `status` (the engine's state as data, its events), `command` (what faces
+//!    ask the engine);
+//! 7. `engine` (with its autopilot), `api`, `attach`, `owner`, and the faces' optional
 //!    parts: `metrics` (feature `metrics`) and the desktop notifier (feature
 //!    `notifications`), which the CLI and the app turn on.
 
