@@ -20,6 +20,7 @@ use leakwatch_core::config_form::{self, TargetForm};
 use leakwatch_core::diagnose::Mark;
 use leakwatch_core::engine::Command;
 use leakwatch_core::model::unix_millis;
+use leakwatch_core::proposal;
 use leakwatch_core::status::Status;
 use leakwatch_core::store::{Snapshot, Store};
 use leakwatch_core::tree::ProcessTree;
@@ -52,6 +53,9 @@ pub struct ActionPlan {
     pub text: String,
     /// The processes it would signal (empty for launchd/systemd restarts).
     pub processes: Vec<PlannedProcess>,
+    /// A restart that starts a command and cannot tell whether it came back up
+    /// (no `health`, no port): the dialog warns (issue 12).
+    pub no_health_check: bool,
 }
 
 // ---------------------------------------------------------------------------------
@@ -104,6 +108,7 @@ pub fn restart_plan(
     Ok(ActionPlan {
         text: restart::describe(target, previous, plan.as_ref()),
         processes: plan.map(|p| p.processes).unwrap_or_default(),
+        no_health_check: restart::lacks_health_check(target),
     })
 }
 
@@ -188,19 +193,35 @@ fn open_store(path: Option<&PathBuf>) -> Result<Store, AppError> {
         .map_err(|e| AppError::new(ErrorKind::Io, e.to_string()))
 }
 
-/// Runs `f` on a blocking thread with a fresh probe and the config on disk.
+/// Runs `f` on a blocking thread with a fresh probe and the config in force:
+/// the engine's, so actions work on the last good config while the file is
+/// broken. Where that means reading the file, it is read on that thread, never
+/// on the async worker (issue 13).
 async fn blocking<T, F>(state: &AppState, f: F) -> Result<T, AppError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Probe, &Config, Option<&PathBuf>) -> Result<T, AppError> + Send + 'static,
 {
-    let config = state.config()?;
+    let config = state.config_in_force();
     let store = state.paths().store.clone();
     tauri::async_runtime::spawn_blocking(move || {
+        let config = config.get()?;
         let mut probe = Probe::new()?;
         f(&mut probe, &config, store.as_ref())
     })
     .await?
+}
+
+/// Runs file work (reading or editing the config, the file manager) on a
+/// blocking thread: a command that does IO on the main thread freezes the
+/// whole app, and on an async worker it stalls the other commands and the
+/// engine (issue 13).
+async fn on_blocking<T, F>(f: F) -> Result<T, AppError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, AppError> + Send + 'static,
+{
+    tauri::async_runtime::spawn_blocking(f).await?
 }
 
 // ---------------------------------------------------------------------------------
@@ -294,7 +315,7 @@ pub async fn plan_cleanup(
 ) -> Result<ActionPlan, AppError> {
     blocking(&state, move |probe, config, _| {
         let plan = cleanup_plan(probe, config, &roots)?;
-        Ok(ActionPlan { text: plan.describe(), processes: plan.processes })
+        Ok(ActionPlan { text: plan.describe(), processes: plan.processes, no_health_check: false })
     })
     .await
 }
@@ -356,34 +377,31 @@ pub fn pause_alerts(state: State<'_, AppState>, minutes: Option<u32>) -> Result<
 
 /// The settings screen's values.
 #[tauri::command]
-pub fn get_settings<R: Runtime>(
+pub async fn get_settings<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
 ) -> Result<Settings, AppError> {
-    settings::read(state.paths().config_file(), crate::autostart::is_enabled(&app))
+    let path = state.paths().config_file().map(std::path::Path::to_path_buf);
+    on_blocking(move || settings::read(path.as_deref(), crate::autostart::is_enabled(&app))).await
 }
 
 /// Saves the settings into the config file (validated first), reloads the engine
 /// and applies launch at login.
 #[tauri::command]
-pub fn save_settings<R: Runtime>(
+pub async fn save_settings<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
     settings: Settings,
 ) -> Result<Settings, AppError> {
-    let path = state.paths().config_file().map(std::path::Path::to_path_buf).ok_or_else(|| {
-        AppError::new(
-            ErrorKind::Unavailable,
-            "no configuration directory: set LEAKWATCH_CONFIG or HOME",
-        )
-    })?;
-    settings::save(&path, &settings)?;
+    let path = config_file(&state)?;
+    let file = path.clone();
+    let saved = on_blocking(move || settings::save(&file, &settings).map(|()| settings)).await?;
     state.send(Command::Reload);
-    if settings.launch_at_login != crate::autostart::is_enabled(&app) {
-        crate::autostart::set(&app, settings.launch_at_login)?;
+    if saved.launch_at_login != crate::autostart::is_enabled(&app) {
+        crate::autostart::set(&app, saved.launch_at_login)?;
     }
     crate::tray::refresh(&app);
-    settings::read(Some(&path), crate::autostart::is_enabled(&app))
+    on_blocking(move || settings::read(Some(&path), crate::autostart::is_enabled(&app))).await
 }
 
 /// Turns launch at login on or off; returns the state now in force.
@@ -400,11 +418,11 @@ pub fn set_launch_at_login<R: Runtime>(app: AppHandle<R>, enabled: bool) -> Resu
 pub async fn propose_watch(
     state: State<'_, AppState>,
     pid: u32,
-) -> Result<config_edit::Proposal, AppError> {
+) -> Result<proposal::Proposal, AppError> {
     blocking(&state, move |probe, _, _| {
         let table = probe.processes()?;
         let process = probe.process(pid)?;
-        Ok(config_edit::propose_locator(probe, &table, &process))
+        Ok(proposal::propose_locator(probe, &table, &process))
     })
     .await
 }
@@ -417,7 +435,7 @@ pub async fn locator_matches(
 ) -> Result<Vec<u32>, AppError> {
     blocking(&state, move |probe, _, _| {
         let table = probe.processes()?;
-        Ok(config_edit::matches_now(probe, &table, &locator))
+        Ok(proposal::matches_now(probe, &table, &locator))
     })
     .await
 }
@@ -435,7 +453,7 @@ fn config_file(state: &AppState) -> Result<PathBuf, AppError> {
 /// Adds a `[[watch]]` target (Watch's Save, Settings' Add), keeping the file's
 /// comments; the engine reloads and the row becomes the target.
 #[tauri::command]
-pub fn add_target<R: Runtime>(
+pub async fn add_target<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
     name: String,
@@ -444,7 +462,10 @@ pub fn add_target<R: Runtime>(
 ) -> Result<(), AppError> {
     let path = config_file(&state)?;
     let target = NewTarget { name, locator, fd_limit };
-    config_edit::edit_file(&path, |text| config_edit::add_target(text, &target, &path))?;
+    on_blocking(move || {
+        Ok(config_edit::edit_file(&path, |text| config_edit::add_target(text, &target, &path))?)
+    })
+    .await?;
     state.send(Command::Reload);
     crate::tray::refresh(&app);
     Ok(())
@@ -455,28 +476,32 @@ pub fn add_target<R: Runtime>(
 /// refused value comes back with the form field it concerns. The engine
 /// reloads; returns the settings as now written.
 #[tauri::command]
-pub fn save_target<R: Runtime>(
+pub async fn save_target<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
     previous: Option<String>,
     target: TargetForm,
 ) -> Result<Settings, AppError> {
     let path = config_file(&state)?;
-    config_form::save_form(&path, previous.as_deref(), &target)?;
+    let file = path.clone();
+    on_blocking(move || Ok(config_form::save_form(&file, previous.as_deref(), &target)?)).await?;
     state.send(Command::Reload);
     crate::tray::refresh(&app);
-    settings::read(Some(&path), crate::autostart::is_enabled(&app))
+    on_blocking(move || settings::read(Some(&path), crate::autostart::is_enabled(&app))).await
 }
 
 /// Removes the `[[watch]]` target `name`.
 #[tauri::command]
-pub fn remove_target<R: Runtime>(
+pub async fn remove_target<R: Runtime>(
     app: AppHandle<R>,
     state: State<'_, AppState>,
     name: String,
 ) -> Result<(), AppError> {
     let path = config_file(&state)?;
-    config_edit::edit_file(&path, |text| config_edit::remove_target(text, &name, &path))?;
+    on_blocking(move || {
+        Ok(config_edit::edit_file(&path, |text| config_edit::remove_target(text, &name, &path))?)
+    })
+    .await?;
     state.send(Command::Reload);
     crate::tray::refresh(&app);
     Ok(())
@@ -484,26 +509,31 @@ pub fn remove_target<R: Runtime>(
 
 /// "Set limit…": writes the target's `fd_limit` (`None` removes it).
 #[tauri::command]
-pub fn set_fd_limit(
+pub async fn set_fd_limit(
     state: State<'_, AppState>,
     target: String,
     limit: Option<u64>,
 ) -> Result<(), AppError> {
     let path = config_file(&state)?;
-    config_edit::edit_file(&path, |text| config_edit::set_fd_limit(text, &target, limit, &path))?;
+    on_blocking(move || {
+        Ok(config_edit::edit_file(&path, |text| {
+            config_edit::set_fd_limit(text, &target, limit, &path)
+        })?)
+    })
+    .await?;
     state.send(Command::Reload);
     Ok(())
 }
 
 /// Shows the config file in the file manager.
 #[tauri::command]
-pub fn reveal_config(state: State<'_, AppState>) -> Result<(), AppError> {
+pub async fn reveal_config(state: State<'_, AppState>) -> Result<(), AppError> {
     let path = state
         .paths()
         .config_file()
         .map(std::path::Path::to_path_buf)
         .ok_or_else(|| AppError::new(ErrorKind::Unavailable, "no configuration path"))?;
-    reveal(&path)
+    on_blocking(move || reveal(&path)).await
 }
 
 /// `open -R FILE` on macOS; the folder with `xdg-open` elsewhere.

@@ -158,7 +158,7 @@ mod bindings {
         crate::settings::Settings::export_all(&cfg)?;
         crate::error::AppError::export_all(&cfg)?;
         crate::popover::View::export_all(&cfg)?;
-        leakwatch_core::config_edit::Proposal::export_all(&cfg)?;
+        leakwatch_core::proposal::Proposal::export_all(&cfg)?;
         leakwatch_core::diagnose::Mark::export_all(&cfg)?;
         let kinds =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/bindings/kinds.ts");

@@ -9,7 +9,7 @@
 //! for the grace, so the user has often closed the popover by the time they end.
 
 use crate::error::AppError;
-use leakwatch_core::actions::kill::{KillPlan, KillReport};
+use leakwatch_core::actions::kill::{KillPlan, KillReport, OutcomeKind};
 use leakwatch_core::actions::restart::RestartReport;
 use leakwatch_core::model::Severity;
 use leakwatch_core::notifier::{Notification, Notifier, NotifyError, NullNotifier};
@@ -96,7 +96,7 @@ pub fn restart_outcome(target: &str, result: &Result<RestartReport, AppError>) -
                 body.push_str(&format!(", healthy after {:.1} s", after.as_secs_f64()));
             }
             if let Some(stopped) = &report.stopped {
-                let survived = stopped.with_outcome("survived").len();
+                let survived = stopped.with_outcome(OutcomeKind::Survived).len();
                 if survived > 0 {
                     body.push_str(&format!("; {survived} survived"));
                 }
@@ -135,15 +135,15 @@ pub fn cleanup_outcome(result: &Result<(KillPlan, KillReport), AppError>) -> Not
             };
         }
     };
-    let mut stopped = report.with_outcome("exited_after_term");
-    stopped.extend(report.with_outcome("killed"));
+    let mut stopped = report.with_outcome(OutcomeKind::ExitedAfterTerm);
+    stopped.extend(report.with_outcome(OutcomeKind::Killed));
     let freed: u64 = stopped
         .iter()
         .filter_map(|p| plan.processes.iter().find(|planned| planned.id == p.id))
         .filter_map(|planned| planned.rss_bytes)
         .sum();
-    let survived = report.with_outcome("survived").len();
-    let protected = report.with_outcome("protected").len();
+    let survived = report.with_outcome(OutcomeKind::Survived).len();
+    let protected = report.with_outcome(OutcomeKind::Protected).len();
     let n = stopped.len();
     let mut title = if n == 0 {
         "Orphan clean-up: nothing was running".to_owned()
@@ -173,7 +173,7 @@ const fn plural(n: usize) -> &'static str {
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
-    use leakwatch_core::actions::kill::{Outcome, PlannedProcess, ProcessOutcome};
+    use leakwatch_core::actions::kill::{Outcome, PlannedProcess, ProcessOutcome, Survival};
     use leakwatch_probe::{ProcessId, StartTime};
     use std::time::Duration;
 
@@ -185,7 +185,7 @@ mod tests {
     fn restart_names_old_and_new_pids() {
         let report = RestartReport {
             target: "leaky".to_owned(),
-            strategy: "command",
+            strategy: leakwatch_core::actions::restart::Strategy::Command,
             previous: Some(id(123)),
             stopped: None,
             spawned_pid: Some(455),
@@ -236,7 +236,7 @@ mod tests {
             processes: vec![
                 outcome(10, Outcome::ExitedAfterTerm),
                 outcome(11, Outcome::Killed),
-                outcome(12, Outcome::Survived { reason: "zombie".to_owned() }),
+                outcome(12, Outcome::Survived { reason: Survival::Uninterruptible }),
                 outcome(13, Outcome::AlreadyGone),
             ],
             elapsed: Duration::from_millis(3200),

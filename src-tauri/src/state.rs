@@ -15,8 +15,9 @@ use leakwatch_core::owner::Face;
 use leakwatch_core::status::Status;
 use leakwatch_core::{Config, ConfigSource};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// How often the app tries again to start an engine that could not start (a
 /// history being mounted, no process interface yet). Another engine owning the
@@ -57,6 +58,38 @@ pub struct AppState {
     /// The engine's notifier, shared so the outcome of an action is shown the
     /// same way as an alert.
     notifier: Arc<dyn Notifier>,
+    /// The last config read from the file while the engine publishes none.
+    last_good: Arc<Mutex<Option<Arc<Config>>>>,
+}
+
+/// The config the app's actions and notifications use: the one its engine has
+/// in force, so that while the file is broken they go on working with the last
+/// good config, as the engine does, instead of failing with the file's error
+/// (issue 13). Without an engine of its own (starting, or attached to the
+/// daemon's) the file is read, and its last good reading kept the same way.
+#[derive(Debug, Clone)]
+pub struct ConfigInForce {
+    published: watch::Receiver<Option<Arc<Config>>>,
+    source: ConfigSource,
+    last_good: Arc<Mutex<Option<Arc<Config>>>>,
+}
+
+impl ConfigInForce {
+    /// The config in force. May read the file: call it on a blocking thread.
+    pub fn get(&self) -> Result<Arc<Config>, AppError> {
+        if let Some(config) = self.published.borrow().clone() {
+            return Ok(config);
+        }
+        let mut last_good = self.last_good.lock().unwrap_or_else(PoisonError::into_inner);
+        match load_config(&self.source) {
+            Ok(config) => {
+                let config = Arc::new(config);
+                *last_good = Some(Arc::clone(&config));
+                Ok(config)
+            }
+            Err(error) => last_good.clone().ok_or(error),
+        }
+    }
 }
 
 impl AppState {
@@ -76,7 +109,7 @@ impl AppState {
             move || Engine::new_lenient_as(options.clone(), Face::App),
             ENGINE_RETRY,
         );
-        Self { engine, paths, notifier }
+        Self { engine, paths, notifier, last_good: Arc::new(Mutex::new(None)) }
     }
 
     /// The latest status (after the last tick).
@@ -99,11 +132,11 @@ impl AppState {
     /// and neither the IPC nor the engine waits for it.
     pub fn notify_action(&self, notification: Notification) {
         let notifier = Arc::clone(&self.notifier);
-        let config = self.paths.config.clone();
+        let config = self.config_in_force();
         tauri::async_runtime::spawn_blocking(move || {
-            // The file as it is now, as the actions read it. An unreadable one
+            // The config in force, as the actions use it. An unreadable one
             // does not hide the outcome: notifications are on by default.
-            if load_config(&config).is_ok_and(|c| !c.notify.enabled) {
+            if config.get().is_ok_and(|c| !c.notify.enabled) {
                 return;
             }
             if let Err(e) = notifier.notify(&notification) {
@@ -117,10 +150,14 @@ impl AppState {
         &self.paths
     }
 
-    /// The configuration on disk now (actions use the file's current contents,
-    /// as the CLI does); no file is the built-in default.
-    pub fn config(&self) -> Result<Config, AppError> {
-        load_config(&self.paths.config)
+    /// The configuration the app's actions use: the engine's, in force
+    /// ([`ConfigInForce`]); cheap to take, and read on a blocking thread.
+    pub fn config_in_force(&self) -> ConfigInForce {
+        ConfigInForce {
+            published: self.engine.config(),
+            source: self.paths.config.clone(),
+            last_good: Arc::clone(&self.last_good),
+        }
     }
 }
 

@@ -421,3 +421,46 @@ fn mark_baseline_through_ipc_keeps_the_mark_in_the_engine() {
     assert_eq!(since[0].survivors.kind(leakwatch_probe::FdKind::Epoll), 0, "{since:?}");
     let _ = std::fs::remove_file(&pidfile);
 }
+
+/// Issue 13: every action re-read and re-parsed the config file, so once the
+/// file was broken (a half-saved edit) they all failed with its error, although
+/// the engine kept running on the last good config. They now use the config
+/// the engine has in force: restart plans, snapshots and clean-ups go on working.
+#[test]
+fn actions_work_on_the_last_good_config_while_the_file_is_broken() {
+    let mut helper = Helper::spawn_with(&["--exec", "open epoll 3"]).expect("lw-helper");
+    let pid = helper.pid();
+    let pidfile = std::env::temp_dir().join(format!("leakwatch-app-broken-{pid}.pid"));
+    std::fs::write(&pidfile, pid.to_string()).expect("pidfile");
+    let config = format!(
+        "{}\n[watch.restart]\ncommand = [\"true\"]\nhealth = \"tcp:127.0.0.1:1\"\n",
+        helper_config(&pidfile)
+    );
+    let f = start(&config);
+    let status = status_until(&f, "the helper", |s| s["targets"][0]["process"]["pid"] == pid);
+    let start_time = status["targets"][0]["process"]["start_time"].clone();
+    let before = ok(&f, "plan_restart", json!({ "target": "helper" }));
+
+    std::fs::write(f.dir.path().join("config.toml"), "[[watch]\nname = ").expect("break it");
+    let status = status_until(&f, "the broken file", |s| s["config"]["error"].is_string());
+    assert!(
+        status["config"]["error"].as_str().is_some_and(|e| e.contains("config.toml:1")),
+        "{status:#}"
+    );
+
+    let plan = ok(&f, "plan_restart", json!({ "target": "helper" }));
+    assert_eq!(plan["text"], before["text"], "the same plan as before the file broke");
+    assert!(
+        plan["processes"].as_array().is_some_and(|p| p.iter().any(|p| p["pid"] == pid)),
+        "{plan}"
+    );
+    ok(&f, "save_snapshot", json!({ "target": "helper" }));
+    let roots = json!({ "roots": [{ "pid": pid, "start_time": start_time }] });
+    ok(&f, "plan_cleanup", roots.clone());
+    let report = ok(&f, "clean_orphans", roots);
+    assert!(
+        helper.wait_timeout(Duration::from_secs(10)).is_some(),
+        "helper still running: {report}"
+    );
+    let _ = std::fs::remove_file(&pidfile);
+}

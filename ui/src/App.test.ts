@@ -176,7 +176,7 @@ describe('target rows', () => {
 
   it('restarts only after confirming the plan', async () => {
     const text = 'Restart copilot (launchd gui/501/dev.copilot):\n  SIGTERM 4821 copilot\n  grace 3 s, then SIGKILL';
-    const { backend } = await show(leakingStatus(), { restartPlan: { text, processes: [] } });
+    const { backend } = await show(leakingStatus(), { restartPlan: { text, processes: [], no_health_check: false } });
     await fireEvent.click(within(row('copilot')).getAllByRole('button')[0]);
     await fireEvent.click(screen.getByTestId('restart-button'));
     const dialog = await screen.findByRole('dialog');
@@ -266,12 +266,28 @@ describe('keyboard', () => {
 
   it('Esc in a dialog closes the dialog, not the popover', async () => {
     const text = 'Restart copilot:\n  SIGTERM 4821 copilot';
-    const { backend } = await show(leakingStatus(), { restartPlan: { text, processes: [] } });
+    const { backend } = await show(leakingStatus(), { restartPlan: { text, processes: [], no_health_check: false } });
     await fireEvent.click(within(row('copilot')).getByTestId('row-restart-button'));
     const dialog = await screen.findByRole('dialog');
     await fireEvent.keyDown(dialog, { key: 'Escape' });
     expect(screen.queryByRole('dialog')).toBeNull();
     expect(backend.callsTo('closePopover')).toHaveLength(0);
+  });
+
+  // issue 12/13: the warning came from parsing the plan's words (a "then start:"
+  // line without "and wait up to"); it now follows the typed ActionPlan flag.
+  it('warns about a missing health check from the plan flag, not its text', async () => {
+    const text = 'Restart copilot:\n  SIGTERM 4821 copilot\nthen start: copilot --headless';
+    await show(leakingStatus(), { restartPlan: { text, processes: [], no_health_check: false } });
+    await fireEvent.click(within(row('copilot')).getByTestId('row-restart-button'));
+    const quiet = await screen.findByRole('dialog');
+    expect(within(quiet).queryByTestId('plan-warning')).toBeNull();
+    cleanup();
+
+    await show(leakingStatus(), { restartPlan: { text: 'Restart copilot', processes: [], no_health_check: true } });
+    await fireEvent.click(within(row('copilot')).getByTestId('row-restart-button'));
+    const warned = await screen.findByRole('dialog');
+    expect(within(warned).getByTestId('plan-warning').textContent).toContain('No health check');
   });
 });
 
@@ -339,7 +355,8 @@ describe('orphans', () => {
         elapsed_seconds: 3.4,
         processes: [
           { pid: roots[0].pid, start_time: roots[0].start_time, name: 'uv', outcome: 'killed' },
-          { pid: 51240, start_time: 1, name: 'python3', outcome: 'survived', reason: 'zombie' },
+          { pid: 51240, start_time: 1, name: 'python3', outcome: 'survived', reason: { code: 'uninterruptible' } },
+          { pid: 51241, start_time: 1, name: 'sshd', outcome: 'protected', reason: { code: 'protect_pattern', pattern: '^sshd$' } },
         ],
       }),
     });
@@ -353,7 +370,8 @@ describe('orphans', () => {
     const outcomes = await screen.findAllByTestId('outcome-row');
     expect(outcomes.map((o) => o.textContent?.replace(/\s+/g, ' ').trim())).toEqual([
       'uv 51234 killed (SIGKILL)',
-      'python3 51240 survived: zombie',
+      'python3 51240 survived: stuck in uninterruptible I/O',
+      'sshd 51241 protected: left alone: on the protect list (^sshd$)',
     ]);
   });
 
@@ -373,6 +391,26 @@ describe('orphans', () => {
     const roots = backend.callsTo('planCleanup')[0][0] as { pid: number }[];
     expect(roots.map((r) => r.pid)).not.toContain(status.orphans[0].root.pid);
     expect(roots).toHaveLength(status.orphans.length - 1);
+  });
+
+  // issue 12: two trees of the same command read the same; each now says what differs.
+  it('tells two trees of the same command apart', async () => {
+    const status = orphanStatus();
+    const twin = structuredClone(status.orphans[0]);
+    twin.root = { pid: 51300, start_time: 2 };
+    twin.members[0] = { ...twin.members[0], pid: 51300, start_time: 2 };
+    twin.original_parent = undefined;
+    status.orphans.push(twin);
+    await show(status);
+    const rows = screen.getAllByTestId('orphan-row');
+    const first = rows.find((r) => r.dataset.rootPid === String(status.orphans[0].root.pid))!;
+    const second = rows.find((r) => r.dataset.rootPid === '51300')!;
+    const parent = status.orphans[0].original_parent!;
+    expect(within(first).getByTestId('orphan-twin').textContent).toBe(
+      `pid ${status.orphans[0].root.pid}, started by ${parent.name} (pid ${parent.pid})`,
+    );
+    expect(within(second).getByTestId('orphan-twin').textContent).toBe('pid 51300');
+    expect(within(rows.find((r) => r.dataset.rootPid === '48800')!).queryByTestId('orphan-twin')).toBeNull();
   });
 
   it('clicking the section heading selects nothing', async () => {

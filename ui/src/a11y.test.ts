@@ -26,7 +26,7 @@ describe('accessibility (axe-core)', () => {
     const status = demoStatus();
     const backend = new FakeBackend({
       status,
-      restartPlan: { text: 'Restart copilot:\n  SIGTERM 4821 copilot', processes: [] },
+      restartPlan: { text: 'Restart copilot:\n  SIGTERM 4821 copilot', processes: [], no_health_check: false },
     });
     render(App, { props: { backend } });
     await screen.findAllByTestId('target-row');

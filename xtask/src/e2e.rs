@@ -123,7 +123,7 @@ pub(crate) fn run_e2e() -> Result<()> {
     let _ = request("DELETE", &format!("/session/{id}"), &Value::Null);
     drop(light);
     if result.is_ok() {
-        result = dark_screenshot(&env, &app, &root);
+        result = dark_screenshot(&env, &app, &root, &helper);
     }
     drop(leaky);
     if let Ok(pid) = read_pid(&pidfile) {
@@ -555,7 +555,7 @@ fn open_session(app: &Path) -> Result<String> {
 }
 
 /// The popover in the dark theme, with the leaking target.
-fn dark_screenshot(env: &DriverEnv<'_>, app: &Path, root: &Path) -> Result<()> {
+fn dark_screenshot(env: &DriverEnv<'_>, app: &Path, root: &Path, helper: &Path) -> Result<()> {
     let _driver = start_driver(env, true)?;
     let id = open_session(app)?;
     let shown = seeded_slope(&id)
@@ -574,7 +574,7 @@ fn dark_screenshot(env: &DriverEnv<'_>, app: &Path, root: &Path) -> Result<()> {
             std::thread::sleep(Duration::from_millis(1500));
             screenshot(&id, &root.join("docs/popover-dark.png"))
         })
-        .and_then(|()| dark_axe_checks(&id, root));
+        .and_then(|()| dark_axe_checks(&id, root, helper));
     let _ = request("DELETE", &format!("/session/{id}"), &Value::Null);
     shown
 }
@@ -610,9 +610,20 @@ fn seeded_slope(id: &str) -> Result<()> {
 }
 
 /// The dark theme's views through axe-core: the main view, a detail view,
-/// the restart dialog (cancelled) and Settings.
-fn dark_axe_checks(id: &str, root: &Path) -> Result<()> {
+/// the restart dialog (cancelled), the clean-up dialog (cancelled; it needs an
+/// orphan tree, made here) and Settings.
+fn dark_axe_checks(id: &str, root: &Path, helper: &Path) -> Result<()> {
     axe_check(id, root, "the main view, dark")?;
+    let (tree, members) = make_orphan_tree(id, helper)?;
+    let checked = dark_cleanup_dialog(id, root, &tree);
+    for pid in members {
+        // The tree's processes ignore nothing: SIGKILL leaves no survivor to wait for.
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc_kill(i32::try_from(pid).unwrap_or(0).max(2), 9);
+        }
+    }
+    checked?;
     let row = r#"[data-testid="target-row"][data-target="leaky"]"#;
     let summary = format!(r#"{row} [data-testid="target-summary"]"#);
     click_until(id, &summary, || expanded(id, &summary, true))?;
@@ -625,6 +636,80 @@ fn dark_axe_checks(id: &str, root: &Path) -> Result<()> {
         Ok(!elements(id, r#"[data-testid="settings-button"][aria-pressed="true"]"#)?.is_empty())
     })?;
     axe_check(id, root, "Settings, dark")
+}
+
+/// issue 12: the clean-up dialog is checked in dark as well as light.
+fn dark_cleanup_dialog(id: &str, root: &Path, tree: &Value) -> Result<()> {
+    let root_pid = tree["root"]["pid"].as_u64().unwrap_or(0);
+    let orphan_row = format!(r#"[data-testid="orphan-row"][data-root-pid="{root_pid}"]"#);
+    wait_until(Duration::from_secs(20), "the dark popover to list the orphan tree", || {
+        Ok(!elements(id, &orphan_row)?.is_empty())
+    })?;
+    let select = format!(r#"{orphan_row} [data-testid="orphan-select"]"#);
+    click_until(id, &select, || has_property(id, &select, "checked", &Value::Bool(true)))?;
+    click_until(id, r#"[data-testid="cleanup-button"]"#, || plan_shown(id))?;
+    cancel_focused(id, "the clean-up dialog (dark)")?;
+    axe_check(id, root, "the clean-up dialog, dark")?;
+    click_until(id, r#"[data-testid="cancel-button"]"#, || Ok(!plan_shown(id)?))?;
+    click_until(id, &select, || has_property(id, &select, "checked", &Value::Bool(false)))
+}
+
+/// An orphan tree: a helper with two children whose launching shell exits.
+/// Waits until the engine lists it; returns the tree (status JSON) and its pids.
+fn make_orphan_tree(id: &str, helper: &Path) -> Result<(Value, Vec<u32>)> {
+    let mut orphan = Command::new("sh")
+        .args([
+            "-c",
+            &format!("{} --stay --exec 'spawn 2' </dev/null >/dev/null 2>&1 &", quote(helper)),
+        ])
+        .process_group(0)
+        .spawn()?;
+    orphan.wait()?;
+    let tree = wait_until_value(Duration::from_secs(40), "the orphan tree to be listed", || {
+        let status = invoke(id, "get_status", &json!({}))?;
+        Ok(status["orphans"].as_array().and_then(|o| {
+            o.iter()
+                .find(|t| t["label"].as_str().is_some_and(|l| l.contains("--exec spawn 2")))
+                .cloned()
+        }))
+    })?;
+    let members: Vec<u32> = tree["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| m["pid"].as_u64())
+                .filter_map(|p| u32::try_from(p).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    eprintln!("e2e: orphan tree {} with {} processes", tree["root"]["pid"], members.len());
+    Ok((tree, members))
+}
+
+/// issue 12: the row's Restart button (shown on hover and focus) covered the
+/// RSS figure. Their boxes must not meet, whether or not the button shows.
+fn restart_clear_of_rss(id: &str, row: &str) -> Result<()> {
+    let script = format!(
+        "const row = document.querySelector('{row}'); \
+         const b = row && row.querySelector('[data-testid=\"row-restart-button\"]'); \
+         const r = row && row.querySelector('.rss'); \
+         if (!b || !r) return 'missing'; \
+         const x = b.getBoundingClientRect(), y = r.getBoundingClientRect(); \
+         const meet = x.left < y.right && y.left < x.right && x.top < y.bottom && y.top < x.bottom; \
+         return meet ? `overlap: button ${{JSON.stringify(x)}} rss ${{JSON.stringify(y)}}` : 'clear'"
+    );
+    let reply = request(
+        "POST",
+        &format!("/session/{id}/execute/sync"),
+        &json!({ "script": script, "args": [] }),
+    )?;
+    match reply["value"].as_str() {
+        Some("clear") => {
+            eprintln!("e2e: the row's Restart button stays clear of the RSS figure");
+            Ok(())
+        }
+        other => bail!("the row's Restart button and RSS figure: {other:?}"),
+    }
 }
 
 /// The text the popover shows (names and argv are rendered as text by the UI).
@@ -687,6 +772,7 @@ fn checks(id: &str, root: &Path, helper: &Path, pidfile: &Path, first_pid: u32) 
     .with_context(|| format!("the popover shows: {}", page_text(id).unwrap_or_default()))?;
     screenshot(id, &root.join("docs/popover-light.png"))?;
     rows_by_urgency(id, "light")?;
+    restart_clear_of_rss(id, row)?;
     axe_check(id, root, "the main view, light")?;
 
     // 2. Restart, from the row's button: the confirmation names the process, the
@@ -718,38 +804,7 @@ fn checks(id: &str, root: &Path, helper: &Path, pidfile: &Path, first_pid: u32) 
     eprintln!("e2e: restarted: pid {first_pid} → {new_pid}");
 
     // 3. An orphan tree: a helper with two children whose launching shell exits.
-    let mut orphan = Command::new("sh")
-        .args([
-            "-c",
-            &format!("{} --stay --exec 'spawn 2' </dev/null >/dev/null 2>&1 &", quote(helper)),
-        ])
-        .process_group(0)
-        .spawn()?;
-    orphan.wait()?;
-    let status = wait_until_value(Duration::from_secs(40), "the orphan tree to be listed", || {
-        let status = invoke(id, "get_status", &json!({}))?;
-        let found = status["orphans"].as_array().is_some_and(|o| {
-            o.iter().any(|t| t["label"].as_str().is_some_and(|l| l.contains("--exec spawn 2")))
-        });
-        Ok(found.then_some(status))
-    })?;
-    let tree = status["orphans"]
-        .as_array()
-        .and_then(|o| {
-            o.iter().find(|t| t["label"].as_str().is_some_and(|l| l.contains("--exec spawn 2")))
-        })
-        .cloned()
-        .unwrap_or_default();
-    let members: Vec<u32> = tree["members"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .filter_map(|m| m["pid"].as_u64())
-                .filter_map(|p| u32::try_from(p).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    eprintln!("e2e: orphan tree {} with {} processes", tree["root"]["pid"], members.len());
+    let (tree, members) = make_orphan_tree(id, helper)?;
     let root_pid = tree["root"]["pid"].as_u64().unwrap_or(0);
     let orphan_row = format!(r#"[data-testid="orphan-row"][data-root-pid="{root_pid}"]"#);
     wait_until(Duration::from_secs(20), "the popover to list the orphan tree", || {

@@ -22,8 +22,8 @@
 //!   since (`[{mark, baseline, survivors}]`), read now. 404 for an unknown target
 //!   or no mark, 409 for a target with no running process.
 
+use crate::command::Command;
 use crate::diagnose::{Mark, MarkError, SinceMark};
-use crate::engine::Command;
 use crate::http::{Body, Handler, Limits, full};
 use crate::model::Event;
 use crate::status::Status;
@@ -38,13 +38,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 
-/// The socket's name in the data directory.
-pub const SOCKET_FILE: &str = "engine.sock";
-
-/// The socket of the engine owning `dir`.
-pub fn socket_path(dir: &Path) -> PathBuf {
-    dir.join(SOCKET_FILE)
-}
+// Where the socket is belongs to the data directory's owner (it is written
+// into the lock file); re-exported here, where faces connecting look for it.
+pub use crate::owner::{SOCKET_FILE, socket_path};
 
 /// Connections to the local API: few faces, but streams stay open.
 pub const LIMITS: Limits = Limits {

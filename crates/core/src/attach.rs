@@ -9,7 +9,7 @@
 //! runs its own engine: the takeover costs one lock attempt, not a poll period.
 
 use crate::api::{self, ClientError, StreamItem};
-use crate::engine::Command;
+use crate::command::Command;
 use crate::model::Event;
 use crate::owner::Owner;
 use crate::status::Status;

@@ -25,6 +25,7 @@
 pub mod actions;
 pub mod api;
 pub mod attach;
+pub mod command;
 pub mod config;
 pub mod diagnose;
 pub mod engine;
@@ -37,6 +38,7 @@ pub mod notifier;
 pub mod orphans;
 pub mod owner;
 pub mod private;
+pub mod proposal;
 pub mod rules;
 pub mod status;
 pub mod store;
@@ -46,6 +48,7 @@ mod test_noise;
 pub mod throttle;
 pub mod tree;
 pub mod trend;
+pub mod units;
 pub mod window;
 
 pub use config::{Config, ConfigError, RuleSpec};

@@ -17,6 +17,14 @@ use std::time::{Duration, SystemTime};
 /// The lock file's name in the data directory.
 pub const LOCK_FILE: &str = "engine.lock";
 
+/// The local API's socket's name in the data directory ([`crate::api`]).
+pub const SOCKET_FILE: &str = "engine.sock";
+
+/// The socket of the engine owning `dir`.
+pub fn socket_path(dir: &Path) -> PathBuf {
+    dir.join(SOCKET_FILE)
+}
+
 /// Which of Leakwatch's programs runs an engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
@@ -119,7 +127,7 @@ impl DataDirLock {
             pid: std::process::id(),
             face,
             since: unix_millis(SystemTime::now()),
-            socket: Some(crate::api::socket_path(dir)),
+            socket: Some(socket_path(dir)),
         };
         let text = serde_json::to_string(&owner).map_err(|e| io(std::io::Error::other(e)))?;
         file.set_len(0).map_err(io)?;

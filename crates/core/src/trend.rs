@@ -14,7 +14,6 @@
 //! 1 770 slopes, and only kinds whose count changed in the window are fitted.
 
 use crate::model::{Sample, UnixMillis};
-use crate::summary::FdSummary;
 use leakwatch_probe::FdKind;
 use serde::{Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
@@ -282,47 +281,9 @@ pub fn what_grew(first: &Sample, last: &Sample) -> Vec<Growth> {
     grown
 }
 
-/// How many more descriptors hold one path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PathGrowth {
-    pub path: String,
-    pub first: usize,
-    pub now: usize,
-    pub delta: usize,
-}
-
-/// The paths held by more descriptors in `last` than in `first`, most growth
-/// first (ties by path). SQLite companions count under their own names
-/// (`state.db-wal`), so "state.db +48, state.db-wal +46" shows leaked connections.
-pub fn paths_grew(first: &FdSummary, last: &FdSummary) -> Vec<PathGrowth> {
-    let before = path_counts(first);
-    let mut grown: Vec<PathGrowth> = path_counts(last)
-        .into_iter()
-        .filter_map(|(path, now)| {
-            let was = before.get(&path).copied().unwrap_or(0);
-            (now > was).then(|| PathGrowth { path, first: was, now, delta: now - was })
-        })
-        .collect();
-    grown.sort_by(|a, b| b.delta.cmp(&a.delta).then_with(|| a.path.cmp(&b.path)));
-    grown
-}
-
-fn path_counts(summary: &FdSummary) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for group in &summary.paths {
-        *counts.entry(group.path.clone()).or_insert(0) += group.count;
-        for companion in &group.companions {
-            *counts.entry(format!("{}{}", group.path, companion.suffix)).or_insert(0) +=
-                companion.count;
-        }
-    }
-    counts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leakwatch_probe::Fd;
 
     const NOW: UnixMillis = 1_700_000_000_000;
     const WINDOW: Duration = Duration::from_secs(30 * 60);
@@ -519,35 +480,6 @@ mod tests {
                 Growth { kind: FdKind::Kqueue, first: 100, now: 191, delta: 91 },
                 Growth { kind: FdKind::Tcp, first: 0, now: 5, delta: 5 },
                 Growth { kind: FdKind::Pipe, first: 10, now: 15, delta: 5 },
-            ]
-        );
-    }
-
-    #[test]
-    fn paths_grew_counts_companions() {
-        let files = |db: usize, wal: usize, log: usize| -> FdSummary {
-            let mut fds = Vec::new();
-            let mut push = |path: &str, n: usize| {
-                for _ in 0..n {
-                    fds.push(Fd {
-                        fd: fds.len() as i32,
-                        kind: FdKind::File,
-                        path: Some(path.into()),
-                        endpoint: None,
-                    });
-                }
-            };
-            push("/srv/state.db", db);
-            push("/srv/state.db-wal", wal);
-            push("/srv/app.log", log);
-            FdSummary::from_fds(&fds)
-        };
-        let grew = paths_grew(&files(2, 1, 1), &files(50, 47, 1));
-        assert_eq!(
-            grew,
-            [
-                PathGrowth { path: "/srv/state.db".into(), first: 2, now: 50, delta: 48 },
-                PathGrowth { path: "/srv/state.db-wal".into(), first: 1, now: 47, delta: 46 },
             ]
         );
     }

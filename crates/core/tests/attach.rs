@@ -21,6 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 const INTERVAL_MS: u64 = 1000;
+/// How long the app's handle waits before it tries to start again after a
+/// failed start. A takeover must not wait for it: it comes as soon as the
+/// owner's stream ends, so the history's gap at a takeover stays well under it.
+const RETRY: Duration = Duration::from_secs(10);
 
 fn options(
     config: &std::path::Path,
@@ -97,7 +101,7 @@ async fn a_second_engine_attaches_so_one_alert_notifies_once_then_it_takes_over_
     let app_options = options(&config, &store, app_notifier.clone());
     let app = EngineHandle::spawn_retrying(
         move || Engine::new_lenient_as(app_options.clone(), Face::App),
-        Duration::from_secs(3),
+        RETRY,
     );
     let mut attached = app.attached_to();
     let followed =
@@ -168,8 +172,11 @@ async fn a_second_engine_attaches_so_one_alert_notifies_once_then_it_takes_over_
     let times = sample_times(&store);
     let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
     assert!(times.iter().any(|t| *t > stopped_at), "{times:?}");
+    // Half the retry: a takeover that waited for it would leave a hole of a
+    // whole retry, while a loaded machine that runs a tick late does not fail this.
+    let most = u64::try_from(RETRY.as_millis()).unwrap() / 2;
     assert!(
-        gaps.iter().all(|gap| *gap <= 2 * INTERVAL_MS),
-        "a gap longer than two intervals: {gaps:?} at {times:?}"
+        gaps.iter().all(|gap| *gap <= most),
+        "a gap longer than {most} ms (half the retry): {gaps:?} at {times:?}"
     );
 }

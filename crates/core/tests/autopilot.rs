@@ -1,20 +1,22 @@
 //! Automatic restarts against real processes: a target stuck at critical is
 //! restarted by the engine with a forensic snapshot each time, and the circuit
 //! breaker trips on the restart that would exceed `max` within `per`, says so
-//! once, and restarts nothing more.
+//! once, and restarts nothing more until `per` has passed on the engine's clock
+//! ([`Engine::tick_at`]: an hour is one step of it, not an hour of the test). A
+//! restart still running when the engine stops leaves its snapshot too.
 #![cfg(target_os = "linux")]
 // Helpers shared by the tests unwrap too: a panic is the failure report we want.
 #![allow(clippy::unwrap_used)]
 
 use leakwatch_core::engine::{Engine, EngineOptions};
-use leakwatch_core::model::{EventKind, Severity};
+use leakwatch_core::model::{EventKind, Severity, unix_millis};
 use leakwatch_core::notifier::CapturingNotifier;
 use leakwatch_core::store::Store;
 use leakwatch_test_helper::helper_binary;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Kills whatever pid the pidfile names last, and every pid seen, on drop.
 struct Cleanup<'a>(&'a Path, Vec<u32>);
@@ -62,10 +64,14 @@ fn critical_target_is_restarted_until_the_breaker_trips() {
     .unwrap();
 
     let mut events = Vec::new();
+    // The restarts are real, so the test waits on them (a deadline, not a
+    // measurement); the breaker's window runs on the engine's clock.
     let started = Instant::now();
+    let mut now = unix_millis(SystemTime::now());
     let mut last_tick = 0;
     while started.elapsed() < Duration::from_secs(40) {
-        let status = engine.tick();
+        now += 100;
+        let status = engine.tick_at(now);
         let current = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok());
         if let Some(pid) = current
             && !cleanup.1.contains(&pid)
@@ -79,14 +85,14 @@ fn critical_target_is_restarted_until_the_breaker_trips() {
             // Keep ticking a while: nothing more may be restarted.
             for _ in 0..20 {
                 std::thread::sleep(Duration::from_millis(100));
-                engine.tick();
+                now += 100;
+                engine.tick_at(now);
             }
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    engine.finish();
-    let status = engine.tick();
+    let status = engine.tick_at(now + 100);
     let restarted: Vec<_> =
         events.iter().filter(|e| e.message.contains("restarted automatically")).collect();
     assert_eq!(restarted.len(), 2, "{events:#?}");
@@ -105,6 +111,100 @@ fn critical_target_is_restarted_until_the_breaker_trips() {
     assert!(snapshots.iter().all(|s| s.reason.contains("automatic restart")));
     assert_eq!(snapshots[0].process.pid, cleanup.1[0]);
     assert_eq!(snapshots[0].body["fds"]["kinds"]["epoll"], 5);
+
+    // An hour later on the engine's clock the window has passed: the breaker
+    // closes and the target, still critical, is restarted again.
+    now += 3_600_000;
+    let started = Instant::now();
+    let mut again = false;
+    while !again && started.elapsed() < Duration::from_secs(40) {
+        now += 100;
+        let status = engine.tick_at(now);
+        again = status.restarts.get("leaky").is_some_and(|n| *n >= 3);
+        let current = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok());
+        if let Some(pid) = current
+            && !cleanup.1.contains(&pid)
+        {
+            cleanup.1.push(pid);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    engine.finish();
+    assert!(again, "not restarted again after the window passed");
     // The first server was ours: reap it (the engine reaped the ones it started).
+    first.wait().unwrap();
+}
+
+/// Regression (issue 13): `Autopilot::finish` waited for a restart still in
+/// flight at shutdown and dropped what it returned, so the forensic snapshot
+/// taken before stopping the server (the evidence of what leaked) was lost.
+#[test]
+fn a_restart_in_flight_at_shutdown_keeps_its_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("server.pid");
+    // A server that ignores SIGTERM: the restart waits out its grace (2 s)
+    // before SIGKILL, so it is still running when the engine stops.
+    let start = format!(
+        "echo $$ > {}; exec {} --stay --exec 'open epoll 5' --exec ignore-term",
+        pidfile.display(),
+        helper_binary().display()
+    );
+    let mut first = Command::new("sh").args(["-c", &start]).stdin(Stdio::null()).spawn().unwrap();
+    let mut cleanup = Cleanup(&pidfile, vec![first.id()]);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[notify]\nenabled = false\n\n[[watch]]\nname = \"leaky\"\npidfile = \"{}\"\n\n\
+             [watch.rules]\nfds = false\neta = false\nepoll = {{ critical = 3, samples = 1 }}\n\n\
+             [watch.restart]\ncommand = [\"sh\", \"-c\", {start:?}]\ngrace = \"2s\"\n\
+             health_timeout = \"5s\"\n\n[watch.auto_restart]\non = \"critical\"\nmax = 1\nper = \"1h\"\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    let store_path = dir.path().join("history.sqlite3");
+    let mut engine = Engine::new(EngineOptions {
+        config: leakwatch_core::ConfigSource::Named(config),
+        store_path: Some(store_path.clone()),
+        notifier: Arc::new(CapturingNotifier::default()),
+        interval: Some(Duration::from_millis(100)),
+    })
+    .unwrap();
+    // Wait until the server holds its epolls, then tick until the restart starts.
+    assert!(leakwatch_test_helper::wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&pidfile).is_ok_and(|t| !t.trim().is_empty())
+    }));
+    let mut now = unix_millis(SystemTime::now());
+    let mut began = false;
+    for _ in 0..50 {
+        now += 100;
+        let status = engine.tick_at(now);
+        began = status.recent_events.iter().any(|e| e.message.starts_with("automatic restart:"));
+        if began {
+            // Not collected by a tick: only `finish` can save its outcome.
+            assert_eq!(status.restarts.get("leaky"), None, "{:?}", status.restarts);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(began, "no automatic restart started");
+    engine.finish();
+    let current: Option<u32> =
+        std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok());
+    cleanup.1.extend(current);
+    drop(engine);
+
+    let store = Store::open_read_only(&store_path).unwrap();
+    let snapshots = store.snapshots(Some("leaky"), 0).unwrap();
+    assert_eq!(snapshots.len(), 1, "the in-flight restart's snapshot was dropped");
+    assert!(snapshots[0].reason.contains("automatic restart"), "{:?}", snapshots[0].reason);
+    assert_eq!(snapshots[0].process.pid, first.id());
+    assert_eq!(snapshots[0].body["fds"]["kinds"]["epoll"], 5);
+    let events = store.events(Some("leaky"), 0).unwrap();
+    assert!(
+        events.iter().any(|e| e.message.contains("restarted automatically")),
+        "the outcome is logged: {events:#?}"
+    );
     first.wait().unwrap();
 }

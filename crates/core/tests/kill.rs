@@ -8,7 +8,9 @@
 // A panic is the failure report we want.
 #![allow(clippy::unwrap_used)]
 
-use leakwatch_core::actions::kill::{self, Guard, KillPlan, KillReport, Outcome, PlannedProcess};
+use leakwatch_core::actions::kill::{
+    self, Guard, KillPlan, KillReport, Outcome, OutcomeKind, PlannedProcess, Refusal,
+};
 use leakwatch_probe::{Probe, ProcessId, StartTime};
 use leakwatch_test_helper::{Helper, wait_until};
 use std::collections::HashSet;
@@ -156,8 +158,8 @@ fn a_tree_of_three_levels_some_ignoring_sigterm_is_gone_completely() {
     assert_eq!(outcome(&report, h.pid()), Outcome::ExitedAfterTerm, "{report:#?}");
     assert_eq!(outcome(&report, a), Outcome::Killed, "{report:#?}");
     assert_eq!(outcome(&report, b), Outcome::ExitedAfterTerm, "{report:#?}");
-    assert_eq!(report.with_outcome("killed").len(), 7, "{report:#?}");
-    assert_eq!(report.with_outcome("exited_after_term").len(), 4, "{report:#?}");
+    assert_eq!(report.with_outcome(OutcomeKind::Killed).len(), 7, "{report:#?}");
+    assert_eq!(report.with_outcome(OutcomeKind::ExitedAfterTerm).len(), 4, "{report:#?}");
     assert_eq!(live_group_members(h.pid(), h.pid()), Vec::<u32>::new());
 }
 
@@ -172,7 +174,7 @@ fn a_group_leader_ignoring_sigterm_is_killed_after_its_frozen_children() {
         kill::plan(&mut probe, &[h.pid()], Duration::from_millis(300), &Guard::default()).unwrap();
     let report = kill::execute(&mut probe, &plan, &Guard::default());
     assert_all_gone(&report);
-    assert_eq!(report.with_outcome("killed").len(), 1 + kids.len(), "{report:#?}");
+    assert_eq!(report.with_outcome(OutcomeKind::Killed).len(), 1 + kids.len(), "{report:#?}");
 }
 
 #[test]
@@ -242,7 +244,7 @@ fn a_changed_start_time_is_never_signalled() {
     let plan = kill::plan_ids(&mut probe, &[stale], Duration::from_millis(200), &Guard::default())
         .unwrap();
     assert_eq!(plan.processes.len(), 1);
-    assert!(plan.processes[0].protected.as_deref().unwrap().contains("no longer running"));
+    assert_eq!(plan.processes[0].protected, Some(Refusal::PidReused { pid: child }));
     let report = kill::execute(&mut probe, &plan, &Guard::default());
     assert_eq!(outcome(&report, child), Outcome::IdentityChanged);
     assert!(report.all_gone());
@@ -272,11 +274,13 @@ fn pid_1_leakwatch_and_its_parent_are_refused() {
     let grace = Duration::from_millis(100);
     let me = std::process::id();
     let parent = std::os::unix::process::parent_id();
-    for (pid, word) in [(1, "pid 1"), (me, "leakwatch itself"), (parent, "parent")] {
+    for (pid, why) in
+        [(1, Refusal::Init), (me, Refusal::Leakwatch), (parent, Refusal::LeakwatchParent)]
+    {
         match kill::plan(&mut probe, &[pid], grace, &guard) {
             Err(kill::KillError::Refused { pid: refused, reason }) => {
                 assert_eq!(refused, pid);
-                assert!(reason.contains(word), "{pid}: {reason}");
+                assert_eq!(reason, why, "{pid}: {reason}");
             }
             other => panic!("pid {pid}: {other:?}"),
         }
@@ -323,6 +327,11 @@ fn pid_1_leakwatch_and_its_parent_are_refused() {
     assert!(alive(child));
 }
 
+/// A refusal no protection of this machine produces, to mark a plan by hand.
+fn by_hand() -> Refusal {
+    Refusal::ProtectPattern { pattern: "marked by hand".to_owned() }
+}
+
 #[test]
 fn protected_members_are_left_alone_their_children_are_not() {
     let mut h = Helper::spawn().unwrap();
@@ -336,15 +345,11 @@ fn protected_members_are_left_alone_their_children_are_not() {
     let mut plan = plan;
     for p in &mut plan.processes {
         if p.id.pid == a {
-            p.protected = Some("marked by hand".to_owned());
+            p.protected = Some(by_hand());
         }
     }
     let report = kill::execute(&mut probe, &plan, &Guard::default());
-    assert_eq!(
-        outcome(&report, a),
-        Outcome::Protected { reason: "marked by hand".to_owned() },
-        "{report:#?}"
-    );
+    assert_eq!(outcome(&report, a), Outcome::Protected { reason: by_hand() }, "{report:#?}");
     assert!(gone(grandchild), "{report:#?}");
     assert!(alive(a));
     assert!(!report.all_gone());
@@ -535,7 +540,7 @@ fn inside_namespace() {
 
     // Here pid 1 is this very process: refused as pid 1 first.
     match kill::plan(&mut probe, &[1], Duration::from_millis(100), &guard) {
-        Err(kill::KillError::Refused { reason, .. }) => assert!(reason.contains("pid 1")),
+        Err(kill::KillError::Refused { reason, .. }) => assert_eq!(reason, Refusal::Init),
         other => panic!("{other:?}"),
     }
     second.kill().unwrap();
@@ -563,14 +568,15 @@ fn one_protected_tree_is_left_alone_and_the_others_are_stopped() {
     assert!(matches!(refused, Err(kill::KillError::Refused { .. })), "{refused:?}");
 
     let plan = kill::plan_trees(&mut probe, &ids, Duration::from_millis(200), &guard).unwrap();
-    let left_alone: Vec<(u32, &str)> = plan
-        .processes
-        .iter()
-        .filter_map(|p| p.protected.as_deref().map(|r| (p.id.pid, r)))
-        .collect();
+    let left_alone: Vec<(u32, &Refusal)> =
+        plan.processes.iter().filter_map(|p| p.protected.as_ref().map(|r| (p.id.pid, r))).collect();
     assert_eq!(left_alone.len(), 1, "{plan:#?}");
     assert_eq!(left_alone[0].0, kept.id());
-    assert!(left_alone[0].1.contains("protect pattern"), "{plan:#?}");
+    assert_eq!(
+        left_alone[0].1,
+        &Refusal::ProtectPattern { pattern: "^cat$".to_owned() },
+        "{plan:#?}"
+    );
     assert!(plan.describe().contains("[left alone: it matches the protect pattern `^cat$`]"));
 
     let report = kill::execute(&mut probe, &plan, &guard);

@@ -12,19 +12,23 @@
 #![allow(clippy::unwrap_used)]
 
 use leakwatch_core::engine::{Engine, EngineOptions};
+use leakwatch_core::model::unix_millis;
 use leakwatch_core::notifier::CapturingNotifier;
 use leakwatch_core::status::TargetState;
 use leakwatch_core::store::Store;
 use leakwatch_test_helper::Helper;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 const WARM_UP: usize = 100;
 const TICKS: usize = 2_000;
 const TARGETS: usize = 5;
 /// How often the engine reads the whole process table (`FULL_SCAN_EVERY` in
-/// src/engine.rs), with a little margin.
+/// src/engine/mod.rs), with a little margin.
 const FULL_SCAN_EVERY: Duration = Duration::from_millis(10_100);
+/// How far the engine's clock moves per tick ([`Engine::tick_at`]): the
+/// `interval` of every target, so that every tick polls every target.
+const TICK: u64 = 1;
 
 /// How much resident memory the measured ticks may add. The engine keeps, by
 /// design, an hour of samples per process in memory (the sparkline and the trend
@@ -126,9 +130,11 @@ fn two_thousand_ticks_leak_no_descriptors_threads_or_memory() {
             helpers[2].ok("close timerfd 10");
         }
     };
+    let mut now = unix_millis(SystemTime::now());
     for tick in 0..WARM_UP {
         churn(&mut helpers, tick);
-        let status = engine.tick();
+        now += TICK;
+        let status = engine.tick_at(now);
         if tick == 0 {
             assert_eq!(status.targets.len(), TARGETS, "{:#?}", status.targets);
         }
@@ -138,19 +144,18 @@ fn two_thousand_ticks_leak_no_descriptors_threads_or_memory() {
     let rss_kib = own_status("VmRSS");
 
     let start = Instant::now();
-    let mut slept = Duration::ZERO;
     let mut last = None;
     for tick in WARM_UP..WARM_UP + TICKS {
         churn(&mut helpers, tick);
+        now += TICK;
         if tick == WARM_UP + TICKS / 2 {
-            // The engine reads the whole process table every 10 s: make sure the
-            // measured ticks include such a scan, whatever the machine's speed.
-            slept = FULL_SCAN_EVERY.saturating_sub(start.elapsed());
-            std::thread::sleep(slept);
+            // The engine reads the whole process table every 10 s of its clock:
+            // the measured ticks include such a scan.
+            now += u64::try_from(FULL_SCAN_EVERY.as_millis()).unwrap();
         }
-        last = Some(engine.tick());
+        last = Some(engine.tick_at(now));
     }
-    let took = start.elapsed() - slept;
+    let took = start.elapsed();
 
     let (fds_after, threads_after) = (own_fds(), settled_threads());
     let rss_after_kib = own_status("VmRSS");

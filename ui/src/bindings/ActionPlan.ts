@@ -12,4 +12,9 @@ text: string,
 /**
  * The processes it would signal (empty for launchd/systemd restarts).
  */
-processes: Array<PlannedProcess>, };
+processes: Array<PlannedProcess>, 
+/**
+ * A restart that starts a command and cannot tell whether it came back up
+ * (no `health`, no port): the dialog warns (issue 12).
+ */
+no_health_check: boolean, };

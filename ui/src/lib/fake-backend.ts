@@ -93,6 +93,7 @@ export class FakeBackend implements Backend {
     return {
       text: `Restart ${target} (command): SIGTERM pid ${pid} (${t?.process?.name ?? '?'}), grace 3 s, then SIGKILL; start it again and wait for health.`,
       processes: [],
+      no_health_check: false,
     };
   }
 
@@ -129,6 +130,7 @@ export class FakeBackend implements Backend {
       text: `Stop ${trees.length} ${trees.length === 1 ? 'tree' : 'trees'} (${n} processes): SIGTERM, grace 3 s, then SIGKILL.\n`
         + trees.map((t) => `  ${t.root.pid}  ${t.label}`).join('\n'),
       processes: [],
+      no_health_check: false,
     };
   }
 

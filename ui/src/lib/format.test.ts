@@ -3,6 +3,7 @@ import {
   classOf, classTotals, errorMessage, formatBytes, formatCount, formatDuration, formatEta,
   formatOrphanReason, formatPathGroup, formatPercent, formatSlope, kindNoun, shortenMiddle, sortedKinds, targetDot,
   sparkRange, sparkSpan, byUrgency, chosenByDefault, formatArgv, formatDown, formatMessage, formatOutcome, rowName,
+  describeOutcome,
 } from './format';
 import { NOW, downTarget, healthyTarget, leakingTarget, orphanTrees, warningTarget } from '../fixtures/status';
 
@@ -184,5 +185,18 @@ describe('issue 12: one number format, urgency, selection, words', () => {
   it('outcomes in plain words; automatic rows named without their pid', () => {
     expect(formatOutcome('exited_after_term')).toBe('stopped on SIGTERM');
     expect(rowName({ ...healthyTarget(), name: 'node[4242]', instance: 4242 })).toBe('node');
+  });
+
+  // issue 13: reasons arrive as enums (kill::Refusal, kill::Survival), not sentences.
+  it('words outcome reasons from their codes', () => {
+    const id = { pid: 7, start_time: 1, name: 'x' };
+    expect(describeOutcome({ ...id, outcome: 'killed' })).toBe('killed (SIGKILL)');
+    expect(describeOutcome({ ...id, outcome: 'protected', reason: { code: 'other_user', uid: 0, own_uid: 501 } }))
+      .toBe("protected: left alone: another user's (uid 0); only root may stop it");
+    expect(describeOutcome({ ...id, outcome: 'protected', reason: { code: 'pid_reused', pid: 7 } }))
+      .toBe('protected: left alone: pid 7 now belongs to another process');
+    expect(describeOutcome({
+      ...id, outcome: 'survived', reason: { code: 'signal_failed', signal: 'SIGKILL', error: 'permission denied' },
+    })).toBe('survived: SIGKILL failed: permission denied');
   });
 });

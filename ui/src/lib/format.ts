@@ -4,7 +4,10 @@ import type { FdKind } from '../bindings/FdKind';
 import { CLASSES, KINDS, KIND_CLASS, KIND_NOUNS } from '../bindings/kinds';
 import type { OrphanTree } from '../bindings/OrphanTree';
 import type { PathGroup } from '../bindings/PathGroup';
+import type { ProcessOutcome } from '../bindings/ProcessOutcome';
+import type { Refusal } from '../bindings/Refusal';
 import type { Sample } from '../bindings/Sample';
+import type { Survival } from '../bindings/Survival';
 import type { TargetStatus } from '../bindings/TargetStatus';
 
 /** The kind order, classes and nouns are Rust's (generated into bindings/kinds.ts by
@@ -280,6 +283,64 @@ const OUTCOME_WORDS: Record<string, string> = {
 /** Plain words for an outcome: "stopped on SIGTERM", not "exited after term". */
 export function formatOutcome(outcome: string): string {
   return OUTCOME_WORDS[outcome] ?? outcome.replace(/_/g, ' ');
+}
+
+/** Why a process was left alone (kill::Refusal), in plain words. */
+export function formatRefusal(r: Refusal): string {
+  switch (r.code) {
+    case 'pid_zero':
+      return 'pid 0 is never signalled';
+    case 'init':
+      return 'init (pid 1) is never signalled';
+    case 'leakwatch':
+      return 'it is Leakwatch itself';
+    case 'leakwatch_parent':
+      return 'it started Leakwatch';
+    case 'leakwatch_ancestor':
+      return 'Leakwatch runs under it';
+    case 'kernel_thread':
+      return 'it is a kernel thread';
+    case 'other_user_not_allowed':
+      return `another user's (uid ${r.uid}); allow_other_users is off`;
+    case 'other_user':
+      return `another user's (uid ${r.uid}); only root may stop it`;
+    case 'protect_pattern':
+      return `on the protect list (${r.pattern})`;
+    case 'unreadable':
+      return `cannot be read (uid ${r.uid})`;
+    case 'not_running':
+      return 'no longer running';
+    case 'pid_reused':
+      return `pid ${r.pid} now belongs to another process`;
+  }
+}
+
+/** Why a process is still running (kill::Survival), in plain words. */
+export function formatSurvival(s: Survival): string {
+  switch (s.code) {
+    case 'uninterruptible':
+      return 'stuck in uninterruptible I/O';
+    case 'traced':
+      return 'held by a debugger';
+    case 'after_sigkill':
+      return 'still running after SIGKILL';
+    case 'still_running':
+      return 'still running';
+    case 'signal_failed':
+      return `${s.signal} failed: ${s.error}`;
+    case 'unreadable':
+      return `could not be read: ${s.error}`;
+    case 'unknown':
+      return 'unknown';
+  }
+}
+
+/** An outcome with its reason: "survived: still running after SIGKILL". */
+export function describeOutcome(p: ProcessOutcome): string {
+  const words = formatOutcome(p.outcome);
+  if (p.outcome === 'protected') return `${words}: ${formatRefusal(p.reason)}`;
+  if (p.outcome === 'survived') return `${words}: ${formatSurvival(p.reason)}`;
+  return words;
 }
 
 /** Error payloads of commands are `{kind, message}`; show the message. */

@@ -6,7 +6,7 @@
 use super::confirm;
 use super::orphans::{Row, collect, parse_regex, render as render_trees};
 use crate::output;
-use leakwatch_core::actions::kill::{self, Guard, KillPlan, KillReport};
+use leakwatch_core::actions::kill::{self, Guard, KillPlan, KillReport, OutcomeKind};
 use leakwatch_core::config::{Config, DEFAULT_GRACE};
 use leakwatch_probe::Probe;
 use regex::Regex;
@@ -100,12 +100,15 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         return Ok(format!("dry run, nothing sent. Would do:\n{plan_text}\n"));
     };
     let mut text = super::outcome_table(report);
-    let protected: Vec<_> = report.with_outcome("protected").iter().map(|p| p.id).collect();
+    let protected: Vec<_> =
+        report.with_outcome(OutcomeKind::Protected).iter().map(|p| p.id).collect();
     let cleaned: Vec<&Row> =
         out.trees.iter().filter(|row| !protected.contains(&row.tree.root)).collect();
     let freed: u64 = cleaned.iter().map(|row| row.tree.total_rss_bytes).sum();
-    let all_gone =
-        report.processes.iter().all(|p| p.outcome.is_gone() || p.outcome.name() == "protected");
+    let all_gone = report
+        .processes
+        .iter()
+        .all(|p| p.outcome.is_gone() || p.outcome.kind() == OutcomeKind::Protected);
     text.push_str(&format!(
         "\n{} trees, {} processes, {} resident: {}\n",
         cleaned.len(),

@@ -5,7 +5,7 @@
 
 use super::{confirm, outcome_table, parse_duration, probe};
 use crate::output;
-use leakwatch_core::actions::kill::{self, Guard, KillPlan, KillReport};
+use leakwatch_core::actions::kill::{self, Guard, KillPlan, KillReport, OutcomeKind};
 use leakwatch_core::config::Config;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -24,11 +24,16 @@ use std::time::Duration;
     process survived, a root is refused or does not exist, or the plan was not confirmed.\n\n\
     JSON (--json): an object with the fields\n  \
     dry_run, plan {roots [{pid, start_time}], grace_seconds, processes [{pid, start_time, \
-    ppid, depth, name, argv, rss_bytes, protected (why it is left alone, else null)}] depth \
-    first}, and report (null with --dry-run) {processes [{pid, start_time, name, outcome, \
-    reason (protected and survived only)}], elapsed_seconds}. outcome is one of \
-    exited_after_term, killed, already_gone, identity_changed, protected, survived; newcomers \
-    (started during the kill) follow the planned processes.")]
+    ppid, depth, name, argv, rss_bytes, protected (why it is left alone, a refusal, else \
+    null)}] depth first}, and report (null with --dry-run) {processes [{pid, start_time, name, \
+    outcome, reason (protected: a refusal; survived: a survival)}], elapsed_seconds}. outcome \
+    is one of exited_after_term, killed, already_gone, identity_changed, protected, survived; \
+    newcomers (started during the kill) follow the planned processes. A refusal is \
+    {code, ...}: pid_zero, init, leakwatch, leakwatch_parent, leakwatch_ancestor, \
+    kernel_thread, other_user_not_allowed {uid}, other_user {uid, own_uid}, protect_pattern \
+    {pattern}, unreadable {uid}, not_running, pid_reused {pid}. A survival is {code, ...}: \
+    uninterruptible, traced, after_sigkill, still_running, signal_failed {signal, error}, \
+    unreadable {error}, unknown.")]
 pub(crate) struct Args {
     /// The root of each tree to stop.
     #[arg(required = true, value_name = "PID")]
@@ -72,7 +77,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         anyhow::bail!("not confirmed; nothing was signalled");
     }
     let report = kill::execute(&mut probe, &plan, &guard);
-    let survivors = report.with_outcome("survived").len();
+    let survivors = report.with_outcome(OutcomeKind::Survived).len();
     let text = render(&Output { dry_run: false, plan, report: Some(report) }, json)?;
     if survivors > 0 {
         output::print(&text)?;
@@ -93,16 +98,16 @@ fn render(out: &Output, json: bool) -> anyhow::Result<String> {
     };
     let mut text = outcome_table(report);
     let counts: Vec<String> = [
-        ("exited_after_term", "exited after SIGTERM"),
-        ("killed", "killed"),
-        ("already_gone", "already gone"),
-        ("identity_changed", "replaced by another process"),
-        ("protected", "left alone (protected)"),
-        ("survived", "survived"),
+        (OutcomeKind::ExitedAfterTerm, "exited after SIGTERM"),
+        (OutcomeKind::Killed, "killed"),
+        (OutcomeKind::AlreadyGone, "already gone"),
+        (OutcomeKind::IdentityChanged, "replaced by another process"),
+        (OutcomeKind::Protected, "left alone (protected)"),
+        (OutcomeKind::Survived, "survived"),
     ]
     .into_iter()
-    .filter_map(|(name, words)| {
-        let n = report.with_outcome(name).len();
+    .filter_map(|(kind, words)| {
+        let n = report.with_outcome(kind).len();
         (n > 0).then(|| format!("{n} {words}"))
     })
     .collect();

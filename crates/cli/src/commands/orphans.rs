@@ -153,6 +153,7 @@ pub(crate) fn render(rows: &[Row]) -> String {
         ("REASON", Align::Left),
         ("COMMAND", Align::Left),
     ]);
+    let trees: Vec<OrphanTree> = rows.iter().map(|r| r.tree.clone()).collect();
     for row in rows {
         let tree = &row.tree;
         let idle = match row.idle_now {
@@ -168,7 +169,11 @@ pub(crate) fn render(rows: &[Row]) -> String {
             output::age(tree.age),
             idle.to_owned(),
             tree.reason.to_string(),
-            tree.label.clone(),
+            // Two trees of the same command: say what tells them apart (issue 12).
+            match tree.twin_hint(&trees) {
+                Some(hint) => format!("{} [{hint}]", tree.label),
+                None => tree.label.clone(),
+            },
         ]);
         // The members below the root, a launcher and its worker as one row.
         for (depth, member) in tree.rows().into_iter().skip(1) {
@@ -248,5 +253,29 @@ mod tests {
         assert!(!text.contains("701"), "the worker shares its launcher's row: {text}");
         assert!(text.contains("1 orphaned tree, 3 processes, 3 MiB resident, 12 descriptors"));
         assert_eq!(render(&[]), "no orphaned process trees\n");
+    }
+
+    /// issue 12: two trees of the same command are told apart in the listing.
+    #[test]
+    fn twin_trees_say_what_differs() {
+        let tree = |pid: u32| OrphanTree {
+            root: ProcessId { pid, start_time: StartTime(1) },
+            reason: OrphanReason::LeaderGone,
+            original_parent: None,
+            label: "node server.js".into(),
+            members: vec![member(pid, 1, 0, &["node", "server.js"])],
+            total_rss_bytes: 1 << 20,
+            total_fds: 4,
+            age: Duration::from_secs(60),
+            idle_for: None,
+            watched: Vec::new(),
+        };
+        let text = render(&[
+            Row { tree: tree(700), idle_now: None },
+            Row { tree: tree(800), idle_now: None },
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].ends_with("node server.js [pid 700]"), "{text}");
+        assert!(lines[2].ends_with("node server.js [pid 800]"), "{text}");
     }
 }

@@ -128,18 +128,8 @@ impl Guard {
     /// recent process table) finds leakwatch's ancestors; without it only the
     /// direct parent is known. For UIs that mark protected processes; [`plan`] and
     /// [`execute`] check this themselves.
-    pub fn refusal(&self, process: &ProcessInfo, table: Option<&[ProcessInfo]>) -> Option<String> {
+    pub fn refusal(&self, process: &ProcessInfo, table: Option<&[ProcessInfo]>) -> Option<Refusal> {
         Shield::new(table).check(self, process)
-    }
-
-    /// The first `protect` pattern that matches, if any.
-    fn protect_match(&self, name: &str, argv0: Option<&str>) -> Option<&Regex> {
-        let base = argv0.map(|a| a.rsplit('/').next().unwrap_or(a));
-        self.protect.iter().find(|re| {
-            re.is_match(name)
-                || argv0.is_some_and(|a| re.is_match(a))
-                || base.is_some_and(|b| re.is_match(b))
-        })
     }
 }
 
@@ -161,29 +151,197 @@ pub enum Outcome {
     /// different start time): it was gone, and the newcomer was left alone.
     IdentityChanged,
     /// Never signalled: a protection of DESIGN.md ("Identity").
-    Protected { reason: String },
-    /// Still there at the end, and why ("uninterruptible (D state)", "permission
-    /// denied", ...).
-    Survived { reason: String },
+    Protected { reason: Refusal },
+    /// Still there at the end, and why (uninterruptible, a signal refused, ...).
+    Survived { reason: Survival },
+}
+
+/// An [`Outcome`] without its reason: what reports are counted and filtered by
+/// ([`KillReport::with_outcome`]). Its serde names are the `outcome` values of
+/// the JSON, DESIGN.md's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum OutcomeKind {
+    ExitedAfterTerm,
+    Killed,
+    AlreadyGone,
+    IdentityChanged,
+    Protected,
+    Survived,
+}
+
+impl OutcomeKind {
+    /// Every kind, in the order of the escalation's report (gone first).
+    pub const ALL: [OutcomeKind; 6] = [
+        OutcomeKind::ExitedAfterTerm,
+        OutcomeKind::Killed,
+        OutcomeKind::AlreadyGone,
+        OutcomeKind::IdentityChanged,
+        OutcomeKind::Protected,
+        OutcomeKind::Survived,
+    ];
+
+    /// The canonical name, as in JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            OutcomeKind::ExitedAfterTerm => "exited_after_term",
+            OutcomeKind::Killed => "killed",
+            OutcomeKind::AlreadyGone => "already_gone",
+            OutcomeKind::IdentityChanged => "identity_changed",
+            OutcomeKind::Protected => "protected",
+            OutcomeKind::Survived => "survived",
+        }
+    }
+}
+
+impl fmt::Display for OutcomeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a process is left alone: one of the fixed protections of DESIGN.md
+/// ("Identity"), the config's `protect` list, or (for a root pinned by
+/// identity) that it no longer runs. In JSON an object tagged by `code`; its
+/// [`Display`](fmt::Display) is the sentence the CLI prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Refusal {
+    /// pid 0 (the scheduler, or "every process in my group" to kill(2)).
+    PidZero,
+    /// pid 1: init or launchd.
+    Init,
+    /// Leakwatch's own process.
+    Leakwatch,
+    /// The process that started Leakwatch.
+    LeakwatchParent,
+    /// Any further ancestor of Leakwatch.
+    LeakwatchAncestor,
+    KernelThread,
+    /// Another user's, and Leakwatch runs as root without `allow_other_users`.
+    OtherUserNotAllowed {
+        uid: u32,
+    },
+    /// Another user's, and Leakwatch does not run as root (`own_uid`).
+    OtherUser {
+        uid: u32,
+        own_uid: u32,
+    },
+    /// Its name or argv\[0\] matches this `protect` pattern.
+    ProtectPattern {
+        pattern: String,
+    },
+    /// Not in the process table: a thread id, or a process of `uid` this user
+    /// may not inspect.
+    Unreadable {
+        uid: u32,
+    },
+    /// A root pinned by identity that has exited.
+    NotRunning,
+    /// A root pinned by identity whose pid now belongs to another process.
+    PidReused {
+        pid: u32,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::PidZero => f.write_str("pid 0 is never signalled"),
+            Refusal::Init => f.write_str("pid 1 (init) is never signalled"),
+            Refusal::Leakwatch => f.write_str("it is leakwatch itself"),
+            Refusal::LeakwatchParent => f.write_str("it is leakwatch's parent"),
+            Refusal::LeakwatchAncestor => f.write_str("it is an ancestor of leakwatch"),
+            Refusal::KernelThread => f.write_str("it is a kernel thread"),
+            Refusal::OtherUserNotAllowed { uid } => write!(
+                f,
+                "it belongs to uid {uid}; other users' processes need allow_other_users = true \
+                 in the config"
+            ),
+            Refusal::OtherUser { uid, own_uid } => write!(
+                f,
+                "it belongs to uid {uid}, not to you (uid {own_uid}); only root may signal other \
+                 users' processes, with allow_other_users = true"
+            ),
+            Refusal::ProtectPattern { pattern } => {
+                write!(f, "it matches the protect pattern `{pattern}`")
+            }
+            Refusal::Unreadable { uid } => write!(
+                f,
+                "it is not in the process table (a thread id, or a process of uid {uid} this user \
+                 may not inspect)"
+            ),
+            Refusal::NotRunning => f.write_str("no longer running"),
+            Refusal::PidReused { pid } => {
+                write!(f, "no longer running: pid {pid} now belongs to another process")
+            }
+        }
+    }
+}
+
+/// Why a process is still there at the end of the escalation. In JSON an object
+/// tagged by `code`; its [`Display`](fmt::Display) is the CLI's wording.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum Survival {
+    /// In uninterruptible sleep (D state): no signal acts until its I/O ends.
+    Uninterruptible,
+    /// Stopped by a debugger, which holds it.
+    Traced,
+    /// Still running after SIGKILL (and the confirmation wait).
+    AfterSigkill,
+    /// Still running, no SIGKILL having been sent to it.
+    StillRunning,
+    /// Sending `signal` failed with `error` ("permission denied", ...).
+    SignalFailed { signal: Sig, error: String },
+    /// Its state could not be read (`error` says why).
+    Unreadable { error: String },
+    /// The run ended without an outcome for it (never expected).
+    Unknown,
+}
+
+impl fmt::Display for Survival {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Survival::Uninterruptible => f.write_str("uninterruptible (D state)"),
+            Survival::Traced => f.write_str("traced by a debugger"),
+            Survival::AfterSigkill => f.write_str("still running after SIGKILL"),
+            Survival::StillRunning => f.write_str("still running"),
+            Survival::SignalFailed { signal, error } => {
+                write!(f, "{} failed: {error}", signal.name())
+            }
+            Survival::Unreadable { error } => write!(f, "could not be read: {error}"),
+            Survival::Unknown => f.write_str("unknown"),
+        }
+    }
 }
 
 impl Outcome {
-    /// The canonical name, as in JSON.
-    pub const fn name(&self) -> &'static str {
+    /// What happened, without why.
+    pub const fn kind(&self) -> OutcomeKind {
         match self {
-            Outcome::ExitedAfterTerm => "exited_after_term",
-            Outcome::Killed => "killed",
-            Outcome::AlreadyGone => "already_gone",
-            Outcome::IdentityChanged => "identity_changed",
-            Outcome::Protected { .. } => "protected",
-            Outcome::Survived { .. } => "survived",
+            Outcome::ExitedAfterTerm => OutcomeKind::ExitedAfterTerm,
+            Outcome::Killed => OutcomeKind::Killed,
+            Outcome::AlreadyGone => OutcomeKind::AlreadyGone,
+            Outcome::IdentityChanged => OutcomeKind::IdentityChanged,
+            Outcome::Protected { .. } => OutcomeKind::Protected,
+            Outcome::Survived { .. } => OutcomeKind::Survived,
         }
     }
 
-    /// Why, for `protected` and `survived`.
-    pub fn reason(&self) -> Option<&str> {
+    /// The canonical name, as in JSON.
+    pub const fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Why, in words, for `protected` and `survived`.
+    pub fn reason(&self) -> Option<String> {
         match self {
-            Outcome::Protected { reason } | Outcome::Survived { reason } => Some(reason),
+            Outcome::Protected { reason } => Some(reason.to_string()),
+            Outcome::Survived { reason } => Some(reason.to_string()),
             _ => None,
         }
     }
@@ -224,7 +382,7 @@ pub struct PlannedProcess {
     /// Why it will be left alone, if it will: a protection, or (for a root of
     /// [`plan_ids`]) that it is no longer running. [`execute`] never signals a
     /// process with a reason here, and checks the protections again itself.
-    pub protected: Option<String>,
+    pub protected: Option<Refusal>,
 }
 
 /// What [`execute`] will do: the roots, the grace, and every recorded process,
@@ -343,9 +501,9 @@ impl KillReport {
         self.processes.iter().all(|p| p.outcome.is_gone())
     }
 
-    /// The processes whose outcome has this name (`"killed"`...).
-    pub fn with_outcome(&self, name: &str) -> Vec<&ProcessOutcome> {
-        self.processes.iter().filter(|p| p.outcome.name() == name).collect()
+    /// The processes with this outcome.
+    pub fn with_outcome(&self, kind: OutcomeKind) -> Vec<&ProcessOutcome> {
+        self.processes.iter().filter(|p| p.outcome.kind() == kind).collect()
     }
 }
 
@@ -356,7 +514,7 @@ pub enum KillError {
     NoSuchProcess { pid: u32 },
     /// A root is protected (DESIGN.md, "Identity"): nothing is planned.
     #[error("pid {pid}: refusing to signal it: {reason}")]
-    Refused { pid: u32, reason: String },
+    Refused { pid: u32, reason: Refusal },
     #[error(transparent)]
     Probe(#[from] leakwatch_probe::Error),
 }
@@ -377,7 +535,12 @@ pub fn plan(
             Some(p) => specs.push(Root::Live(p.id)),
             // The scan leaves out what it may not read; ask again for the reason.
             None => match probe.process(pid) {
-                Ok(p) => return Err(KillError::Refused { pid, reason: unreadable(&p) }),
+                Ok(p) => {
+                    return Err(KillError::Refused {
+                        pid,
+                        reason: Refusal::Unreadable { uid: p.uid },
+                    });
+                }
                 Err(e) if e.kind() == ErrorKind::NoSuchProcess => {
                     return Err(KillError::NoSuchProcess { pid });
                 }
@@ -425,7 +588,7 @@ pub fn plan_trees(
 fn pinned_roots(
     table: &[ProcessInfo],
     roots: &[ProcessId],
-    left_alone: impl Fn(&ProcessInfo) -> Option<String>,
+    left_alone: impl Fn(&ProcessInfo) -> Option<Refusal>,
 ) -> Vec<Root> {
     roots
         .iter()
@@ -434,11 +597,8 @@ fn pinned_roots(
                 Some(reason) => Root::Stale(id, reason),
                 None => Root::Live(id),
             },
-            Some(_) => Root::Stale(
-                id,
-                format!("no longer running: pid {} now belongs to another process", id.pid),
-            ),
-            None => Root::Stale(id, "no longer running".to_owned()),
+            Some(_) => Root::Stale(id, Refusal::PidReused { pid: id.pid }),
+            None => Root::Stale(id, Refusal::NotRunning),
         })
         .collect()
 }
@@ -446,7 +606,7 @@ fn pinned_roots(
 /// A root as asked for.
 enum Root {
     Live(ProcessId),
-    Stale(ProcessId, String),
+    Stale(ProcessId, Refusal),
 }
 
 fn build_plan(
@@ -621,12 +781,17 @@ enum Pin {
     Replaced,
 }
 
-/// The signals of the escalation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Sig {
+/// The signals of the escalation. In JSON by their usual names (`"SIGTERM"`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub enum Sig {
+    #[serde(rename = "SIGTERM")]
     Term,
+    #[serde(rename = "SIGSTOP")]
     Stop,
+    #[serde(rename = "SIGCONT")]
     Cont,
+    #[serde(rename = "SIGKILL")]
     Kill,
 }
 
@@ -666,7 +831,7 @@ impl<'a> Run<'a> {
         };
         let by_pid: HashMap<u32, &ProcessInfo> =
             table.iter().flatten().map(|p| (p.id.pid, p)).collect();
-        let mut planned: Vec<(ProcessId, String, Option<String>)> =
+        let mut planned: Vec<(ProcessId, String, Option<Refusal>)> =
             plan.processes.iter().map(|p| (p.id, p.name.clone(), p.protected.clone())).collect();
         // A hand-made plan may name a root without listing it.
         for root in &plan.roots {
@@ -853,8 +1018,9 @@ impl<'a> Run<'a> {
                 if sig != Sig::Cont && self.entries[i].stopped {
                     let _ = handle.send(id.pid, Sig::Cont);
                 }
-                self.entries[i].outcome =
-                    Some(Outcome::Survived { reason: format!("{} failed: {reason}", sig.name()) });
+                self.entries[i].outcome = Some(Outcome::Survived {
+                    reason: Survival::SignalFailed { signal: sig, error: reason },
+                });
                 return false;
             }
         }
@@ -1023,12 +1189,12 @@ impl<'a> Run<'a> {
                     self.gone(i, true);
                     continue;
                 }
-                Life::Unknown(why) => format!("could not be read: {why}"),
+                Life::Unknown(why) => Survival::Unreadable { error: why },
                 Life::Alive(p) => match p.state {
-                    ProcessState::DiskSleep => "uninterruptible (D state)".to_owned(),
-                    ProcessState::Traced => "traced by a debugger".to_owned(),
-                    _ if self.entries[i].killed => "still running after SIGKILL".to_owned(),
-                    _ => "still running".to_owned(),
+                    ProcessState::DiskSleep => Survival::Uninterruptible,
+                    ProcessState::Traced => Survival::Traced,
+                    _ if self.entries[i].killed => Survival::AfterSigkill,
+                    _ => Survival::StillRunning,
                 },
             };
             self.entries[i].outcome = Some(Outcome::Survived { reason });
@@ -1039,7 +1205,7 @@ impl<'a> Run<'a> {
             .map(|e| ProcessOutcome {
                 id: e.id,
                 name: e.name,
-                outcome: e.outcome.unwrap_or(Outcome::Survived { reason: "unknown".to_owned() }),
+                outcome: e.outcome.unwrap_or(Outcome::Survived { reason: Survival::Unknown }),
             })
             .collect();
         KillReport { processes, elapsed }
@@ -1047,7 +1213,8 @@ impl<'a> Run<'a> {
 }
 
 impl Sig {
-    const fn name(self) -> &'static str {
+    /// `SIGTERM`, as in JSON.
+    pub const fn name(self) -> &'static str {
         match self {
             Sig::Term => "SIGTERM",
             Sig::Stop => "SIGSTOP",
@@ -1096,17 +1263,6 @@ fn is_dead(state: ProcessState) -> bool {
     matches!(state, ProcessState::Zombie | ProcessState::Dead)
 }
 
-/// Why a pid that answers on its own but is missing from the table is refused:
-/// a thread of some process (Linux lists only processes), or a process whose
-/// details this user may not read.
-fn unreadable(p: &ProcessInfo) -> String {
-    format!(
-        "it is not in the process table (a thread id, or a process of uid {} this user may \
-         not inspect)",
-        p.uid
-    )
-}
-
 /// The fixed protections, with what they need to know about leakwatch itself.
 #[derive(Debug)]
 struct Shield {
@@ -1130,44 +1286,40 @@ impl Shield {
     }
 
     /// Why `p` must not be signalled, or `None`.
-    fn check(&self, guard: &Guard, p: &ProcessInfo) -> Option<String> {
+    fn check(&self, guard: &Guard, p: &ProcessInfo) -> Option<Refusal> {
         let pid = p.id.pid;
         if pid == 0 {
-            return Some("pid 0 is never signalled".to_owned());
+            return Some(Refusal::PidZero);
         }
         if pid == 1 {
-            return Some("pid 1 (init) is never signalled".to_owned());
+            return Some(Refusal::Init);
         }
         if pid == self.me {
-            return Some("it is leakwatch itself".to_owned());
+            return Some(Refusal::Leakwatch);
         }
         if Some(pid) == self.parent {
-            return Some("it is leakwatch's parent".to_owned());
+            return Some(Refusal::LeakwatchParent);
         }
         if self.ancestors.contains(&pid) {
-            return Some("it is an ancestor of leakwatch".to_owned());
+            return Some(Refusal::LeakwatchAncestor);
         }
         if p.is_kernel_thread {
-            return Some("it is a kernel thread".to_owned());
+            return Some(Refusal::KernelThread);
         }
         let permitted = self.uids.contains(&p.uid) || (self.root && guard.allow_other_users);
         if !permitted {
             return Some(if self.root {
-                format!(
-                    "it belongs to uid {}; other users' processes need allow_other_users = true \
-                     in the config",
-                    p.uid
-                )
+                Refusal::OtherUserNotAllowed { uid: p.uid }
             } else {
-                format!(
-                    "it belongs to uid {}, not to you (uid {}); only root may signal other \
-                     users' processes, with allow_other_users = true",
-                    p.uid, self.uids[1]
-                )
+                Refusal::OtherUser { uid: p.uid, own_uid: self.uids[1] }
             });
         }
-        if let Some(re) = guard.protect_match(&p.name, p.argv.first().map(String::as_str)) {
-            return Some(format!("it matches the protect pattern `{}`", re.as_str()));
+        if let Some(re) = crate::config::protect_match(
+            &guard.protect,
+            &p.name,
+            p.argv.first().map(String::as_str),
+        ) {
+            return Some(Refusal::ProtectPattern { pattern: re.as_str().to_owned() });
         }
         None
     }
@@ -1393,14 +1545,20 @@ mod tests {
     fn fixed_protections_cannot_be_lifted() {
         let guard = Guard { protect: Vec::new(), allow_other_users: true };
         let s = shield();
-        for (pid, word) in [(0, "pid 0"), (1, "init"), (500, "itself"), (400, "parent")] {
+        for (pid, refusal, word) in [
+            (0, Refusal::PidZero, "pid 0"),
+            (1, Refusal::Init, "init"),
+            (500, Refusal::Leakwatch, "itself"),
+            (400, Refusal::LeakwatchParent, "parent"),
+            (300, Refusal::LeakwatchAncestor, "ancestor"),
+        ] {
             let reason = s.check(&guard, &process(pid, 0)).unwrap();
-            assert!(reason.contains(word), "{pid}: {reason}");
+            assert_eq!(reason, refusal, "{pid}");
+            assert!(reason.to_string().contains(word), "{pid}: {reason}");
         }
-        assert!(s.check(&guard, &process(300, 0)).unwrap().contains("ancestor"));
         let mut kthread = process(2, 0);
         kthread.is_kernel_thread = true;
-        assert!(s.check(&guard, &kthread).unwrap().contains("kernel thread"));
+        assert_eq!(s.check(&guard, &kthread), Some(Refusal::KernelThread));
         assert_eq!(s.check(&guard, &process(600, 500)), None);
     }
 
@@ -1410,12 +1568,16 @@ mod tests {
         other.uid = 0;
         let allow = Guard { protect: Vec::new(), allow_other_users: true };
         let deny = Guard::default();
-        assert!(shield().check(&allow, &other).unwrap().contains("only root"));
+        let refusal = shield().check(&allow, &other).unwrap();
+        assert_eq!(refusal, Refusal::OtherUser { uid: 0, own_uid: 1000 });
+        assert!(refusal.to_string().contains("only root"), "{refusal}");
         let mut root = shield();
         root.uids = [0, 0];
         root.root = true;
         other.uid = 1000;
-        assert!(root.check(&deny, &other).unwrap().contains("allow_other_users"));
+        let refusal = root.check(&deny, &other).unwrap();
+        assert_eq!(refusal, Refusal::OtherUserNotAllowed { uid: 1000 });
+        assert!(refusal.to_string().contains("allow_other_users"), "{refusal}");
         assert_eq!(root.check(&allow, &other), None);
     }
 
@@ -1427,10 +1589,15 @@ mod tests {
         };
         let mut p = process(600, 1);
         p.name = "sshd".into();
-        assert!(shield().check(&guard, &p).unwrap().contains("`^sshd$`"));
+        let refusal = shield().check(&guard, &p).unwrap();
+        assert_eq!(refusal, Refusal::ProtectPattern { pattern: "^sshd$".to_owned() });
+        assert!(refusal.to_string().contains("`^sshd$`"), "{refusal}");
         p.name = "x".into();
         p.argv = vec!["/usr/lib/postgresql/bin/postgres".to_owned()].into();
-        assert!(shield().check(&guard, &p).unwrap().contains("`^postgres`"));
+        assert_eq!(
+            shield().check(&guard, &p),
+            Some(Refusal::ProtectPattern { pattern: "^postgres".to_owned() })
+        );
         p.argv = vec!["python".to_owned()].into();
         assert_eq!(shield().check(&guard, &p), None);
     }
@@ -1545,10 +1712,29 @@ mod tests {
     fn outcomes_serialize_with_a_tag() {
         let json = |o: &Outcome| serde_json::to_value(o).unwrap();
         assert_eq!(json(&Outcome::Killed), serde_json::json!({"outcome": "killed"}));
+        // issue 13: reasons are enums on the wire, not sentences.
         assert_eq!(
-            json(&Outcome::Survived { reason: "zombie".into() }),
-            serde_json::json!({"outcome": "survived", "reason": "zombie"})
+            json(&Outcome::Survived { reason: Survival::Uninterruptible }),
+            serde_json::json!({"outcome": "survived", "reason": {"code": "uninterruptible"}})
         );
+        let failed = Outcome::Survived {
+            reason: Survival::SignalFailed { signal: Sig::Kill, error: "permission denied".into() },
+        };
+        assert_eq!(
+            json(&failed),
+            serde_json::json!({"outcome": "survived", "reason": {"code": "signal_failed",
+                "signal": "SIGKILL", "error": "permission denied"}})
+        );
+        assert_eq!(failed.to_string(), "survived (SIGKILL failed: permission denied)");
+        assert_eq!(
+            json(&Outcome::Protected { reason: Refusal::OtherUser { uid: 0, own_uid: 501 } }),
+            serde_json::json!({"outcome": "protected", "reason": {"code": "other_user",
+                "uid": 0, "own_uid": 501}})
+        );
+        for kind in OutcomeKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name(), "{kind:?}");
+        }
+        assert_eq!(Outcome::Protected { reason: Refusal::Init }.kind(), OutcomeKind::Protected);
         let report = KillReport {
             processes: vec![ProcessOutcome {
                 id: process(7, 1).id,

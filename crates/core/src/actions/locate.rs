@@ -6,8 +6,9 @@
 
 use crate::actions::service;
 use crate::config::Selector;
+use crate::tree::ProcessTree;
 use leakwatch_probe::{ErrorKind, FdKind, Probe, ProcessId, ProcessInfo};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -455,6 +456,62 @@ pub fn listening_port(endpoint: &str) -> Option<u16> {
     local.rsplit_once(':')?.1.parse().ok()
 }
 
+/// The binaries of Leakwatch's faces (the CLI and daemon, the app). A process
+/// running one of them is Leakwatch's own, wherever it was started from.
+pub const LEAKWATCH_BINARIES: &[&str] = &["leakwatch", "leakwatch-app"];
+
+/// Leakwatch's own processes in `table`: `own` (the calling process), every
+/// process running a Leakwatch binary (another face: the app beside the daemon
+/// it attached to), and all their descendants (the app's WebKit processes, a
+/// helper the CLI started). Automatic mode leaves them out: a watchdog that
+/// lists itself among the top descriptor holders points the user at the wrong
+/// process (issue 12).
+pub fn leakwatch_processes(table: &[ProcessInfo], own: u32) -> HashSet<u32> {
+    let basename = |path: &str| path.rsplit('/').next().unwrap_or(path).to_owned();
+    let is_leakwatch = |p: &ProcessInfo| {
+        p.id.pid == own
+            || [
+                Some(p.name.clone()),
+                p.exe.as_deref().map(basename),
+                p.argv.first().map(|a| basename(a)),
+            ]
+            .into_iter()
+            .flatten()
+            .any(|name| LEAKWATCH_BINARIES.contains(&name.as_str()))
+    };
+    let tree = ProcessTree::new(table);
+    let mut mine = HashSet::new();
+    for root in table.iter().filter(|p| !p.is_kernel_thread && is_leakwatch(p)) {
+        if mine.contains(&root.id.pid) {
+            continue;
+        }
+        mine.extend(tree.subtree_ids(root.id.pid).into_iter().map(|id| id.pid));
+        mine.insert(root.id.pid);
+    }
+    mine
+}
+
+/// What automatic mode (no `[[watch]]` in the config) watches: the `count`
+/// processes of `uid` holding the most descriptors (`fds` counts them; `None`
+/// when not permitted), busiest first, pid breaking ties. Kernel threads and
+/// Leakwatch's own processes ([`leakwatch_processes`]) are left out.
+pub fn automatic_targets(
+    table: &[ProcessInfo],
+    own: u32,
+    uid: u32,
+    count: usize,
+    fds: impl Fn(u32) -> Option<usize>,
+) -> Vec<u32> {
+    let mine = leakwatch_processes(table, own);
+    let mut counts: Vec<(usize, u32)> = table
+        .iter()
+        .filter(|p| p.uid == uid && !p.is_kernel_thread && !mine.contains(&p.id.pid))
+        .filter_map(|p| Some((fds(p.id.pid)?, p.id.pid)))
+        .collect();
+    counts.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    counts.into_iter().take(count).map(|(_, pid)| pid).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -589,5 +646,61 @@ mod tests {
         };
         assert_eq!(outcome, Ok(4243));
         assert_eq!(started.load(Ordering::SeqCst), 2);
+    }
+
+    /// issue 12: automatic mode listed Leakwatch's own processes (the app's
+    /// WebKit children, the CLI's helpers) among the top descriptor holders.
+    #[test]
+    fn automatic_mode_leaves_out_leakwatch_and_its_descendants() {
+        use crate::tree::tests::process;
+        let named = |pid: u32, ppid: u32, name: &str| {
+            let mut p = process(pid, ppid);
+            p.name = name.to_owned();
+            p
+        };
+        let mut app = named(200, 1, "leakwatch-app");
+        app.exe = Some("/usr/bin/leakwatch-app".to_owned());
+        let mut daemon = named(300, 1, "leakwatch");
+        daemon.argv = vec!["/home/me/.cargo/bin/leakwatch".to_owned(), "daemon".to_owned()].into();
+        let mut kthread = named(2, 0, "kthreadd");
+        kthread.is_kernel_thread = true;
+        let mut other_user = named(700, 1, "sshd");
+        other_user.uid = 0;
+        let mut init = named(1, 0, "systemd");
+        init.uid = 0;
+        let table = vec![
+            init,
+            kthread,
+            app,
+            named(201, 200, "WebKitWebProces"),
+            named(202, 200, "WebKitNetworkPr"),
+            named(203, 201, "sh"),
+            daemon,
+            named(400, 1, "node"),
+            named(401, 400, "python3"),
+            named(500, 1, "the-test"),
+            named(501, 500, "lw-helper"),
+            other_user,
+        ];
+        let mine = leakwatch_processes(&table, 500);
+        let mut sorted: Vec<u32> = mine.iter().copied().collect();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [200, 201, 202, 203, 300, 500, 501]);
+
+        // The WebKit processes hold the most descriptors, and are still left out.
+        let fds = |pid: u32| match pid {
+            201 | 202 => Some(5_000),
+            400 => Some(90),
+            401 => Some(120),
+            700 => Some(9_999),
+            1 => Some(300),
+            2 => Some(1),
+            _ => Some(10),
+        };
+        assert_eq!(automatic_targets(&table, 500, 1000, 10, fds), [401, 400]);
+        assert_eq!(automatic_targets(&table, 500, 1000, 1, fds), [401]);
+        // A process whose count cannot be read is not a candidate.
+        let hidden = |pid: u32| fds(pid).filter(|_| pid != 401);
+        assert_eq!(automatic_targets(&table, 500, 1000, 10, hidden), [400]);
     }
 }

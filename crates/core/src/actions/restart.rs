@@ -17,7 +17,7 @@ use crate::store::Snapshot;
 use crate::summary::FdSummary;
 use crate::tree::ProcessTree;
 use leakwatch_probe::{Probe, ProcessId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -53,13 +53,52 @@ pub enum RestartError {
     Unhealthy { target: String, waited: Duration, last: String },
 }
 
+/// How a target is restarted: by its supervisor, or by Leakwatch running its
+/// command. In JSON `"launchd"`, `"systemd"` or `"command"`, as the config keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// `launchctl kickstart -k`.
+    Launchd,
+    /// `systemctl --user restart`.
+    Systemd,
+    /// Leakwatch stops the tree and starts the configured command.
+    Command,
+}
+
+impl Strategy {
+    /// The strategy a `[watch.restart]` section configures.
+    pub const fn of(restart: &Restart) -> Strategy {
+        match restart {
+            Restart::Launchd(_) => Strategy::Launchd,
+            Restart::Systemd(_) => Strategy::Systemd,
+            Restart::Command { .. } => Strategy::Command,
+        }
+    }
+
+    /// The name, as in JSON and the config.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Strategy::Launchd => "launchd",
+            Strategy::Systemd => "systemd",
+            Strategy::Command => "command",
+        }
+    }
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What a restart did, for the CLI, the app and the event log.
 #[derive(Debug, Serialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RestartReport {
     pub target: String,
-    /// `launchd`, `systemd` or `command`.
-    pub strategy: &'static str,
+    pub strategy: Strategy,
     /// The process that was replaced, if one was running.
     pub previous: Option<ProcessId>,
     /// How the old tree was stopped (`command` restarts only).
@@ -93,7 +132,7 @@ pub fn describe(
             "{} {who}: systemd restarts {unit} (`systemctl --user restart {unit}`)",
             target.name
         ),
-        Some(Restart::Command { argv, cwd, health, health_timeout, .. }) => {
+        Some(Restart::Command { argv, cwd, health_timeout, .. }) => {
             let mut text = match plan {
                 Some(plan) => plan.describe(),
                 None => format!("{}: nothing running to stop", target.name),
@@ -102,16 +141,33 @@ pub fn describe(
             if let Some(cwd) = cwd {
                 text.push_str(&format!(" (in {})", cwd.display()));
             }
-            let check = health
-                .as_ref()
-                .map(health_text)
-                .or_else(|| port_of(&target.selector).map(|p| format!("port {p} accepting")));
-            if let Some(check) = check {
+            if let Some(check) = health_check(target) {
                 text.push_str(&format!("\nand wait up to {health_timeout:?} for {check}"));
             }
             text
         }
     }
+}
+
+/// What a `command` restart of `target` waits for once the command is started,
+/// in words ("http://127.0.0.1:8787/health answering 2xx", "port 8787
+/// accepting"): the configured `health`, else the port the target is found by.
+/// `None` when it waits for nothing, or when its supervisor restarts it.
+pub fn health_check(target: &Target) -> Option<String> {
+    match &target.restart {
+        Some(Restart::Command { health, .. }) => health
+            .as_ref()
+            .map(health_text)
+            .or_else(|| port_of(&target.selector).map(|p| format!("port {p} accepting"))),
+        _ => None,
+    }
+}
+
+/// Whether a restart of `target` starts a command and then cannot tell whether
+/// it came back up: no `health`, and no port to wait for. The restart dialog
+/// warns about it (issue 12).
+pub fn lacks_health_check(target: &Target) -> bool {
+    matches!(target.restart, Some(Restart::Command { .. })) && health_check(target).is_none()
 }
 
 /// Restarts `target` now. `reason` and `diagnosis` (the engine's one-line
@@ -133,11 +189,7 @@ pub fn restart(
     let previous = current_process(probe, target);
     let mut report = RestartReport {
         target: target.name.clone(),
-        strategy: match restart {
-            Restart::Launchd(_) => "launchd",
-            Restart::Systemd(_) => "systemd",
-            Restart::Command { .. } => "command",
-        },
+        strategy: Strategy::of(restart),
         previous,
         stopped: None,
         spawned_pid: None,
@@ -874,5 +926,53 @@ mod tests {
         assert_eq!(probe_health(&check), Ok(()));
         assert!(probe_health(&check).unwrap_err().contains("503"));
         server.join().unwrap();
+    }
+
+    /// issue 12: the restart dialog read "no health check" out of the plan's
+    /// words; the app now asks [`lacks_health_check`] and sends a typed flag.
+    #[test]
+    fn a_command_restart_without_health_or_port_lacks_a_health_check() {
+        let config = crate::config::Config::parse(
+            r#"
+[[watch]]
+name = "bare"
+process = "bare-server"
+restart = { command = ["bare-server"] }
+
+[[watch]]
+name = "checked"
+process = "checked-server"
+restart = { command = ["checked-server"], health = "http://127.0.0.1:8787/health" }
+
+[[watch]]
+name = "by-port"
+port = 8788
+restart = { command = ["by-port-server"] }
+
+[[watch]]
+name = "supervised"
+process = "agent"
+restart = { systemd = "agent.service" }
+
+[[watch]]
+name = "unrestartable"
+process = "other"
+"#,
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let lacks = |name: &str| lacks_health_check(config.target(name).unwrap());
+        assert!(lacks("bare"));
+        assert!(!lacks("checked"));
+        assert!(!lacks("by-port"));
+        assert!(!lacks("supervised"));
+        assert!(!lacks("unrestartable"));
+        let text = |name: &str| describe(config.target(name).unwrap(), None, None);
+        assert!(!text("bare").contains("and wait up to"), "{}", text("bare"));
+        assert!(text("by-port").contains("port 8788 accepting"), "{}", text("by-port"));
+        assert_eq!(
+            Strategy::of(config.target("supervised").unwrap().restart.as_ref().unwrap()),
+            Strategy::Systemd
+        );
     }
 }

@@ -6,6 +6,7 @@ use super::document::{Doc, Table, too_big};
 use super::parser::Parser;
 use super::rule::{Metric, RuleSpec};
 use super::schema::{CONFIG_ENV, Config, ConfigError, DATA_DIR_ENV, MAX_CONFIG_BYTES, Target};
+use regex::Regex;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -46,13 +47,6 @@ impl Config {
         let text = String::from_utf8(bytes)
             .map_err(|e| error(format!("cannot read the configuration: not UTF-8: {e}")))?;
         Self::parse(&text, path)
-    }
-
-    /// Loads the file at [`Config::default_path`]: a missing file at the platform
-    /// default is the default configuration; a missing file named by
-    /// `LEAKWATCH_CONFIG` is an error (someone asked for it).
-    pub fn load_default() -> Result<Config, ConfigError> {
-        crate::config::source::ConfigSource::resolve(None).load_or_default()
     }
 
     /// Validates `text`; `path` is named in errors, and relative paths in the file
@@ -139,13 +133,26 @@ impl Config {
     /// Whether a process with this name and argv\[0\] is on the `protect` list
     /// (argv\[0\] is tried whole and by its last path component).
     pub fn is_protected(&self, name: &str, argv0: Option<&str>) -> bool {
-        let base = argv0.map(|a| a.rsplit('/').next().unwrap_or(a));
-        self.protect.iter().any(|re| {
-            re.is_match(name)
-                || argv0.is_some_and(|a| re.is_match(a))
-                || base.is_some_and(|b| re.is_match(b))
-        })
+        protect_match(&self.protect, name, argv0).is_some()
     }
+}
+
+/// The first of the `protect` patterns that matches a process with this name and
+/// argv\[0\] (tried whole and by its last path component), if any. The one
+/// protect matcher: the config's queries and the actions' guard
+/// (`kill::Guard`, which names the pattern in its refusal) both ask it, so what
+/// `config check` promises is what a signal obeys.
+pub fn protect_match<'p>(
+    protect: &'p [Regex],
+    name: &str,
+    argv0: Option<&str>,
+) -> Option<&'p Regex> {
+    let base = argv0.map(|a| a.rsplit('/').next().unwrap_or(a));
+    protect.iter().find(|re| {
+        re.is_match(name)
+            || argv0.is_some_and(|a| re.is_match(a))
+            || base.is_some_and(|b| re.is_match(b))
+    })
 }
 
 pub(super) fn resolve_dir(

@@ -16,6 +16,11 @@
 //! `load` the paths and queries, `example.toml` the commented example;
 //! [`source`] says where the file comes from, [`edit`] and [`form`] change the
 //! user's file in place.
+//!
+//! Layering: the config sits just above the foundation and uses nothing else
+//! (`model`, `units`, `private`). The rule vocabulary lives here and rule
+//! evaluation in `crate::rules`, above; proposing a locator for a running
+//! process, which asks the actions' `locate`, lives in `crate::proposal`.
 
 mod document;
 pub mod edit;
@@ -30,5 +35,6 @@ mod suggest;
 mod tests;
 
 pub use document::parse_bytes;
+pub use load::protect_match;
 pub use rule::{Direction, Metric, PathGlob, RuleSpec, Threshold, builtin_rules};
 pub use schema::*;

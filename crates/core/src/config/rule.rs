@@ -218,7 +218,7 @@ impl fmt::Display for Threshold {
         match self {
             Threshold::Count(n) => write!(f, "{}", trim_float(*n)),
             Threshold::Percent(p) => write!(f, "{}%", trim_float(*p)),
-            Threshold::Bytes(b) => f.write_str(&crate::rules::human_bytes(*b)),
+            Threshold::Bytes(b) => f.write_str(&crate::units::human_bytes(*b)),
             Threshold::PerHour(r) => write!(f, "{}/h", trim_float(*r)),
             Threshold::Duration(d) => write!(f, "{}", humantime::format_duration(*d)),
             Threshold::Flag(b) => write!(f, "{b}"),

@@ -6,7 +6,6 @@
 use super::load::display_path;
 use super::rule::{RuleSpec, builtin_rules};
 use crate::model::Severity;
-use leakwatch_probe::ProcessInfo;
 use regex::Regex;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -150,19 +149,6 @@ impl Selector {
             Selector::Systemd(_) => "systemd",
             Selector::Process(_) => "process",
             Selector::Argv(_) => "argv",
-        }
-    }
-
-    /// Whether `process` matches, for the selectors that are decided by the process
-    /// table alone (`process`, `argv`); `None` for the ones that need the OS
-    /// (a pidfile, a port, a service manager).
-    pub fn matches_process(&self, process: &ProcessInfo) -> Option<bool> {
-        match self {
-            Selector::Process(re) => Some(re.is_match(&process.name)),
-            Selector::Argv(re) => {
-                Some(!process.argv.is_empty() && re.is_match(&process.argv.join(" ")))
-            }
-            _ => None,
         }
     }
 }

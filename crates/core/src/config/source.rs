@@ -82,6 +82,15 @@ impl ConfigSource {
     }
 }
 
+impl Config {
+    /// Loads the file at [`Config::default_path`]: a missing file at the platform
+    /// default is the default configuration; a missing file named by
+    /// `LEAKWATCH_CONFIG` is an error (someone asked for it).
+    pub fn load_default() -> Result<Config, ConfigError> {
+        ConfigSource::resolve(None).load_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@
 //! thread of its own and the engine collects the result on a later tick: a tick
 //! never waits for one, and a target is never acted on twice at once.
 
-use crate::actions::kill::{self, Guard, KillReport};
+use crate::actions::kill::{self, Guard, KillReport, OutcomeKind};
 use crate::actions::restart::{self, CircuitBreaker, RestartReport};
 use crate::config::{Config, Target};
 use crate::model::{Event, EventKind, Severity, UnixMillis};
@@ -74,78 +74,91 @@ impl Autopilot {
             .collect();
         for key in finished {
             let Some(handle) = self.in_flight.remove(&key) else { continue };
-            let Ok((done, child)) = handle.join() else {
-                events.push(action_event(
-                    now,
-                    &key,
-                    Severity::Critical,
-                    "an automatic action panicked".into(),
-                ));
-                continue;
-            };
-            self.children.extend(child);
-            match done {
-                Done::Restart { target, result, snapshots } => {
-                    if let Some(store) = store {
-                        for snapshot in &snapshots {
-                            if let Err(e) = store.record_snapshot(snapshot) {
-                                tracing::warn!("{e}");
+            self.settle(&key, handle.join(), store, now, events);
+        }
+    }
+
+    /// Turns an action's end into events and bookkeeping: a restart's forensic
+    /// snapshots go to `store`, a server it started is reaped when it exits.
+    fn settle(
+        &mut self,
+        key: &str,
+        joined: std::thread::Result<(Done, Option<Child>)>,
+        store: Option<&Store>,
+        now: UnixMillis,
+        events: &mut Vec<Event>,
+    ) {
+        let Ok((done, child)) = joined else {
+            events.push(action_event(
+                now,
+                key,
+                Severity::Critical,
+                "an automatic action panicked".into(),
+            ));
+            return;
+        };
+        self.children.extend(child);
+        match done {
+            Done::Restart { target, result, snapshots } => {
+                if let Some(store) = store {
+                    for snapshot in &snapshots {
+                        if let Err(e) = store.record_snapshot(snapshot) {
+                            tracing::warn!("{e}");
+                        }
+                    }
+                }
+                let event = match result {
+                    Ok(report) => {
+                        *self.restarts.entry(target.clone()).or_insert(0) += 1;
+                        let message = format!(
+                            "{target}: restarted automatically via {}: {}{}",
+                            report.strategy,
+                            report.new_pid.map_or_else(
+                                || "new pid unknown".into(),
+                                |p| format!("now pid {p}")
+                            ),
+                            report.healthy_after.map_or_else(String::new, |d| {
+                                format!(", healthy after {:.1} s", d.as_secs_f64())
+                            }),
+                        );
+                        action_event(now, &target, Severity::Warning, message)
+                    }
+                    Err(error) => action_event(
+                        now,
+                        &target,
+                        Severity::Critical,
+                        format!("{target}: automatic restart failed: {error}"),
+                    ),
+                };
+                events.push(event);
+            }
+            Done::Reap { roots, result } => {
+                for root in &roots {
+                    self.reaping.remove(root);
+                }
+                let message = match result {
+                    Ok(report) => {
+                        let protected = report.with_outcome(OutcomeKind::Protected).len();
+                        format!(
+                            "orphans: reaped {} idle tree(s), {} process(es): {}{}",
+                            roots.len(),
+                            report.processes.len() - protected,
+                            if report.processes.iter().all(|p| {
+                                p.outcome.is_gone() || p.outcome.kind() == OutcomeKind::Protected
+                            }) {
+                                "all gone"
+                            } else {
+                                "some survived"
+                            },
+                            match protected {
+                                0 => String::new(),
+                                n => format!("; {n} protected process(es) left alone"),
                             }
-                        }
+                        )
                     }
-                    let event = match result {
-                        Ok(report) => {
-                            *self.restarts.entry(target.clone()).or_insert(0) += 1;
-                            let message = format!(
-                                "{target}: restarted automatically via {}: {}{}",
-                                report.strategy,
-                                report.new_pid.map_or_else(
-                                    || "new pid unknown".into(),
-                                    |p| format!("now pid {p}")
-                                ),
-                                report.healthy_after.map_or_else(String::new, |d| {
-                                    format!(", healthy after {:.1} s", d.as_secs_f64())
-                                }),
-                            );
-                            action_event(now, &target, Severity::Warning, message)
-                        }
-                        Err(error) => action_event(
-                            now,
-                            &target,
-                            Severity::Critical,
-                            format!("{target}: automatic restart failed: {error}"),
-                        ),
-                    };
-                    events.push(event);
-                }
-                Done::Reap { roots, result } => {
-                    for root in &roots {
-                        self.reaping.remove(root);
-                    }
-                    let message = match result {
-                        Ok(report) => {
-                            let protected = report.with_outcome("protected").len();
-                            format!(
-                                "orphans: reaped {} idle tree(s), {} process(es): {}{}",
-                                roots.len(),
-                                report.processes.len() - protected,
-                                if report.processes.iter().all(|p| {
-                                    p.outcome.is_gone() || p.outcome.name() == "protected"
-                                }) {
-                                    "all gone"
-                                } else {
-                                    "some survived"
-                                },
-                                match protected {
-                                    0 => String::new(),
-                                    n => format!("; {n} protected process(es) left alone"),
-                                }
-                            )
-                        }
-                        Err(error) => format!("orphans: reaping idle trees failed: {error}"),
-                    };
-                    events.push(action_event(now, super::ORPHANS, Severity::Warning, message));
-                }
+                    Err(error) => format!("orphans: reaping idle trees failed: {error}"),
+                };
+                events.push(action_event(now, super::ORPHANS, Severity::Warning, message));
             }
         }
     }
@@ -253,12 +266,13 @@ impl Autopilot {
         self.in_flight.insert(REAPER.to_owned(), handle);
     }
 
-    /// Waits for actions still running (the engine is stopping).
-    pub fn finish(&mut self) {
-        for (_, handle) in self.in_flight.drain() {
-            if let Ok((_, Some(child))) = handle.join() {
-                self.children.push(child);
-            }
+    /// Waits for actions still running (the engine is stopping) and settles them
+    /// as [`Autopilot::collect`] does: the forensic snapshots of a restart still
+    /// in flight are the evidence of what leaked, and outlive the engine too.
+    pub fn finish(&mut self, store: Option<&Store>, now: UnixMillis, events: &mut Vec<Event>) {
+        let in_flight: Vec<_> = self.in_flight.drain().collect();
+        for (key, handle) in in_flight {
+            self.settle(&key, handle.join(), store, now, events);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! another process owns the data directory.
 
 use super::{Command, Engine, EngineError};
+use crate::config::Config;
 use crate::model::{Event, unix_millis};
 use crate::owner::LockError;
 use crate::status::{Problem, Status};
@@ -17,6 +18,7 @@ pub struct EngineHandle {
     pub(super) commands: mpsc::UnboundedSender<Command>,
     pub(super) shutdown: watch::Sender<bool>,
     pub(super) metrics_listen: watch::Receiver<Option<std::net::SocketAddr>>,
+    pub(super) config: watch::Receiver<Option<Arc<Config>>>,
     pub(super) failure: watch::Receiver<Option<String>>,
     /// The engine this handle follows, when another owns the data directory.
     pub(super) owner: watch::Receiver<Option<crate::owner::Owner>>,
@@ -45,6 +47,16 @@ impl EngineHandle {
     /// face serving `/metrics` can move there.
     pub fn metrics_listen(&self) -> watch::Receiver<Option<std::net::SocketAddr>> {
         self.metrics_listen.clone()
+    }
+
+    /// The config in force in this handle's own engine, updated when a reload
+    /// takes a new one (a broken file keeps the last good one in force): faces
+    /// act on it instead of reading and parsing the file again, so their
+    /// actions work while the file is broken. `None` while the handle has no
+    /// engine of its own (still starting, or attached to another process's,
+    /// whose config is that process's).
+    pub fn config(&self) -> watch::Receiver<Option<Arc<Config>>> {
+        self.config.clone()
     }
 
     /// Sends a command; it is applied before the next tick.
@@ -85,6 +97,7 @@ impl EngineHandle {
         let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
         let (listen_tx, listen_rx) = watch::channel(None);
+        let (config_tx, config_rx) = watch::channel(None::<Arc<Config>>);
         let (failure_tx, failure_rx) = watch::channel(None::<String>);
         let (owner_tx, owner_rx) = watch::channel(None::<crate::owner::Owner>);
         let events = events_tx.clone();
@@ -150,6 +163,8 @@ impl EngineHandle {
             let mut inner_events = inner.events();
             let mut inner_listen = inner.metrics_listen();
             let _ = listen_tx.send(*inner_listen.borrow_and_update());
+            let mut inner_config = inner.config();
+            config_tx.send_replace(inner_config.borrow_and_update().clone());
             let mut inner_failure = inner.failure();
             loop {
                 tokio::select! {
@@ -160,6 +175,10 @@ impl EngineHandle {
                     changed = inner_listen.changed() => {
                         if changed.is_err() { break }
                         let _ = listen_tx.send(*inner_listen.borrow_and_update());
+                    }
+                    changed = inner_config.changed() => {
+                        if changed.is_err() { break }
+                        config_tx.send_replace(inner_config.borrow_and_update().clone());
                     }
                     changed = statuses.changed() => {
                         if changed.is_err() { break }
@@ -178,6 +197,7 @@ impl EngineHandle {
                     _ = shutdown_rx.changed() => break,
                 }
             }
+            config_tx.send_replace(None);
             inner.shutdown().await;
         });
         EngineHandle {
@@ -186,6 +206,7 @@ impl EngineHandle {
             commands: command_tx,
             shutdown: shutdown_tx,
             metrics_listen: listen_rx,
+            config: config_rx,
             failure: failure_rx,
             owner: owner_rx,
             task,

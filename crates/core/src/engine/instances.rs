@@ -2,7 +2,7 @@
 //! store, its recent samples (the trend's window), its limit, its descriptors
 //! by kind and their baseline, and its last row.
 
-use super::Engine;
+use super::{Engine, age};
 use crate::diagnose::{Baseline, BaselineReason, Diagnosis, Evidence, Mark, diagnose};
 use crate::model::{Event, EventKind, Sample, SeriesKey, Severity, UnixMillis, unix_millis};
 use crate::status::{ProcessSummary, TargetStatus};
@@ -11,7 +11,7 @@ use crate::summary::FdSummary;
 use crate::window::SampleWindow;
 use leakwatch_probe::{FdLimit, LimitSource, ProcessId, ProcessInfo};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 /// One watched process (or one target that is down).
 #[derive(Debug)]
@@ -47,7 +47,7 @@ pub(super) struct Instance {
 pub(super) struct KindsRead {
     pub(super) id: ProcessId,
     pub(super) count: usize,
-    pub(super) at: Instant,
+    pub(super) at: UnixMillis,
     pub(super) summary: Arc<FdSummary>,
 }
 
@@ -97,6 +97,7 @@ impl Engine {
         &mut self,
         instance_name: &str,
         process: &ProcessInfo,
+        now: UnixMillis,
     ) -> Result<Option<Arc<FdSummary>>, leakwatch_probe::Error> {
         let pid = process.id.pid;
         // Compared with the count taken before the last read by kind, not with
@@ -105,7 +106,9 @@ impl Engine {
         let count = self.probe.fd_count(pid)?;
         let reusable =
             self.instances.get(instance_name).and_then(|i| i.kinds.as_ref()).filter(|k| {
-                k.id == process.id && k.count == count && k.at.elapsed() < self.fd_kinds_max_age
+                k.id == process.id
+                    && k.count == count
+                    && age(k.at, now).is_some_and(|a| a < self.fd_kinds_max_age)
             });
         if let Some(kinds) = reusable {
             // The count was of whoever holds the pid now.
@@ -121,7 +124,6 @@ impl Engine {
         if let Some(instance) = self.instances.get_mut(instance_name) {
             // Survivors since the series' first read: a read by kind already
             // holds every identity, so this costs a set lookup per descriptor.
-            let now = unix_millis(SystemTime::now());
             match &instance.baseline {
                 Some(baseline) => {
                     let survivors = baseline.survivors(&table, now);
@@ -133,12 +135,8 @@ impl Engine {
                         Some(Baseline::new(&table, now, BaselineReason::SeriesStart));
                 }
             }
-            instance.kinds = Some(KindsRead {
-                id: process.id,
-                count,
-                at: Instant::now(),
-                summary: Arc::clone(&summary),
-            });
+            instance.kinds =
+                Some(KindsRead { id: process.id, count, at: now, summary: Arc::clone(&summary) });
         }
         Ok(Some(summary))
     }

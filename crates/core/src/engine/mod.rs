@@ -28,6 +28,7 @@ mod runner;
 mod status;
 mod tick;
 
+pub use crate::command::Command;
 pub use handle::EngineHandle;
 pub use instances::resolve_limit;
 pub use runner::descriptor_exhaustion;
@@ -35,7 +36,6 @@ pub use runner::descriptor_exhaustion;
 use crate::actions::locate::PortMemo;
 use crate::config::source::ConfigSource;
 use crate::config::{Config, ConfigError};
-use crate::diagnose::{Mark, MarkError, SinceMark};
 use crate::model::{Event, EventKind, Severity, UnixMillis, unix_millis};
 use crate::notifier::Notifier;
 use crate::orphans::{IdleTracker, Lineage, OrphanTree};
@@ -51,8 +51,7 @@ use reload::file_stamp;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::oneshot;
+use std::time::{Duration, SystemTime};
 
 /// How often the whole process table is read. Between full scans the engine only
 /// reads the processes it watches: a full scan of a desktop's few hundred
@@ -120,42 +119,13 @@ impl EngineError {
     }
 }
 
-/// Something for the engine to do between ticks.
-#[derive(Debug)]
-pub enum Command {
-    /// Read the config file again (SIGHUP, or the app's settings were saved).
-    Reload,
-    /// Silence notifications for this long; `None` resumes them.
-    PauseAlerts(Option<Duration>),
-    /// Read the process table and poll every target now, not at their next
-    /// turn: an action (a restart, an orphan clean-up) changed the processes, and
-    /// the faces should show it at once.
-    Rescan,
-    /// Mark a baseline on every process of the target now (see
-    /// [`crate::diagnose::mark`]); the reply says what was marked.
-    MarkBaseline { target: String, reply: oneshot::Sender<Result<Vec<Mark>, MarkError>> },
-    /// What survived on the target's processes since their marks, read now.
-    SinceMark { target: String, reply: oneshot::Sender<Result<Vec<SinceMark>, MarkError>> },
-}
-
-impl Command {
-    /// Whether the spawned loop ticks at once after it, rather than on its beat.
-    const fn ticks_now(&self) -> bool {
-        matches!(self, Command::Reload | Command::Rescan)
-    }
-
-    /// Whether someone waits for its reply: applied as soon as no tick runs,
-    /// rather than before the next one.
-    const fn awaited(&self) -> bool {
-        matches!(self, Command::MarkBaseline { .. } | Command::SinceMark { .. })
-    }
-}
-
 /// The engine's state between ticks.
 #[derive(Debug)]
 pub struct Engine {
     options: EngineOptions,
-    config: Config,
+    /// Shared, so faces can act on the config in force without reading the
+    /// file again ([`EngineHandle::config`]).
+    config: Arc<Config>,
     /// The file the config came from and its modification stamp, to notice edits.
     config_file: Option<PathBuf>,
     config_stamp: Option<(SystemTime, u64)>,
@@ -168,7 +138,8 @@ pub struct Engine {
     rule_states: HashMap<(String, String), RuleState>,
     port_memos: HashMap<String, PortMemo>,
     table: Vec<ProcessInfo>,
-    table_read_at: Option<Instant>,
+    /// When the whole table was last read, on the tick's clock.
+    table_read_at: Option<UnixMillis>,
     /// See [`FD_KINDS_MAX_AGE`] and [`Engine::reuse_fd_kinds_for`].
     fd_kinds_max_age: Duration,
     automatic_pids: Vec<u32>,
@@ -198,12 +169,25 @@ pub struct Engine {
     store_throttle: Throttle,
     /// Why history is not being kept, when it is not (see [`Status::history_error`]).
     history_error: Option<String>,
+    /// Whether reloads are parsed by the spawned loop on a blocking thread
+    /// rather than in place (see [`reload`]).
+    defer_reloads: bool,
+    /// A reload the loop has yet to start.
+    reload_wanted: bool,
     /// Whether the series left open by a previous run, whose processes died while
     /// no engine watched, have been closed (on the first full scan).
     stale_series_closed: bool,
     /// Makes this many ticks panic: the tests' stand-in for a tick that cannot go on.
     #[cfg(test)]
     fail_ticks: u32,
+}
+
+/// How long before `now` `at` was, both on the tick's clock (see
+/// [`Engine::tick_at`]); `None` when `at` is later, as after the wall clock was
+/// set back, which callers take as long ago rather than waiting for the clock
+/// to catch up.
+fn age(at: UnixMillis, now: UnixMillis) -> Option<Duration> {
+    now.checked_sub(at).map(Duration::from_millis)
 }
 
 /// Locks the data directory of an engine that keeps history (its store's
@@ -339,7 +323,7 @@ impl Engine {
         }
         Ok(Self {
             options,
-            config,
+            config: Arc::new(config),
             config_file,
             config_stamp,
             config_error,
@@ -369,6 +353,8 @@ impl Engine {
             lock,
             store_throttle: Throttle::new(STORE_WARN_EVERY),
             history_error,
+            defer_reloads: false,
+            reload_wanted: false,
             stale_series_closed: false,
             #[cfg(test)]
             fail_ticks: 0,
@@ -383,6 +369,11 @@ impl Engine {
     /// The config in force.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The config in force, shared: what the handle publishes.
+    pub fn shared_config(&self) -> Arc<Config> {
+        Arc::clone(&self.config)
     }
 
     /// Messages from start-up worth showing once (a corrupt store moved aside).
@@ -406,7 +397,7 @@ impl Engine {
     /// Applies a command.
     pub fn apply(&mut self, command: Command) {
         match command {
-            Command::Reload => self.reload(true),
+            Command::Reload => self.reload(true, unix_millis(SystemTime::now())),
             Command::Rescan => {
                 self.table_read_at = None;
                 self.next_due.clear();
@@ -433,8 +424,26 @@ impl Engine {
     }
 
     /// Waits for automatic actions still running: call before dropping the engine.
+    /// Their outcomes (a restart's forensic snapshots, its event) are written to
+    /// the history as a tick's would be, so a restart that was still running at
+    /// shutdown leaves its evidence too.
     pub fn finish(&mut self) {
-        self.autopilot.finish();
+        let now = unix_millis(SystemTime::now());
+        let mut events = Vec::new();
+        self.autopilot.finish(self.store.as_ref(), now, &mut events);
+        if let Some(store) = &self.store {
+            for event in &events {
+                if let Err(error) = store.record_event(event) {
+                    tracing::warn!("{error}");
+                }
+            }
+        }
+        for event in events {
+            if self.recent_events.len() == RECENT_EVENTS {
+                self.recent_events.pop_front();
+            }
+            self.recent_events.push_back(event);
+        }
     }
 
     /// The orphan trees of the last full scan, largest first.

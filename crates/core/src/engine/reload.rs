@@ -1,26 +1,56 @@
 //! Reloading the config file: on a command, or when its stamp changes. A bad
 //! file keeps the config in force.
+//!
+//! Reading and parsing the file is blocking work on a file the user names (it
+//! may be a FIFO, or on a hung mount), so an engine run by [`Engine::spawn`]
+//! only notes that a reload is wanted; the loop parses on a blocking thread
+//! ([`load`]) and hands the result back to [`Engine::apply_loaded`] between
+//! ticks. An engine ticked by hand reloads in place.
 
 use super::Engine;
-use crate::model::{Event, EventKind, Severity, UnixMillis, unix_millis};
+use crate::config::source::ConfigSource;
+use crate::config::{Config, ConfigError};
+use crate::model::{Event, EventKind, Severity, UnixMillis};
 use std::path::Path;
 use std::time::SystemTime;
 
 impl Engine {
-    /// Reads the config again. A bad file keeps the config in force and is
-    /// reported, once per distinct error, as a `config_error` event.
-    pub(super) fn reload(&mut self, forced: bool) {
-        let Some(path) = self.config_file.clone() else { return };
-        let stamp = file_stamp(&path);
+    /// Reads the config again when `forced` or when its file changed: in place,
+    /// or (see [`Engine::defer_reloads`]) by asking the loop to. A bad file
+    /// keeps the config in force and is reported, once per distinct error, as
+    /// a `config_error` event.
+    pub(super) fn reload(&mut self, forced: bool, now: UnixMillis) {
+        let Some(path) = self.config_file.as_deref() else { return };
+        let stamp = file_stamp(path);
         if !forced && stamp == self.config_stamp {
             return;
         }
         self.config_stamp = stamp;
-        let now = unix_millis(SystemTime::now());
-        let loaded = self.options.config.load_or_default();
+        if self.defer_reloads {
+            self.reload_wanted = true;
+            return;
+        }
+        let loaded = load(&self.options.config);
+        self.apply_loaded(loaded, now);
+    }
+
+    /// Makes reloads the loop's work: [`Engine::reload`] then only sets a flag
+    /// that [`Engine::take_reload`] hands over.
+    pub(super) fn defer_reloads(&mut self) {
+        self.defer_reloads = true;
+    }
+
+    /// Where to read the config from, if a reload is wanted (once per request).
+    pub(super) fn take_reload(&mut self) -> Option<ConfigSource> {
+        std::mem::take(&mut self.reload_wanted).then(|| self.options.config.clone())
+    }
+
+    /// Puts a config read by [`load`] in force, or reports why it cannot be.
+    pub(super) fn apply_loaded(&mut self, loaded: Result<Config, ConfigError>, now: UnixMillis) {
+        let Some(path) = self.config_file.clone() else { return };
         match loaded {
             Ok(config) => {
-                self.config = config;
+                self.config = std::sync::Arc::new(config);
                 self.config_error = None;
                 self.next_due.clear();
                 self.port_memos.clear();
@@ -76,6 +106,11 @@ impl Engine {
             message,
         }
     }
+}
+
+/// Reads and parses the config: blocking work, for a blocking thread.
+pub(super) fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
+    source.load_or_default()
 }
 
 /// The file's modification time and length: a cheap "did it change" stamp.

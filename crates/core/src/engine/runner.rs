@@ -1,15 +1,19 @@
 //! The async loop that runs an engine: it schedules ticks on blocking threads,
-//! applies commands between them, publishes statuses and events, serves the
-//! local API, and gives up when ticks keep failing.
+//! applies commands between them, parses config reloads on blocking threads
+//! too, publishes statuses and events, serves the local API, and gives up when
+//! ticks keep failing. Nothing that can block (a probe, a file the user names)
+//! runs on the loop's own task.
 
 use super::handle::EngineHandle;
 use super::{Command, Engine, GIVE_UP_AFTER_FAILED_TICKS, TICK_FAILURE_LOG_EVERY};
-use crate::model::UnixMillis;
+use crate::config::{Config, ConfigError};
+use crate::model::{UnixMillis, unix_millis};
 use crate::status::Status;
 use crate::throttle::Throttle;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 impl Engine {
@@ -20,6 +24,7 @@ impl Engine {
         let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
         let (listen_tx, listen_rx) = watch::channel(self.config.metrics.listen);
+        let (config_tx, config_rx) = watch::channel(Some(self.shared_config()));
         let (failure_tx, failure_rx) = watch::channel(None::<String>);
         let events = events_tx.clone();
         // The lock owner serves the local API, so other faces attach to it.
@@ -46,8 +51,12 @@ impl Engine {
             let mut period = self.base_interval();
             let mut interval = tokio::time::interval(period);
             interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+            self.defer_reloads();
             let mut engine = Some(self);
             let mut pending: Vec<Command> = Vec::new();
+            // A config being parsed, and one parsed while a tick had the engine.
+            let mut reloading: Option<JoinHandle<Loaded>> = None;
+            let mut loaded_meanwhile: Option<Loaded> = None;
             let mut in_flight: Option<tokio::task::JoinHandle<(Engine, TickResult)>> = None;
             let mut last_event_at: UnixMillis = 0;
             let mut failed_in_a_row: u32 = 0;
@@ -62,6 +71,7 @@ impl Engine {
                         for command in pending.drain(..) {
                             current.apply(command);
                         }
+                        start_reload(&mut current, &mut reloading);
                         in_flight = Some(tokio::task::spawn_blocking(move || {
                             // A tick that panics loses that tick, not the engine:
                             // its state is plain data, and the next tick reads
@@ -137,6 +147,14 @@ impl Engine {
                         let _ = status_tx.send(status);
                         let listen = current.config().metrics.listen;
                         listen_tx.send_if_modified(|old| std::mem::replace(old, listen) != listen);
+                        let config = current.shared_config();
+                        config_tx.send_if_modified(|old| {
+                            let same = old.as_ref().is_some_and(|o| Arc::ptr_eq(o, &config));
+                            if !same {
+                                *old = Some(config);
+                            }
+                            !same
+                        });
                         let wanted = current.base_interval();
                         if wanted != period {
                             period = wanted;
@@ -151,7 +169,34 @@ impl Engine {
                         for command in awaited {
                             current.apply(command);
                         }
+                        if let Some(loaded) = loaded_meanwhile.take() {
+                            current.apply_loaded(loaded, unix_millis(SystemTime::now()));
+                            interval.reset_immediately();
+                        }
+                        start_reload(&mut current, &mut reloading);
                         engine = Some(current);
+                    }
+                    loaded = async {
+                        match reloading.as_mut() {
+                            Some(handle) => handle.await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        reloading = None;
+                        match loaded {
+                            Ok(loaded) => match engine.as_mut() {
+                                Some(current) => {
+                                    current.apply_loaded(loaded, unix_millis(SystemTime::now()));
+                                    start_reload(current, &mut reloading);
+                                    // Watch under the new config now, not a period later.
+                                    interval.reset_immediately();
+                                }
+                                None => loaded_meanwhile = Some(loaded),
+                            },
+                            Err(error) => {
+                                tracing::error!("reading the configuration could not run: {error}");
+                            }
+                        }
                     }
                     command = command_rx.recv() => match command {
                         Some(command) => {
@@ -161,7 +206,10 @@ impl Engine {
                                 interval.reset_immediately();
                             }
                             match engine.as_mut() {
-                                Some(current) => current.apply(command),
+                                Some(current) => {
+                                    current.apply(command);
+                                    start_reload(current, &mut reloading);
+                                }
                                 None => pending.push(command),
                             }
                         }
@@ -194,10 +242,25 @@ impl Engine {
             commands: command_tx,
             shutdown: shutdown_tx,
             metrics_listen: listen_rx,
+            config: config_rx,
             failure: failure_rx,
             owner: watch::channel(None).1,
             task,
         }
+    }
+}
+
+/// A config read afresh, or why it could not be.
+type Loaded = Result<Config, ConfigError>;
+
+/// Starts reading the config on a blocking thread when the engine wants a
+/// reload and none is being read: a config on a FIFO or a hung mount then
+/// holds up that thread, never the loop, its commands or its ticks.
+fn start_reload(engine: &mut Engine, reloading: &mut Option<JoinHandle<Loaded>>) {
+    if reloading.is_none()
+        && let Some(source) = engine.take_reload()
+    {
+        *reloading = Some(tokio::task::spawn_blocking(move || super::reload::load(&source)));
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::instances::{Instance, TargetView};
 use super::status::reading_of;
-use super::{AUTOMATIC_TARGETS, Engine, FULL_SCAN_EVERY, RECENT_EVENTS};
+use super::{AUTOMATIC_TARGETS, Engine, FULL_SCAN_EVERY, RECENT_EVENTS, age};
 use crate::actions::locate::{NotFound, locate};
 use crate::config::Target;
 use crate::model::{Event, Sample, Severity, UnixMillis, unix_millis};
@@ -16,20 +16,29 @@ use crate::tree::ProcessTree;
 use crate::trend::{Trend, what_grew};
 use leakwatch_probe::{ErrorKind, ProcessId, ProcessInfo, ProcessState};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 impl Engine {
     /// One poll of every due target. Never fails: what cannot be read is shown as
     /// such in the status and the events.
     pub fn tick(&mut self) -> Arc<Status> {
+        self.tick_at(unix_millis(SystemTime::now()))
+    }
+
+    /// [`Engine::tick`] at `now` (the wall clock, in milliseconds). Every time the
+    /// engine measures (the trend's window, rule samples, hysteresis and
+    /// cooldowns, the circuit breaker, idle orphans, when the table is read
+    /// again, how long a read by kind is reused) is on this clock, so a test
+    /// drives hours of a target's life in as many ticks, without sleeping. Ticks
+    /// are expected in order; a clock set back is taken as time passed.
+    pub fn tick_at(&mut self, now: UnixMillis) -> Arc<Status> {
         #[cfg(test)]
         if self.fail_ticks > 0 {
             self.fail_ticks -= 1;
             panic!("a tick that cannot go on (test fault)");
         }
-        let now = unix_millis(SystemTime::now());
         self.tick += 1;
-        self.reload(false);
+        self.reload(false, now);
         let mut events = std::mem::take(&mut self.pending_events);
         let scanned = self.refresh_table(now);
 
@@ -63,13 +72,13 @@ impl Engine {
     /// Reads the whole process table when it is due (see [`FULL_SCAN_EVERY`]),
     /// and with it finds the orphans; returns whether it did.
     pub(super) fn refresh_table(&mut self, now: UnixMillis) -> bool {
-        if self.table_read_at.is_some_and(|at| at.elapsed() < FULL_SCAN_EVERY) {
+        if self.table_read_at.is_some_and(|at| age(at, now).is_some_and(|a| a < FULL_SCAN_EVERY)) {
             return false;
         }
         match self.probe.processes() {
             Ok(table) => {
                 self.table = table;
-                self.table_read_at = Some(Instant::now());
+                self.table_read_at = Some(now);
                 self.close_stale_series();
                 if self.config.watch.is_empty() {
                     self.automatic_pids = self.top_descriptor_holders();
@@ -291,7 +300,7 @@ impl Engine {
         let pid = process.id.pid;
         let instance_name = target.instance.clone();
         self.ensure_series(target, process, now, events);
-        let summary = match self.fd_summary(&instance_name, process) {
+        let summary = match self.fd_summary(&instance_name, process, now) {
             Ok(Some(summary)) => summary,
             // The pid belongs to another process now: the next tick sees it.
             Ok(None) => return,
@@ -501,11 +510,13 @@ mod tests {
         })
         .expect("engine");
         let mut events = Vec::new();
-        let mut status = engine.tick();
+        let mut now = unix_millis(SystemTime::now());
+        let mut status = engine.tick_at(now);
         for _ in 0..5 {
             events.extend(status.recent_events.iter().cloned());
-            std::thread::sleep(Duration::from_millis(30));
-            status = engine.tick();
+            // Past the 20 ms interval: every tick reads the pidfile again.
+            now += 30;
+            status = engine.tick_at(now);
         }
         engine.finish();
         let row = status.targets.iter().find(|t| t.name == "stuck").expect("a row for it");

@@ -560,4 +560,33 @@ mod tests {
         assert!(json["idle_seconds"].is_null());
         assert_eq!(OrphanReason::ParentDied.name(), "parent_died");
     }
+
+    /// issue 12: two orphan trees running the same command looked the same; the
+    /// hint names what differs (root pid, and the parent that started each).
+    #[test]
+    fn twins_are_told_apart_by_pid_and_original_parent() {
+        let mut table = seed_001();
+        table.push(in_group(
+            process(800, 1, &["uv", "tool", "uvx", "microsoft-fabric-rti-mcp"]),
+            650,
+            500,
+        ));
+        table.push(in_group(process(801, 800, &["python", "microsoft-fabric-rti-mcp"]), 650, 500));
+        table.push(in_group(process(900, 1, &["uvx", "other-server"]), 950, 500));
+        let mut lineage = Lineage::new();
+        let mut before = table.clone();
+        before.push(process(650, 500, &["claude"]));
+        before[4].ppid = 650; // 800, started by claude, which is gone now
+        lineage.record(&before, NOW - 1000);
+        let trees = find(&table, &lineage, &[]);
+        assert_eq!(trees.len(), 3, "{trees:#?}");
+        let by_root = |pid: u32| trees.iter().find(|t| t.root.pid == pid).unwrap();
+        assert_eq!(by_root(700).label, by_root(800).label);
+        assert_eq!(by_root(700).twin_hint(&trees).as_deref(), Some("pid 700"));
+        assert_eq!(
+            by_root(800).twin_hint(&trees).as_deref(),
+            Some("pid 800, started by claude (pid 650)")
+        );
+        assert_eq!(by_root(900).twin_hint(&trees), None);
+    }
 }

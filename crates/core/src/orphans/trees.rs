@@ -138,6 +138,22 @@ impl OrphanTree {
         self.watched = names;
     }
 
+    /// What tells this tree apart from the others of `all` that show the same
+    /// label (two `uvx mcp-server` trees, say): its root's pid, and the parent
+    /// that started it when the lineage knows it ("pid 700, started by copilot
+    /// (pid 600)"). `None` when no other tree shares its label.
+    pub fn twin_hint(&self, all: &[OrphanTree]) -> Option<String> {
+        let twins = all.iter().filter(|t| t.label == self.label && t.root != self.root).count();
+        if twins == 0 {
+            return None;
+        }
+        let mut hint = format!("pid {}", self.root.pid);
+        if let Some(parent) = &self.original_parent {
+            hint.push_str(&format!(", started by {} (pid {})", parent.name, parent.id.pid));
+        }
+        Some(hint)
+    }
+
     /// Every member's identity, root first: what a kill-tree takes down.
     pub fn ids(&self) -> Vec<ProcessId> {
         self.members.iter().map(|m| m.id).collect()
