@@ -152,7 +152,7 @@ fn place_under_tray<R: Runtime>(
     window: &tauri::WebviewWindow<R>,
     height: f64,
 ) -> bool {
-    let Some(tray) = app.tray_by_id(crate::tray::TRAY_ID) else {
+    let Some(tray) = app.tray_by_id(crate::TRAY_ID) else {
         return false;
     };
     let Ok(Some(rect)) = tray.rect() else {

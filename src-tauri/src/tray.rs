@@ -18,7 +18,7 @@ use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Manager, Runtime};
 
-pub(crate) const TRAY_ID: &str = "leakwatch";
+use crate::TRAY_ID;
 const ICON_OK: &[u8] = include_bytes!("../icons/tray/ok.png");
 const ICON_WARNING: &[u8] = include_bytes!("../icons/tray/warning.png");
 const ICON_CRITICAL: &[u8] = include_bytes!("../icons/tray/critical.png");

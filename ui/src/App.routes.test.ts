@@ -5,7 +5,7 @@ import { cleanup, render, screen, waitFor, within } from '@testing-library/svelt
 import App from './App.svelte';
 import { FakeBackend } from './lib/fake-backend';
 import { demoStatus } from './fixtures/status';
-import type { Status } from './lib/types';
+import type { Status } from './bindings/Status';
 
 let scrolled: Element[] = [];
 

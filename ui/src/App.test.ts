@@ -5,7 +5,7 @@ import { FakeBackend } from './lib/fake-backend';
 import {
   configErrorStatus, downStatus, leakingStatus, orphanStatus, pausedStatus, realStatus,
 } from './fixtures/status';
-import type { Status } from './lib/types';
+import type { Status } from './bindings/Status';
 
 afterEach(cleanup);
 

@@ -5,10 +5,12 @@ mod app_footprint;
 mod bench;
 mod cask;
 mod ci;
+mod cycles;
 mod dist;
 mod e2e;
 mod icons;
 mod macos_check;
+mod suite;
 mod ui;
 mod util;
 
@@ -25,6 +27,8 @@ struct Cli {
 enum Task {
     /// Everything CI checks: rustfmt, clippy -D warnings, all tests, the macOS type-check.
     Ci,
+    /// Fail on a dependency cycle between the top-level modules of a crate.
+    Cycles,
     /// Type-check and lint the workspace for aarch64-apple-darwin (see DESIGN.md).
     MacosCheck,
     /// Time Leakwatch's probe against lsof, ps and sysinfo, side by side.
@@ -47,6 +51,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.task {
         Task::Ci => ci::run(),
+        Task::Cycles => cycles::run(),
         Task::MacosCheck => macos_check::run(),
         Task::Bench(args) => bench::run(&args),
         Task::E2e => e2e::run_e2e(),

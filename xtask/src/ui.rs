@@ -105,3 +105,121 @@ pub(crate) fn build_app(release: bool) -> Result<PathBuf> {
     let profile = if release { "release" } else { "debug" };
     Ok(crate::util::target_dir().join(profile).join("leakwatch-app"))
 }
+
+/// Fails when the UI declares a wire type of its own (issue 13): every type the
+/// app sends or receives is generated from Rust into `ui/src/bindings/`, so an
+/// `interface Status` or `type Event = …` elsewhere in `ui/src` is a second copy
+/// that can drift (as `lib/types.ts` did), and `lib/types.ts` must not return.
+pub(crate) fn check_generated_types_only() -> Result<()> {
+    let src = ui_dir().join("src");
+    let bindings = src.join("bindings");
+    let names: std::collections::BTreeSet<String> = std::fs::read_dir(&bindings)
+        .with_context(|| format!("could not list {}", bindings.display()))?
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let name = path.file_name()?.to_str()?.strip_suffix(".ts")?.to_owned();
+            // kinds.ts holds generated values, not a type.
+            name.chars().next().is_some_and(char::is_uppercase).then_some(name)
+        })
+        .collect();
+    let mut found = Vec::new();
+    if src.join("lib/types.ts").exists() {
+        found.push("ui/src/lib/types.ts exists: import the generated bindings instead".to_owned());
+    }
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))? {
+            let path = entry?.path();
+            if path == bindings || path.ends_with("node_modules") {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if !path.extension().is_some_and(|e| e == "ts" || e == "svelte") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("could not read {}", path.display()))?;
+            let shown = path.strip_prefix(workspace_root()).unwrap_or(&path).display().to_string();
+            for (line, name) in declared_types(&text) {
+                if names.contains(&name) {
+                    found.push(format!(
+                        "{shown}:{line}: declares `{name}`, a generated type: import it from \
+                         ui/src/bindings/{name}.ts"
+                    ));
+                }
+            }
+        }
+    }
+    found.sort();
+    anyhow::ensure!(
+        found.is_empty(),
+        "hand-written wire types in the UI:\n  {}",
+        found.join("\n  ")
+    );
+    eprintln!("xtask: the UI's wire types are the generated ones ({} bindings)", names.len());
+    Ok(())
+}
+
+/// The (line, name) of every `interface X` and `type X =` a TypeScript or Svelte
+/// file declares (exported or not; `import type` and `export type { … }` re-exports
+/// are not declarations).
+fn declared_types(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut words = line.split_whitespace().peekable();
+        if words.peek() == Some(&"export") {
+            words.next();
+        }
+        if words.peek() == Some(&"declare") {
+            words.next();
+        }
+        let keyword = words.next();
+        if !matches!(keyword, Some("interface" | "type")) {
+            continue;
+        }
+        let Some(name) = words.next() else { continue };
+        let name: String =
+            name.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$').collect();
+        // `type X = …`, `type X<T> = …`, `interface X {` or `interface X extends`.
+        if !name.is_empty() {
+            out.push((i + 1, name));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_generated_types_only, declared_types};
+
+    /// Issue 13: the UI had its own copy of the wire types (lib/types.ts) beside
+    /// the generated ones; this repository's UI uses the generated ones only.
+    #[test]
+    fn the_ui_declares_no_wire_type_of_its_own() {
+        check_generated_types_only().unwrap();
+    }
+
+    #[test]
+    fn declarations_are_found_and_reexports_are_not() {
+        let text = "import type { Status } from '../bindings/Status';\n\
+                    export type { View };\n\
+                    export type Status = { at: number };\n\
+                    \x20 interface Event {\n\
+                    type Outcome<T> = T;\n\
+                    export interface Backend extends X {\n\
+                    const type = 'button';\n";
+        let names: Vec<(usize, String)> = declared_types(text);
+        assert_eq!(
+            names,
+            vec![
+                (3, "Status".to_owned()),
+                (4, "Event".to_owned()),
+                (5, "Outcome".to_owned()),
+                (6, "Backend".to_owned())
+            ]
+        );
+    }
+}

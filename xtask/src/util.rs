@@ -81,3 +81,38 @@ fn debian_package_installed(package: &str) -> bool {
         .map(|out| String::from_utf8_lossy(&out.stdout).contains("install ok installed"))
         .unwrap_or(false)
 }
+
+/// Like [`run`], with stderr passed through line by line and then handed to
+/// `complaints`: the command fails when that finds anything (for tools that can
+/// only print a warning, not fail the build).
+pub(crate) fn run_checking_stderr(
+    cmd: &mut Command,
+    complaints: impl Fn(&[String]) -> Vec<String>,
+) -> Result<()> {
+    use std::io::BufRead;
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(workspace_root());
+    }
+    eprintln!("$ {}", display(cmd));
+    let mut child = cmd
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{}`", display(cmd)))?;
+    let mut lines = Vec::new();
+    if let Some(stderr) = child.stderr.take() {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let line = line.unwrap_or_default();
+            eprintln!("{line}");
+            lines.push(line);
+        }
+    }
+    let status = child.wait().with_context(|| format!("`{}` did not finish", display(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", display(cmd));
+    }
+    let found = complaints(&lines);
+    if !found.is_empty() {
+        bail!("`{}`:\n  {}", display(cmd), found.join("\n  "));
+    }
+    Ok(())
+}

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 struct Sandbox {
@@ -82,7 +82,6 @@ fn install_writes_the_unit_and_enables_it_uninstall_undoes_it() {
     );
     assert!(unit.contains("Restart=on-failure") && unit.contains("LimitNOFILE="), "{unit}");
     assert_eq!(sandbox.log(), ["--user daemon-reload", "--user enable --now leakwatch.service"]);
-    verify_with_systemd_analyze(&sandbox.unit());
 
     // Installing again rewrites the file and asks again: no error.
     stdout(&sandbox.leakwatch(&["daemon", "install"]));
@@ -126,13 +125,19 @@ fn a_failing_systemctl_is_reported_with_its_command_and_stderr() {
     assert!(err.contains("Failed to connect to bus"), "{err}");
 }
 
-/// `systemd-analyze verify` where the machine has it (Debian package `systemd`).
-fn verify_with_systemd_analyze(unit: &Path) {
-    let Ok(out) = Command::new("systemd-analyze").args(["--user", "verify"]).arg(unit).output()
-    else {
-        println!("skipped: systemd-analyze is not installed");
-        return;
-    };
+/// The installed unit passes `systemd-analyze verify`. Issue 13: this check used
+/// to print "skipped" and pass without systemd-analyze; it is its own ignored
+/// test now, which CI runs after installing Debian's `systemd`.
+#[test]
+#[ignore = "needs systemd-analyze (Debian: systemd)"]
+fn the_installed_unit_passes_systemd_analyze_verify() {
+    let sandbox = Sandbox::new(0);
+    stdout(&sandbox.leakwatch(&["daemon", "install"]));
+    let out = Command::new("systemd-analyze")
+        .args(["--user", "verify"])
+        .arg(sandbox.unit())
+        .output()
+        .expect("systemd-analyze is not installed");
     let err = String::from_utf8_lossy(&out.stderr);
     // Only complaints about this file count (a container has no user manager).
     let ours: Vec<&str> = err.lines().filter(|l| l.contains("leakwatch.service")).collect();

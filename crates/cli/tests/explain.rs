@@ -202,7 +202,11 @@ fn ppid(pid: u32) -> Option<u32> {
     text[text.rfind(')')? + 2..].split_whitespace().nth(1)?.parse().ok()
 }
 
+// Issue 13: this test printed "skipped" and passed where orphans go to a
+// subreaper; it is ignored with its reason instead, and CI runs it where orphans
+// go to pid 1 (xtask/src/suite.rs checks).
 #[test]
+#[ignore = "needs orphans to go to pid 1 (no subreaper above the tests)"]
 fn explain_names_a_tree_left_by_a_sigkilled_parent() {
     let mut helper = Helper::spawn().unwrap();
     let all = helper.pids("tree 2 1");
@@ -211,10 +215,7 @@ fn explain_names_a_tree_left_by_a_sigkilled_parent() {
     // The group is killed when the handle drops, with or without its leader.
     helper.kill();
     assert!(wait_until(Duration::from_secs(10), || ppid(root) != Some(leader)));
-    if ppid(root) != Some(1) {
-        eprintln!("skipped: the orphan went to a subreaper, not init");
-        return;
-    }
+    assert_eq!(ppid(root), Some(1), "the orphan went to a subreaper, not init");
     let report = explain(root);
     assert!(signatures(&report).contains(&"orphaned_tree".to_owned()), "{report:#}");
     assert_eq!(report["orphan"]["leader_gone"], true);

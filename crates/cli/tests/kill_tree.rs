@@ -171,14 +171,15 @@ fn on_a_terminal(args: &str, answer: &str) -> Option<Output> {
     Some(child.wait_with_output().unwrap())
 }
 
+// Issue 13: ignored with its reason where it used to print "skipped" and pass;
+// CI installs `script` and runs it.
 #[test]
+#[ignore = "needs util-linux `script` (Debian: bsdutils)"]
 fn on_a_terminal_it_shows_the_plan_and_asks() {
     let mut h = Helper::spawn().unwrap();
     let child = pids_of(&mut h, "spawn 1")[0];
-    let Some(out) = on_a_terminal(&format!("kill-tree --grace 200ms {child}"), "n\n") else {
-        println!("skipped: util-linux `script` is not installed");
-        return;
-    };
+    let out = on_a_terminal(&format!("kill-tree --grace 200ms {child}"), "n\n")
+        .expect("util-linux `script` is not installed");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("Proceed? [y/N]"), "{text}");

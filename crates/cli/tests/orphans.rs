@@ -122,7 +122,10 @@ fn as_pid(value: &Value) -> u32 {
     u32::try_from(value.as_u64().unwrap()).unwrap()
 }
 
+// Issue 13: ignored with its reason where it used to print "skipped" and pass;
+// CI runs it where orphans go to pid 1 (xtask/src/suite.rs checks).
 #[test]
+#[ignore = "needs orphans to go to pid 1 (or to `systemd --user`), not another subreaper"]
 fn a_sigkilled_parent_leaves_two_orphan_subtrees() {
     let mut helper = Helper::spawn().unwrap();
     let all = helper.pids("tree 2 2");
@@ -142,10 +145,10 @@ fn a_sigkilled_parent_leaves_two_orphan_subtrees() {
     if new_parent != 1 {
         let cmdline = std::fs::read(format!("/proc/{new_parent}/cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if !(cmdline.contains("systemd") && cmdline.contains("--user")) {
-            eprintln!("skipped: the orphans went to subreaper {new_parent} ({cmdline})");
-            return;
-        }
+        assert!(
+            cmdline.contains("systemd") && cmdline.contains("--user"),
+            "the orphans went to subreaper {new_parent} ({cmdline}), not to pid 1"
+        );
     }
 
     // Memory is compared with /proc's: take the listing while it holds still (a

@@ -3,6 +3,24 @@
 //! logic over the plain data of `leakwatch-probe`: summaries of descriptor tables,
 //! process trees, and (as the engine grows) trend, rules and actions. Being pure,
 //! it is tested with made-up snapshots as well as real processes.
+//!
+//! # Layers
+//!
+//! The modules form layers, low to high; a module uses only modules below it or
+//! beside it in its own layer, never above, and no two modules use each other
+//! (`cargo xtask cycles`, run by `cargo xtask ci`, fails on a cycle):
+//!
+//! 1. foundation: `model`, units and number formats, `escape`, `private`,
+//!    `throttle`, `http`, `summary`, `tree`;
+//! 2. `config` (schema, parser, source, edit, form, and the rule vocabulary);
+//! 3. analysis: `trend`, `window`, `rules` (evaluation), `diagnose`, `orphans`;
+//! 4. `store`;
+//! 5. actions (kill, restart, service, locate);
+//! 6. `status` (the engine's state as data, its events), `command` (what faces
+//!    ask the engine);
+//! 7. `engine` (with its autopilot), `api`, `attach`, `owner`, and the faces' optional
+//!    parts: `metrics` (feature `metrics`) and the desktop notifier (feature
+//!    `notifications`), which the CLI and the app turn on.
 
 pub mod actions;
 pub mod api;
@@ -13,6 +31,7 @@ pub mod diagnose;
 pub mod engine;
 pub mod escape;
 pub mod http;
+#[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod model;
 pub mod notifier;

@@ -35,9 +35,11 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
 
 /// The platform's notification centre, through `notify-rust` (D-Bus on Linux,
 /// NSUserNotification on macOS).
+#[cfg(feature = "notifications")]
 #[derive(Debug, Default)]
 pub struct DesktopNotifier;
 
+#[cfg(feature = "notifications")]
 impl Notifier for DesktopNotifier {
     fn notify(&self, notification: &Notification) -> Result<(), NotifyError> {
         let mut desktop = notify_rust::Notification::new();
@@ -92,6 +94,7 @@ pub fn app_installed() -> bool {
 /// (a "Where is use_default?" dialog), then show alerts as Finder's. Only the
 /// first call counts (mac-notification-sys swaps `NSBundle`'s identifier once);
 /// later calls and other OSes do nothing.
+#[cfg(feature = "notifications")]
 pub fn set_notification_application(bundle_id: &str) -> Result<(), NotifyError> {
     #[cfg(target_os = "macos")]
     {
@@ -170,6 +173,7 @@ mod application_tests {
         );
     }
 
+    #[cfg(feature = "notifications")]
     #[test]
     fn setting_the_application_elsewhere_than_macos_is_a_no_op() {
         assert!(set_notification_application(APP_BUNDLE_ID).is_ok());

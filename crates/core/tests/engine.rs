@@ -778,14 +778,17 @@ fn a_leaking_target_row_and_notification_carry_the_diagnosis() {
         "{target:?}"
     );
     assert_eq!(target.signatures, vec![leakwatch_core::diagnose::Signature::WatchersNotRemoved]);
-    let metrics =
-        leakwatch_core::metrics::render(&status, &leakwatch_core::metrics::Extra::default());
-    assert!(
-        metrics.contains(
-            "leakwatch_leak_signature_info{target=\"watchers\",signature=\"watchers_not_removed\"} 1"
-        ),
-        "{metrics}"
-    );
+    #[cfg(feature = "metrics")]
+    {
+        let metrics =
+            leakwatch_core::metrics::render(&status, &leakwatch_core::metrics::Extra::default());
+        assert!(
+            metrics.contains(
+                "leakwatch_leak_signature_info{target=\"watchers\",signature=\"watchers_not_removed\"} 1"
+            ),
+            "{metrics}"
+        );
+    }
     // Five survivors name the shape, twelve raise the rule: the raise says it.
     let sent = fx.notifier.sent();
     assert_eq!(sent.len(), 1, "{sent:#?}");

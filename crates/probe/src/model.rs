@@ -220,6 +220,18 @@ impl FdClass {
             FdClass::Other => "other",
         }
     }
+
+    /// How gauges and their legends name the class, as DESIGN.md does ("event
+    /// loops"): the UI's labels are generated from this.
+    pub const fn label(self) -> &'static str {
+        match self {
+            FdClass::EventLoops => "event loops",
+            FdClass::Sockets => "sockets",
+            FdClass::Files => "files",
+            FdClass::Pipes => "pipes",
+            FdClass::Other => "other",
+        }
+    }
 }
 
 impl fmt::Display for FdClass {

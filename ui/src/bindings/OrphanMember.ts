@@ -17,9 +17,9 @@ fds: number | null, cpu_seconds: number | null,
  * For a launcher wrapper (`uv tool uvx X`, `npm exec X`...): the folded
  * label, e.g. `uvx X (uv → python)`.
  */
-label?: string | null, 
+label?: string, 
 /**
  * For the worker a wrapper started (and any shell in between): the pid of
  * the wrapper whose row it is shown in.
  */
-folded_into?: number | null, pid: number, start_time: StartTime, };
+folded_into?: number, pid: number, start_time: StartTime, };

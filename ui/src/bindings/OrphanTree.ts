@@ -10,7 +10,7 @@ export type OrphanTree = { root: ProcessId,
 /**
  * The root's original parent, when the lineage knows it.
  */
-original_parent?: ParentRecord | null, 
+original_parent?: ParentRecord, 
 /**
  * The root as shown: its folded wrapper label, else its command line.
  */

@@ -3,7 +3,7 @@ import { cleanup, render, screen } from '@testing-library/svelte';
 import App from '../App.svelte';
 import { FakeBackend } from '../lib/fake-backend';
 import { leakingStatus } from '../fixtures/status';
-import type { Status } from '../lib/types';
+import type { Status } from '../bindings/Status';
 
 afterEach(cleanup);
 

@@ -2,10 +2,18 @@
 // take a Backend, so tests and the browser preview can pass a fake one.
 import { invoke } from '@tauri-apps/api/core';
 import { listen } from '@tauri-apps/api/event';
-import type {
-  ActionPlan, Event, KillReport, Locator, Mark, ProcessId, Proposal, RestartReport, Settings,
-  Status, TargetForm, TreeRow,
-} from './types';
+import type { ActionPlan } from '../bindings/ActionPlan';
+import type { Event } from '../bindings/Event';
+import type { KillReport } from '../bindings/KillReport';
+import type { Locator } from '../bindings/Locator';
+import type { Mark } from '../bindings/Mark';
+import type { ProcessId } from '../bindings/ProcessId';
+import type { Proposal } from '../bindings/Proposal';
+import type { RestartReport } from '../bindings/RestartReport';
+import type { Settings } from '../bindings/Settings';
+import type { Status } from '../bindings/Status';
+import type { TargetForm } from '../bindings/TargetForm';
+import type { TreeRow } from '../bindings/TreeRow';
 import { asView, type View } from './route';
 
 export type Unlisten = () => void;

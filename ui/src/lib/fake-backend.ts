@@ -2,10 +2,18 @@
 // (`npm run dev`, VITE_FAKE_BACKEND=1). It records every call and lets a test
 // push `status` events.
 import type { Backend, Unlisten } from './backend';
-import type {
-  ActionPlan, Event, KillReport, Locator, Mark, ProcessId, Proposal, RestartReport, Settings,
-  Status, TargetForm, TreeRow,
-} from './types';
+import type { ActionPlan } from '../bindings/ActionPlan';
+import type { Event } from '../bindings/Event';
+import type { KillReport } from '../bindings/KillReport';
+import type { Locator } from '../bindings/Locator';
+import type { Mark } from '../bindings/Mark';
+import type { ProcessId } from '../bindings/ProcessId';
+import type { Proposal } from '../bindings/Proposal';
+import type { RestartReport } from '../bindings/RestartReport';
+import type { Settings } from '../bindings/Settings';
+import type { Status } from '../bindings/Status';
+import type { TargetForm } from '../bindings/TargetForm';
+import type { TreeRow } from '../bindings/TreeRow';
 import { blankTarget } from './settings-form';
 import type { View } from './route';
 

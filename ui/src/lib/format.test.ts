@@ -73,7 +73,8 @@ describe('kinds and classes', () => {
   it('pluralises kind nouns', () => {
     expect(kindNoun('kqueue', 1)).toBe('1 kqueue');
     expect(kindNoun('kqueue', 812)).toBe('812 kqueues');
-    expect(kindNoun('dir', 2)).toBe('2 directories');
+    expect(kindNoun('dir', 2)).toBe('2 open directories');
+    expect(kindNoun('epoll', 3)).toBe('3 epoll instances');
     expect(kindNoun('unix', 40)).toBe('40 unix sockets');
     expect(kindNoun('tcp', 1)).toBe('1 TCP socket');
   });

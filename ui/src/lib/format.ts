@@ -1,46 +1,28 @@
 // Formatting helpers: numbers as a person reads them at a glance.
-import type {
-  FdClass, FdKind, OrphanTree, PathGroup, ProcessOutcome, Refusal, Sample, Survival, TargetStatus,
-} from './types';
+import type { FdClass } from '../bindings/FdClass';
+import type { FdKind } from '../bindings/FdKind';
+import { CLASSES, KINDS, KIND_CLASS, KIND_NOUNS } from '../bindings/kinds';
+import type { OrphanTree } from '../bindings/OrphanTree';
+import type { PathGroup } from '../bindings/PathGroup';
+import type { ProcessOutcome } from '../bindings/ProcessOutcome';
+import type { Refusal } from '../bindings/Refusal';
+import type { Sample } from '../bindings/Sample';
+import type { Survival } from '../bindings/Survival';
+import type { TargetStatus } from '../bindings/TargetStatus';
 
-/** Every kind, event loops first: the order of gauges and tables (FdKind::ALL). */
-export const KINDS: readonly FdKind[] = [
-  'kqueue', 'epoll', 'eventfd', 'timerfd', 'signalfd', 'inotify', 'fsevents', 'pidfd',
-  'unix', 'tcp', 'udp', 'socket',
-  'file', 'dir', 'device', 'shm', 'sem',
-  'pipe', 'other',
-];
+/** The kind order, classes and nouns are Rust's (generated into bindings/kinds.ts by
+ * `cargo test -p leakwatch-app`), so no list of kinds is written twice. */
+export { CLASSES, CLASS_LABELS, KINDS } from '../bindings/kinds';
 
-export const CLASSES: readonly FdClass[] = ['event_loops', 'sockets', 'files', 'pipes', 'other'];
-
-export const CLASS_LABELS: Record<FdClass, string> = {
-  event_loops: 'event loops',
-  sockets: 'sockets',
-  files: 'files',
-  pipes: 'pipes',
-  other: 'other',
-};
-
-/** The kind → class table of DESIGN.md ("File descriptor kinds"). */
+/** The kind → class table of DESIGN.md ("File descriptor kinds"); an unknown kind
+ * (a newer engine's) counts as other. */
 export function classOf(kind: FdKind): FdClass {
-  switch (kind) {
-    case 'kqueue': case 'epoll': case 'eventfd': case 'timerfd': case 'signalfd':
-    case 'inotify': case 'fsevents':
-      return 'event_loops';
-    case 'unix': case 'tcp': case 'udp': case 'socket':
-      return 'sockets';
-    case 'file': case 'dir': case 'device': case 'shm': case 'sem':
-      return 'files';
-    case 'pipe':
-      return 'pipes';
-    default:
-      return 'other';
-  }
+  return KIND_CLASS[kind] ?? 'other';
 }
 
 /** Totals per class, every class present (zero when none). */
 export function classTotals(kinds: Sample['kinds']): Record<FdClass, number> {
-  const out: Record<FdClass, number> = { event_loops: 0, sockets: 0, files: 0, pipes: 0, other: 0 };
+  const out = Object.fromEntries(CLASSES.map((c) => [c, 0])) as Record<FdClass, number>;
   for (const [kind, n] of Object.entries(kinds) as [FdKind, number][]) {
     out[classOf(kind)] += n ?? 0;
   }
@@ -58,19 +40,9 @@ export function sortedKinds(kinds: Sample['kinds']): [FdKind, number][] {
     .sort(([a], [b]) => rank(a) - rank(b));
 }
 
-const NOUNS: Partial<Record<FdKind, [string, string]>> = {
-  unix: ['unix socket', 'unix sockets'],
-  tcp: ['TCP socket', 'TCP sockets'],
-  udp: ['UDP socket', 'UDP sockets'],
-  dir: ['directory', 'directories'],
-  shm: ['shared memory object', 'shared memory objects'],
-  sem: ['semaphore', 'semaphores'],
-  other: ['other descriptor', 'other descriptors'],
-};
-
-/** "1 kqueue", "812 kqueues", "2 directories", "40 unix sockets". */
+/** "1 kqueue", "812 kqueues", "2 open directories", "40 unix sockets". */
 export function kindNoun(kind: FdKind, n: number): string {
-  const [one, many] = NOUNS[kind] ?? [kind, `${kind}s`];
+  const [one, many] = KIND_NOUNS[kind] ?? [kind, `${kind}s`];
   return `${formatCount(n)} ${n === 1 ? one : many}`;
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Settings } from './types';
+import type { Settings } from '../bindings/Settings';
 import { blankTarget, general, isDirty, keepDraft, refusal, restoreDraft, type Draft } from './settings-form';
 
 function saved(): Settings {

@@ -2,7 +2,9 @@
 // DOM: what counts as an unsaved edit, which field a refusal belongs to, and
 // the draft kept across the popover's closing (it destroys its webview on blur,
 // so an edit in progress would otherwise be lost without a word).
-import type { FormField, Settings, TargetForm } from './types';
+import type { FormField } from '../bindings/FormField';
+import type { Settings } from '../bindings/Settings';
+import type { TargetForm } from '../bindings/TargetForm';
 
 /** The general part of Settings (the targets are saved one at a time). */
 export interface General {

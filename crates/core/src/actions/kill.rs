@@ -1688,16 +1688,18 @@ mod tests {
 
     /// The pidfd pin of a recorded process: it tells a process that exited from
     /// whatever runs under its pid afterwards.
+    /// Issue 13: ignored with its reason where it used to print "skipped" and pass;
+    /// CI runs it on a kernel that has pidfds.
     #[cfg(target_os = "linux")]
     #[test]
+    #[ignore = "needs pidfds (Linux 5.3 or later)"]
     fn a_pinned_process_is_known_to_have_exited() {
         let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
         let handle = os::Handle::open(child.id()).unwrap();
         if !handle.is_pidfd() {
-            println!("skipped: no pidfds on this kernel");
             let _ = child.kill();
             let _ = child.wait();
-            return;
+            panic!("no pidfds on this kernel");
         }
         assert_eq!(handle.exited(), Some(false));
         child.kill().unwrap();

@@ -65,10 +65,12 @@ pub struct OrphanMember {
     /// For a launcher wrapper (`uv tool uvx X`, `npm exec X`...): the folded
     /// label, e.g. `uvx X (uv → python)`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub label: Option<String>,
     /// For the worker a wrapper started (and any shell in between): the pid of
     /// the wrapper whose row it is shown in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub folded_into: Option<u32>,
 }
 
@@ -92,6 +94,7 @@ pub struct OrphanTree {
     pub reason: OrphanReason,
     /// The root's original parent, when the lineage knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub original_parent: Option<ParentRecord>,
     /// The root as shown: its folded wrapper label, else its command line.
     pub label: String,
@@ -100,16 +103,12 @@ pub struct OrphanTree {
     pub total_rss_bytes: u64,
     pub total_fds: u64,
     /// How long the root has been running.
-    #[serde(rename = "age_seconds", serialize_with = "secs", deserialize_with = "from_secs")]
+    #[serde(rename = "age_seconds", with = "secs_serde")]
     #[cfg_attr(feature = "ts", ts(type = "number"))]
     pub age: Duration,
     /// How long no member's CPU time has advanced: the tree is idle only while
     /// all of it is. `None` when unknown (not observed long enough, or hidden).
-    #[serde(
-        rename = "idle_seconds",
-        serialize_with = "secs_opt",
-        deserialize_with = "from_secs_opt"
-    )]
+    #[serde(rename = "idle_seconds", with = "secs_opt_serde")]
     #[serde(default)]
     #[cfg_attr(feature = "ts", ts(type = "number | null"))]
     pub idle_for: Option<Duration>,
@@ -178,6 +177,17 @@ impl OrphanTree {
         }
         rows
     }
+}
+
+/// [`secs`] and [`from_secs`] as one `#[serde(with)]` module: ts-rs understands
+/// `with` (and its `#[ts(type)]`), and warns on `serialize_with` (issue 13).
+mod secs_serde {
+    pub(super) use super::{from_secs as deserialize, secs as serialize};
+}
+
+/// [`secs_opt`] and [`from_secs_opt`] as one `#[serde(with)]` module.
+mod secs_opt_serde {
+    pub(super) use super::{from_secs_opt as deserialize, secs_opt as serialize};
 }
 
 fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
