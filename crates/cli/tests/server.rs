@@ -208,12 +208,16 @@ fn attached_watch_shows_the_daemon_then_takes_over_when_it_is_sigkilled_without_
     let _helper = watch_a_helper(&scratch, interval_ms);
     let mut daemon = scratch.daemon();
     assert!(daemon.wait_for_log("leakwatch daemon started"), "{}", daemon.log());
-    // Some history first, so the attach has a trend to show at once.
+    // A few ticks first, so the attach has a trend to show at once. (Not three
+    // sparkline points: a point is a bucket of ~30 s, so that waited a minute;
+    // issue 13.)
+    let ticked = |s: &serde_json::Value| s["tick"].as_u64().is_some_and(|t| t >= 3);
+    let has_history = |s: &serde_json::Value| {
+        s["targets"][0]["history"].as_array().is_some_and(|h| !h.is_empty())
+    };
     assert!(
         wait_until(Duration::from_secs(60), || {
-            status_json(&scratch).is_some_and(|s| {
-                s["targets"][0]["history"].as_array().is_some_and(|h| h.len() >= 3)
-            })
+            status_json(&scratch).is_some_and(|s| ticked(&s) && has_history(&s))
         }),
         "{}",
         daemon.log()
@@ -222,8 +226,10 @@ fn attached_watch_shows_the_daemon_then_takes_over_when_it_is_sigkilled_without_
     assert!(wait_until(Duration::from_secs(60), || watch.first().is_some()), "{}", watch.log());
     let first = watch.first().unwrap();
     assert_eq!(first["own"]["pid"], daemon.pid(), "{first}");
-    let history = first["targets"][0]["history"].as_array().unwrap();
-    assert!(history.len() >= 3, "the first status lacks the daemon's trend: {first}");
+    // The daemon's own status, history and all: its tick count (a new engine
+    // starts at 1) and its sparkline.
+    assert!(ticked(&first), "the first status is not the daemon's: {first}");
+    assert!(has_history(&first), "the first status lacks the daemon's trend: {first}");
     assert!(watch.log().contains("showing the state of leakwatch daemon"), "{}", watch.log());
     std::thread::sleep(Duration::from_millis(3 * interval_ms));
     let watch_pid = u64::from(watch.child.id());
