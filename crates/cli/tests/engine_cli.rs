@@ -199,7 +199,9 @@ fn daemon_serves_metrics_records_history_and_stops_on_sigterm() {
         if let Some(status) = daemon.try_wait().unwrap() {
             break status;
         }
-        assert!(stopped_at.elapsed() < Duration::from_secs(10), "daemon ignored SIGTERM");
+        // Generous (issue 13: 10 s flaked on a loaded machine): a daemon that
+        // ignores SIGTERM never stops, so any bound proves it.
+        assert!(stopped_at.elapsed() < Duration::from_secs(60), "daemon ignored SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "daemon exited with {status}");
