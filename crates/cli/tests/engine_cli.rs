@@ -174,17 +174,34 @@ fn daemon_serves_metrics_records_history_and_stops_on_sigterm() {
     let scratch = Scratch::new("daemon");
     let mut helper = Helper::spawn().unwrap();
     helper.ok("open eventfd 12");
-    let port = free_port();
     leak_config(&scratch, &helper, "interval = \"200ms\"\n");
     let config = std::fs::read_to_string(scratch.path("config.toml")).unwrap();
-    scratch.write_config(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n{config}"));
-    let mut daemon = scratch.command(&["daemon"]).stderr(Stdio::piped()).spawn().unwrap();
 
+    // A port found free can be taken by another test before the daemon binds
+    // it (issue 13): the daemon then exits saying it cannot listen, and is
+    // started again on another port.
     let mut metrics = String::new();
-    let ready = wait_until(Duration::from_secs(20), || {
-        metrics = http_get(port, "/metrics").unwrap_or_default();
-        metrics.contains("leakwatch_fds{target=\"leaky\",kind=\"eventfd\"} 12")
-    });
+    let mut ready = false;
+    let mut daemon = None;
+    for _ in 0..5 {
+        let port = free_port();
+        scratch.write_config(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n{config}"));
+        let mut child = scratch.command(&["daemon"]).stderr(Stdio::piped()).spawn().unwrap();
+        let mut exited = false;
+        ready = wait_until(Duration::from_secs(60), || {
+            exited = child.try_wait().unwrap().is_some();
+            metrics = http_get(port, "/metrics").unwrap_or_default();
+            metrics.contains("leakwatch_fds{target=\"leaky\",kind=\"eventfd\"} 12") || exited
+        });
+        if !exited {
+            daemon = Some(child);
+            break;
+        }
+        let mut log = String::new();
+        BufReader::new(child.stderr.take().unwrap()).read_to_string(&mut log).unwrap();
+        assert!(log.contains("cannot listen on"), "the daemon exited:\n{log}");
+    }
+    let mut daemon = daemon.unwrap();
     assert!(ready, "metrics never showed the helper:\n{metrics}");
     assert!(metrics.starts_with("HTTP/1.1 200 OK"));
     assert!(metrics.contains("leakwatch_target_up{target=\"leaky\"} 1"));
@@ -199,7 +216,9 @@ fn daemon_serves_metrics_records_history_and_stops_on_sigterm() {
         if let Some(status) = daemon.try_wait().unwrap() {
             break status;
         }
-        assert!(stopped_at.elapsed() < Duration::from_secs(10), "daemon ignored SIGTERM");
+        // Generous (issue 13: 10 s flaked on a loaded machine): a daemon that
+        // ignores SIGTERM never stops, so any bound proves it.
+        assert!(stopped_at.elapsed() < Duration::from_secs(60), "daemon ignored SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "daemon exited with {status}");

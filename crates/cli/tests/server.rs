@@ -38,6 +38,67 @@ fn config_with_metrics(port: u16) -> String {
     format!("[notify]\nenabled = false\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
 }
 
+/// Attempts at a free port before a test gives up: a port found free can be
+/// taken by another test (nextest runs them in parallel processes) before the
+/// daemon binds it, so a bind that fails is retried on a new port.
+const PORT_ATTEMPTS: usize = 5;
+
+/// The daemon (run through `wrapper`) serving `/metrics` on a port of its own,
+/// and that port. Race-free (issue 13): when another process took the port
+/// between `free_port` and the daemon's bind, the daemon exits saying it
+/// cannot listen, and this starts it again on another port.
+fn daemon_serving_metrics(scratch: &Scratch, wrapper: &[&str]) -> (Daemon, u16) {
+    let mut logs = String::new();
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port();
+        scratch.write_config(&config_with_metrics(port));
+        let mut daemon = scratch.daemon_via(wrapper);
+        let mut exited = false;
+        let settled = wait_until(Duration::from_secs(60), || {
+            exited = daemon.child.try_wait().unwrap().is_some();
+            // Its own socket: not another test's daemon that took the port.
+            exited || (listens(daemon.pid(), port) && scrapes(port))
+        });
+        if settled && !exited {
+            return (daemon, port);
+        }
+        let log = daemon.log();
+        assert!(log.contains("cannot listen on"), "the daemon never served /metrics:\n{log}");
+        logs.push_str(&log);
+    }
+    panic!("no free port in {PORT_ATTEMPTS} attempts:\n{logs}");
+}
+
+/// Moves the running daemon's `/metrics` to a new port by a config reload;
+/// the new port. Race-free as [`daemon_serving_metrics`]: a move to a port
+/// taken meanwhile is refused with "cannot be bound", and tried again on
+/// another port.
+fn move_metrics(scratch: &Scratch, daemon: &Daemon) -> u16 {
+    for attempt in 0..PORT_ATTEMPTS {
+        let new = free_port();
+        // Noticed by the file watch; the reload changes only the port.
+        scratch.write_config(&format!("{}\n# moved ({attempt})\n", config_with_metrics(new)));
+        let refused = format!("127.0.0.1:{new}, but it cannot be bound");
+        let mut taken = false;
+        let settled = wait_until(Duration::from_secs(60), || {
+            taken = daemon.log().contains(&refused);
+            taken || (listens(daemon.pid(), new) && scrapes(new))
+        });
+        assert!(settled, "metrics never moved to {new}:\n{}", daemon.log());
+        if !taken {
+            return new;
+        }
+    }
+    panic!("no free port in {PORT_ATTEMPTS} attempts:\n{}", daemon.log());
+}
+
+/// Whether `pid` holds a socket listening on `port` (what a connect cannot
+/// tell once another process may have bound the port).
+fn listens(pid: u32, port: u16) -> bool {
+    let probe = leakwatch_probe::Probe::new().unwrap();
+    leakwatch_core::actions::locate::listens_on(&probe, pid, port)
+}
+
 #[test]
 fn second_engine_on_one_data_dir_is_refused_naming_the_running_one() {
     let scratch = Scratch::new("two-engines");
@@ -208,12 +269,16 @@ fn attached_watch_shows_the_daemon_then_takes_over_when_it_is_sigkilled_without_
     let _helper = watch_a_helper(&scratch, interval_ms);
     let mut daemon = scratch.daemon();
     assert!(daemon.wait_for_log("leakwatch daemon started"), "{}", daemon.log());
-    // Some history first, so the attach has a trend to show at once.
+    // A few ticks first, so the attach has a trend to show at once. (Not three
+    // sparkline points: a point is a bucket of ~30 s, so that waited a minute;
+    // issue 13.)
+    let ticked = |s: &serde_json::Value| s["tick"].as_u64().is_some_and(|t| t >= 3);
+    let has_history = |s: &serde_json::Value| {
+        s["targets"][0]["history"].as_array().is_some_and(|h| !h.is_empty())
+    };
     assert!(
         wait_until(Duration::from_secs(60), || {
-            status_json(&scratch).is_some_and(|s| {
-                s["targets"][0]["history"].as_array().is_some_and(|h| h.len() >= 3)
-            })
+            status_json(&scratch).is_some_and(|s| ticked(&s) && has_history(&s))
         }),
         "{}",
         daemon.log()
@@ -222,8 +287,10 @@ fn attached_watch_shows_the_daemon_then_takes_over_when_it_is_sigkilled_without_
     assert!(wait_until(Duration::from_secs(60), || watch.first().is_some()), "{}", watch.log());
     let first = watch.first().unwrap();
     assert_eq!(first["own"]["pid"], daemon.pid(), "{first}");
-    let history = first["targets"][0]["history"].as_array().unwrap();
-    assert!(history.len() >= 3, "the first status lacks the daemon's trend: {first}");
+    // The daemon's own status, history and all: its tick count (a new engine
+    // starts at 1) and its sparkline.
+    assert!(ticked(&first), "the first status is not the daemon's: {first}");
+    assert!(has_history(&first), "the first status lacks the daemon's trend: {first}");
     assert!(watch.log().contains("showing the state of leakwatch daemon"), "{}", watch.log());
     std::thread::sleep(Duration::from_millis(3 * interval_ms));
     let watch_pid = u64::from(watch.child.id());
@@ -268,10 +335,7 @@ fn attached_watch_shows_the_daemon_then_takes_over_when_it_is_sigkilled_without_
 #[test]
 fn metrics_serves_a_scrape_beside_many_idle_connections() {
     let scratch = Scratch::new("idle");
-    let port = free_port();
-    scratch.write_config(&config_with_metrics(port));
-    let daemon = scratch.daemon();
-    assert!(wait_until(Duration::from_secs(60), || scrapes(port)), "{}", daemon.log());
+    let (daemon, port) = daemon_serving_metrics(&scratch, &[]);
     // Idle clients that never send a byte, below the connection cap.
     let idle: Vec<std::net::TcpStream> =
         (0..40).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
@@ -291,12 +355,9 @@ fn cpu_ticks(pid: u32) -> u64 {
 #[test]
 fn metrics_accept_loop_backs_off_on_emfile_and_keeps_serving() {
     let scratch = Scratch::new("emfile");
-    let port = free_port();
-    scratch.write_config(&config_with_metrics(port));
     // Few descriptors: the idle clients below exhaust them before the
     // connection cap is reached, so `accept` fails with EMFILE.
-    let daemon = scratch.daemon_via(&["prlimit", "--nofile=40:40", "--"]);
-    assert!(wait_until(Duration::from_secs(60), || scrapes(port)), "{}", daemon.log());
+    let (daemon, port) = daemon_serving_metrics(&scratch, &["prlimit", "--nofile=40:40", "--"]);
     let idle: Vec<std::net::TcpStream> =
         (0..60).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
     assert!(daemon.wait_for_log("Too many open files"), "never ran out:\n{}", daemon.log());
@@ -322,34 +383,24 @@ fn metrics_accept_loop_backs_off_on_emfile_and_keeps_serving() {
 #[test]
 fn reload_moves_metrics_to_a_changed_listen_address() {
     let scratch = Scratch::new("rebind");
-    let (old, new) = (free_port(), free_port());
-    scratch.write_config(&config_with_metrics(old));
-    let daemon = scratch.daemon();
-    assert!(wait_until(Duration::from_secs(60), || scrapes(old)), "{}", daemon.log());
-    // Noticed by the file watch; the reload changes only the port.
-    scratch.write_config(&format!("{}\n# moved\n", config_with_metrics(new)));
+    let (daemon, old) = daemon_serving_metrics(&scratch, &[]);
+    let new = move_metrics(&scratch, &daemon);
+    // The daemon closed the old socket. (Not "a connect to it fails": another
+    // test may bind the port as soon as it is free.)
     assert!(
-        wait_until(Duration::from_secs(60), || scrapes(new)),
-        "metrics never moved to {new}:\n{}",
-        daemon.log()
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", old))
-            .is_err()),
+        wait_until(Duration::from_secs(30), || !listens(daemon.pid(), old)),
         "the old port {old} is still open"
     );
+    assert!(listens(daemon.pid(), new), "{}", daemon.log());
     assert!(daemon.log().contains(&format!("now serving at http://127.0.0.1:{new}/metrics")));
 }
 
 #[test]
 fn reload_to_an_unbindable_listen_says_so_and_keeps_serving() {
     let scratch = Scratch::new("rebind-busy");
-    let old = free_port();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = taken.local_addr().unwrap().port();
-    scratch.write_config(&config_with_metrics(old));
-    let daemon = scratch.daemon();
-    assert!(wait_until(Duration::from_secs(60), || scrapes(old)), "{}", daemon.log());
+    let (daemon, old) = daemon_serving_metrics(&scratch, &[]);
     scratch.write_config(&format!("{}\n# moved\n", config_with_metrics(busy)));
     assert!(
         daemon.wait_for_log("cannot be bound"),

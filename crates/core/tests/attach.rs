@@ -114,8 +114,11 @@ async fn a_second_engine_attaches_so_one_alert_notifies_once_then_it_takes_over_
 
     // The owner's state reaches the attached handle, trend included.
     let mut app_status = app.status();
+    // Two ticks of the owner's (a new engine starts at 1), with its sparkline.
+    // Not two sparkline points: a point is a bucket of ~30 s (issue 13: that
+    // waited up to half a minute).
     wait_for(&mut app_status, "the target has a history", |s| {
-        s.targets.iter().any(|t| t.name == "alerting" && t.history.len() >= 2)
+        s.tick >= 2 && s.targets.iter().any(|t| t.name == "alerting" && !t.history.is_empty())
     })
     .await;
     helper.ok("leak epoll 20");

@@ -110,7 +110,10 @@ fn term_handler_gets_its_grace_and_exits() {
     // The handler works 400 ms before it writes the marker and exits.
     let child = h.pids(&format!("spawn 1 term-delay 400; term-marker {}", marker.display()))[0];
     let mut probe = probe();
-    let grace = Duration::from_secs(10);
+    // A grace far beyond any scheduling delay (issue 13: with 10 s, `took < grace`
+    // flaked on a loaded 2-core machine): a kill that sat it out would take 5
+    // minutes, while the handler's exit ends it at once.
+    let grace = Duration::from_secs(300);
     let plan = kill::plan(&mut probe, &[child], grace, &Guard::default()).unwrap();
     assert_eq!(plan.processes.len(), 1);
     let started = Instant::now();
@@ -121,7 +124,7 @@ fn term_handler_gets_its_grace_and_exits() {
     assert_eq!(text.trim(), format!("terminated {child}"));
     // It was given the time its clean-up needed, and not made to sit out the grace.
     assert!(took >= Duration::from_millis(400), "{took:?}");
-    assert!(took < grace, "{took:?}");
+    assert!(took < grace / 2, "{took:?}");
     assert!(report.elapsed <= took);
     assert_all_gone(&report);
 }

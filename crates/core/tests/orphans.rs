@@ -15,14 +15,14 @@
 #![allow(clippy::unwrap_used)]
 
 use leakwatch_core::engine::{Command, Engine, EngineOptions};
-use leakwatch_core::model::{EventKind, Severity, Subject};
+use leakwatch_core::model::{EventKind, Severity, Subject, UnixMillis, unix_millis};
 use leakwatch_core::notifier::CapturingNotifier;
 use leakwatch_core::orphans::OrphanReason;
 use leakwatch_core::status::Status;
 use leakwatch_test_helper::{Helper, wait_until};
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tempfile::TempDir;
 
 /// Fields of /proc/PID/stat from field 3 (state) on.
@@ -61,10 +61,10 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// A full scan now, not in 10 s.
-fn scan(engine: &mut Engine) -> Arc<Status> {
+/// A full scan at `now` on the engine's clock (`Engine::tick_at`), not in 10 s.
+fn scan(engine: &mut Engine, now: UnixMillis) -> Arc<Status> {
     engine.apply(Command::Reload);
-    engine.tick()
+    engine.tick_at(now)
 }
 
 #[test]
@@ -87,14 +87,18 @@ fn lineage_marks_parent_died_rules_fire_and_idle_trees_are_offered() {
     let kids: BTreeSet<u32> = helper.pids("spawn 2").into_iter().collect();
     let _guard = KillOnDrop(kids.iter().filter_map(|&p| Some((p, start_time(p)?))).collect());
     let parent = helper.pid();
+    // The engine's clock (issue 13: idle reaping is measured on it, so the test
+    // steps it instead of sleeping 1.2 s of real time per scan).
+    let mut now = unix_millis(SystemTime::now());
 
     // While the helper lives its children are not orphans, whatever their group.
-    let status = engine.tick();
+    let status = engine.tick_at(now);
     assert!(status.orphans.iter().all(|t| !kids.contains(&t.root.pid)), "{:#?}", status.orphans);
 
     helper.kill();
     assert!(wait_until(Duration::from_secs(10), || kids.iter().all(|&p| ppid(p) != Some(parent))));
-    let status = scan(&mut engine);
+    now += 100;
+    let status = scan(&mut engine, now);
     let ours: Vec<_> = status.orphans.iter().filter(|t| kids.contains(&t.root.pid)).collect();
     assert_eq!(ours.len(), 2, "{:#?}", status.orphans);
     for tree in &ours {
@@ -124,18 +128,33 @@ fn lineage_marks_parent_died_rules_fire_and_idle_trees_are_offered() {
     assert!(raised.message.contains("orphaned process tree"), "{}", raised.message);
     assert!(notifier.sent().iter().any(|n| n.title == "Leakwatch: orphans"));
 
-    // Idle for a second (no CPU since the last scan): offered for reaping.
-    let offered = wait_until(Duration::from_secs(20), || {
-        std::thread::sleep(Duration::from_millis(1200));
-        scan(&mut engine);
+    // Idle for a second (no CPU since the last scan): offered for reaping, and
+    // not before. The clock steps 300 ms a scan; a child that still used CPU
+    // just after its parent died is idle from that scan on, hence a few more.
+    let mut offered = false;
+    for _ in 0..20 {
+        now += 300;
+        scan(&mut engine, now);
         let roots: BTreeSet<u32> = engine.orphans_to_reap().iter().map(|id| id.pid).collect();
-        kids.is_subset(&roots)
-    });
+        for tree in engine.orphans().iter().filter(|t| kids.contains(&t.root.pid)) {
+            let idle = tree.idle_for.unwrap();
+            assert_eq!(
+                roots.contains(&tree.root.pid),
+                idle >= Duration::from_secs(1),
+                "idle {idle:?} of 1 s, offered: {roots:?}"
+            );
+        }
+        if kids.is_subset(&roots) {
+            offered = true;
+            break;
+        }
+    }
     assert!(offered, "{:#?}", engine.orphans());
 
     // Reaping is opt-in: without idle_reap_after nothing is offered.
     std::fs::write(&config, "[orphans]\n").unwrap();
-    scan(&mut engine);
+    now += 1_200;
+    scan(&mut engine, now);
     assert_eq!(engine.config().orphans.idle_reap_after, None);
     assert!(!engine.orphans().is_empty());
     assert!(engine.orphans_to_reap().is_empty());

@@ -839,8 +839,20 @@ mod tests {
 
     #[test]
     fn http_health_tries_every_address_not_only_the_first() {
-        let server = std::net::TcpListener::bind("[::1]:0").unwrap();
-        let port = server.local_addr().unwrap().port();
+        use socket2::{Domain, Socket, Type};
+        // The IPv4 side of the port must refuse: it is held by a socket bound
+        // but not listening (and without SO_REUSEADDR, so no other test can
+        // bind it meanwhile and answer there: issue 13's port race). A port
+        // whose IPv4 side is already taken is traded for another.
+        let (server, port, _refusing) = (0..20)
+            .find_map(|_| {
+                let server = std::net::TcpListener::bind("[::1]:0").unwrap();
+                let port = server.local_addr().unwrap().port();
+                let v4 = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+                let address = SocketAddr::from(([127, 0, 0, 1], port));
+                v4.bind(&address.into()).ok().map(|()| (server, port, v4))
+            })
+            .unwrap();
         // Two connections: the bare connect, then the health check's GET.
         let answer = std::thread::spawn(move || {
             for _ in 0..2 {
