@@ -56,9 +56,11 @@ fn steps(timings: &mut Vec<Timing>) -> Result<()> {
 }
 
 /// Serde attributes ts-rs does not read but that cannot make the TypeScript differ
-/// from the JSON: `other` (a catch-all variant, read when deserializing only) and
-/// `transparent` (ts-rs writes a newtype as its field anyway).
-const HARMLESS_SERDE: [&str; 2] = ["other", "transparent"];
+/// from the JSON: `other` (a catch-all variant) and `alias` (another name accepted,
+/// e.g. an older engine's `target` for an event's subject), both read when
+/// deserializing only, and `transparent` (ts-rs writes a newtype as its field
+/// anyway).
+const HARMLESS_SERDE: [&str; 3] = ["alias", "other", "transparent"];
 
 /// ts-rs prints (a proc macro cannot raise) a warning for each serde attribute it
 /// does not understand: the TypeScript it writes may then not match the JSON
@@ -129,7 +131,8 @@ mod tests {
         let found = ts_rs_serde_mismatches(&warning("serialize_with = \"secs\""));
         assert_eq!(found.len(), 1);
         assert!(found[0].contains("serialize_with = \"secs\""), "{found:?}");
-        let mut both = warning("alias = \"x\"");
+        assert!(ts_rs_serde_mismatches(&warning("alias = \"target\"")).is_empty());
+        let mut both = warning("serialize_with = \"x\"");
         both.extend(warning("other"));
         assert_eq!(ts_rs_serde_mismatches(&both).len(), 1);
         assert!(ts_rs_serde_mismatches(&["warning: unused".to_owned()]).is_empty());
