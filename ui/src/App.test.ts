@@ -305,6 +305,26 @@ describe('updates', () => {
     expect(screen.getByText(/CPU 1\.0%/)).toBeTruthy();
     expect(backend.callsTo('getStatus')).toHaveLength(1);
   });
+
+  it('measures its own CPU over a second, not between two statuses milliseconds apart', async () => {
+    const { backend } = await show(leakingStatus());
+    // A rescan right after an action: 40 ms of CPU (four clock ticks) 10 ms later
+    // once read as 400 %.
+    const soon = leakingStatus();
+    soon.at += 10;
+    soon.tick += 1;
+    soon.own.cpu_seconds! += 0.04;
+    soon.targets[0].sample!.total = 9400;
+    backend.emitStatus(soon);
+    await waitFor(() => expect(within(row('copilot')).getByTestId('target-fds').textContent).toBe('9400/10\u202f240'));
+    expect(screen.queryByText(/CPU 400/)).toBeNull();
+    const later = leakingStatus();
+    later.at += 2000;
+    later.tick += 2;
+    later.own.cpu_seconds! += 0.06;
+    backend.emitStatus(later);
+    await waitFor(() => expect(screen.getByText(/CPU 3\.0%/)).toBeTruthy());
+  });
 });
 
 describe('banners', () => {

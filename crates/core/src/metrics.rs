@@ -36,15 +36,8 @@ struct RuleLabels {
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-/// Counters the status does not carry (they outlive a tick): restarts per target.
-/// (Orphan totals come from [`Status::orphans`].)
-#[derive(Debug, Clone, Default)]
-pub struct Extra {
-    pub restarts: Vec<(String, u64)>,
-}
-
 /// Renders `status` as OpenMetrics text.
-pub fn render(status: &Status, extra: &Extra) -> String {
+pub fn render(status: &Status) -> String {
     let mut registry = Registry::with_prefix("leakwatch");
     let up = Family::<TargetLabels, Gauge>::default();
     let fds = Family::<KindLabels, Gauge>::default();
@@ -100,7 +93,7 @@ pub fn render(status: &Status, extra: &Extra) -> String {
         let labels = RuleLabels { target, rule: state.metric.clone() };
         rule.get_or_create(&labels).set(severity_value(state.severity));
     }
-    for (target, count) in status.restarts.iter().chain(extra.restarts.iter().map(|(t, n)| (t, n)))
+    for (target, count) in &status.restarts
     {
         restarts.get_or_create(&TargetLabels { target: target.clone() }).set(saturating(*count));
     }
@@ -157,25 +150,21 @@ fn saturating(value: u64) -> i64 {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     status: tokio::sync::watch::Receiver<std::sync::Arc<Status>>,
-    extra: std::sync::Arc<std::sync::Mutex<Extra>>,
 ) {
-    crate::http::serve(listener, crate::http::Limits::METRICS, handler(status, extra)).await;
+    crate::http::serve(listener, crate::http::Limits::METRICS, handler(status)).await;
 }
 
 /// The routes of the metrics endpoint, for any listener: `/metrics` (and `/`)
 /// answer GET and HEAD; other paths 404, other methods 405.
 pub fn handler(
     status: tokio::sync::watch::Receiver<std::sync::Arc<Status>>,
-    extra: std::sync::Arc<std::sync::Mutex<Extra>>,
 ) -> crate::http::Handler {
     use hyper::{Method, StatusCode, header};
     std::sync::Arc::new(move |request| {
         let response = match (request.method(), request.uri().path()) {
             (&Method::GET | &Method::HEAD, "/metrics" | "/") => {
                 let snapshot = status.borrow().clone();
-                let extra = extra.lock().map(|e| e.clone()).unwrap_or_default();
-                let mut response =
-                    hyper::Response::new(crate::http::full(render(&snapshot, &extra)));
+                let mut response = hyper::Response::new(crate::http::full(render(&snapshot)));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,
                     header::HeaderValue::from_static(
@@ -253,9 +242,9 @@ mod tests {
 
     #[test]
     fn renders_kinds_slope_eta_and_rule_states() {
-        let status = Status { targets: vec![target("copilot")], ..Status::default() };
-        let extra = Extra { restarts: vec![("copilot".into(), 2)] };
-        let text = render(&status, &extra);
+        let mut status = Status { targets: vec![target("copilot")], ..Status::default() };
+        status.restarts.insert("copilot".into(), 2);
+        let text = render(&status);
         for line in [
             "leakwatch_fds{target=\"copilot\",kind=\"kqueue\"} 812",
             "leakwatch_fd_count{target=\"copilot\"} 852",
@@ -280,7 +269,7 @@ mod tests {
         let mut down = target("gone");
         down.state = TargetState::Down("not running".into());
         let status = Status { targets: vec![unknown, down], ..Status::default() };
-        let text = render(&status, &Extra::default());
+        let text = render(&status);
         assert!(!text.contains("leakwatch_target_up{target=\"stuck\"}"), "{text}");
         assert!(text.contains("leakwatch_target_up{target=\"gone\"} 0"), "{text}");
     }
@@ -310,7 +299,7 @@ mod tests {
             }],
             ..Status::default()
         };
-        let text = render(&status, &Extra::default());
+        let text = render(&status);
         for line in [
             "leakwatch_orphan_trees 2",
             "leakwatch_orphan_rss_bytes 1024",
@@ -417,7 +406,7 @@ mod tests {
             hard: None,
             source: leakwatch_probe::LimitSource::ProcLimits,
         });
-        let exported = render(&status, &Extra::default());
+        let exported = render(&status);
         for file in ["prometheus/leakwatch.rules.yml", "grafana/leakwatch.json"] {
             let text = std::fs::read_to_string(root.join(file)).unwrap();
             let mut used: Vec<&str> = text

@@ -781,7 +781,7 @@ fn a_leaking_target_row_and_notification_carry_the_diagnosis() {
     #[cfg(feature = "metrics")]
     {
         let metrics =
-            leakwatch_core::metrics::render(&status, &leakwatch_core::metrics::Extra::default());
+            leakwatch_core::metrics::render(&status);
         assert!(
             metrics.contains(
                 "leakwatch_leak_signature_info{target=\"watchers\",signature=\"watchers_not_removed\"} 1"

@@ -11,7 +11,7 @@ use leakwatch_core::metrics;
 use leakwatch_core::model::EventKind;
 use leakwatch_core::notifier::{self, DesktopNotifier, Notifier};
 use leakwatch_core::owner::Face;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Run the engine headless: history, notifications, metrics, and logs on stderr.
 #[derive(Debug, clap::Args)]
@@ -80,14 +80,13 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
         let metrics_listen = engine.config().metrics.listen;
         let notify_enabled = engine.config().notify.enabled;
         let handle = engine.spawn();
-        let extra = Arc::new(Mutex::new(metrics::Extra::default()));
         let first = match metrics_listen {
             Some(address) => {
                 let listener = tokio::net::TcpListener::bind(address)
                     .await
                     .map_err(|e| anyhow::anyhow!("metrics: cannot listen on {address}: {e}"))?;
                 tracing::info!("serving metrics at http://{address}/metrics");
-                Some(MetricsServer::serve(listener, handle.status(), &extra))
+                Some(MetricsServer::serve(listener, handle.status()))
             }
             None => None,
         };
@@ -95,7 +94,6 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
             first,
             handle.metrics_listen(),
             handle.status(),
-            extra,
         ));
         tracing::info!(
             "leakwatch daemon started (pid {}, notifications {})",
@@ -198,10 +196,9 @@ impl MetricsServer {
     fn serve(
         listener: tokio::net::TcpListener,
         status: tokio::sync::watch::Receiver<Arc<leakwatch_core::status::Status>>,
-        extra: &Arc<Mutex<metrics::Extra>>,
     ) -> Self {
         let address = listener.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-        Self { address, task: tokio::spawn(metrics::serve(listener, status, Arc::clone(extra))) }
+        Self { address, task: tokio::spawn(metrics::serve(listener, status)) }
     }
 
     /// Stops it and waits until its socket is closed, so the port can be reused.
@@ -219,7 +216,6 @@ async fn follow_metrics_listen(
     mut current: Option<MetricsServer>,
     mut listen: tokio::sync::watch::Receiver<Option<std::net::SocketAddr>>,
     status: tokio::sync::watch::Receiver<Arc<leakwatch_core::status::Status>>,
-    extra: Arc<Mutex<metrics::Extra>>,
 ) {
     while listen.changed().await.is_ok() {
         let wanted = *listen.borrow_and_update();
@@ -244,7 +240,7 @@ async fn follow_metrics_listen(
                             tokio::net::TcpListener::bind(previous)
                                 .await
                                 .ok()
-                                .map(|l| MetricsServer::serve(l, status.clone(), &extra))
+                                .map(|l| MetricsServer::serve(l, status.clone()))
                         } else {
                             None
                         }
@@ -257,7 +253,7 @@ async fn follow_metrics_listen(
                             old.stop().await;
                         }
                         tracing::info!("metrics: now serving at http://{address}/metrics");
-                        current = Some(MetricsServer::serve(listener, status.clone(), &extra));
+                        current = Some(MetricsServer::serve(listener, status.clone()));
                     }
                     Err(error) => {
                         match &old {
