@@ -93,8 +93,7 @@ pub fn render(status: &Status) -> String {
         let labels = RuleLabels { target, rule: state.metric.clone() };
         rule.get_or_create(&labels).set(severity_value(state.severity));
     }
-    for (target, count) in &status.restarts
-    {
+    for (target, count) in &status.restarts {
         restarts.get_or_create(&TargetLabels { target: target.clone() }).set(saturating(*count));
     }
     let orphans = Gauge::<i64>::default();

@@ -780,8 +780,7 @@ fn a_leaking_target_row_and_notification_carry_the_diagnosis() {
     assert_eq!(target.signatures, vec![leakwatch_core::diagnose::Signature::WatchersNotRemoved]);
     #[cfg(feature = "metrics")]
     {
-        let metrics =
-            leakwatch_core::metrics::render(&status);
+        let metrics = leakwatch_core::metrics::render(&status);
         assert!(
             metrics.contains(
                 "leakwatch_leak_signature_info{target=\"watchers\",signature=\"watchers_not_removed\"} 1"

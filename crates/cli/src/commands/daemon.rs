@@ -90,11 +90,8 @@ fn run_engine(args: &Args) -> anyhow::Result<String> {
             }
             None => None,
         };
-        let server = tokio::spawn(follow_metrics_listen(
-            first,
-            handle.metrics_listen(),
-            handle.status(),
-        ));
+        let server =
+            tokio::spawn(follow_metrics_listen(first, handle.metrics_listen(), handle.status()));
         tracing::info!(
             "leakwatch daemon started (pid {}, notifications {})",
             std::process::id(),
