@@ -315,7 +315,7 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let status = Status { targets: vec![target("web")], ..Status::default() };
         let (_tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(status));
-        let server = tokio::spawn(serve(listener, rx, Default::default()));
+        let server = tokio::spawn(serve(listener, rx));
         let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
         stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         let mut response = String::new();
@@ -344,7 +344,7 @@ mod tests {
         // The sender must outlive the server for `borrow` to see the status.
         let server = tokio::spawn(async move {
             let _tx = tx;
-            serve(listener, rx, Default::default()).await;
+            serve(listener, rx).await;
         });
         (address, server)
     }
