@@ -13,55 +13,77 @@ use leakwatch_core::model::{EventKind, Severity, unix_millis};
 use leakwatch_core::notifier::CapturingNotifier;
 use leakwatch_core::store::Store;
 use leakwatch_test_helper::helper_binary;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Kills whatever pid the pidfile names last, and every pid seen, on drop.
-struct Cleanup<'a>(&'a Path, Vec<u32>);
+struct Cleanup(PathBuf, Vec<u32>);
 
-impl Drop for Cleanup<'_> {
+impl Drop for Cleanup {
     fn drop(&mut self) {
-        let last = std::fs::read_to_string(self.0).ok().and_then(|t| t.trim().parse().ok());
+        let last = std::fs::read_to_string(&self.0).ok().and_then(|t| t.trim().parse().ok());
         for pid in self.1.iter().copied().chain(last) {
             let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
         }
     }
 }
 
+/// A server holding five epolls, started as its own restart command starts it
+/// (`exec` keeps the shell's pid, so the pidfile names the server itself), and an
+/// engine that restarts it automatically once it is critical (three epolls).
+/// Fields drop in order: the engine, then the processes, then the directory.
+struct AutoRestart {
+    engine: Engine,
+    cleanup: Cleanup,
+    first: Child,
+    pidfile: PathBuf,
+    store_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl AutoRestart {
+    /// `server_flags` are more lw-helper flags; `grace` and `max` go to
+    /// `[watch.restart]` and `[watch.auto_restart]`.
+    fn start(server_flags: &str, grace: &str, max: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("server.pid");
+        let start = format!(
+            "echo $$ > {}; exec {} --stay --exec 'open epoll 5'{server_flags}",
+            pidfile.display(),
+            helper_binary().display()
+        );
+        let first = Command::new("sh").args(["-c", &start]).stdin(Stdio::null()).spawn().unwrap();
+        let cleanup = Cleanup(pidfile.clone(), vec![first.id()]);
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[notify]\nenabled = false\n\n[[watch]]\nname = \"leaky\"\npidfile = \"{}\"\n\n\
+                 [watch.rules]\nfds = false\neta = false\nepoll = {{ critical = 3, samples = 1 }}\n\n\
+                 [watch.restart]\ncommand = [\"sh\", \"-c\", {start:?}]\ngrace = \"{grace}\"\n\
+                 health_timeout = \"5s\"\n\n[watch.auto_restart]\non = \"critical\"\nmax = {max}\n\
+                 per = \"1h\"\n",
+                pidfile.display()
+            ),
+        )
+        .unwrap();
+        let store_path = dir.path().join("history.sqlite3");
+        let engine = Engine::new(EngineOptions {
+            config: leakwatch_core::ConfigSource::Named(config),
+            store_path: Some(store_path.clone()),
+            notifier: Arc::new(CapturingNotifier::default()),
+            interval: Some(Duration::from_millis(100)),
+        })
+        .unwrap();
+        AutoRestart { engine, cleanup, first, pidfile, store_path, _dir: dir }
+    }
+}
+
 #[test]
 fn critical_target_is_restarted_until_the_breaker_trips() {
-    let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("server.pid");
-    // `exec` keeps the shell's pid, so the pidfile names the server itself.
-    let start = format!(
-        "echo $$ > {}; exec {} --stay --exec 'open epoll 5'",
-        pidfile.display(),
-        helper_binary().display()
-    );
-    let mut first = Command::new("sh").args(["-c", &start]).stdin(Stdio::null()).spawn().unwrap();
-    let mut cleanup = Cleanup(&pidfile, vec![first.id()]);
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[notify]\nenabled = false\n\n[[watch]]\nname = \"leaky\"\npidfile = \"{}\"\n\n\
-             [watch.rules]\nfds = false\neta = false\nepoll = {{ critical = 3, samples = 1 }}\n\n\
-             [watch.restart]\ncommand = [\"sh\", \"-c\", {start:?}]\ngrace = \"500ms\"\n\
-             health_timeout = \"5s\"\n\n[watch.auto_restart]\non = \"critical\"\nmax = 2\nper = \"1h\"\n",
-            pidfile.display()
-        ),
-    )
-    .unwrap();
-    let store_path = dir.path().join("history.sqlite3");
-    let mut engine = Engine::new(EngineOptions {
-        config: leakwatch_core::ConfigSource::Named(config),
-        store_path: Some(store_path.clone()),
-        notifier: Arc::new(CapturingNotifier::default()),
-        interval: Some(Duration::from_millis(100)),
-    })
-    .unwrap();
+    let mut fx = AutoRestart::start("", "500ms", 2);
 
     let mut events = Vec::new();
     // The restarts are real, so the test waits on them (a deadline, not a
@@ -71,12 +93,12 @@ fn critical_target_is_restarted_until_the_breaker_trips() {
     let mut last_tick = 0;
     while started.elapsed() < Duration::from_secs(40) {
         now += 100;
-        let status = engine.tick_at(now);
-        let current = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok());
+        let status = fx.engine.tick_at(now);
+        let current = std::fs::read_to_string(&fx.pidfile).ok().and_then(|t| t.trim().parse().ok());
         if let Some(pid) = current
-            && !cleanup.1.contains(&pid)
+            && !fx.cleanup.1.contains(&pid)
         {
-            cleanup.1.push(pid);
+            fx.cleanup.1.push(pid);
         }
         events.extend(status.recent_events.iter().filter(|e| e.at > last_tick).cloned());
         last_tick = status.recent_events.last().map_or(last_tick, |e| e.at.max(last_tick));
@@ -86,13 +108,13 @@ fn critical_target_is_restarted_until_the_breaker_trips() {
             for _ in 0..20 {
                 std::thread::sleep(Duration::from_millis(100));
                 now += 100;
-                engine.tick_at(now);
+                fx.engine.tick_at(now);
             }
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let status = engine.tick_at(now + 100);
+    let status = fx.engine.tick_at(now + 100);
     let restarted: Vec<_> =
         events.iter().filter(|e| e.message.contains("restarted automatically")).collect();
     assert_eq!(restarted.len(), 2, "{events:#?}");
@@ -103,13 +125,13 @@ fn critical_target_is_restarted_until_the_breaker_trips() {
     assert_eq!(trips[0].severity, Severity::Critical);
     assert_eq!(status.restarts.get("leaky"), Some(&2));
     // Three servers in all (the first and two restarts), a new pid each time.
-    assert_eq!(cleanup.1.len(), 3, "{:?}", cleanup.1);
+    assert_eq!(fx.cleanup.1.len(), 3, "{:?}", fx.cleanup.1);
 
-    let store = Store::open_read_only(&store_path).unwrap();
+    let store = Store::open_read_only(&fx.store_path).unwrap();
     let snapshots = store.snapshots(Some("leaky"), 0).unwrap();
     assert_eq!(snapshots.len(), 2);
     assert!(snapshots.iter().all(|s| s.reason.contains("automatic restart")));
-    assert_eq!(snapshots[0].process.pid, cleanup.1[0]);
+    assert_eq!(snapshots[0].process.pid, fx.cleanup.1[0]);
     assert_eq!(snapshots[0].body["fds"]["kinds"]["epoll"], 5);
 
     // An hour later on the engine's clock the window has passed: the breaker
@@ -119,20 +141,20 @@ fn critical_target_is_restarted_until_the_breaker_trips() {
     let mut again = false;
     while !again && started.elapsed() < Duration::from_secs(40) {
         now += 100;
-        let status = engine.tick_at(now);
+        let status = fx.engine.tick_at(now);
         again = status.restarts.get("leaky").is_some_and(|n| *n >= 3);
-        let current = std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok());
+        let current = std::fs::read_to_string(&fx.pidfile).ok().and_then(|t| t.trim().parse().ok());
         if let Some(pid) = current
-            && !cleanup.1.contains(&pid)
+            && !fx.cleanup.1.contains(&pid)
         {
-            cleanup.1.push(pid);
+            fx.cleanup.1.push(pid);
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    engine.finish();
+    fx.engine.finish();
     assert!(again, "not restarted again after the window passed");
     // The first server was ours: reap it (the engine reaped the ones it started).
-    first.wait().unwrap();
+    fx.first.wait().unwrap();
 }
 
 /// Regression (issue 13): `Autopilot::finish` waited for a restart still in
@@ -140,46 +162,18 @@ fn critical_target_is_restarted_until_the_breaker_trips() {
 /// taken before stopping the server (the evidence of what leaked) was lost.
 #[test]
 fn a_restart_in_flight_at_shutdown_keeps_its_snapshot() {
-    let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("server.pid");
     // A server that ignores SIGTERM: the restart waits out its grace (2 s)
     // before SIGKILL, so it is still running when the engine stops.
-    let start = format!(
-        "echo $$ > {}; exec {} --stay --exec 'open epoll 5' --exec ignore-term",
-        pidfile.display(),
-        helper_binary().display()
-    );
-    let mut first = Command::new("sh").args(["-c", &start]).stdin(Stdio::null()).spawn().unwrap();
-    let mut cleanup = Cleanup(&pidfile, vec![first.id()]);
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[notify]\nenabled = false\n\n[[watch]]\nname = \"leaky\"\npidfile = \"{}\"\n\n\
-             [watch.rules]\nfds = false\neta = false\nepoll = {{ critical = 3, samples = 1 }}\n\n\
-             [watch.restart]\ncommand = [\"sh\", \"-c\", {start:?}]\ngrace = \"2s\"\n\
-             health_timeout = \"5s\"\n\n[watch.auto_restart]\non = \"critical\"\nmax = 1\nper = \"1h\"\n",
-            pidfile.display()
-        ),
-    )
-    .unwrap();
-    let store_path = dir.path().join("history.sqlite3");
-    let mut engine = Engine::new(EngineOptions {
-        config: leakwatch_core::ConfigSource::Named(config),
-        store_path: Some(store_path.clone()),
-        notifier: Arc::new(CapturingNotifier::default()),
-        interval: Some(Duration::from_millis(100)),
-    })
-    .unwrap();
+    let mut fx = AutoRestart::start(" --exec ignore-term", "2s", 1);
     // Wait until the server holds its epolls, then tick until the restart starts.
     assert!(leakwatch_test_helper::wait_until(Duration::from_secs(10), || {
-        std::fs::read_to_string(&pidfile).is_ok_and(|t| !t.trim().is_empty())
+        std::fs::read_to_string(&fx.pidfile).is_ok_and(|t| !t.trim().is_empty())
     }));
     let mut now = unix_millis(SystemTime::now());
     let mut began = false;
     for _ in 0..50 {
         now += 100;
-        let status = engine.tick_at(now);
+        let status = fx.engine.tick_at(now);
         began = status.recent_events.iter().any(|e| e.message.starts_with("automatic restart:"));
         if began {
             // Not collected by a tick: only `finish` can save its outcome.
@@ -189,22 +183,22 @@ fn a_restart_in_flight_at_shutdown_keeps_its_snapshot() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(began, "no automatic restart started");
-    engine.finish();
+    fx.engine.finish();
     let current: Option<u32> =
-        std::fs::read_to_string(&pidfile).ok().and_then(|t| t.trim().parse().ok());
-    cleanup.1.extend(current);
-    drop(engine);
+        std::fs::read_to_string(&fx.pidfile).ok().and_then(|t| t.trim().parse().ok());
+    fx.cleanup.1.extend(current);
+    drop(fx.engine);
 
-    let store = Store::open_read_only(&store_path).unwrap();
+    let store = Store::open_read_only(&fx.store_path).unwrap();
     let snapshots = store.snapshots(Some("leaky"), 0).unwrap();
     assert_eq!(snapshots.len(), 1, "the in-flight restart's snapshot was dropped");
     assert!(snapshots[0].reason.contains("automatic restart"), "{:?}", snapshots[0].reason);
-    assert_eq!(snapshots[0].process.pid, first.id());
+    assert_eq!(snapshots[0].process.pid, fx.first.id());
     assert_eq!(snapshots[0].body["fds"]["kinds"]["epoll"], 5);
     let events = store.events(Some("leaky"), 0).unwrap();
     assert!(
         events.iter().any(|e| e.message.contains("restarted automatically")),
         "the outcome is logged: {events:#?}"
     );
-    first.wait().unwrap();
+    fx.first.wait().unwrap();
 }
