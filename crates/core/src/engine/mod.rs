@@ -1,7 +1,7 @@
 //! The watch engine: the one poll loop behind `leakwatch watch`, the daemon and the
 //! menubar app. Each tick it locates every target's process, samples its
 //! descriptors by kind, fits the leak trend, evaluates the rules, writes history
-//! and raises events; the faces only render the [`Status`] it publishes.
+//! and raises events; the faces only render the [`Status`](crate::status::Status) it publishes.
 //!
 //! A tick is synchronous work (the probe reads `/proc` or calls libproc) and runs
 //! on a blocking thread. The async loop in [`Engine::spawn`] only schedules ticks

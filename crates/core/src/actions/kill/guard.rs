@@ -29,8 +29,8 @@ impl Guard {
 
     /// Why `process` must not be signalled, or `None` if it may be. `table` (a
     /// recent process table) finds leakwatch's ancestors; without it only the
-    /// direct parent is known. For UIs that mark protected processes; [`plan`] and
-    /// [`execute`] check this themselves.
+    /// direct parent is known. For UIs that mark protected processes; [`plan`](super::plan) and
+    /// [`execute`](super::execute) check this themselves.
     pub fn refusal(&self, process: &ProcessInfo, table: Option<&[ProcessInfo]>) -> Option<Refusal> {
         Shield::new(table).check(self, process)
     }

@@ -29,7 +29,7 @@ pub enum Outcome {
 }
 
 /// An [`Outcome`] without its reason: what reports are counted and filtered by
-/// ([`KillReport::with_outcome`]). Its serde names are the `outcome` values of
+/// ([`KillReport::with_outcome`](super::KillReport::with_outcome)). Its serde names are the `outcome` values of
 /// the JSON, DESIGN.md's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
