@@ -50,6 +50,11 @@ fn start_in(dir: tempfile::TempDir, paths: Paths, notifier: Arc<dyn Notifier>) -
 }
 
 fn invoke(f: &Fixture, cmd: &str, args: Value) -> Result<Value, Value> {
+    invoke_on(&f.webview, cmd, args)
+}
+
+/// [`invoke`] from any thread.
+fn invoke_on(webview: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Value, Value> {
     let request = InvokeRequest {
         cmd: cmd.to_owned(),
         callback: CallbackFn(0),
@@ -59,7 +64,7 @@ fn invoke(f: &Fixture, cmd: &str, args: Value) -> Result<Value, Value> {
         headers: Default::default(),
         invoke_key: INVOKE_KEY.to_owned(),
     };
-    tauri::test::get_ipc_response(&f.webview, request)
+    tauri::test::get_ipc_response(webview, request)
         .map(|body| body.deserialize::<Value>().expect("JSON response"))
 }
 
@@ -464,4 +469,77 @@ fn actions_work_on_the_last_good_config_while_the_file_is_broken() {
         "helper still running: {report}"
     );
     let _ = std::fs::remove_file(&pidfile);
+}
+
+/// Regression (issue 13): the action commands loaded (read and parsed) the
+/// config file on an async worker before handing their work to a blocking
+/// thread, so a config file that hangs (a FIFO nobody writes, a stalled network
+/// mount) held one worker per call; with as many calls as workers, no async
+/// command answered at all. They act on the config in force now, and file work
+/// runs on blocking threads.
+#[cfg(unix)]
+#[test]
+fn action_commands_answer_while_the_config_file_hangs() {
+    let helper = Helper::spawn_with(&["--exec", "open epoll 3"]).expect("lw-helper");
+    let pid = helper.pid();
+    let pidfile = std::env::temp_dir().join(format!("leakwatch-app-hung-{pid}.pid"));
+    std::fs::write(&pidfile, pid.to_string()).expect("pidfile");
+    let config = format!("{}\n[watch.restart]\ncommand = [\"true\"]\n", helper_config(&pidfile));
+    let f = start(&config);
+    status_until(&f, "the helper", |s| s["targets"][0]["process"]["pid"] == pid);
+
+    // The file becomes a FIFO nobody writes: opening it to read blocks.
+    let path = f.dir.path().join("config.toml");
+    std::fs::remove_file(&path).expect("remove config");
+    let made = std::process::Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+    assert!(made.success());
+    // More calls at once than the async runtime has workers.
+    let calls = std::thread::available_parallelism().map_or(2, |n| n.get()) + 2;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let answered = std::thread::scope(|scope| {
+        for _ in 0..calls {
+            let done = done_tx.clone();
+            let webview = &f.webview;
+            scope.spawn(move || {
+                let answer = invoke_on(webview, "plan_restart", json!({ "target": "helper" }));
+                let _ = done.send(answer);
+            });
+        }
+        let mut answers = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while answers.len() < calls {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match done_rx.recv_timeout(left) {
+                Ok(answer) => answers.push(answer),
+                Err(_) => break,
+            }
+        }
+        // Let any reader still blocked on the FIFO go (the calls, the engine's
+        // reload), so the threads end.
+        release_readers(&path, &config, calls + 1);
+        answers
+    });
+    assert_eq!(answered.len(), calls, "commands stalled behind the hung config file");
+    for answer in &answered {
+        // The restart command comes from the config in force, not the hung file.
+        let plan = answer.as_ref().expect("a plan on the config in force");
+        assert!(plan["text"].as_str().is_some_and(|t| t.contains("then start: true")), "{plan}");
+    }
+    let _ = std::fs::remove_file(&pidfile);
+}
+
+/// Hands `text` to whoever still waits to read `fifo`: a writer per possible
+/// reader, each blocked in `open` until one comes (those left over end with the
+/// test process).
+#[cfg(unix)]
+fn release_readers(fifo: &std::path::Path, text: &str, readers: usize) {
+    use std::io::Write;
+    for _ in 0..readers {
+        let (fifo, text) = (fifo.to_path_buf(), text.to_owned());
+        std::thread::spawn(move || {
+            if let Ok(mut writer) = std::fs::OpenOptions::new().write(true).open(fifo) {
+                let _ = writer.write_all(text.as_bytes());
+            }
+        });
+    }
 }
