@@ -65,8 +65,9 @@ pub struct AppState {
 /// The config the app's actions and notifications use: the one its engine has
 /// in force, so that while the file is broken they go on working with the last
 /// good config, as the engine does, instead of failing with the file's error
-/// (issue 13). Without an engine of its own (starting, or attached to the
-/// daemon's) the file is read, and its last good reading kept the same way.
+/// (issue 13). Attached to the daemon's engine, it is the daemon's, served by
+/// its local API. With no engine yet (starting, or one too old to serve its
+/// config) the file is read, and its last good reading kept the same way.
 #[derive(Debug, Clone)]
 pub struct ConfigInForce {
     published: watch::Receiver<Option<Arc<Config>>>,

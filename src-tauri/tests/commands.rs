@@ -471,6 +471,68 @@ fn actions_work_on_the_last_good_config_while_the_file_is_broken() {
     let _ = std::fs::remove_file(&pidfile);
 }
 
+/// Issue 13: an app attached to the daemon (which owns the data directory) read
+/// the config file for its actions, so one started while the file was broken
+/// had no config to act on, and every action failed with the file's error,
+/// although the daemon ran on its last good config. It now acts on the config
+/// the daemon has in force, served by the daemon's local API.
+#[test]
+fn an_app_attached_to_the_daemon_acts_on_the_daemons_config_while_the_file_is_broken() {
+    use leakwatch_core::engine::{Engine, EngineOptions};
+    use leakwatch_core::owner::Face;
+    let helper = Helper::spawn_with(&["--exec", "open epoll 3"]).expect("lw-helper");
+    let pid = helper.pid();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pidfile = dir.path().join("helper.pid");
+    std::fs::write(&pidfile, pid.to_string()).expect("pidfile");
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        format!("{}\n[watch.restart]\ncommand = [\"true\"]\n", helper_config(&pidfile)),
+    )
+    .expect("config");
+    let paths = Paths {
+        config: ConfigSource::Default(Some(config_path.clone())),
+        store: Some(dir.path().join("data/history.sqlite3")),
+    };
+    let daemon_options = EngineOptions {
+        config: paths.config.clone(),
+        store_path: paths.store.clone(),
+        notifier: Arc::new(NullNotifier),
+        interval: None,
+    };
+    let daemon = tauri::async_runtime::block_on(async move {
+        Engine::new_as(daemon_options, Face::Daemon).map(Engine::spawn)
+    })
+    .expect("the daemon's engine");
+    let mut daemon_status = daemon.status();
+    let ticked = wait_until(Duration::from_secs(20), || {
+        daemon_status.borrow_and_update().targets.iter().any(|t| t.process.is_some())
+    });
+    assert!(ticked, "the daemon never saw the helper: {:#?}", daemon_status.borrow());
+
+    // A half-saved edit, and then the app starts (at login, say).
+    std::fs::write(&config_path, "[[watch]\nname = ").expect("break it");
+    let f = start_in(dir, paths, Arc::new(NullNotifier));
+    status_until(&f, "the daemon's engine", |s| s["engine"]["face"] == "daemon");
+    let mut plan = invoke(&f, "plan_restart", json!({ "target": "helper" }));
+    // The daemon's config reaches the app with its first stream line, which
+    // may trail the attachment by a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while plan.is_err() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        plan = invoke(&f, "plan_restart", json!({ "target": "helper" }));
+    }
+    let plan = plan.expect("a plan on the daemon's config in force");
+    assert!(plan["text"].as_str().is_some_and(|t| t.contains("then start: true")), "{plan}");
+    assert!(
+        plan["processes"].as_array().is_some_and(|p| p.iter().any(|p| p["pid"] == pid)),
+        "{plan}"
+    );
+    ok(&f, "save_snapshot", json!({ "target": "helper" }));
+    tauri::async_runtime::block_on(daemon.shutdown());
+}
+
 /// Regression (issue 13): the action commands loaded (read and parsed) the
 /// config file on an async worker before handing their work to a blocking
 /// thread, so a config file that hangs (a FIFO nobody writes, a stalled network

@@ -11,9 +11,12 @@
 //! - `GET /v1/status`: the latest status, as `leakwatch watch --json` prints it.
 //! - `GET /v1/stream`: newline-delimited JSON, `{"events": [...]}` with the
 //!   events a tick raised (all of them, in one line, before that tick's status)
-//!   and `{"status": ...}` after every tick; a client too slow to read is
-//!   dropped rather than allowed to hold the engine back. (Engines before issue
-//!   13 sent `{"event": ...}` per event instead: clients still read those.)
+//!   and `{"status": ...}` after every tick; `{"config": ...}` first and again
+//!   whenever a reload puts another config in force. A client too slow to read
+//!   is dropped rather than allowed to hold the engine back. (Engines before
+//!   issue 13 sent `{"event": ...}` per event instead: clients still read those.)
+//! - `GET /v1/config`: the config in force ([`ConfigText`]): the text the engine
+//!   parsed and runs on, which is the last good one while the file is broken.
 //! - `GET /v1/history?target=NAME&since=1h`: the target's recorded series with
 //!   their samples, and its events, since then (as `leakwatch history --json`).
 //! - `POST /v1/rescan`, `POST /v1/reload`: the engine's commands.
@@ -25,6 +28,7 @@
 //!   or no mark, 409 for a target with no running process.
 
 use crate::command::Command;
+use crate::config::{Config, ConfigError};
 use crate::diagnose::{Mark, MarkError, SinceMark};
 use crate::http::{Body, Handler, Limits, full};
 use crate::model::Event;
@@ -62,8 +66,40 @@ pub struct Engine {
     /// Each tick's events, as the engine raised them.
     pub events: broadcast::Sender<Arc<[Event]>>,
     pub commands: mpsc::UnboundedSender<Command>,
+    /// The config in force, for `/v1/config` and the stream.
+    pub config: watch::Receiver<Option<Arc<Config>>>,
     /// The history database, read (read-only) for `/v1/history`.
     pub store: Option<PathBuf>,
+}
+
+/// The config an engine has in force, as the local API serves it: the text it
+/// parsed and the file that text came from (no text: no file, the built-in
+/// defaults of automatic mode). While the file is broken the engine runs on its
+/// last good text, and so must every face attached to it: a face that read the
+/// file itself would act on a config nobody runs, or fail on the file's error
+/// (issue 13). A face parses the text again ([`ConfigText::parse`]) rather than
+/// receive the parsed config, whose regexes and rule tables have no wire form.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConfigText {
+    /// The file; relative paths in the text (pidfiles, logs) are taken
+    /// relative to its directory, as the engine took them.
+    pub path: Option<PathBuf>,
+    pub text: Option<String>,
+}
+
+impl ConfigText {
+    /// What `config` was parsed from.
+    pub fn of(config: &Config) -> Self {
+        Self { path: config.source.clone(), text: config.text.as_deref().map(str::to_owned) }
+    }
+
+    /// The config again, as the engine parsed it; the defaults without a text.
+    /// Fails only when this version cannot read a newer engine's config.
+    pub fn parse(&self) -> Result<Config, ConfigError> {
+        let Some(text) = &self.text else { return Ok(Config::default()) };
+        let path = self.path.as_deref().unwrap_or(Path::new("(the engine's config)"));
+        Config::parse(text, path)
+    }
 }
 
 /// A Unix listener that only hands over connections from this process's own
@@ -147,6 +183,10 @@ pub fn handler(engine: Engine) -> Handler {
                     json(StatusCode::OK, &*status)
                 }
                 (&Method::GET, "/v1/stream") => stream(&engine),
+                (&Method::GET | &Method::HEAD, "/v1/config") => match config_text(&engine) {
+                    Some(config) => json(StatusCode::OK, &config),
+                    None => error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped"),
+                },
                 (&Method::GET, "/v1/history") => history(engine.store.clone(), &query).await,
                 (&Method::POST, "/v1/rescan") => command(Command::Rescan),
                 (&Method::POST, "/v1/reload") => command(Command::Reload),
@@ -159,17 +199,23 @@ pub fn handler(engine: Engine) -> Handler {
                 }
                 (
                     _,
-                    "/v1/status" | "/v1/stream" | "/v1/rescan" | "/v1/reload" | "/v1/pause-alerts"
-                    | "/v1/baseline",
+                    "/v1/status" | "/v1/stream" | "/v1/config" | "/v1/rescan" | "/v1/reload"
+                    | "/v1/pause-alerts" | "/v1/baseline",
                 ) => error(StatusCode::METHOD_NOT_ALLOWED, "wrong method for this route"),
                 _ => error(
                     StatusCode::NOT_FOUND,
-                    "unknown route; try GET /v1/status, GET /v1/stream, POST /v1/rescan, \
-                     POST /v1/reload, POST /v1/pause-alerts?for=1h, POST /v1/baseline?target=NAME",
+                    "unknown route; try GET /v1/status, GET /v1/stream, GET /v1/config, \
+                     POST /v1/rescan, POST /v1/reload, POST /v1/pause-alerts?for=1h, \
+                     POST /v1/baseline?target=NAME",
                 ),
             }
         })
     })
+}
+
+/// The config in force now; `None` once the engine has stopped.
+fn config_text(engine: &Engine) -> Option<ConfigText> {
+    engine.config.borrow().as_deref().map(ConfigText::of)
 }
 
 /// `/v1/history?target=NAME&since=DURATION` (default 1h), read from the store
@@ -302,15 +348,26 @@ fn stream(engine: &Engine) -> Response<Body> {
     let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BACKLOG);
     let mut status = engine.status.clone();
     let mut events = engine.events.subscribe();
+    let mut config = engine.config.clone();
     tokio::spawn(async move {
         let line = |key: &str, value: &dyn erased::Json| -> Option<Bytes> {
             let mut text = format!("{{\"{key}\":{}}}", value.json()?);
             text.push('\n');
             Some(Bytes::from(text))
         };
-        // The current status first, so a client has something at once.
+        // The config in force and the current status first, so a client has
+        // something at once (a client that cannot read the config line, one
+        // from before it was sent, skips it).
+        let in_force = config.borrow_and_update().as_deref().map(ConfigText::of);
+        if let Some(bytes) = in_force.and_then(|c| line("config", &c))
+            && tx.try_send(bytes).is_err()
+        {
+            return;
+        }
         let first = status.borrow_and_update().clone();
         let mut pending = line("status", &*first);
+        // An engine that publishes no config (a test's) still streams the rest.
+        let mut config_open = true;
         loop {
             if let Some(bytes) = pending.take() {
                 // Full (a client not reading) or closed: drop the client.
@@ -323,6 +380,14 @@ fn stream(engine: &Engine) -> Response<Body> {
                     if changed.is_err() { return; }
                     let current = status.borrow_and_update().clone();
                     pending = line("status", &*current);
+                }
+                changed = config.changed(), if config_open => {
+                    if changed.is_err() {
+                        config_open = false;
+                        continue;
+                    }
+                    let current = config.borrow_and_update().as_deref().map(ConfigText::of);
+                    pending = current.and_then(|c| line("config", &c));
                 }
                 raised = events.recv() => match raised {
                     // One line per tick, however many it raised: the backlog
@@ -477,6 +542,13 @@ pub async fn request(socket: &Path, method: Method, path: &str) -> Result<Bytes,
     Ok(body)
 }
 
+/// The config the engine has in force (`GET /v1/config`).
+pub async fn config(socket: &Path) -> Result<ConfigText, ClientError> {
+    let body = request(socket, Method::GET, "/v1/config").await?;
+    serde_json::from_slice(&body)
+        .map_err(|source| ClientError::Body { path: socket.to_owned(), source })
+}
+
 /// The engine's latest status (`GET /v1/status`), typed.
 pub async fn status(socket: &Path) -> Result<Status, ClientError> {
     let body = request(socket, Method::GET, "/v1/status").await?;
@@ -518,6 +590,8 @@ pub enum StreamItem {
     Events(Vec<Event>),
     /// One event, as an engine from before issue 13 sent each.
     Event(Event),
+    /// The config the engine has in force: first, and after a reload changed it.
+    Config(ConfigText),
 }
 
 /// The longest line a stream may send: a status with many targets and orphan
@@ -632,7 +706,56 @@ mod tests {
         let (status_tx, status) = watch::channel(Arc::new(Status { tick: 7, ..Status::default() }));
         let (events, _) = broadcast::channel(16);
         let (commands, command_rx) = mpsc::unbounded_channel();
-        (Engine { status, events, commands, store: None }, status_tx, command_rx)
+        let (_, config) = watch::channel(None);
+        (Engine { status, events, commands, config, store: None }, status_tx, command_rx)
+    }
+
+    /// Issue 13: a face attached to an engine acts on the config that engine has
+    /// in force, which is not the file's while the file is broken; the API
+    /// serves it, at `/v1/config` and at the head of the stream (and again when
+    /// a reload puts another in force), as text the face parses to the same config.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn api_serves_the_config_in_force_and_streams_its_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = socket_path(dir.path());
+        let listener = SameUserListener::bind(&socket).unwrap();
+        let path = dir.path().join("config.toml");
+        let good = "[[watch]]\nname = \"web\"\npidfile = \"web.pid\"\n";
+        let parsed = Config::parse(good, &path).unwrap();
+        let (mut engine, _status_tx, _commands) = engine();
+        let (config_tx, config) = watch::channel(Some(Arc::new(parsed)));
+        engine.config = config;
+        let server = tokio::spawn(serve(listener, engine));
+
+        let served = super::config(&socket).await.unwrap();
+        assert_eq!(served, ConfigText { path: Some(path.clone()), text: Some(good.to_owned()) });
+        let again = served.parse().unwrap();
+        assert_eq!(again.watch[0].name, "web");
+        // Relative paths resolve where the engine resolved them, not here.
+        assert!(
+            matches!(&again.watch[0].selector, crate::config::Selector::Pidfile(p) if *p == dir.path().join("web.pid")),
+            "{:?}",
+            again.watch[0].selector
+        );
+
+        let mut subscription = subscribe(&socket).await.unwrap();
+        let next = async |s: &mut Subscription| {
+            tokio::time::timeout(Duration::from_secs(30), s.next()).await.unwrap().unwrap().unwrap()
+        };
+        assert!(matches!(next(&mut subscription).await, StreamItem::Config(c) if c == served));
+        assert!(matches!(next(&mut subscription).await, StreamItem::Status(s) if s.tick == 7));
+        let reloaded = good.replace("web", "api");
+        config_tx.send_replace(Some(Arc::new(Config::parse(&reloaded, &path).unwrap())));
+        assert!(matches!(
+            next(&mut subscription).await,
+            StreamItem::Config(c) if c.text.as_deref() == Some(reloaded.as_str())
+        ));
+        // Automatic mode: no file, no text; the face parses the defaults.
+        config_tx.send_replace(Some(Arc::new(Config::default())));
+        let StreamItem::Config(automatic) = next(&mut subscription).await else { panic!() };
+        assert_eq!(automatic, ConfigText { path: None, text: None });
+        assert!(automatic.parse().unwrap().watch.is_empty());
+        server.abort();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

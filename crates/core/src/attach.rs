@@ -2,14 +2,17 @@
 //! Sampling twice would write every sample and notify every alert twice, so a
 //! face that finds the directory locked (the app beside the daemon, `watch`
 //! beside the app) follows the owner's `/v1/stream` instead: its statuses and
-//! events reach the face's handle as if its own engine made them, and its
-//! commands (rescan, reload, pause alerts) go to the owner through the local API.
+//! events reach the face's handle as if its own engine made them, so does the
+//! config the owner has in force (the face acts on the config the owner runs
+//! on, not on a file that may be broken meanwhile), and its commands (rescan,
+//! reload, pause alerts) go to the owner through the local API.
 //! The stream ends when the owner stops or dies (the kernel closes its socket
 //! either way, and releases its lock), and the face then takes the lock and
 //! runs its own engine: the takeover costs one lock attempt, not a poll period.
 
-use crate::api::{self, ClientError, StreamItem};
+use crate::api::{self, ClientError, ConfigText, StreamItem};
 use crate::command::Command;
+use crate::config::Config;
 use crate::model::Event;
 use crate::owner::Owner;
 use crate::status::Status;
@@ -37,11 +40,26 @@ pub(crate) struct Outputs<'a> {
     pub(crate) status: &'a watch::Sender<Arc<Status>>,
     pub(crate) events: &'a broadcast::Sender<Arc<[Event]>>,
     pub(crate) owner: &'a watch::Sender<Option<Owner>>,
+    /// The owner's config in force; `None` while there is none to follow.
+    pub(crate) config: &'a watch::Sender<Option<Arc<Config>>>,
 }
 
 /// Follows the engine owning `dir` (`owner`, as its lock file names it) until
 /// it goes away or the handle is shut down.
 pub(crate) async fn follow_owner(
+    dir: &Path,
+    owner: Option<Owner>,
+    out: &Outputs<'_>,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Detached {
+    let detached = follow(dir, owner, out, commands, shutdown).await;
+    // The owner's config is no longer in force anywhere this face can see.
+    out.config.send_replace(None);
+    detached
+}
+
+async fn follow(
     dir: &Path,
     owner: Option<Owner>,
     out: &Outputs<'_>,
@@ -82,6 +100,9 @@ pub(crate) async fn follow_owner(
                 Some(Ok(StreamItem::Event(event))) => {
                     let _ = out.events.send(Arc::new([event]));
                 }
+                Some(Ok(StreamItem::Config(text))) => {
+                    out.config.send_replace(parse_in_force(text, &named).await);
+                }
                 // A line this version cannot read (a newer engine's): skip it,
                 // the next status replaces what it would have said.
                 Some(Err(error @ ClientError::Body { .. })) => {
@@ -105,6 +126,23 @@ pub(crate) async fn follow_owner(
                 None => return Detached::Shutdown,
             },
             _ = shutdown.changed() => return Detached::Shutdown,
+        }
+    }
+}
+
+/// The owner's config in force, parsed here as the owner parsed it (on a
+/// blocking thread: compiling a large config's regexes is CPU work). `None`
+/// when this version cannot read it: the face then reads the file itself.
+async fn parse_in_force(text: ConfigText, named: &str) -> Option<Arc<Config>> {
+    match tokio::task::spawn_blocking(move || text.parse()).await {
+        Ok(Ok(config)) => Some(Arc::new(config)),
+        Ok(Err(error)) => {
+            tracing::warn!("cannot read the config {named} has in force: {error}");
+            None
+        }
+        Err(error) => {
+            tracing::warn!("the config {named} has in force was not parsed: {error}");
+            None
         }
     }
 }

@@ -183,3 +183,68 @@ async fn a_second_engine_attaches_so_one_alert_notifies_once_then_it_takes_over_
         "a gap longer than {most} ms (half the retry): {gaps:?} at {times:?}"
     );
 }
+
+/// Issue 13: a face attached to the daemon read the config file itself, so one
+/// that started while the file was broken had no config at all (its actions
+/// failed with the file's error) although the daemon ran on its last good one.
+/// The attached handle now has the owner's config in force, through the local
+/// API, follows the owner's reloads, and lets go of it when the owner stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attached_handle_has_the_owners_config_in_force_while_the_file_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let good = "[defaults]\ninterval = \"1s\"\n\n[[watch]]\nname = \"web\"\nport = 1\n";
+    std::fs::write(&config, good).unwrap();
+    let store: PathBuf = dir.path().join("data").join("history.sqlite3");
+    let notifier = Arc::new(CapturingNotifier::default());
+    let owner =
+        Engine::new_as(options(&config, &store, notifier.clone()), Face::Daemon).unwrap().spawn();
+    let mut owner_status = owner.status();
+    wait_for(&mut owner_status, "the owner ticks", |s| s.tick >= 1).await;
+
+    // A half-saved edit; the owner keeps its config, a face starts now.
+    std::fs::write(&config, "[[watch]\nname = ").unwrap();
+    let app_options = options(&config, &store, notifier);
+    let app = EngineHandle::spawn_retrying(
+        move || Engine::new_lenient_as(app_options.clone(), Face::App),
+        RETRY,
+    );
+    let mut in_force = app.config();
+    let wait = |what: &'static str, check: fn(&leakwatch_core::Config) -> bool| {
+        let mut in_force = in_force.clone();
+        async move {
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                in_force.wait_for(|c| c.as_deref().is_some_and(check)),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("the attached handle never had {what}"))
+            .unwrap()
+            .clone()
+        }
+    };
+    let seen = wait("the owner's config", |c| c.watch.len() == 1 && c.watch[0].name == "web").await;
+    assert!(app.attached_to().borrow().is_some(), "not attached");
+    assert_eq!(seen.unwrap().source.as_deref(), Some(config.as_path()));
+
+    // A good file again, reloaded by the owner: the face follows.
+    std::fs::write(&config, good.replace("web", "api")).unwrap();
+    owner.send(Command::Reload);
+    wait("the reloaded config", |c| c.watch.first().is_some_and(|t| t.name == "api")).await;
+
+    // The owner stops: the face's own engine takes over, on the file.
+    owner.shutdown().await;
+    let mut attached = app.attached_to();
+    tokio::time::timeout(Duration::from_secs(60), attached.wait_for(Option::is_none))
+        .await
+        .unwrap()
+        .unwrap();
+    let own = tokio::time::timeout(Duration::from_secs(60), in_force.wait_for(Option::is_some))
+        .await
+        .unwrap()
+        .unwrap()
+        .clone()
+        .unwrap();
+    assert_eq!(own.watch[0].name, "api");
+    app.shutdown().await;
+}

@@ -63,7 +63,9 @@ impl Config {
         let doc = Doc { text, path };
         let root = DeTable::parse(text).map_err(|e| doc.syntax_error(&e))?;
         let root = Table { path: String::new(), span: 0..0, map: root.get_ref() };
-        Parser { doc: &doc }.config(&root)
+        let mut config = Parser { doc: &doc }.config(&root)?;
+        config.text = Some(text.into());
+        Ok(config)
     }
 
     /// The config file: `LEAKWATCH_CONFIG` when set, else `config.toml` in the

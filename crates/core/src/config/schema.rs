@@ -70,6 +70,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub struct Config {
     /// The file it was read from; `None` for [`Config::default`].
     pub source: Option<PathBuf>,
+    /// The text it was parsed from; `None` for [`Config::default`]. The file may
+    /// have changed (or broken) since: this is what the engine runs on, and what
+    /// it hands to faces attached to it (`GET /v1/config`), which parse it again
+    /// rather than read a file that may no longer say the same.
+    pub text: Option<std::sync::Arc<str>>,
     /// Processes never signalled: regexes on the process name or argv\[0\].
     pub protect: Vec<Regex>,
     /// Root only: whether leakwatch may act on other users' processes.
@@ -258,6 +263,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             source: None,
+            text: None,
             protect: Vec::new(),
             allow_other_users: false,
             defaults: Defaults::default(),

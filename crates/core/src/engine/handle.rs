@@ -51,12 +51,13 @@ impl EngineHandle {
         self.metrics_listen.clone()
     }
 
-    /// The config in force in this handle's own engine, updated when a reload
-    /// takes a new one (a broken file keeps the last good one in force): faces
-    /// act on it instead of reading and parsing the file again, so their
-    /// actions work while the file is broken. `None` while the handle has no
-    /// engine of its own (still starting, or attached to another process's,
-    /// whose config is that process's).
+    /// The config in force in the engine this handle shows, updated when a
+    /// reload takes a new one (a broken file keeps the last good one in force):
+    /// faces act on it instead of reading and parsing the file again, so their
+    /// actions work while the file is broken. Attached to another process's
+    /// engine, it is that engine's, as its local API serves it. `None` while
+    /// there is no engine (still starting), or the owner serves none (an
+    /// engine from before `/v1/config`).
     pub fn config(&self) -> watch::Receiver<Option<Arc<Config>>> {
         self.config.clone()
     }
@@ -117,6 +118,7 @@ impl EngineHandle {
                             status: &status_tx,
                             events: &events,
                             owner: &owner_tx,
+                            config: &config_tx,
                         };
                         let followed = crate::attach::follow_owner(
                             &dir,

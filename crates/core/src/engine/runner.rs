@@ -35,6 +35,7 @@ impl Engine {
                     status: status_rx.clone(),
                     events: events_tx.clone(),
                     commands: command_tx.clone(),
+                    config: config_rx.clone(),
                     store: self.options.store_path.clone(),
                 };
                 Some((socket, tokio::spawn(crate::api::serve(listener, engine))))
