@@ -122,3 +122,36 @@ fn a_missing_leakwatch_config_file_is_an_error_for_watch_and_daemon_too() {
         assert!(message.contains("no such file"), "{args:?}: {message}");
     }
 }
+
+/// Issue 13: while the file is broken the daemon runs on its last good config,
+/// and a user needs to see which: `config in-force` prints the text the daemon
+/// runs on, says the file no longer matches it, and exits 3 without an engine.
+#[test]
+fn config_in_force_shows_the_daemons_last_good_config_while_the_file_is_broken() {
+    let scratch = Scratch::new("in-force");
+    let none = scratch.run(&["config", "in-force"]);
+    assert_eq!(none.status.code(), Some(3), "{}", text(&none));
+    assert!(text(&none).contains("no engine running"), "{}", text(&none));
+
+    let good = format!("{MINE}\n[[watch]]\nname = \"web\"\nport = 1\n");
+    scratch.write_config(&good);
+    let daemon = scratch.daemon();
+    let answered = leakwatch_test_helper::wait_until(std::time::Duration::from_secs(60), || {
+        scratch.run(&["config", "in-force"]).status.success()
+    });
+    assert!(answered, "the daemon never answered: {}", daemon.log());
+    let same = scratch.run(&["config", "in-force"]);
+    assert!(text(&same).contains("the file says the same"), "{}", text(&same));
+
+    scratch.write_config("[[watch]\nname = ");
+    let out = scratch.run(&["config", "in-force"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains(&good), "the last good text, whole: {shown}");
+    assert!(shown.contains("the file has changed since the engine read it"), "{shown}");
+    let json: Value =
+        serde_json::from_slice(&scratch.run(&["--json", "config", "in-force"]).stdout).unwrap();
+    assert_eq!(json["text"], good.as_str(), "{json}");
+    assert_eq!(json["file_matches"], false, "{json}");
+    assert_eq!(json["path"], scratch.config().display().to_string(), "{json}");
+}

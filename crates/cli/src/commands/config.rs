@@ -1,7 +1,8 @@
-//! `leakwatch config init | check | path | add | remove`: write a commented
-//! example, validate a file with errors that name the file, line and key, say
-//! where the config lives on this platform, and add or remove a `[[watch]]`
-//! target keeping the file's comments and layout.
+//! `leakwatch config init | check | path | in-force | add | remove`: write a
+//! commented example, validate a file with errors that name the file, line and
+//! key, say where the config lives on this platform, show the config the running
+//! engine has in force (the last good one while the file is broken), and add or
+//! remove a `[[watch]]` target keeping the file's comments and layout.
 
 use crate::output;
 use leakwatch_core::config::Config;
@@ -32,6 +33,11 @@ enum Action {
     },
     /// Print where the config file is read from.
     Path,
+    /// Print the config the running engine has in force: the text it runs on,
+    /// which is its last good one while the file is broken, and whether the file
+    /// still says the same. Asks the engine over its socket; starts nothing
+    /// (exit code 3 when no engine runs, as `leakwatch status`).
+    InForce,
     /// Add a [[watch]] target, keeping the file's comments and layout; the result
     /// must pass `config check` or nothing is written. Give exactly one locator.
     #[command(group(clap::ArgGroup::new("locator").required(true).multiple(false)))]
@@ -119,6 +125,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
             let path = resolve(None)?;
             message(json, &path, &path.display().to_string())
         }
+        Action::InForce => in_force(json),
         Action::Add { name, port, pidfile, process, argv, launchd, systemd, fd_limit, config } => {
             let locator = port
                 .map(Locator::Port)
@@ -144,6 +151,46 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
             message(json, &path, &format!("removed {name} from {}", path.display()))
         }
     }
+}
+
+/// `config in-force`: the running engine's config, from `GET /v1/config`.
+fn in_force(json: bool) -> anyhow::Result<String> {
+    use leakwatch_core::api;
+    let dir = Config::data_dir()
+        .ok_or_else(|| anyhow::anyhow!("no data directory: set LEAKWATCH_DATA_DIR or HOME"))?;
+    let socket = api::socket_path(&dir);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let in_force = runtime.block_on(api::config(&socket))?;
+    // Only a regular file is read: a FIFO in its place would hang the command.
+    let file = in_force.path.as_deref().and_then(|path| match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => std::fs::read_to_string(path).ok(),
+        _ => None,
+    });
+    let same = in_force.text == file;
+    if json {
+        return output::json(&serde_json::json!({
+            "path": in_force.path,
+            "text": in_force.text,
+            "file_matches": same,
+        }));
+    }
+    Ok(match (&in_force.path, &in_force.text) {
+        (Some(path), Some(text)) => {
+            let note = if same {
+                "the file says the same".to_owned()
+            } else {
+                format!(
+                    "the file has changed since the engine read it: `leakwatch config check {}` \
+                     says whether the engine will take it",
+                    path.display()
+                )
+            };
+            format!("# in force, read from {} ({note})\n{text}", path.display())
+        }
+        _ => "# in force: the built-in defaults (no config file): the engine watches your \
+              top descriptor holders\n"
+            .to_owned(),
+    })
 }
 
 fn resolve(path: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
