@@ -13,7 +13,8 @@
 //!   events a tick raised (all of them, in one line, before that tick's status)
 //!   and `{"status": ...}` after every tick; `{"config": ...}` first and again
 //!   whenever a reload puts another config in force. A client too slow to read
-//!   is dropped rather than allowed to hold the engine back. (Engines before
+//!   is dropped rather than allowed to hold the engine back, or sent a stream
+//!   with events missing (it subscribes again). (Engines before
 //!   issue 13 sent `{"event": ...}` per event instead: clients still read those.)
 //! - `GET /v1/config`: the config in force ([`ConfigText`]): the text the engine
 //!   parsed and runs on, which is the last good one while the file is broken.
@@ -393,7 +394,15 @@ fn stream(engine: &Engine) -> Response<Body> {
                     // One line per tick, however many it raised: the backlog
                     // counts lines, and a large tick is not a slow client.
                     Ok(raised) => pending = line("events", &&*raised),
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    // Events lost: a client must not take the rest for all
+                    // of them. Dropped, as a client that stops reading is; it
+                    // knows, and subscribes again.
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(
+                            "local API: a stream fell {missed} ticks' events behind: dropped"
+                        );
+                        return;
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 () = tx.closed() => return,
@@ -708,6 +717,30 @@ mod tests {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (_, config) = watch::channel(None);
         (Engine { status, events, commands, config, store: None }, status_tx, command_rx)
+    }
+
+    /// A stream further behind than the engine's event channel holds skipped the
+    /// events it lost and went on, so its client took what came for all of
+    /// them. It ends instead, as for a client that stops reading.
+    #[tokio::test]
+    async fn a_stream_that_falls_behind_the_events_ends_rather_than_skip_some() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = socket_path(dir.path());
+        let listener = SameUserListener::bind(&socket).unwrap();
+        let (engine, _status_tx, _commands) = engine();
+        let events = engine.events.clone();
+        let server = tokio::spawn(serve(listener, engine));
+        let mut subscription = subscribe(&socket).await.unwrap();
+        let first = subscription.next().await.unwrap().unwrap();
+        assert!(matches!(first, StreamItem::Status(_)), "{first:?}");
+        // More ticks than the channel holds (16 here), none read meanwhile:
+        // this runtime has one thread, and it is here.
+        for _ in 0..20 {
+            events.send(hello(1)).unwrap();
+        }
+        let end = tokio::time::timeout(Duration::from_secs(30), subscription.next()).await.unwrap();
+        assert!(end.is_none(), "the stream went on after losing events: {end:?}");
+        server.abort();
     }
 
     /// Issue 13: a face attached to an engine acts on the config that engine has

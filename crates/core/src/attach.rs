@@ -109,7 +109,11 @@ async fn follow(
                     tracing::debug!("{error}");
                 }
                 Some(Err(_)) | None => {
-                    tracing::info!("{named} went away: taking over the data directory");
+                    // Gone, or it dropped this face's stream (fallen behind):
+                    // the lock tells which, and a live owner is followed again.
+                    tracing::info!(
+                        "the stream from {named} ended: taking over the data directory if it is free"
+                    );
                     return Detached::Retry;
                 }
             },

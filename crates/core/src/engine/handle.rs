@@ -190,7 +190,7 @@ impl EngineHandle {
                         loop {
                             match inner_events.try_recv() {
                                 Ok(raised) => { let _ = events.send(raised); }
-                                Err(broadcast::error::TryRecvError::Lagged(_)) => {}
+                                Err(broadcast::error::TryRecvError::Lagged(missed)) => lost(missed),
                                 Err(_) => break,
                             }
                         }
@@ -199,7 +199,7 @@ impl EngineHandle {
                     }
                     raised = inner_events.recv() => match raised {
                         Ok(raised) => { let _ = events.send(raised); }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Lagged(missed)) => lost(missed),
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
                     command = command_rx.recv() => match command {
@@ -224,4 +224,13 @@ impl EngineHandle {
             task,
         }
     }
+}
+
+/// Events the relay from the engine to the handle's subscribers could not pass
+/// on: it fell hundreds of ticks behind (a runtime starved of threads). Said,
+/// since the faces downstream cannot tell.
+fn lost(missed: u64) {
+    tracing::warn!(
+        "{missed} ticks' events were lost on the way to the faces (the relay fell behind)"
+    );
 }
