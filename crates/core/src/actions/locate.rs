@@ -117,9 +117,10 @@ const PIDFILE_MAX_BYTES: u64 = 64;
 /// How much of a pidfile that does not hold a pid an error quotes.
 const PIDFILE_QUOTE_CHARS: usize = 16;
 
-/// How long a tick waits for a pidfile read it starts. `O_NONBLOCK` does not
-/// help on a network mount whose server is gone: `open` and `read` wait in the
-/// kernel regardless, for minutes or for ever.
+/// How long a pidfile read is waited for, counted from its start: by the
+/// caller that starts it, and by any that ask for the same file meanwhile.
+/// `O_NONBLOCK` does not help on a network mount whose server is gone: `open`
+/// and `read` wait in the kernel regardless, for minutes or for ever.
 pub const PIDFILE_READ_DEADLINE: Duration = Duration::from_secs(1);
 
 /// The pidfile reads of this process, one outstanding per path at most.
