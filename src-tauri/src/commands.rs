@@ -98,15 +98,15 @@ pub fn restart_plan(
     name: &str,
 ) -> Result<ActionPlan, AppError> {
     let target = target(config, name)?;
-    let previous = restart::current_process(probe, target);
-    let plan = match (&target.restart, previous) {
+    let previous = restart::find_process(probe, target);
+    let plan = match (&target.restart, previous.process()) {
         (Some(Restart::Command { grace, .. }), Some(id)) => {
             Some(kill::plan_ids(probe, &[id], *grace, &Guard::from_config(config))?)
         }
         _ => None,
     };
     Ok(ActionPlan {
-        text: restart::describe(target, previous, plan.as_ref()),
+        text: restart::describe(target, &previous, plan.as_ref()),
         processes: plan.map(|p| p.processes).unwrap_or_default(),
         no_health_check: restart::lacks_health_check(target),
     })

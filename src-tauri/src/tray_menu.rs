@@ -219,16 +219,7 @@ mod tests {
         let kinds: BTreeMap<FdKind, u64> = kinds.iter().copied().collect();
         let total = kinds.values().sum();
         TargetStatus {
-            name: name.to_owned(),
             target: Some(name.to_owned()),
-            instance: None,
-            restartable: false,
-            restart_unavailable: None,
-            limit_unknown: false,
-            top_kind: None,
-            selector: "port 4321".to_owned(),
-            state: TargetState::Up,
-            process: None,
             sample: Some(Sample {
                 at: 0,
                 total,
@@ -239,19 +230,8 @@ mod tests {
                 threads: None,
                 descendants: 0,
             }),
-            limit: None,
-            slope_per_hour: None,
-            kind_slopes_per_hour: BTreeMap::new(),
-            eta_seconds: None,
             severity,
-            rules: Vec::new(),
-            top_paths: Vec::new(),
-            grew: Vec::new(),
-            history: Vec::new(),
-            diagnosis: None,
-            signatures: Vec::new(),
-            reading: Default::default(),
-            down_since: None,
+            ..TargetStatus::unsampled(name, "port 4321", TargetState::Up)
         }
     }
 

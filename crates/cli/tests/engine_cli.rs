@@ -7,10 +7,10 @@
 
 mod common;
 
-use common::Scratch;
-use leakwatch_test_helper::{Helper, wait_until};
+use common::{Scratch, http_get};
+use leakwatch_test_helper::Helper;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -155,20 +155,6 @@ fn watch_piped_prints_plain_lines_and_raises_once() {
     assert!(raised[0].contains("epoll"), "{text}");
 }
 
-/// A port nothing listens on now (bound once and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
-
 #[test]
 fn daemon_serves_metrics_records_history_and_stops_on_sigterm() {
     let scratch = Scratch::new("daemon");
@@ -177,32 +163,16 @@ fn daemon_serves_metrics_records_history_and_stops_on_sigterm() {
     leak_config(&scratch, &helper, "interval = \"200ms\"\n");
     let config = std::fs::read_to_string(scratch.path("config.toml")).unwrap();
 
-    // A port found free can be taken by another test before the daemon binds
-    // it (issue 13): the daemon then exits saying it cannot listen, and is
-    // started again on another port.
     let mut metrics = String::new();
-    let mut ready = false;
-    let mut daemon = None;
-    for _ in 0..5 {
-        let port = free_port();
-        scratch.write_config(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n{config}"));
-        let mut child = scratch.command(&["daemon"]).stderr(Stdio::piped()).spawn().unwrap();
-        let mut exited = false;
-        ready = wait_until(Duration::from_secs(60), || {
-            exited = child.try_wait().unwrap().is_some();
+    let (mut daemon, _) = common::daemon_serving_metrics(
+        &scratch,
+        &[],
+        |port| format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n{config}"),
+        |port| {
             metrics = http_get(port, "/metrics").unwrap_or_default();
-            metrics.contains("leakwatch_fds{target=\"leaky\",kind=\"eventfd\"} 12") || exited
-        });
-        if !exited {
-            daemon = Some(child);
-            break;
-        }
-        let mut log = String::new();
-        BufReader::new(child.stderr.take().unwrap()).read_to_string(&mut log).unwrap();
-        assert!(log.contains("cannot listen on"), "the daemon exited:\n{log}");
-    }
-    let mut daemon = daemon.unwrap();
-    assert!(ready, "metrics never showed the helper:\n{metrics}");
+            metrics.contains("leakwatch_fds{target=\"leaky\",kind=\"eventfd\"} 12")
+        },
+    );
     assert!(metrics.starts_with("HTTP/1.1 200 OK"));
     assert!(metrics.contains("leakwatch_target_up{target=\"leaky\"} 1"));
     assert!(metrics.contains("# EOF"));
@@ -210,10 +180,10 @@ fn daemon_serves_metrics_records_history_and_stops_on_sigterm() {
     // A few more ticks at 200 ms, so there is a history to read back.
     std::thread::sleep(Duration::from_millis(1000));
     let stopped_at = Instant::now();
-    let sent = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status().unwrap();
+    let sent = Command::new("kill").args(["-TERM", &daemon.pid().to_string()]).status().unwrap();
     assert!(sent.success());
     let status = loop {
-        if let Some(status) = daemon.try_wait().unwrap() {
+        if let Some(status) = daemon.child.try_wait().unwrap() {
             break status;
         }
         // Generous (issue 13: 10 s flaked on a loaded machine): a daemon that
@@ -222,9 +192,9 @@ fn daemon_serves_metrics_records_history_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "daemon exited with {status}");
-    let mut log = String::new();
-    BufReader::new(daemon.stderr.take().unwrap()).read_to_string(&mut log).unwrap();
-    assert!(log.contains("SIGTERM: stopping"), "{log}");
+    // Read by another thread, to the end now that the daemon is gone.
+    assert!(daemon.wait_for_log("SIGTERM: stopping"), "{}", daemon.log());
+    let log = daemon.log();
     assert!(log.contains("leaky: watching pid"), "{log}");
 
     let out = scratch.run(&["history", "leaky", "--json"]);

@@ -150,8 +150,11 @@ fn control_characters_in_argv_are_escaped_in_human_output() {
     let scratch = Scratch::automatic("hardening");
     scratch.write_config("");
     let evil = "x\u{1b}]0;pwned\u{7}\n  1  0 B  FAKE ROW\u{9b}";
-    let mut child = Command::new("sh").args(["-c", "sleep 600; :", evil]).spawn().unwrap();
-    let pid = child.id().to_string();
+    // `; :` keeps the shell from exec'ing `sleep`, so the shell (whose argv is
+    // under test) stays; `sleep` is its child, and would outlive a kill of
+    // the shell alone holding the test's stdout and stderr (nextest: LEAK).
+    let child = Group::spawn(Command::new("sh").args(["-c", "sleep 600; :", evil]));
+    let pid = child.0.id().to_string();
     assert!(wait_until(Duration::from_secs(30), || {
         std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.ends_with(b"ROW\xc2\x9b\0"))
     }));
@@ -170,8 +173,34 @@ fn control_characters_in_argv_are_escaped_in_human_output() {
     let out = scratch.run(&["--json", "tree", &pid]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(json.to_string().contains("\\u001b]0;pwned\\u0007\\n"), "{json}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+}
+
+/// A child started in a process group of its own with none of the test's
+/// stdio, so that what it starts in turn holds no pipe of the test's either;
+/// on drop (a failed assertion too) the whole group is SIGKILLed and the child
+/// reaped.
+struct Group(std::process::Child);
+
+impl Group {
+    fn spawn(command: &mut Command) -> Group {
+        use std::os::unix::process::CommandExt;
+        let child = command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Group(child)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.0.wait();
+    }
 }
 
 /// Regression (issue 10, items 6 and 7): a FIFO as a pidfile blocked the tick

@@ -6,8 +6,10 @@
 // Helpers shared by the tests unwrap too: a panic is the failure report we want.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::{PORT_ATTEMPTS, Scratch, daemon_serving_metrics, free_port, http_get, listens};
 use leakwatch_test_helper::{Helper, wait_until};
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -55,49 +57,67 @@ impl Drop for Reaped {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
+/// Prometheus serving its API on a port of its own, and that port. Race-free
+/// as [`common::daemon_serving_metrics`]: a port taken by another process
+/// between [`free_port`] and Prometheus's bind makes it exit saying so, and it
+/// is started again on another port. Its log goes to `log`.
+fn prometheus_on_a_port_of_its_own(prometheus: &Path, dir: &Path, log: &Path) -> (Reaped, u16) {
+    let mut logs = String::new();
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port();
+        let mut child = Reaped(
+            Command::new(prometheus)
+                .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        let mut exited = false;
+        let settled = wait_until(Duration::from_secs(120), || {
+            exited = child.0.try_wait().unwrap().is_some();
+            exited
+                || (listens(child.0.id(), port)
+                    && http_get(port, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.1 200")))
+        });
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if settled && !exited {
+            return (child, port);
+        }
+        assert!(
+            exited && text.contains("address already in use"),
+            "Prometheus never got ready on port {port}:\n{text}"
+        );
+        logs.push_str(&text);
+    }
+    panic!("no free port for Prometheus in {PORT_ATTEMPTS} attempts:\n{logs}");
 }
 
 #[test]
 fn prometheus_scrapes_a_real_daemon_and_answers_leakwatch_fds() {
     let prometheus = debian_tool("prometheus");
-    let scratch = tempfile::tempdir().unwrap();
+    let scratch = Scratch::new("prometheus");
     let mut helper = Helper::spawn().unwrap();
     helper.ok("open eventfd 7");
-    let pidfile = scratch.path().join("helper.pid");
+    let pidfile = scratch.path("helper.pid");
     std::fs::write(&pidfile, helper.pid().to_string()).unwrap();
-    let (metrics_port, prometheus_port) = (free_port(), free_port());
-    std::fs::write(
-        scratch.path().join("config.toml"),
-        format!(
-            "[notify]\nenabled = false\n\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n\
-             [[watch]]\nname = \"leaky\"\npidfile = \"{}\"\ninterval = \"200ms\"\n",
-            pidfile.display()
-        ),
-    )
-    .unwrap();
-    let _daemon = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_leakwatch"))
-            .arg("daemon")
-            .env("LEAKWATCH_CONFIG", scratch.path().join("config.toml"))
-            .env("LEAKWATCH_DATA_DIR", scratch.path().join("data"))
-            .env_remove("DBUS_SESSION_BUS_ADDRESS")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let (_daemon, metrics_port) = daemon_serving_metrics(
+        &scratch,
+        &[],
+        |port| {
+            format!(
+                "[notify]\nenabled = false\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n\n\
+                 [[watch]]\nname = \"leaky\"\npidfile = \"{}\"\ninterval = \"200ms\"\n",
+                pidfile.display()
+            )
+        },
+        |port| http_get(port, "/metrics").is_some_and(|r| r.contains("# EOF")),
     );
     std::fs::write(
-        scratch.path().join("prometheus.yml"),
+        scratch.path("prometheus.yml"),
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
              scrape_configs:\n  - job_name: leakwatch\n    static_configs:\n      \
@@ -105,17 +125,9 @@ fn prometheus_scrapes_a_real_daemon_and_answers_leakwatch_fds() {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(scratch.path().join("prometheus.log")).unwrap();
-    let _prometheus = Reaped(
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", scratch.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", scratch.path().join("tsdb").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let log = scratch.path("prometheus.log");
+    let (_prometheus, prometheus_port) =
+        prometheus_on_a_port_of_its_own(&prometheus, scratch.dir(), &log);
     // leakwatch_fds{kind="eventfd"}, URL-encoded.
     let query = "/api/v1/query?query=leakwatch_fds%7Bkind%3D%22eventfd%22%7D";
     let mut answer = String::new();
@@ -123,8 +135,7 @@ fn prometheus_scrapes_a_real_daemon_and_answers_leakwatch_fds() {
         answer = http_get(prometheus_port, query).unwrap_or_default();
         answer.contains("\"target\":\"leaky\"") && answer.contains("\"7\"]")
     });
-    let prometheus_log =
-        std::fs::read_to_string(scratch.path().join("prometheus.log")).unwrap_or_default();
+    let prometheus_log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(found, "Prometheus never answered leakwatch_fds:\n{answer}\n{prometheus_log}");
     assert!(answer.contains("\"job\":\"leakwatch\""), "{answer}");
     // The scrape itself was healthy.

@@ -29,8 +29,13 @@ impl Drop for Reaper {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The first server, started the way bootstrap.py does it (a launcher that
+/// double-forks and exits), on a port the kernel picks, and that port. Bound
+/// from the start, so no parallel test can take it between choosing and
+/// binding (issue 13); the config naming it is written afterwards.
+fn first_server(launcher: &mut Helper) -> (u32, u16) {
+    let reply = launcher.ok("double-fork tcp-listen 0");
+    (reply[0].parse().unwrap(), reply[1].parse().unwrap())
 }
 
 /// Pids holding a listening socket on `port`.
@@ -44,7 +49,9 @@ fn listeners(port: u16) -> Vec<u32> {
 fn restart_follows_a_double_forking_launcher_to_one_healthy_server() {
     let scratch = Scratch::new("restart");
     let mut reaper = Reaper::default();
-    let port = free_port();
+    let mut launcher = Helper::spawn().unwrap();
+    let (first, port) = first_server(&mut launcher);
+    reaper.0.push(first);
     let helper = helper_binary();
     std::fs::write(
         scratch.path("config.toml"),
@@ -56,11 +63,6 @@ fn restart_follows_a_double_forking_launcher_to_one_healthy_server() {
         ),
     )
     .unwrap();
-
-    // The first server, started the way bootstrap.py does it.
-    let mut launcher = Helper::spawn().unwrap();
-    let first: u32 = launcher.ok(&format!("double-fork tcp-listen {port}"))[0].parse().unwrap();
-    reaper.0.push(first);
     assert_eq!(listeners(port), vec![first]);
 
     let dry = scratch.run(&["restart", "webui", "--dry-run"]);
@@ -169,7 +171,9 @@ fn clean_orphans_removes_a_tree_left_by_a_sigkilled_parent() {
 fn restart_whose_program_is_not_on_path_is_refused_before_anything_is_stopped() {
     let scratch = Scratch::new("restart-no-program");
     let mut reaper = Reaper::default();
-    let port = free_port();
+    let mut launcher = Helper::spawn().unwrap();
+    let (first, port) = first_server(&mut launcher);
+    reaper.0.push(first);
     // As launchd starts the app and the daemon: a PATH without the program, and
     // a login shell that has nothing to add.
     std::fs::write(
@@ -180,9 +184,6 @@ fn restart_whose_program_is_not_on_path_is_refused_before_anything_is_stopped() 
         ),
     )
     .unwrap();
-    let mut launcher = Helper::spawn().unwrap();
-    let first: u32 = launcher.ok(&format!("double-fork tcp-listen {port}"))[0].parse().unwrap();
-    reaper.0.push(first);
     assert_eq!(listeners(port), vec![first]);
 
     let out = Command::new(env!("CARGO_BIN_EXE_leakwatch"))

@@ -8,26 +8,12 @@
 
 mod common;
 
-use common::{Daemon, Scratch, collect_lines};
+use common::{Daemon, PORT_ATTEMPTS, Scratch, collect_lines, free_port, http_get, listens};
 use leakwatch_test_helper::wait_until;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// A port nothing listens on now (bound once and released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    Some(response)
-}
 
 fn scrapes(port: u16) -> bool {
     http_get(port, "/metrics").is_some_and(|r| r.starts_with("HTTP/1.1 200") && r.contains("# EOF"))
@@ -38,35 +24,10 @@ fn config_with_metrics(port: u16) -> String {
     format!("[notify]\nenabled = false\n\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n")
 }
 
-/// Attempts at a free port before a test gives up: a port found free can be
-/// taken by another test (nextest runs them in parallel processes) before the
-/// daemon binds it, so a bind that fails is retried on a new port.
-const PORT_ATTEMPTS: usize = 5;
-
 /// The daemon (run through `wrapper`) serving `/metrics` on a port of its own,
-/// and that port. Race-free (issue 13): when another process took the port
-/// between `free_port` and the daemon's bind, the daemon exits saying it
-/// cannot listen, and this starts it again on another port.
+/// and that port: [`common::daemon_serving_metrics`] with no target.
 fn daemon_serving_metrics(scratch: &Scratch, wrapper: &[&str]) -> (Daemon, u16) {
-    let mut logs = String::new();
-    for _ in 0..PORT_ATTEMPTS {
-        let port = free_port();
-        scratch.write_config(&config_with_metrics(port));
-        let mut daemon = scratch.daemon_via(wrapper);
-        let mut exited = false;
-        let settled = wait_until(Duration::from_secs(60), || {
-            exited = daemon.child.try_wait().unwrap().is_some();
-            // Its own socket: not another test's daemon that took the port.
-            exited || (listens(daemon.pid(), port) && scrapes(port))
-        });
-        if settled && !exited {
-            return (daemon, port);
-        }
-        let log = daemon.log();
-        assert!(log.contains("cannot listen on"), "the daemon never served /metrics:\n{log}");
-        logs.push_str(&log);
-    }
-    panic!("no free port in {PORT_ATTEMPTS} attempts:\n{logs}");
+    common::daemon_serving_metrics(scratch, wrapper, config_with_metrics, scrapes)
 }
 
 /// Moves the running daemon's `/metrics` to a new port by a config reload;
@@ -90,13 +51,6 @@ fn move_metrics(scratch: &Scratch, daemon: &Daemon) -> u16 {
         }
     }
     panic!("no free port in {PORT_ATTEMPTS} attempts:\n{}", daemon.log());
-}
-
-/// Whether `pid` holds a socket listening on `port` (what a connect cannot
-/// tell once another process may have bound the port).
-fn listens(pid: u32, port: u16) -> bool {
-    let probe = leakwatch_probe::Probe::new().unwrap();
-    leakwatch_core::actions::locate::listens_on(&probe, pid, port)
 }
 
 #[test]

@@ -199,16 +199,7 @@ mod tests {
         kinds.insert(FdKind::Kqueue, 812);
         kinds.insert(FdKind::Unix, 40);
         TargetStatus {
-            name: name.to_owned(),
-            selector: "port 4321".to_owned(),
             target: Some(name.to_owned()),
-            instance: None,
-            restartable: false,
-            restart_unavailable: None,
-            limit_unknown: false,
-            top_kind: None,
-            state: TargetState::Up,
-            process: None,
             sample: Some(Sample {
                 at: 0,
                 total: 852,
@@ -219,9 +210,7 @@ mod tests {
                 threads: None,
                 descendants: 0,
             }),
-            limit: None,
             slope_per_hour: Some(96.0),
-            kind_slopes_per_hour: BTreeMap::new(),
             eta_seconds: Some(9600.0),
             severity: Severity::Warning,
             rules: vec![crate::status::RuleStatus {
@@ -229,13 +218,10 @@ mod tests {
                 severity: Severity::Warning,
                 value: Some(812.0),
             }],
-            top_paths: Vec::new(),
-            grew: Vec::new(),
-            history: Vec::new(),
             diagnosis: Some("event loops leaking: kqueue ×812".to_owned()),
             signatures: vec![crate::diagnose::Signature::EventLoopsNotClosed],
             reading: crate::status::Reading::Measured,
-            down_since: None,
+            ..TargetStatus::unsampled(name, "port 4321", TargetState::Up)
         }
     }
 

@@ -209,6 +209,44 @@ pub enum Reading {
 }
 
 impl TargetStatus {
+    /// A row with no sample: nothing measured, no trend, rule, path or
+    /// diagnosis, severity ok and still measuring. What a target shows before
+    /// its first sample, or while it is down, unreadable or unknown; callers
+    /// set what they know beyond its `name`, `selector` and `state` (its
+    /// target, instance, process, whether it can be restarted).
+    pub fn unsampled(
+        name: impl Into<String>,
+        selector: impl Into<String>,
+        state: TargetState,
+    ) -> Self {
+        TargetStatus {
+            name: name.into(),
+            target: None,
+            instance: None,
+            restartable: false,
+            restart_unavailable: None,
+            limit_unknown: false,
+            top_kind: None,
+            selector: selector.into(),
+            state,
+            process: None,
+            sample: None,
+            limit: None,
+            slope_per_hour: None,
+            kind_slopes_per_hour: BTreeMap::new(),
+            eta_seconds: None,
+            severity: Severity::Ok,
+            rules: Vec::new(),
+            top_paths: Vec::new(),
+            grew: Vec::new(),
+            history: Vec::new(),
+            diagnosis: None,
+            signatures: Vec::new(),
+            reading: Reading::Measuring,
+            down_since: None,
+        }
+    }
+
     /// The order faces list rows in: most urgent first (severity, then the
     /// nearest limit, a full table before any ETA).
     pub fn urgency_cmp(&self, other: &Self) -> std::cmp::Ordering {
@@ -340,30 +378,11 @@ mod tests {
 
     fn row(name: &str, severity: Severity, eta: Option<f64>, reading: Reading) -> TargetStatus {
         TargetStatus {
-            name: name.to_owned(),
             target: Some(name.to_owned()),
-            instance: None,
-            restartable: false,
-            restart_unavailable: None,
-            limit_unknown: false,
-            top_kind: None,
-            selector: String::new(),
-            state: TargetState::Up,
-            process: None,
-            sample: None,
-            limit: None,
-            slope_per_hour: None,
-            kind_slopes_per_hour: BTreeMap::new(),
             eta_seconds: eta,
             severity,
-            rules: Vec::new(),
-            top_paths: Vec::new(),
-            grew: Vec::new(),
-            history: Vec::new(),
-            diagnosis: None,
-            signatures: Vec::new(),
             reading,
-            down_since: None,
+            ..TargetStatus::unsampled(name, "", TargetState::Up)
         }
     }
 

@@ -54,12 +54,12 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
     }
     let guard = Guard::from_config(&config);
     let mut probe = Probe::new()?;
-    let previous = restart::current_process(&mut probe, target);
+    let previous = restart::find_process(&mut probe, target);
     let grace = match &target.restart {
         Some(leakwatch_core::config::Restart::Command { grace, .. }) => *grace,
         _ => leakwatch_core::config::DEFAULT_GRACE,
     };
-    let plan = match previous {
+    let plan = match previous.process() {
         Some(id)
             if matches!(target.restart, Some(leakwatch_core::config::Restart::Command { .. })) =>
         {
@@ -67,7 +67,7 @@ pub(crate) fn run(args: &Args, json: bool) -> anyhow::Result<String> {
         }
         _ => None,
     };
-    let plan_text = restart::describe(target, previous, plan.as_ref());
+    let plan_text = restart::describe(target, &previous, plan.as_ref());
     if args.dry_run {
         return render(&Output { plan: plan_text, report: None }, json);
     }

@@ -1,14 +1,16 @@
 //! What the CLI's integration tests share: a scratch directory that the
-//! `leakwatch` they run reads its config from and keeps its data in, and the
-//! daemon run on it. One copy, so every test file points the binary at its
-//! scratch the same way (and a new environment variable is added once).
+//! `leakwatch` they run reads its config from and keeps its data in, the
+//! daemon run on it, and that daemon serving `/metrics` on a port of its own.
+//! One copy, so every test file points the binary at its scratch the same way
+//! (and a new environment variable is added once), and the port race is
+//! handled once.
 // Each test file uses part of it.
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used)]
 
 use leakwatch_test_helper::wait_until;
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -165,4 +167,76 @@ pub(crate) fn stdout(out: &Output) -> String {
 
 pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A port nothing listens on now (bound once and released). Another process
+/// (nextest runs tests in parallel processes) may take it before it is bound
+/// again: use it only where a taken port is noticed and another one tried, as
+/// [`daemon_serving_metrics`] does.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Attempts at a free port before a test gives up: each fails only when
+/// another process took the port in the moment between finding it free and
+/// binding it.
+pub(crate) const PORT_ATTEMPTS: usize = 5;
+
+/// `GET path` on 127.0.0.1:`port`, the whole response; `None` when nothing
+/// answers (within a generous 20 s, for a loaded machine).
+pub(crate) fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(20))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+/// Whether `pid` holds a socket listening on `port`: what a connect cannot
+/// tell once another process may have bound the port.
+pub(crate) fn listens(pid: u32, port: u16) -> bool {
+    let probe = leakwatch_probe::Probe::new().unwrap();
+    leakwatch_core::actions::locate::listens_on(&probe, pid, port)
+}
+
+/// The daemon, run through `wrapper` (e.g. `prlimit --nofile=N:N --`) with the
+/// config `config(port)`, listening on a port of its own once `ready(port)`
+/// holds (say, `/metrics` shows a target's count); and that port. `config`
+/// must put `[metrics] listen` on 127.0.0.1:`port`.
+///
+/// Race-free (issue 13): when another process took the port between
+/// [`free_port`] and the daemon's bind, the daemon exits saying it cannot
+/// listen, and is started again on another port; a `ready` answered by
+/// another process on the port does not count, only the daemon's own socket.
+pub(crate) fn daemon_serving_metrics(
+    scratch: &Scratch,
+    wrapper: &[&str],
+    config: impl Fn(u16) -> String,
+    mut ready: impl FnMut(u16) -> bool,
+) -> (Daemon, u16) {
+    let mut logs = String::new();
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port();
+        scratch.write_config(&config(port));
+        let mut daemon = scratch.daemon_via(wrapper);
+        let mut exited = false;
+        let settled = wait_until(Duration::from_secs(60), || {
+            exited = daemon.child.try_wait().unwrap().is_some();
+            exited || (listens(daemon.pid(), port) && ready(port))
+        });
+        if settled && !exited {
+            return (daemon, port);
+        }
+        // The log is read to its end by another thread: wait for the line
+        // that says why it exited.
+        assert!(
+            exited && daemon.wait_for_log("cannot listen on"),
+            "the daemon never got ready on port {port}; /metrics answered:\n{}\nits log:\n{}",
+            http_get(port, "/metrics").unwrap_or_default(),
+            daemon.log()
+        );
+        logs.push_str(&daemon.log());
+    }
+    panic!("no free port in {PORT_ATTEMPTS} attempts:\n{logs}");
 }

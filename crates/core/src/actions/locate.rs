@@ -20,13 +20,13 @@ pub enum NotFound {
     NoMatch,
     #[error("pidfile {0}: {1}")]
     Pidfile(String, String),
-    /// The read did not finish within [`PIDFILE_READ_DEADLINE`]: the file is on a
-    /// mount whose server is gone, most likely, where even a non-blocking open
-    /// waits in the kernel.
     /// The pidfile holds a pid no process has now: the server died (or was
     /// stopped) and left its pidfile behind.
     #[error("pidfile {0} names pid {1}, not running")]
     PidfileStale(String, u32),
+    /// The read did not finish within [`PIDFILE_READ_DEADLINE`]: the file is on a
+    /// mount whose server is gone, most likely, where even a non-blocking open
+    /// waits in the kernel. Whether the target runs is unknown, not "no".
     #[error("pidfile read timed out: {0}; a hung mount?")]
     PidfileTimedOut(String),
     #[error("nothing listens on port {0}")]
@@ -117,9 +117,10 @@ const PIDFILE_MAX_BYTES: u64 = 64;
 /// How much of a pidfile that does not hold a pid an error quotes.
 const PIDFILE_QUOTE_CHARS: usize = 16;
 
-/// How long a tick waits for a pidfile read it starts. `O_NONBLOCK` does not
-/// help on a network mount whose server is gone: `open` and `read` wait in the
-/// kernel regardless, for minutes or for ever.
+/// How long a pidfile read is waited for, counted from its start: by the
+/// caller that starts it, and by any that ask for the same file meanwhile.
+/// `O_NONBLOCK` does not help on a network mount whose server is gone: `open`
+/// and `read` wait in the kernel regardless, for minutes or for ever.
 pub const PIDFILE_READ_DEADLINE: Duration = Duration::from_secs(1);
 
 /// The pidfile reads of this process, one outstanding per path at most.
@@ -166,10 +167,20 @@ struct BoundedReads<R> {
 }
 
 /// Where a reader thread leaves a read's outcome.
-#[derive(Default)]
 struct ReadSlot {
     outcome: Mutex<Option<ReadOutcome>>,
     done: Condvar,
+    /// When the read stops being waited for: its start plus the deadline. A
+    /// caller that joins a read another started waits only for what is left,
+    /// so two callers at once both see a healthy read's outcome, while a read
+    /// stuck since an earlier tick (its deadline long past) costs nothing.
+    give_up_at: Instant,
+}
+
+impl ReadSlot {
+    fn new(give_up_at: Instant) -> Self {
+        ReadSlot { outcome: Mutex::default(), done: Condvar::new(), give_up_at }
+    }
 }
 
 /// A read for a reader thread, and where its outcome goes.
@@ -288,17 +299,19 @@ where
         }
     }
 
-    /// Reads `path`, or `None` if the read did not finish in time. A read this
-    /// call starts is waited for up to the deadline; one left over from an
-    /// earlier call is not waited for again (a dead mount would otherwise cost
+    /// Reads `path`, or `None` if the read did not finish in time. A read is
+    /// waited for until its deadline, counted from when it was started, by
+    /// whoever asks: the caller that starts it and any that ask meanwhile (two
+    /// restart plans at once). A read left over from an earlier call, past its
+    /// deadline, is not waited for again (a dead mount would otherwise cost
     /// every tick the whole deadline), only looked at.
     fn read(&self, path: &Path) -> Option<ReadOutcome> {
-        let (slot, started) = {
+        let slot = {
             let mut pending = lock(&self.pending);
             match pending.get(path) {
-                Some(slot) => (Arc::clone(slot), false),
+                Some(slot) => Arc::clone(slot),
                 None => {
-                    let slot = Arc::new(ReadSlot::default());
+                    let slot = Arc::new(ReadSlot::new(Instant::now() + self.deadline));
                     let (reader, owned) = (Arc::clone(&self.reader), path.to_owned());
                     let job =
                         Job { read: Box::new(move || reader(&owned)), slot: Arc::clone(&slot) };
@@ -306,11 +319,11 @@ where
                         return Some(Err(why));
                     }
                     pending.insert(path.to_owned(), Arc::clone(&slot));
-                    (slot, true)
+                    slot
                 }
             }
         };
-        let wait = if started { self.deadline } else { Duration::ZERO };
+        let wait = slot.give_up_at.saturating_duration_since(Instant::now());
         let outcome = {
             let guard = lock(&slot.outcome);
             let (guard, _) = slot
@@ -600,6 +613,45 @@ mod tests {
         // Dropping the reads (the engine's shutdown) does not wait for the
         // stuck thread: getting past this line is the test.
         drop(reads);
+    }
+
+    /// Regression: two restart plans of one target at once said "nothing
+    /// running to stop". The second caller found the first one's read pending
+    /// and waited `Duration::ZERO` for it, so it saw "timed out" although the
+    /// read was healthy and finished moments later. A caller joining a read now
+    /// waits for what is left of that read's deadline.
+    #[test]
+    fn concurrent_reads_of_a_slow_pidfile_both_get_its_pid() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let started = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&started);
+        // Slow, not hung: well inside a deadline no loaded machine reaches,
+        // and long enough that the second caller surely joins the first read.
+        let reads = Arc::new(BoundedReads::new(
+            move |_: &Path| -> ReadOutcome {
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(4321)
+            },
+            Duration::from_secs(60),
+        ));
+        let path = Path::new("/run/slow/app.pid");
+        let first = {
+            let reads = Arc::clone(&reads);
+            std::thread::spawn(move || reads.read(path))
+        };
+        let give_up = Instant::now() + Duration::from_secs(60);
+        while !reads.is_reading(path) {
+            assert!(Instant::now() < give_up, "the first read never started");
+            std::thread::yield_now();
+        }
+        let second = {
+            let reads = Arc::clone(&reads);
+            std::thread::spawn(move || reads.read(path))
+        };
+        assert_eq!(second.join().unwrap(), Some(Ok(4321)), "the joining caller");
+        assert_eq!(first.join().unwrap(), Some(Ok(4321)), "the starting caller");
+        assert_eq!(started.load(Ordering::SeqCst), 1, "the second caller read again");
     }
 
     /// A reader that panics is an error for that tick, not a read stuck for good.

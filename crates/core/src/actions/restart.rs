@@ -10,7 +10,7 @@
 //! [`CircuitBreaker`], so a server that leaks on start-up is not restarted in a loop.
 
 use crate::actions::kill::{self, Guard, KillReport};
-use crate::actions::locate::{PortMemo, listens_on, locate};
+use crate::actions::locate::{NotFound, PortMemo, listens_on, locate};
 use crate::config::{Health, Restart, Selector, Target};
 use crate::model::{UnixMillis, unix_millis};
 use crate::store::Snapshot;
@@ -35,6 +35,11 @@ pub enum RestartError {
     NotConfigured(String),
     #[error("{target}: {message}")]
     Stop { target: String, message: String },
+    /// Whether the old process runs could not be told (its pidfile could not
+    /// be read in time): a `command` restart would start a second copy beside
+    /// one that may still run, so it starts nothing.
+    #[error("{target}: cannot tell whether it is running ({why}); nothing was stopped or started")]
+    Unknown { target: String, why: String },
     #[error("{target}: port {port} still in use {waited:?} after stopping it")]
     PortBusy { target: String, port: u16, waited: Duration },
     #[error(
@@ -115,13 +120,35 @@ pub struct RestartReport {
     pub snapshot_saved: bool,
 }
 
+/// Whether a target's process runs now, as its selector tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    Running(ProcessId),
+    NotRunning,
+    /// It cannot be told now, and why: the pidfile could not be read in time
+    /// (a hung mount), or the process table could not be read. Never taken
+    /// for "not running": a restart would start a second copy beside one that
+    /// may still run.
+    Unknown(String),
+}
+
+impl Found {
+    /// The running process, if one is known to run.
+    pub const fn process(&self) -> Option<ProcessId> {
+        match self {
+            Found::Running(id) => Some(*id),
+            Found::NotRunning | Found::Unknown(_) => None,
+        }
+    }
+}
+
 /// The plan shown before a restart: what will happen, in words.
-pub fn describe(
-    target: &Target,
-    previous: Option<ProcessId>,
-    plan: Option<&kill::KillPlan>,
-) -> String {
-    let who = previous.map_or_else(|| "(not running)".to_owned(), |p| format!("pid {}", p.pid));
+pub fn describe(target: &Target, previous: &Found, plan: Option<&kill::KillPlan>) -> String {
+    let who = match previous {
+        Found::Running(p) => format!("pid {}", p.pid),
+        Found::NotRunning => "(not running)".to_owned(),
+        Found::Unknown(why) => format!("(whether it runs is unknown: {why})"),
+    };
     match &target.restart {
         None => format!("{}: no restart configured", target.name),
         Some(Restart::Launchd(label)) => format!(
@@ -133,9 +160,18 @@ pub fn describe(
             target.name
         ),
         Some(Restart::Command { argv, cwd, health_timeout, .. }) => {
-            let mut text = match plan {
-                Some(plan) => plan.describe(),
-                None => format!("{}: nothing running to stop", target.name),
+            let mut text = match (plan, previous) {
+                (Some(plan), _) => plan.describe(),
+                // What `restart` does then: refuse, rather than start a copy
+                // beside one that may run (and say so before it is asked).
+                (None, Found::Unknown(why)) => {
+                    return format!(
+                        "{}: cannot tell whether it is running ({why}); a restart now would \
+                         stop nothing and start nothing: try again once it can be told",
+                        target.name
+                    );
+                }
+                (None, _) => format!("{}: nothing running to stop", target.name),
             };
             text.push_str(&format!("\nthen start: {}", shell_words(argv)));
             if let Some(cwd) = cwd {
@@ -186,7 +222,11 @@ pub fn restart(
     let started = Instant::now();
     let restart =
         target.restart.as_ref().ok_or_else(|| RestartError::NotConfigured(target.name.clone()))?;
-    let previous = current_process(probe, target);
+    let found = find_process(probe, target);
+    if let (Restart::Command { .. }, Found::Unknown(why)) = (restart, &found) {
+        return Err(RestartError::Unknown { target: target.name.clone(), why: why.clone() });
+    }
+    let previous = found.process();
     let mut report = RestartReport {
         target: target.name.clone(),
         strategy: Strategy::of(restart),
@@ -280,11 +320,30 @@ pub fn restart(
     Ok((report, child))
 }
 
-/// The process the target's selector finds now (the lowest pid when several do).
+/// The process the target's selector finds now (the lowest pid when several
+/// do), `None` both when none runs and when that cannot be told
+/// ([`find_process`] tells them apart).
 pub fn current_process(probe: &mut Probe, target: &Target) -> Option<ProcessId> {
-    let table = probe.processes().ok()?;
-    let pids = locate(&target.selector, &table, probe, &mut PortMemo::default()).ok()?;
-    pids.first().and_then(|pid| probe.identity(*pid).ok())
+    find_process(probe, target).process()
+}
+
+/// Whether the target's process runs now (the lowest pid when several do), or
+/// that it cannot be told.
+pub fn find_process(probe: &mut Probe, target: &Target) -> Found {
+    let table = match probe.processes() {
+        Ok(table) => table,
+        Err(e) => return Found::Unknown(format!("the process table could not be read: {e}")),
+    };
+    match locate(&target.selector, &table, probe, &mut PortMemo::default()) {
+        Ok(pids) => pids
+            .first()
+            .and_then(|pid| probe.identity(*pid).ok())
+            .map_or(Found::NotRunning, Found::Running),
+        Err(NotFound::PidfileTimedOut(path)) => {
+            Found::Unknown(format!("its pidfile {path} could not be read in time; a hung mount?"))
+        }
+        Err(_) => Found::NotRunning,
+    }
 }
 
 /// The evidence before acting: the descriptor table (summarised, and listed up to
@@ -988,12 +1047,53 @@ process = "other"
         assert!(!lacks("by-port"));
         assert!(!lacks("supervised"));
         assert!(!lacks("unrestartable"));
-        let text = |name: &str| describe(config.target(name).unwrap(), None, None);
+        let text = |name: &str| describe(config.target(name).unwrap(), &Found::NotRunning, None);
         assert!(!text("bare").contains("and wait up to"), "{}", text("bare"));
         assert!(text("by-port").contains("port 8788 accepting"), "{}", text("by-port"));
         assert_eq!(
             Strategy::of(config.target("supervised").unwrap().restart.as_ref().unwrap()),
             Strategy::Systemd
         );
+    }
+
+    /// Regression: a pidfile read that timed out (a hung mount) was taken for
+    /// the target not running, so the restart plan said "nothing running to
+    /// stop" and a `command` restart started a second copy beside one that may
+    /// still run. The plan now says the state is unknown and the restart
+    /// refuses, stopping and starting nothing.
+    #[test]
+    fn timed_out_pidfile_is_unknown_in_the_plan_and_the_restart_starts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // `.hung`: the crate's test pidfile reader never returns from it.
+        let pidfile = dir.path().join("app.pid.hung");
+        let started = dir.path().join("started");
+        let config = crate::config::Config::parse(
+            &format!(
+                "[[watch]]\nname = \"stuck\"\npidfile = '{}'\n\n[watch.restart]\n\
+                 command = [\"touch\", '{}']\n",
+                pidfile.display(),
+                started.display()
+            ),
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        let target = config.target("stuck").unwrap();
+        let mut probe = Probe::new().unwrap();
+        let found = find_process(&mut probe, target);
+        let Found::Unknown(why) = &found else { panic!("not unknown: {found:?}") };
+        assert!(why.contains("could not be read in time") && why.contains("app.pid.hung"), "{why}");
+        let text = describe(target, &found, None);
+        assert!(!text.contains("nothing running"), "{text}");
+        assert!(text.contains("cannot tell whether it is running"), "{text}");
+        let mut snapshots = 0;
+        let error =
+            restart(&mut probe, target, &Guard::from_config(&config), "test", None, &mut |_| {
+                snapshots += 1;
+            })
+            .unwrap_err();
+        assert!(matches!(&error, RestartError::Unknown { target, .. } if target == "stuck"));
+        assert!(error.to_string().contains("nothing was stopped or started"), "{error}");
+        assert_eq!(snapshots, 0);
+        assert!(!started.exists(), "the command was started");
     }
 }

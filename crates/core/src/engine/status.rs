@@ -2,38 +2,19 @@
 
 use super::Engine;
 use super::instances::TargetView;
-use crate::model::{Sample, Severity, UnixMillis};
+use crate::model::{Sample, UnixMillis};
 use crate::status::{ConfigStatus, OwnUsage, Reading, Status, TargetState, TargetStatus};
 use crate::trend::Trend;
-use std::collections::BTreeMap;
 
 impl Engine {
     pub(super) fn bare_status(&self, target: &TargetView, state: TargetState) -> TargetStatus {
         TargetStatus {
-            name: target.instance.to_owned(),
             target: target.configured.clone(),
             instance: target.pid,
             restartable: target.restart.is_ok(),
             restart_unavailable: target.restart.clone().err(),
-            limit_unknown: false,
-            top_kind: None,
-            selector: target.selector.clone(),
-            state,
             process: self.instances.get(&target.instance).and_then(|i| i.process.clone()),
-            sample: None,
-            limit: None,
-            slope_per_hour: None,
-            kind_slopes_per_hour: BTreeMap::new(),
-            eta_seconds: None,
-            severity: Severity::Ok,
-            rules: Vec::new(),
-            top_paths: Vec::new(),
-            grew: Vec::new(),
-            history: Vec::new(),
-            diagnosis: None,
-            signatures: Vec::new(),
-            reading: Reading::Measuring,
-            down_since: None,
+            ..TargetStatus::unsampled(target.instance.as_str(), target.selector.as_str(), state)
         }
     }
 
