@@ -156,8 +156,7 @@ pub fn snapshot(
     diagnosis: Option<&str>,
 ) -> Result<(), AppError> {
     let target = target(config, name)?;
-    let id = restart::current_process(probe, target)
-        .ok_or_else(|| AppError::new(ErrorKind::NotFound, format!("{name} is not running")))?;
+    let id = running(restart::find_process(probe, target), name)?;
     let reason = "snapshot requested in the app";
     let body = restart::forensic_snapshot(probe, id, reason, diagnosis).ok_or_else(|| {
         AppError::new(ErrorKind::NotFound, format!("{name} (pid {}) exited", id.pid))
@@ -171,6 +170,22 @@ pub fn snapshot(
             body,
         })
         .map_err(|e| AppError::new(ErrorKind::Io, e.to_string()))
+}
+
+/// The process a snapshot is taken of. A pidfile that could not be read in
+/// time (a hung mount) leaves it unknown whether the target runs: said as
+/// such, not as "not running", which would send the user looking elsewhere.
+fn running(found: restart::Found, name: &str) -> Result<ProcessId, AppError> {
+    match found {
+        restart::Found::Running(id) => Ok(id),
+        restart::Found::NotRunning => {
+            Err(AppError::new(ErrorKind::NotFound, format!("{name} is not running")))
+        }
+        restart::Found::Unknown(why) => Err(AppError::new(
+            ErrorKind::Probe,
+            format!("{name}: cannot tell whether it is running: {why}"),
+        )),
+    }
 }
 
 /// The kill-tree plan for `roots` (pinned by identity).
@@ -562,4 +577,25 @@ fn reveal(path: &std::path::Path) -> Result<(), AppError> {
         let _ = child.wait();
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leakwatch_probe::StartTime;
+
+    /// Regression: a snapshot of a target whose pidfile read timed out said
+    /// "{name} is not running"; it says the state is unknown, and why.
+    #[test]
+    fn a_snapshot_of_a_target_in_an_unknown_state_says_so() {
+        let id = ProcessId { pid: 42, start_time: StartTime(7) };
+        assert_eq!(running(restart::Found::Running(id), "web").ok(), Some(id));
+        let gone = running(restart::Found::NotRunning, "web").unwrap_err();
+        assert_eq!((gone.kind, gone.message.as_str()), (ErrorKind::NotFound, "web is not running"));
+        let why = "its pidfile /mnt/web.pid could not be read in time; a hung mount?";
+        let unknown = running(restart::Found::Unknown(why.to_owned()), "web").unwrap_err();
+        assert_eq!(unknown.kind, ErrorKind::Probe);
+        assert!(unknown.message.contains("cannot tell whether it is running"), "{unknown}");
+        assert!(unknown.message.contains(why), "{unknown}");
+    }
 }

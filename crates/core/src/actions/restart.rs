@@ -316,15 +316,8 @@ pub fn restart(
     };
     wait_healthy(&target.name, check.as_ref(), timeout, &mut child)?;
     report.healthy_after = Some(started.elapsed());
-    report.new_pid = current_process(probe, target).map(|p| p.pid);
+    report.new_pid = find_process(probe, target).process().map(|p| p.pid);
     Ok((report, child))
-}
-
-/// The process the target's selector finds now (the lowest pid when several
-/// do), `None` both when none runs and when that cannot be told
-/// ([`find_process`] tells them apart).
-pub fn current_process(probe: &mut Probe, target: &Target) -> Option<ProcessId> {
-    find_process(probe, target).process()
 }
 
 /// Whether the target's process runs now (the lowest pid when several do), or
