@@ -229,16 +229,7 @@ impl Backend for Os {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::from_io(None, table.file(), e)),
             };
-            let suffix = format!(":{port} (LISTEN)");
-            inodes.extend(
-                table
-                    .parse(&text)
-                    .into_iter()
-                    .filter(|(_, _, endpoint)| {
-                        endpoint.as_deref().is_some_and(|e| e.ends_with(&suffix))
-                    })
-                    .map(|(inode, _, _)| inode),
-            );
+            inodes.extend(table.listening_on(&text, port));
         }
         Ok(inodes)
     }
@@ -343,7 +334,7 @@ impl Os {
                 }
                 Err(e) => return Err(e),
             };
-            for (inode, kind, endpoint) in table.parse(&text) {
+            for (inode, kind, endpoint) in table.parse_where(&text, |i| pending.contains_key(&i)) {
                 if let Some(indexes) = pending.remove(&inode) {
                     for index in indexes {
                         fds[index].kind = kind;
@@ -627,7 +618,21 @@ impl SocketTable {
     }
 
     /// `(inode, kind, endpoint)` for every row of the table.
+    #[cfg(test)]
     fn parse(self, bytes: &[u8]) -> Vec<(u64, FdKind, Option<String>)> {
+        self.parse_where(bytes, |_| true)
+    }
+
+    /// `(inode, kind, endpoint)` for the rows whose inode is `wanted`. The
+    /// tables list every socket of the network namespace (thousands of unix
+    /// sockets on a desktop), and only the inode is read of the others: naming
+    /// every row's endpoint cost more than reading the process's whole
+    /// descriptor table.
+    fn parse_where(
+        self,
+        bytes: &[u8],
+        mut wanted: impl FnMut(u64) -> bool,
+    ) -> Vec<(u64, FdKind, Option<String>)> {
         let text = String::from_utf8_lossy(bytes);
         let rows = text.lines().skip(1);
         match self {
@@ -635,7 +640,7 @@ impl SocketTable {
             SocketTable::Unix => rows
                 .filter_map(|row| {
                     let mut columns = row.split_ascii_whitespace().skip(6);
-                    let inode = columns.next()?.parse().ok()?;
+                    let inode = columns.next()?.parse().ok().filter(|inode| wanted(*inode))?;
                     let path = columns.next().map(str::to_owned);
                     Some((inode, FdKind::Unix, path))
                 })
@@ -647,16 +652,38 @@ impl SocketTable {
                     _ => FdKind::Udp,
                 };
                 rows.filter_map(|row| {
-                    let columns: Vec<&str> = row.split_ascii_whitespace().take(10).collect();
-                    let inode = columns.get(9)?.parse().ok()?;
-                    let local = parse_inet_address(columns.get(1)?)?;
-                    let remote = parse_inet_address(columns.get(2)?)?;
-                    let state = u8::from_str_radix(columns.get(3)?, 16).ok()?;
+                    let mut columns = [""; 10];
+                    let mut words = row.split_ascii_whitespace();
+                    for column in &mut columns {
+                        *column = words.next()?;
+                    }
+                    let inode = columns[9].parse().ok().filter(|inode| wanted(*inode))?;
+                    let local = parse_inet_address(columns[1])?;
+                    let remote = parse_inet_address(columns[2])?;
+                    let state = u8::from_str_radix(columns[3], 16).ok()?;
                     Some((inode, kind, Some(inet_endpoint(kind, &local, &remote, state))))
                 })
                 .collect()
             }
         }
+    }
+
+    /// The inodes of the sockets listening on `port` (TCP tables), read
+    /// without naming any row's endpoint.
+    fn listening_on(self, bytes: &[u8], port: u16) -> Vec<u64> {
+        const LISTEN: u8 = 10;
+        let text = String::from_utf8_lossy(bytes);
+        text.lines()
+            .skip(1)
+            .filter_map(|row| {
+                let mut words = row.split_ascii_whitespace();
+                let local = words.nth(1)?;
+                let state = u8::from_str_radix(words.nth(1)?, 16).ok()?;
+                let (_, local_port) = local.split_once(':')?;
+                let listening = state == LISTEN && u16::from_str_radix(local_port, 16) == Ok(port);
+                listening.then(|| words.nth(5)?.parse().ok())?
+            })
+            .collect()
     }
 }
 
@@ -859,6 +886,33 @@ mod tests {
         if cfg!(target_endian = "little") {
             assert_eq!(rows, vec![(5555, FdKind::Tcp, Some("127.0.0.1:8080 (LISTEN)".to_owned()))]);
         }
+    }
+
+    /// Only the rows asked for are named (the tables hold the whole namespace's
+    /// sockets), and a port's listeners are found without naming any.
+    #[test]
+    fn socket_tables_name_only_the_wanted_rows_and_find_listeners_by_port() {
+        let table = b"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+            \x20  0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 5555 1 0 100 0 0 10 0\n\
+            \x20  1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000  1000        0 5556 1 0 100 0 0 10 0\n\
+            \x20  2: 0100007F:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 5557 1 0 100 0 0 10 0\n";
+        let mut asked = Vec::new();
+        let rows = SocketTable::Tcp.parse_where(table, |inode| {
+            asked.push(inode);
+            inode == 5556
+        });
+        assert_eq!(asked, [5555, 5556, 5557]);
+        assert_eq!(rows.iter().map(|row| row.0).collect::<Vec<_>>(), [5556]);
+        if cfg!(target_endian = "little") {
+            assert_eq!(
+                rows[0].2.as_deref(),
+                Some("127.0.0.1:8080 -> 127.0.0.1:50000 (ESTABLISHED)")
+            );
+        }
+        // Port 0x1F90 = 8080: its listener, not the connection accepted on it.
+        assert_eq!(SocketTable::Tcp.listening_on(table, 8080), [5555]);
+        assert_eq!(SocketTable::Tcp.listening_on(table, 80), [5557]);
+        assert!(SocketTable::Tcp.listening_on(table, 443).is_empty());
     }
 
     #[test]
