@@ -6,6 +6,10 @@
 //! only notes that a reload is wanted; the loop parses on a blocking thread
 //! ([`load`]) and hands the result back to [`Engine::apply_loaded`] between
 //! ticks. An engine ticked by hand reloads in place.
+//!
+//! Until a reload reads a good file, an engine started on a broken one has no
+//! config in force (it watches on the built-in defaults, which faces must not
+//! act on: see [`Engine::config_in_force`]).
 
 use super::Engine;
 use crate::config::source::ConfigSource;
@@ -51,6 +55,7 @@ impl Engine {
         match loaded {
             Ok(config) => {
                 self.config = std::sync::Arc::new(config);
+                self.config_read = true;
                 self.config_error = None;
                 self.next_due.clear();
                 self.port_memos.clear();
@@ -71,15 +76,20 @@ impl Engine {
                 if self.config_error.as_deref() == Some(message.as_str()) {
                     return;
                 }
-                tracing::warn!("keeping the last good configuration: {message}");
                 self.config_error = Some(message.clone());
+                let kept = if self.config_read {
+                    "keeping the last good configuration"
+                } else {
+                    "still no configuration in force: no action runs until the file is fixed"
+                };
+                tracing::warn!("{kept}: {message}");
                 let event = self.event(
                     now,
                     Subject::Leakwatch,
                     None,
                     EventKind::ConfigError,
                     Severity::Warning,
-                    format!("{message} (keeping the last good configuration)"),
+                    format!("{message} ({kept})"),
                 );
                 self.pending_events.push(event);
             }

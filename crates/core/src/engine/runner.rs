@@ -8,7 +8,7 @@ use super::handle::EngineHandle;
 use super::{Command, Engine, GIVE_UP_AFTER_FAILED_TICKS, TICK_FAILURE_LOG_EVERY};
 use crate::config::{Config, ConfigError};
 use crate::model::unix_millis;
-use crate::status::Status;
+use crate::status::{ConfigStatus, Status};
 use crate::throttle::Throttle;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,12 +19,19 @@ use tokio::time::MissedTickBehavior;
 impl Engine {
     /// Runs the engine on the current tokio runtime until [`EngineHandle::shutdown`].
     pub fn spawn(mut self) -> EngineHandle {
-        let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
+        // Before the first tick, the status already says why there is no
+        // config in force, if there is none (the local API's `/v1/config`
+        // answers with it).
+        let first = Status {
+            config: ConfigStatus { error: self.config_error.clone(), ..ConfigStatus::default() },
+            ..Status::default()
+        };
+        let (status_tx, status_rx) = watch::channel(Arc::new(first));
         let (events_tx, _) = broadcast::channel(256);
         let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
         let (listen_tx, listen_rx) = watch::channel(self.config.metrics.listen);
-        let (config_tx, config_rx) = watch::channel(Some(self.shared_config()));
+        let (config_tx, config_rx) = watch::channel(self.config_in_force());
         let (failure_tx, failure_rx) = watch::channel(None::<String>);
         let events = events_tx.clone();
         // The lock owner serves the local API, so other faces attach to it.
@@ -146,11 +153,14 @@ impl Engine {
                         let _ = status_tx.send(status);
                         let listen = current.config().metrics.listen;
                         listen_tx.send_if_modified(|old| std::mem::replace(old, listen) != listen);
-                        let config = current.shared_config();
+                        let config = current.config_in_force();
                         config_tx.send_if_modified(|old| {
-                            let same = old.as_ref().is_some_and(|o| Arc::ptr_eq(o, &config));
+                            let same = match (old.as_ref(), config.as_ref()) {
+                                (Some(old), Some(new)) => Arc::ptr_eq(old, new),
+                                (old, new) => old.is_none() && new.is_none(),
+                            };
                             if !same {
-                                *old = Some(config);
+                                *old = config;
                             }
                             !same
                         });
