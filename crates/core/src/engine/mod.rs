@@ -187,6 +187,10 @@ pub struct Engine {
     /// Makes this many ticks panic: the tests' stand-in for a tick that cannot go on.
     #[cfg(test)]
     fail_ticks: u32,
+    /// Holds every mark's descriptor read until a message arrives: the tests'
+    /// stand-in for a `/proc` read that hangs.
+    #[cfg(test)]
+    mark_gate: Option<Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>>,
 }
 
 /// How long before `now` `at` was, both on the tick's clock (see
@@ -370,6 +374,8 @@ impl Engine {
             stale_series_closed: false,
             #[cfg(test)]
             fail_ticks: 0,
+            #[cfg(test)]
+            mark_gate: None,
         })
     }
 
@@ -416,7 +422,10 @@ impl Engine {
             .unwrap_or(self.config.defaults.interval)
     }
 
-    /// Applies a command.
+    /// Applies a command in place, a mark's descriptor reads included. The
+    /// loop [`Engine::spawn`] runs does not: it reads those on a blocking
+    /// thread, apart from the engine, so a read that hangs holds up neither
+    /// the loop nor the ticks.
     pub fn apply(&mut self, command: Command) {
         match command {
             Command::Reload => self.reload(true, unix_millis(SystemTime::now())),

@@ -22,14 +22,19 @@ impl Engine {
     /// Reads the config again when `forced` or when its file changed: in place,
     /// or (see [`Engine::defer_reloads`]) by asking the loop to. A bad file
     /// keeps the config in force and is reported, once per distinct error, as
-    /// a `config_error` event.
+    /// a `config_error` event. Only an unforced reload looks at the file here,
+    /// on the tick's thread; a forced one (a command, applied on the loop's
+    /// task) leaves even the `stat` to [`load`].
     pub(super) fn reload(&mut self, forced: bool, now: UnixMillis) {
         let Some(path) = self.config_file.as_deref() else { return };
-        let stamp = file_stamp(path);
-        if !forced && stamp == self.config_stamp {
-            return;
+        if !forced {
+            let stamp = file_stamp(path);
+            if stamp == self.config_stamp {
+                return;
+            }
+            // Not asked again by the next tick while this change is being read.
+            self.config_stamp = stamp;
         }
-        self.config_stamp = stamp;
         if self.defer_reloads {
             self.reload_wanted = true;
             return;
@@ -50,9 +55,10 @@ impl Engine {
     }
 
     /// Puts a config read by [`load`] in force, or reports why it cannot be.
-    pub(super) fn apply_loaded(&mut self, loaded: Result<Config, ConfigError>, now: UnixMillis) {
+    pub(super) fn apply_loaded(&mut self, loaded: Loaded, now: UnixMillis) {
         let Some(path) = self.config_file.clone() else { return };
-        match loaded {
+        self.config_stamp = loaded.stamp;
+        match loaded.config {
             Ok(config) => {
                 self.config = std::sync::Arc::new(config);
                 self.config_read = true;
@@ -119,9 +125,20 @@ impl Engine {
     }
 }
 
-/// Reads and parses the config: blocking work, for a blocking thread.
-pub(super) fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
-    source.load_or_default()
+/// A config read afresh (or why it could not be), with the stamp its file had
+/// just before: an edit made while it was read changes the stamp again, and
+/// the next tick reads that edit too.
+#[derive(Debug)]
+pub(super) struct Loaded {
+    stamp: Option<(SystemTime, u64)>,
+    config: Result<Config, ConfigError>,
+}
+
+/// Stamps, reads and parses the config: blocking work (a `stat` and a read of
+/// a file the user names), for a blocking thread.
+pub(super) fn load(source: &ConfigSource) -> Loaded {
+    let stamp = source.path().and_then(file_stamp);
+    Loaded { stamp, config: source.load_or_default() }
 }
 
 /// The file's modification time and length: a cheap "did it change" stamp.
