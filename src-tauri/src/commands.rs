@@ -211,8 +211,10 @@ fn open_store(path: Option<&PathBuf>) -> Result<Store, AppError> {
 /// Runs `f` on a blocking thread with a fresh probe and the config in force:
 /// the engine's, so actions work on the last good config while the file is
 /// broken. Where that means reading the file, it is read on that thread, never
-/// on the async worker (issue 13).
-async fn blocking<T, F>(state: &AppState, f: F) -> Result<T, AppError>
+/// on the async worker (issue 13). No config in force (the file is broken and
+/// no good one was read) fails with the config's error: an action never runs
+/// without the user's `protect` list.
+async fn with_config<T, F>(state: &AppState, f: F) -> Result<T, AppError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Probe, &Config, Option<&PathBuf>) -> Result<T, AppError> + Send + 'static,
@@ -225,6 +227,17 @@ where
         f(&mut probe, &config, store.as_ref())
     })
     .await?
+}
+
+/// Runs `f` on a blocking thread with a fresh probe, for what only reads
+/// processes (a tree, Watch's proposal): it needs no config, and so answers
+/// whatever the state of the file (issue 13).
+async fn with_probe<T, F>(f: F) -> Result<T, AppError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Probe) -> Result<T, AppError> + Send + 'static,
+{
+    tauri::async_runtime::spawn_blocking(move || f(&mut Probe::new()?)).await?
 }
 
 /// Runs file work (reading or editing the config, the file manager) on a
@@ -280,8 +293,8 @@ pub fn quit<R: Runtime>(app: tauri::AppHandle<R>) {
 
 /// A process and its descendants.
 #[tauri::command]
-pub async fn get_tree(state: State<'_, AppState>, pid: u32) -> Result<Vec<TreeRow>, AppError> {
-    blocking(&state, move |probe, _, _| tree(probe, pid)).await
+pub async fn get_tree(pid: u32) -> Result<Vec<TreeRow>, AppError> {
+    with_probe(move |probe| tree(probe, pid)).await
 }
 
 /// What `restart_target` would do.
@@ -290,7 +303,7 @@ pub async fn plan_restart(
     state: State<'_, AppState>,
     target: String,
 ) -> Result<ActionPlan, AppError> {
-    blocking(&state, move |probe, config, _| restart_plan(probe, config, &target)).await
+    with_config(&state, move |probe, config, _| restart_plan(probe, config, &target)).await
 }
 
 /// Restarts a configured target.
@@ -301,7 +314,7 @@ pub async fn restart_target(
 ) -> Result<RestartReport, AppError> {
     let name = target.clone();
     let diagnosis = state.status().diagnosis_of(&target);
-    let result = blocking(&state, move |probe, config, store| {
+    let result = with_config(&state, move |probe, config, store| {
         let store = store.and_then(|path| open_store(Some(path)).ok());
         restart_now(probe, config, store.as_ref(), &name, diagnosis.as_deref())
     })
@@ -316,7 +329,7 @@ pub async fn restart_target(
 #[tauri::command]
 pub async fn save_snapshot(state: State<'_, AppState>, target: String) -> Result<(), AppError> {
     let diagnosis = state.status().diagnosis_of(&target);
-    blocking(&state, move |probe, config, store| {
+    with_config(&state, move |probe, config, store| {
         snapshot(probe, config, &open_store(store)?, &target, diagnosis.as_deref())
     })
     .await
@@ -328,7 +341,7 @@ pub async fn plan_cleanup(
     state: State<'_, AppState>,
     roots: Vec<ProcessId>,
 ) -> Result<ActionPlan, AppError> {
-    blocking(&state, move |probe, config, _| {
+    with_config(&state, move |probe, config, _| {
         let plan = cleanup_plan(probe, config, &roots)?;
         Ok(ActionPlan { text: plan.describe(), processes: plan.processes, no_health_check: false })
     })
@@ -341,7 +354,7 @@ pub async fn clean_orphans(
     state: State<'_, AppState>,
     roots: Vec<ProcessId>,
 ) -> Result<KillReport, AppError> {
-    let result = blocking(&state, move |probe, config, _| {
+    let result = with_config(&state, move |probe, config, _| {
         let plan = cleanup_plan(probe, config, &roots)?;
         let report = kill::execute(probe, &plan, &Guard::from_config(config));
         Ok((plan, report))
@@ -401,7 +414,8 @@ pub async fn get_settings<R: Runtime>(
 }
 
 /// Saves the settings into the config file (validated first), reloads the engine
-/// and applies launch at login.
+/// and applies launch at login. The autostart calls write a LaunchAgent or an
+/// XDG entry: file work, on the blocking thread too (issue 13).
 #[tauri::command]
 pub async fn save_settings<R: Runtime>(
     app: AppHandle<R>,
@@ -412,29 +426,39 @@ pub async fn save_settings<R: Runtime>(
     let file = path.clone();
     let saved = on_blocking(move || settings::save(&file, &settings).map(|()| settings)).await?;
     state.send(Command::Reload);
-    if saved.launch_at_login != crate::autostart::is_enabled(&app) {
-        crate::autostart::set(&app, saved.launch_at_login)?;
-    }
+    let handle = app.clone();
+    on_blocking(move || {
+        if saved.launch_at_login != crate::autostart::is_enabled(&handle) {
+            crate::autostart::set(&handle, saved.launch_at_login)?;
+        }
+        Ok(())
+    })
+    .await?;
     crate::tray::refresh(&app);
     on_blocking(move || settings::read(Some(&path), crate::autostart::is_enabled(&app))).await
 }
 
-/// Turns launch at login on or off; returns the state now in force.
+/// Turns launch at login on or off; returns the state now in force. Async, on
+/// a blocking thread: a sync command runs on the main thread, and the
+/// autostart entry is a file to write (issue 13).
 #[tauri::command]
-pub fn set_launch_at_login<R: Runtime>(app: AppHandle<R>, enabled: bool) -> Result<bool, AppError> {
-    crate::autostart::set(&app, enabled)?;
-    crate::tray::refresh(&app);
-    Ok(crate::autostart::is_enabled(&app))
+pub async fn set_launch_at_login<R: Runtime>(
+    app: AppHandle<R>,
+    enabled: bool,
+) -> Result<bool, AppError> {
+    on_blocking(move || {
+        crate::autostart::set(&app, enabled)?;
+        crate::tray::refresh(&app);
+        Ok(crate::autostart::is_enabled(&app))
+    })
+    .await
 }
 
 /// What Watch proposes for the process `pid` of an automatic-mode row: a name,
 /// the locator that will find it after a restart, and what that matches now.
 #[tauri::command]
-pub async fn propose_watch(
-    state: State<'_, AppState>,
-    pid: u32,
-) -> Result<proposal::Proposal, AppError> {
-    blocking(&state, move |probe, _, _| {
+pub async fn propose_watch(pid: u32) -> Result<proposal::Proposal, AppError> {
+    with_probe(move |probe| {
         let table = probe.processes()?;
         let process = probe.process(pid)?;
         Ok(proposal::propose_locator(probe, &table, &process))
@@ -444,11 +468,8 @@ pub async fn propose_watch(
 
 /// The pids `locator` matches now, as the Watch dialog's locator is edited.
 #[tauri::command]
-pub async fn locator_matches(
-    state: State<'_, AppState>,
-    locator: Locator,
-) -> Result<Vec<u32>, AppError> {
-    blocking(&state, move |probe, _, _| {
+pub async fn locator_matches(locator: Locator) -> Result<Vec<u32>, AppError> {
+    with_probe(move |probe| {
         let table = probe.processes()?;
         Ok(proposal::matches_now(probe, &table, &locator))
     })

@@ -66,8 +66,11 @@ pub struct AppState {
 /// in force, so that while the file is broken they go on working with the last
 /// good config, as the engine does, instead of failing with the file's error
 /// (issue 13). Attached to the daemon's engine, it is the daemon's, served by
-/// its local API. With no engine yet (starting, or one too old to serve its
-/// config) the file is read, and its last good reading kept the same way.
+/// its local API. With none published (no engine yet, one too old to serve
+/// its config, or one that started on a broken file and so has no config in
+/// force) the file is read, and its last good reading kept the same way. The
+/// defaults an engine watches on after a broken start are never used: they
+/// lack the user's `protect` list, so the file's error refuses the action.
 #[derive(Debug, Clone)]
 pub struct ConfigInForce {
     published: watch::Receiver<Option<Arc<Config>>>,

@@ -77,11 +77,16 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         ids::PAUSE => send(Command::PauseAlerts(Some(Duration::from_secs(3600)))),
         ids::RESUME => send(Command::PauseAlerts(None)),
         ids::AUTOSTART => {
-            let enabled = autostart::is_enabled(app);
-            if let Err(e) = autostart::set(app, !enabled) {
-                tracing::warn!("{e}");
-            }
-            refresh(app);
+            // Off the main thread, which runs menu handlers: the autostart
+            // entry is a file to read and write (issue 13).
+            let app = app.clone();
+            drop(tauri::async_runtime::spawn_blocking(move || {
+                let enabled = autostart::is_enabled(&app);
+                if let Err(e) = autostart::set(&app, !enabled) {
+                    tracing::warn!("{e}");
+                }
+                refresh(&app);
+            }));
         }
         ids::QUIT => app.exit(0),
         other => {

@@ -605,3 +605,123 @@ fn release_readers(fifo: &std::path::Path, text: &str, readers: usize) {
         });
     }
 }
+
+/// The identity of the live process `pid`, as the UI passes an orphan root.
+fn root_of(pid: u32) -> Value {
+    let id = leakwatch_probe::Probe::new().expect("probe").identity(pid).expect("alive");
+    json!({ "roots": [{ "pid": id.pid, "start_time": id.start_time }] })
+}
+
+/// Whether `pid` is still the process `roots` names (not exited, not reused).
+fn still_alive(roots: &Value) -> bool {
+    let root = &roots["roots"][0];
+    let pid = u32::try_from(root["pid"].as_u64().expect("pid")).expect("pid");
+    let probe = leakwatch_probe::Probe::new().expect("probe");
+    probe.identity(pid).is_ok_and(|id| json!(id.start_time) == root["start_time"])
+}
+
+/// An orphan `lw-helper` (its parent SIGKILLed): the helper to keep for
+/// clean-up, and the orphan's pid.
+fn lw_helper_orphan() -> (Helper, u32) {
+    let mut helper = Helper::spawn().expect("lw-helper");
+    let orphan = helper.pids("spawn 1")[0];
+    helper.kill();
+    (helper, orphan)
+}
+
+/// A file whose `protect` list names `lw-helper`, broken further down: what
+/// the user wrote protects the helper, but the file cannot be read.
+const BROKEN_PROTECTING_LW_HELPER: &str = "protect = [\"^lw-helper$\"]\n\n[[watch]\nname = ";
+
+/// Issue 13 (safety): the app started on a broken file ran its engine on the
+/// built-in defaults and published them as the config in force, so
+/// `clean_orphans` acted with an empty `protect` list and killed what the
+/// user's file protects. Those defaults are no config in force: clean-ups
+/// refuse with the file's error, and the orphan lives. Reading processes needs
+/// no config, so `get_tree` and Watch's proposal still answer.
+#[test]
+fn an_app_started_on_a_broken_file_refuses_actions_with_the_config_error() {
+    let (helper, orphan) = lw_helper_orphan();
+    let roots = root_of(orphan);
+    let f = start(BROKEN_PROTECTING_LW_HELPER);
+    let status = status_until(&f, "two ticks", |s| s["tick"].as_u64() > Some(1));
+    assert!(status["config"]["error"].is_string(), "{status:#}");
+
+    for command in ["plan_cleanup", "clean_orphans"] {
+        let refused = invoke(&f, command, roots.clone()).expect_err("no config in force");
+        assert_eq!(refused["kind"], "config", "{command}: {refused}");
+        let message = refused["message"].as_str().unwrap_or_default();
+        assert!(message.contains("config.toml:3"), "{command}: the file's error: {message}");
+    }
+    let refused = invoke(&f, "plan_restart", json!({ "target": "web" })).expect_err("no config");
+    assert_eq!(refused["kind"], "config", "{refused}");
+    assert!(still_alive(&roots), "the protected orphan was signalled");
+
+    // Issue 13 (item 9): only reading processes, these never needed a config.
+    let rows = ok(&f, "get_tree", json!({ "pid": orphan }));
+    assert_eq!(rows[0]["pid"], orphan, "{rows}");
+    ok(&f, "propose_watch", json!({ "pid": orphan }));
+    drop(helper);
+}
+
+/// Issue 13 (safety), attached: the daemon's engine started on a broken file
+/// served its built-in defaults as the config in force, and the attached app
+/// cleaned up with an empty `protect` list. It serves none now (409 at
+/// `/v1/config`, no config line in its stream), so the app reads the file,
+/// which fails with its error, and refuses. Once the file is fixed the app
+/// acts on a config read again (the daemon's, or the file), and its `protect`
+/// list holds.
+#[test]
+fn an_app_attached_to_a_daemon_started_on_a_broken_file_refuses_actions() {
+    use leakwatch_core::engine::{Command, Engine, EngineOptions};
+    use leakwatch_core::owner::Face;
+    let (helper, orphan) = lw_helper_orphan();
+    let roots = root_of(orphan);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, BROKEN_PROTECTING_LW_HELPER).expect("config");
+    let paths = Paths {
+        config: ConfigSource::Default(Some(config_path.clone())),
+        store: Some(dir.path().join("data/history.sqlite3")),
+    };
+    let daemon_options = EngineOptions {
+        config: paths.config.clone(),
+        store_path: paths.store.clone(),
+        notifier: Arc::new(NullNotifier),
+        interval: Some(Duration::from_millis(200)),
+    };
+    let daemon = tauri::async_runtime::block_on(async move {
+        Engine::new_lenient_as(daemon_options, Face::Daemon).map(Engine::spawn)
+    })
+    .expect("the daemon's engine");
+
+    let f = start_in(dir, paths, Arc::new(NullNotifier));
+    // The stream's config line, had there been one, comes before any status.
+    status_until(&f, "the daemon's ticks", |s| {
+        s["engine"]["face"] == "daemon" && s["tick"].as_u64() > Some(0)
+    });
+    for command in ["plan_cleanup", "clean_orphans"] {
+        let refused = invoke(&f, command, roots.clone()).expect_err("no config in force");
+        assert_eq!(refused["kind"], "config", "{command}: {refused}");
+    }
+    assert!(still_alive(&roots), "the protected orphan was signalled");
+
+    // Fixed: what the user wrote, `protect` list and all, is what acts.
+    std::fs::write(&config_path, "protect = [\"^lw-helper$\"]\n").expect("fix it");
+    daemon.send(Command::Reload);
+    let planned =
+        wait_until(Duration::from_secs(20), || invoke(&f, "plan_cleanup", roots.clone()).is_ok());
+    assert!(planned, "no plan once the daemon has a config in force");
+    match invoke(&f, "clean_orphans", roots.clone()) {
+        Ok(report) => assert!(
+            report["processes"].as_array().is_some_and(|p| p
+                .iter()
+                .any(|p| p["pid"] == orphan && p["outcome"] == "protected")),
+            "{report}"
+        ),
+        Err(refused) => assert_eq!(refused["kind"], "refused", "{refused}"),
+    }
+    assert!(still_alive(&roots), "the protected orphan was signalled");
+    tauri::async_runtime::block_on(daemon.shutdown());
+    drop(helper);
+}

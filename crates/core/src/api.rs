@@ -18,6 +18,10 @@
 //!   issue 13 sent `{"event": ...}` per event instead: clients still read those.)
 //! - `GET /v1/config`: the config in force ([`ConfigText`]): the text the engine
 //!   parsed and runs on, which is the last good one while the file is broken.
+//!   409 while the engine has no config in force (it started on a broken file
+//!   and watches on the built-in defaults, which no face may act on, until a
+//!   reload reads a good file), with the config's error as the message (the
+//!   stream sends no config line until then); 503 once the engine has stopped.
 //! - `GET /v1/history?target=NAME&since=1h`: the target's recorded series with
 //!   their samples, and its events, since then (as `leakwatch history --json`).
 //! - `POST /v1/rescan`, `POST /v1/reload`: the engine's commands.
@@ -75,7 +79,8 @@ pub struct Engine {
 
 /// The config an engine has in force, as the local API serves it: the text it
 /// parsed and the file that text came from (no text: no file, the built-in
-/// defaults of automatic mode). While the file is broken the engine runs on its
+/// defaults of automatic mode; never the defaults an engine falls back on when
+/// its file is broken, which are no config in force and not served). While the file is broken the engine runs on its
 /// last good text, and so must every face attached to it: a face that read the
 /// file itself would act on a config nobody runs, or fail on the file's error
 /// (issue 13). A face parses the text again ([`ConfigText::parse`]) rather than
@@ -94,7 +99,8 @@ impl ConfigText {
         Self { path: config.source.clone(), text: config.text.as_deref().map(str::to_owned) }
     }
 
-    /// The config again, as the engine parsed it; the defaults without a text.
+    /// The config again, as the engine parsed it; automatic mode's defaults
+    /// without a text.
     /// Fails only when this version cannot read a newer engine's config.
     pub fn parse(&self) -> Result<Config, ConfigError> {
         let Some(text) = &self.text else { return Ok(Config::default()) };
@@ -184,10 +190,7 @@ pub fn handler(engine: Engine) -> Handler {
                     json(StatusCode::OK, &*status)
                 }
                 (&Method::GET, "/v1/stream") => stream(&engine),
-                (&Method::GET | &Method::HEAD, "/v1/config") => match config_text(&engine) {
-                    Some(config) => json(StatusCode::OK, &config),
-                    None => error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped"),
-                },
+                (&Method::GET | &Method::HEAD, "/v1/config") => config_in_force(&engine),
                 (&Method::GET, "/v1/history") => history(engine.store.clone(), &query).await,
                 (&Method::POST, "/v1/rescan") => command(Command::Rescan),
                 (&Method::POST, "/v1/reload") => command(Command::Reload),
@@ -214,9 +217,23 @@ pub fn handler(engine: Engine) -> Handler {
     })
 }
 
-/// The config in force now; `None` once the engine has stopped.
-fn config_text(engine: &Engine) -> Option<ConfigText> {
-    engine.config.borrow().as_deref().map(ConfigText::of)
+/// `/v1/config`: the config in force now. Without one, 409 with the config's
+/// error while the engine runs (it started on a broken file: a face must not
+/// act on the defaults it watches with, so it gets the reason to refuse with),
+/// 503 once it has stopped.
+fn config_in_force(engine: &Engine) -> Response<Body> {
+    if let Some(config) = engine.config.borrow().as_deref().map(ConfigText::of) {
+        return json(StatusCode::OK, &config);
+    }
+    if engine.commands.is_closed() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the engine has stopped");
+    }
+    let why = engine.status.borrow().config.error.clone();
+    let why = why.as_deref().unwrap_or("the configuration could not be read");
+    error(
+        StatusCode::CONFLICT,
+        &format!("no configuration in force: {why}; fix the file and the engine reloads it"),
+    )
 }
 
 /// `/v1/history?target=NAME&since=DURATION` (default 1h), read from the store

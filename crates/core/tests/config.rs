@@ -99,3 +99,70 @@ async fn the_handle_publishes_the_config_in_force_and_keeps_it_while_the_file_is
     );
     handle.shutdown().await;
 }
+
+/// Issue 13 (safety): an engine started on a broken file watched on the
+/// built-in defaults and published them as the config in force, so the app's
+/// actions ran with an empty `protect` list. Those defaults are no config in
+/// force: the handle publishes none, `/v1/config` answers 409 with the file's
+/// error and the stream sends no config line, until a reload reads a good file,
+/// which is then published, served and streamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_started_on_a_broken_file_has_no_config_in_force_until_a_good_one_is_read() {
+    use leakwatch_core::api::{self, ClientError, StreamItem};
+    use leakwatch_core::owner::Face;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.toml");
+    std::fs::write(&file, "protect = [\"^lw-helper$\"]\n[[watch]\nname = ").unwrap();
+    let options = EngineOptions {
+        config: ConfigSource::Named(file.clone()),
+        store_path: Some(dir.path().join("history.sqlite3")),
+        notifier: Arc::new(NullNotifier),
+        interval: Some(Duration::from_millis(100)),
+    };
+    let engine = Engine::new_lenient_as(options, Face::App).unwrap();
+    assert!(engine.config_in_force().is_none());
+    assert!(engine.config().protect.is_empty(), "it watches on the defaults");
+    let handle = engine.spawn();
+    let config = handle.config();
+    let status = handle.status();
+    let ticked = wait_until(Duration::from_secs(20), || status.borrow().tick >= 2);
+    assert!(ticked, "the engine never ticked");
+    assert!(config.borrow().is_none(), "the defaults were published as the config in force");
+
+    let socket = api::socket_path(dir.path());
+    let refused = api::config(&socket).await.expect_err("no config in force");
+    assert!(
+        matches!(&refused, ClientError::Status { status, .. } if status.as_u16() == 409),
+        "{refused}"
+    );
+    let message = refused.message();
+    assert!(message.contains("no configuration in force"), "{message}");
+    assert!(message.contains("config.toml:2"), "the file's error: {message}");
+    let mut stream = api::subscribe(&socket).await.unwrap();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(matches!(first, StreamItem::Status(_)), "no config line first: {first:?}");
+
+    std::fs::write(&file, "protect = [\"^lw-helper$\"]\n[[watch]]\nname = \"web\"\nport = 1\n")
+        .unwrap();
+    handle.send(Command::Reload);
+    let published = wait_until(Duration::from_secs(20), || config.borrow().is_some());
+    assert!(published, "the good file was never published");
+    let in_force = config.borrow().clone().unwrap();
+    assert_eq!(in_force.watch[0].name, "web");
+    assert_eq!(in_force.protect.len(), 1);
+    let served = api::config(&socket).await.unwrap();
+    assert!(served.text.as_deref().is_some_and(|t| t.contains("lw-helper")), "{served:?}");
+    let streamed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.next().await {
+                Some(Ok(StreamItem::Config(text))) => return text,
+                Some(Ok(_)) => {}
+                other => panic!("the stream ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a config line once a good file is in force");
+    assert_eq!(streamed, served);
+    handle.shutdown().await;
+}

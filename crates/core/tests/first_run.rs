@@ -1,6 +1,6 @@
 //! The engine as a new user meets it: an empty home directory with no config
 //! file, a config with a typo, a history that cannot be opened, a probe that
-//! fails. The app starts the engine with [`Engine::new_lenient`] and
+//! fails. The app starts the engine with [`Engine::new_lenient_as`] and
 //! [`EngineHandle::spawn_retrying`]; none of these may stop it. The CLI's
 //! [`Engine::new`] stays strict: a file the user named and that is missing is an
 //! error there (issue 10, item 18). No test writes a config before the engine
@@ -12,6 +12,7 @@ use leakwatch_core::ConfigSource;
 use leakwatch_core::engine::{Engine, EngineError, EngineHandle, EngineOptions};
 use leakwatch_core::model::{Severity, unix_millis};
 use leakwatch_core::notifier::NullNotifier;
+use leakwatch_core::owner::Face;
 use leakwatch_core::status::Status;
 use leakwatch_core::store::StoreError;
 use leakwatch_test_helper::wait_until;
@@ -62,7 +63,7 @@ fn an_empty_home_starts_in_automatic_mode() {
     assert_eq!(status.config.path, None, "no file exists yet");
     assert!(status.problems.is_empty(), "{:?}", status.problems);
     drop(strict);
-    let mut lenient = Engine::new_lenient(options).unwrap();
+    let mut lenient = Engine::new_lenient_as(options, Face::Other).unwrap();
     let status = lenient.tick();
     assert!(status.config.automatic);
     assert_eq!(status.worst(), Severity::Ok);
@@ -82,7 +83,8 @@ fn a_missing_named_config_stops_the_cli_engine_with_its_path() {
 fn a_missing_named_config_leaves_the_lenient_engine_running_and_warning() {
     let home = EmptyHome::new();
     let named = home.dir.path().join("typo.toml");
-    let mut engine = Engine::new_lenient(home.options(ConfigSource::Named(named))).unwrap();
+    let mut engine =
+        Engine::new_lenient_as(home.options(ConfigSource::Named(named)), Face::Other).unwrap();
     let status = engine.tick();
     let error = status.config.error.clone().unwrap();
     assert!(error.contains("typo.toml"), "{error}");
@@ -95,13 +97,18 @@ fn a_broken_config_runs_on_defaults_names_line_and_key_and_reloads_when_fixed() 
     let home = EmptyHome::new();
     std::fs::create_dir_all(home.config().parent().unwrap()).unwrap();
     std::fs::write(home.config(), "# mine\n[defaults]\ninterval = \"2x\"\n").unwrap();
-    let mut engine =
-        Engine::new_lenient(home.options(ConfigSource::Default(Some(home.config())))).unwrap();
+    let mut engine = Engine::new_lenient_as(
+        home.options(ConfigSource::Default(Some(home.config()))),
+        Face::Other,
+    )
+    .unwrap();
     let status = engine.tick();
     let error = status.config.error.clone().unwrap();
     assert!(error.contains("config.toml:3:"), "file and line: {error}");
     assert!(error.contains("defaults.interval"), "key: {error}");
     assert_eq!(status.worst(), Severity::Warning, "the tray warns");
+    // Issue 13: the defaults it watches on are no config in force.
+    assert!(engine.config_in_force().is_none());
     assert!(
         status.recent_events.iter().any(|e| e.message.contains("built-in defaults")),
         "{:?}",
@@ -117,6 +124,8 @@ fn a_broken_config_runs_on_defaults_names_line_and_key_and_reloads_when_fixed() 
         done
     }));
     assert_eq!(fixed.unwrap().worst(), Severity::Ok);
+    let in_force = engine.config_in_force().expect("the fixed file is in force");
+    assert_eq!(in_force.defaults.interval, Duration::from_secs(2));
 }
 
 #[test]
@@ -129,8 +138,10 @@ fn an_unopenable_history_leaves_the_engine_running_without_one() {
     // Neither the CLI's engine nor the app's stops over it (issue 10, item 18:
     // a read-only data directory must not stop the daemon): both run without
     // history and say so.
-    for mut engine in [Engine::new(options.clone()).unwrap(), Engine::new_lenient(options).unwrap()]
-    {
+    for mut engine in [
+        Engine::new(options.clone()).unwrap(),
+        Engine::new_lenient_as(options, Face::Other).unwrap(),
+    ] {
         let status = engine.tick();
         assert_eq!(status.problems.len(), 1, "{:?}", status.problems);
         assert_eq!(status.problems[0].what, "history");
@@ -157,7 +168,7 @@ async fn an_engine_that_cannot_start_is_retried_and_says_why_meanwhile() {
                     cause: std::io::Error::other("not mounted yet"),
                 }));
             }
-            Engine::new_lenient(options.clone())
+            Engine::new_lenient_as(options.clone(), Face::Other)
         },
         Duration::from_millis(200),
     );

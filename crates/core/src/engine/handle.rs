@@ -56,8 +56,10 @@ impl EngineHandle {
     /// faces act on it instead of reading and parsing the file again, so their
     /// actions work while the file is broken. Attached to another process's
     /// engine, it is that engine's, as its local API serves it. `None` while
-    /// there is no engine (still starting), or the owner serves none (an
-    /// engine from before `/v1/config`).
+    /// there is no engine (still starting), while the engine has no config in
+    /// force (it started on a broken file and runs on the built-in defaults,
+    /// which no action may use: [`Engine::config_in_force`]), or when the owner
+    /// serves none (the same, or an engine from before `/v1/config`).
     pub fn config(&self) -> watch::Receiver<Option<Arc<Config>>> {
         self.config.clone()
     }

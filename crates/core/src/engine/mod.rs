@@ -121,9 +121,16 @@ impl EngineError {
 #[derive(Debug)]
 pub struct Engine {
     options: EngineOptions,
-    /// Shared, so faces can act on the config in force without reading the
-    /// file again ([`EngineHandle::config`]).
+    /// What the engine runs on: the config in force, or the built-in defaults
+    /// while it has none (see `config_read`). Shared, so faces can act on the
+    /// config in force without reading the file again ([`EngineHandle::config`]).
     config: Arc<Config>,
+    /// Whether `config` was actually read: a good file, or automatic mode's
+    /// defaults when the platform's default file is absent. An engine started
+    /// on a broken file runs on the defaults, but those are no config in
+    /// force: their empty `protect` list must never reach an action (issue 13),
+    /// so none is published until a reload reads a good file.
+    config_read: bool,
     /// The file the config came from and its modification stamp, to notice edits.
     config_file: Option<PathBuf>,
     config_stamp: Option<(SystemTime, u64)>,
@@ -180,6 +187,10 @@ pub struct Engine {
     /// Makes this many ticks panic: the tests' stand-in for a tick that cannot go on.
     #[cfg(test)]
     fail_ticks: u32,
+    /// Holds every mark's descriptor read until a message arrives: the tests'
+    /// stand-in for a `/proc` read that hangs.
+    #[cfg(test)]
+    mark_gate: Option<Arc<std::sync::Mutex<std::sync::mpsc::Receiver<()>>>>,
 }
 
 /// How long before `now` `at` was, both on the tick's clock (see
@@ -230,18 +241,16 @@ impl Engine {
         Self::assemble(options, config, None, lock)
     }
 
-    /// Starts whatever the state of the files: a config that is missing (when
-    /// named) or broken leaves the built-in defaults in force with the error in
-    /// the status (file, line, key), as a later bad edit keeps the last good
-    /// config. Fixing the file is picked up by the usual reload. Only a platform
-    /// with no process interface stops it, or another engine owning the data
-    /// directory ([`EngineError::Locked`]: the caller retries, and so takes over
-    /// when that owner goes away).
-    pub fn new_lenient(options: EngineOptions) -> Result<Self, EngineError> {
-        Self::new_lenient_as(options, Face::Other)
-    }
-
-    /// [`Engine::new_lenient`] for `face` (see [`Engine::new_as`]).
+    /// Starts whatever the state of the files, for `face` (see
+    /// [`Engine::new_as`]): a config that is missing (when named) or broken
+    /// leaves the engine watching on the built-in defaults with the error in
+    /// the status (file, line, key). Those defaults are not a config in force:
+    /// [`Engine::config_in_force`] is `None` (so faces' actions refuse with the
+    /// config's error rather than act without the user's `protect` list) until
+    /// the usual reload reads a good file. Only a platform with no process
+    /// interface stops it, or another engine owning the data directory
+    /// ([`EngineError::Locked`]: the caller retries, and so takes over when
+    /// that owner goes away).
     pub fn new_lenient_as(options: EngineOptions, face: Face) -> Result<Self, EngineError> {
         let lock = lock_data_dir(&options, face)?;
         let (config, config_error) = match options.config.load_or_default() {
@@ -318,13 +327,18 @@ impl Engine {
                 rule: None,
                 severity: Severity::Warning,
                 value: None,
-                message: format!("{message} (running on the built-in defaults)"),
+                message: format!(
+                    "{message} (watching on the built-in defaults; no action runs until the \
+                     file is fixed)"
+                ),
                 notified: false,
             });
         }
         Ok(Self {
             options,
             config: Arc::new(config),
+            // Only the lenient start passes an error, and then the defaults.
+            config_read: config_error.is_none(),
             config_file,
             config_stamp,
             config_error,
@@ -360,6 +374,8 @@ impl Engine {
             stale_series_closed: false,
             #[cfg(test)]
             fail_ticks: 0,
+            #[cfg(test)]
+            mark_gate: None,
         })
     }
 
@@ -368,14 +384,17 @@ impl Engine {
         self.lock.as_ref()
     }
 
-    /// The config in force.
+    /// The config the engine runs on: the config in force, or the built-in
+    /// defaults while there is none ([`Engine::config_in_force`]).
     pub fn config(&self) -> &Config {
         &self.config
     }
 
-    /// The config in force, shared: what the handle publishes.
-    pub fn shared_config(&self) -> Arc<Config> {
-        Arc::clone(&self.config)
+    /// The config in force, shared: what the handle publishes and faces act
+    /// on. `None` while the engine runs on the defaults because its file could
+    /// not be read at start, until a reload reads a good one.
+    pub fn config_in_force(&self) -> Option<Arc<Config>> {
+        self.config_read.then(|| Arc::clone(&self.config))
     }
 
     /// Messages from start-up worth showing once (a corrupt store moved aside).
@@ -403,7 +422,10 @@ impl Engine {
             .unwrap_or(self.config.defaults.interval)
     }
 
-    /// Applies a command.
+    /// Applies a command in place, a mark's descriptor reads included. The
+    /// loop [`Engine::spawn`] runs does not: it reads those on a blocking
+    /// thread, apart from the engine, so a read that hangs holds up neither
+    /// the loop nor the ticks.
     pub fn apply(&mut self, command: Command) {
         match command {
             Command::Reload => self.reload(true, unix_millis(SystemTime::now())),

@@ -6,6 +6,10 @@
 //! only notes that a reload is wanted; the loop parses on a blocking thread
 //! ([`load`]) and hands the result back to [`Engine::apply_loaded`] between
 //! ticks. An engine ticked by hand reloads in place.
+//!
+//! Until a reload reads a good file, an engine started on a broken one has no
+//! config in force (it watches on the built-in defaults, which faces must not
+//! act on: see [`Engine::config_in_force`]).
 
 use super::Engine;
 use crate::config::source::ConfigSource;
@@ -18,14 +22,19 @@ impl Engine {
     /// Reads the config again when `forced` or when its file changed: in place,
     /// or (see [`Engine::defer_reloads`]) by asking the loop to. A bad file
     /// keeps the config in force and is reported, once per distinct error, as
-    /// a `config_error` event.
+    /// a `config_error` event. Only an unforced reload looks at the file here,
+    /// on the tick's thread; a forced one (a command, applied on the loop's
+    /// task) leaves even the `stat` to [`load`].
     pub(super) fn reload(&mut self, forced: bool, now: UnixMillis) {
         let Some(path) = self.config_file.as_deref() else { return };
-        let stamp = file_stamp(path);
-        if !forced && stamp == self.config_stamp {
-            return;
+        if !forced {
+            let stamp = file_stamp(path);
+            if stamp == self.config_stamp {
+                return;
+            }
+            // Not asked again by the next tick while this change is being read.
+            self.config_stamp = stamp;
         }
-        self.config_stamp = stamp;
         if self.defer_reloads {
             self.reload_wanted = true;
             return;
@@ -46,11 +55,13 @@ impl Engine {
     }
 
     /// Puts a config read by [`load`] in force, or reports why it cannot be.
-    pub(super) fn apply_loaded(&mut self, loaded: Result<Config, ConfigError>, now: UnixMillis) {
+    pub(super) fn apply_loaded(&mut self, loaded: Loaded, now: UnixMillis) {
         let Some(path) = self.config_file.clone() else { return };
-        match loaded {
+        self.config_stamp = loaded.stamp;
+        match loaded.config {
             Ok(config) => {
                 self.config = std::sync::Arc::new(config);
+                self.config_read = true;
                 self.config_error = None;
                 self.next_due.clear();
                 self.port_memos.clear();
@@ -71,15 +82,20 @@ impl Engine {
                 if self.config_error.as_deref() == Some(message.as_str()) {
                     return;
                 }
-                tracing::warn!("keeping the last good configuration: {message}");
                 self.config_error = Some(message.clone());
+                let kept = if self.config_read {
+                    "keeping the last good configuration"
+                } else {
+                    "still no configuration in force: no action runs until the file is fixed"
+                };
+                tracing::warn!("{kept}: {message}");
                 let event = self.event(
                     now,
                     Subject::Leakwatch,
                     None,
                     EventKind::ConfigError,
                     Severity::Warning,
-                    format!("{message} (keeping the last good configuration)"),
+                    format!("{message} ({kept})"),
                 );
                 self.pending_events.push(event);
             }
@@ -109,9 +125,20 @@ impl Engine {
     }
 }
 
-/// Reads and parses the config: blocking work, for a blocking thread.
-pub(super) fn load(source: &ConfigSource) -> Result<Config, ConfigError> {
-    source.load_or_default()
+/// A config read afresh (or why it could not be), with the stamp its file had
+/// just before: an edit made while it was read changes the stamp again, and
+/// the next tick reads that edit too.
+#[derive(Debug)]
+pub(super) struct Loaded {
+    stamp: Option<(SystemTime, u64)>,
+    config: Result<Config, ConfigError>,
+}
+
+/// Stamps, reads and parses the config: blocking work (a `stat` and a read of
+/// a file the user names), for a blocking thread.
+pub(super) fn load(source: &ConfigSource) -> Loaded {
+    let stamp = source.path().and_then(file_stamp);
+    Loaded { stamp, config: source.load_or_default() }
 }
 
 /// The file's modification time and length: a cheap "did it change" stamp.

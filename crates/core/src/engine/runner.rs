@@ -1,30 +1,41 @@
 //! The async loop that runs an engine: it schedules ticks on blocking threads,
-//! applies commands between them, parses config reloads on blocking threads
-//! too, publishes statuses and events, serves the local API, and gives up when
-//! ticks keep failing. Nothing that can block (a probe, a file the user names)
-//! runs on the loop's own task.
+//! applies commands between them, parses config reloads and reads marked
+//! baselines on blocking threads too, publishes statuses, events and the
+//! config in force, serves the local API, and gives up when ticks keep
+//! failing. Nothing that can block (a probe, a file the user names) runs on
+//! the loop's own task.
 
 use super::handle::EngineHandle;
+use super::marks::Taken;
+use super::reload::Loaded;
 use super::{Command, Engine, GIVE_UP_AFTER_FAILED_TICKS, TICK_FAILURE_LOG_EVERY};
-use crate::config::{Config, ConfigError};
+use crate::diagnose::{Mark, MarkError};
 use crate::model::unix_millis;
-use crate::status::Status;
+use crate::status::{ConfigStatus, Status};
 use crate::throttle::Throttle;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 impl Engine {
     /// Runs the engine on the current tokio runtime until [`EngineHandle::shutdown`].
     pub fn spawn(mut self) -> EngineHandle {
-        let (status_tx, status_rx) = watch::channel(Arc::new(Status::default()));
+        // Before the first tick, the status already says why there is no
+        // config in force, if there is none (the local API's `/v1/config`
+        // answers with it).
+        let first = Status {
+            config: ConfigStatus { error: self.config_error.clone(), ..ConfigStatus::default() },
+            ..Status::default()
+        };
+        let (status_tx, status_rx) = watch::channel(Arc::new(first));
         let (events_tx, _) = broadcast::channel(256);
         let (command_tx, mut command_rx) = mpsc::unbounded_channel::<Command>();
         let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
         let (listen_tx, listen_rx) = watch::channel(self.config.metrics.listen);
-        let (config_tx, config_rx) = watch::channel(Some(self.shared_config()));
+        let (config_tx, config_rx) = watch::channel(self.config_in_force());
+        let (marked_tx, mut marked_rx) = mpsc::unbounded_channel::<Marked>();
         let (failure_tx, failure_rx) = watch::channel(None::<String>);
         let events = events_tx.clone();
         // The lock owner serves the local API, so other faces attach to it.
@@ -58,6 +69,8 @@ impl Engine {
             // A config being parsed, and one parsed while a tick had the engine.
             let mut reloading: Option<JoinHandle<Loaded>> = None;
             let mut loaded_meanwhile: Option<Loaded> = None;
+            // Marks read while a tick had the engine, to keep when it is back.
+            let mut marked_meanwhile: Vec<Marked> = Vec::new();
             let mut in_flight: Option<tokio::task::JoinHandle<(Engine, TickResult)>> = None;
             let mut failed_in_a_row: u32 = 0;
             let mut failure_log = Throttle::new(TICK_FAILURE_LOG_EVERY);
@@ -68,8 +81,11 @@ impl Engine {
                             tracing::warn!("the previous tick is still running: skipping this one");
                             continue;
                         };
+                        for done in marked_meanwhile.drain(..) {
+                            keep(&mut current, done);
+                        }
                         for command in pending.drain(..) {
-                            current.apply(command);
+                            dispatch(&mut current, command, &marked_tx);
                         }
                         start_reload(&mut current, &mut reloading);
                         in_flight = Some(tokio::task::spawn_blocking(move || {
@@ -146,11 +162,14 @@ impl Engine {
                         let _ = status_tx.send(status);
                         let listen = current.config().metrics.listen;
                         listen_tx.send_if_modified(|old| std::mem::replace(old, listen) != listen);
-                        let config = current.shared_config();
+                        let config = current.config_in_force();
                         config_tx.send_if_modified(|old| {
-                            let same = old.as_ref().is_some_and(|o| Arc::ptr_eq(o, &config));
+                            let same = match (old.as_ref(), config.as_ref()) {
+                                (Some(old), Some(new)) => Arc::ptr_eq(old, new),
+                                (old, new) => old.is_none() && new.is_none(),
+                            };
                             if !same {
-                                *old = Some(config);
+                                *old = config;
                             }
                             !same
                         });
@@ -160,12 +179,17 @@ impl Engine {
                             interval = tokio::time::interval(period);
                             interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
                         }
+                        // Marks read meanwhile first, so a since-mark asked
+                        // after one was answered finds it kept.
+                        for done in marked_meanwhile.drain(..) {
+                            keep(&mut current, done);
+                        }
                         // Someone waits for these: answer now, not a period later.
                         let (awaited, later): (Vec<Command>, Vec<Command>) =
                             pending.drain(..).partition(Command::awaited);
                         pending = later;
                         for command in awaited {
-                            current.apply(command);
+                            dispatch(&mut current, command, &marked_tx);
                         }
                         if let Some(loaded) = loaded_meanwhile.take() {
                             current.apply_loaded(loaded, unix_millis(SystemTime::now()));
@@ -205,13 +229,17 @@ impl Engine {
                             }
                             match engine.as_mut() {
                                 Some(current) => {
-                                    current.apply(command);
+                                    dispatch(current, command, &marked_tx);
                                     start_reload(current, &mut reloading);
                                 }
                                 None => pending.push(command),
                             }
                         }
                         None => break,
+                    },
+                    Some(done) = marked_rx.recv() => match engine.as_mut() {
+                        Some(current) => keep(current, done),
+                        None => marked_meanwhile.push(done),
                     },
                     _ = shutdown_rx.changed() => break,
                 }
@@ -248,8 +276,51 @@ impl Engine {
     }
 }
 
-/// A config read afresh, or why it could not be.
-type Loaded = Result<Config, ConfigError>;
+/// A mark read on a blocking thread, on its way back to the engine: the
+/// target, what was read, and who waits for the answer.
+type Marked = (String, Result<Taken, MarkError>, oneshot::Sender<Result<Vec<Mark>, MarkError>>);
+
+/// Applies `command` to the engine, which no tick has now. A mark's or a
+/// since-mark's descriptor reads (`/proc`, libproc: blocking) run on a
+/// blocking thread with a probe of their own, apart from the engine, so one
+/// that hangs holds up neither this loop nor the ticks; a since-mark answers
+/// from there, a mark comes back through `marked` to be kept first.
+fn dispatch(engine: &mut Engine, command: Command, marked: &mpsc::UnboundedSender<Marked>) {
+    match command {
+        Command::MarkBaseline { target, reply } => match engine.mark_read(&target) {
+            Ok(read) => {
+                let marked = marked.clone();
+                drop(tokio::task::spawn_blocking(move || {
+                    let _ = marked.send((target, read.read_alone(), reply));
+                }));
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+        },
+        Command::SinceMark { target, reply } => match engine.since_read(&target) {
+            Ok(read) => {
+                drop(tokio::task::spawn_blocking(move || {
+                    let _ = reply.send(read.read_alone());
+                }));
+            }
+            Err(error) => {
+                let _ = reply.send(Err(error));
+            }
+        },
+        command => engine.apply(command),
+    }
+}
+
+/// Keeps a mark read on a blocking thread, then answers whoever asked: once
+/// kept, so a since-mark asked after the answer finds it.
+fn keep(engine: &mut Engine, (target, taken, reply): Marked) {
+    let kept = taken.map(|taken| engine.keep_marks(taken)).and_then(|marks| {
+        // Every row read was dropped meanwhile (its process exited).
+        if marks.is_empty() { Err(MarkError::NotRunning { target }) } else { Ok(marks) }
+    });
+    let _ = reply.send(kept);
+}
 
 /// Starts reading the config on a blocking thread when the engine wants a
 /// reload and none is being read: a config on a FIFO or a hung mount then
@@ -460,6 +531,58 @@ mod tests {
         })
         .await;
         assert!(closed.is_ok(), "the status channel stayed open");
+        handle.shutdown().await;
+    }
+
+    /// Issue 13: a mark and a since-mark read descriptor tables (`/proc`,
+    /// libproc) on the loop's own task, so a read that hangs stopped the loop:
+    /// no tick, no command, no status. They read on a blocking thread now,
+    /// apart from the engine: here the mark's read is held (the stand-in for a
+    /// hung read) and ticks go on meanwhile; let go, it answers, and the mark
+    /// kept is what a since-mark then compares against.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ticks_go_on_while_a_marks_descriptor_read_hangs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let helper = leakwatch_test_helper::Helper::spawn().expect("lw-helper");
+        let pidfile = dir.path().join("me.pid");
+        std::fs::write(&pidfile, helper.pid().to_string()).expect("pidfile");
+        let config = dir.path().join("config.toml");
+        let text = format!("[[watch]]\nname = \"me\"\npidfile = '{}'\n", pidfile.display());
+        std::fs::write(&config, text).expect("config");
+        let mut engine = Engine::new(EngineOptions {
+            config: ConfigSource::Named(config),
+            store_path: None,
+            notifier: Arc::new(crate::notifier::NullNotifier),
+            interval: Some(Duration::from_millis(20)),
+        })
+        .expect("engine");
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        engine.mark_gate = Some(Arc::new(std::sync::Mutex::new(held)));
+        let handle = engine.spawn();
+        let mut status = handle.status();
+        let up = status_until(&mut status, |s| s.targets.iter().any(|t| t.process.is_some())).await;
+
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        handle.send(Command::MarkBaseline { target: "me".to_owned(), reply });
+        // Not a wall-clock bound: ticks counted while the read is held.
+        status_until(&mut status, |s| s.tick >= up.tick + 5).await;
+        release.send(()).expect("the read waits");
+        let marks = tokio::time::timeout(Duration::from_secs(60), answer)
+            .await
+            .expect("an answer once the read is let go")
+            .expect("the loop answers")
+            .expect("marked");
+        assert_eq!(marks.len(), 1, "{marks:?}");
+        assert_eq!(marks[0].process.pid, helper.pid());
+
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        handle.send(Command::SinceMark { target: "me".to_owned(), reply });
+        let since = tokio::time::timeout(Duration::from_secs(60), answer)
+            .await
+            .expect("an answer")
+            .expect("the loop answers")
+            .expect("the mark was kept");
+        assert_eq!(since[0].mark, marks[0]);
         handle.shutdown().await;
     }
 
