@@ -160,7 +160,13 @@ fn in_force(json: bool) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("no data directory: set LEAKWATCH_DATA_DIR or HOME"))?;
     let socket = api::socket_path(&dir);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let in_force = runtime.block_on(api::config(&socket))?;
+    let in_force = match runtime.block_on(api::config(&socket)) {
+        Ok(in_force) => in_force,
+        // The engine's own words (say, no config in force since it started on
+        // a broken file), not the HTTP exchange around them.
+        Err(refused @ api::ClientError::Status { .. }) => anyhow::bail!("{}", refused.message()),
+        Err(error) => return Err(error.into()),
+    };
     // Only a regular file is read: a FIFO in its place would hang the command.
     let file = in_force.path.as_deref().and_then(|path| match std::fs::metadata(path) {
         Ok(meta) if meta.is_file() => std::fs::read_to_string(path).ok(),
