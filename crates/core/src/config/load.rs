@@ -131,12 +131,6 @@ impl Config {
             .cloned()
             .collect()
     }
-
-    /// Whether a process with this name and argv\[0\] is on the `protect` list
-    /// (argv\[0\] is tried whole and by its last path component).
-    pub fn is_protected(&self, name: &str, argv0: Option<&str>) -> bool {
-        protect_match(&self.protect, name, argv0).is_some()
-    }
 }
 
 /// The first of the `protect` patterns that matches a process with this name and

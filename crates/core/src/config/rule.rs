@@ -147,12 +147,6 @@ impl Metric {
             _ => Direction::Above,
         }
     }
-
-    /// Whether the metric counts descriptors (so a percentage of the limit means
-    /// something).
-    pub const fn counts_descriptors(&self) -> bool {
-        matches!(self, Metric::Fds | Metric::Kind(_) | Metric::Class(_) | Metric::Path(_))
-    }
 }
 
 impl PartialEq for Metric {

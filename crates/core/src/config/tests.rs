@@ -534,9 +534,11 @@ fn health_and_addresses() {
 #[test]
 fn protect_matches_name_and_argv0() {
     let config = parse("protect = [\"^sshd$\", \"^launchd$\"]\n").unwrap();
-    assert!(config.is_protected("sshd", None));
-    assert!(config.is_protected("sshd-session", Some("/usr/sbin/sshd")));
-    assert!(!config.is_protected("sshd-session", Some("/usr/sbin/sshd-session")));
+    let protected =
+        |name: &str, argv0: Option<&str>| protect_match(&config.protect, name, argv0).is_some();
+    assert!(protected("sshd", None));
+    assert!(protected("sshd-session", Some("/usr/sbin/sshd")));
+    assert!(!protected("sshd-session", Some("/usr/sbin/sshd-session")));
 }
 
 #[test]
