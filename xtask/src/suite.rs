@@ -9,6 +9,14 @@
 //! binary in one pool, so a slow binary no longer holds the others up), with the
 //! doctests (which nextest does not run) by `cargo test --doc`; else under plain
 //! `cargo test`.
+//!
+//! It runs in two cargo invocations ([`SELECTIONS`]): the engine's crates
+//! (`leakwatch-core`, `leakwatch-probe`) on their own, then the rest. Cargo
+//! unifies features within one invocation, so with the CLI and the app in the
+//! same build the core's tests would be built with their `notifications` and
+//! `metrics` and link notify-rust's D-Bus stack and prometheus-client: the core
+//! would be tested as no bare user of it (the bench, a library user) builds it,
+//! and a `cfg(not(feature = …))` path would never run.
 
 use crate::util::{cargo, ensure_debian_packages, workspace_root};
 use anyhow::{Context, Result, bail};
@@ -34,13 +42,21 @@ struct Prerequisite {
     provide: fn() -> Result<Option<String>>,
 }
 
-const PREREQUISITES: [Prerequisite; 5] = [
+const PREREQUISITES: [Prerequisite; 6] = [
     Prerequisite { key: "needs util-linux `script`", provide: provide_script },
     Prerequisite { key: "needs systemd-analyze", provide: provide_systemd_analyze },
     Prerequisite { key: "needs pid namespaces", provide: provide_pid_namespaces },
     Prerequisite { key: "needs pidfds", provide: provide_pidfds },
     Prerequisite { key: "needs orphans to go to pid 1", provide: provide_init_reaper },
+    Prerequisite {
+        key: "needs a descriptor limit of at least 10,200",
+        provide: provide_descriptor_limit,
+    },
 ];
+
+/// The descriptors `holds_ten_thousand_descriptors` needs (10,000 and some for the
+/// helper's own): its `lw-helper` raises its soft limit to the hard one.
+const DESCRIPTOR_LIMIT: u64 = 10_200;
 
 /// How long one step of CI took, for the summary.
 #[derive(Debug)]
@@ -106,18 +122,24 @@ pub(crate) fn run(timings: &mut Vec<Timing>) -> Result<()> {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if nextest {
-        timed(timings, "tests (cargo nextest)", || {
-            crate::util::run(cargo().args(nextest_args(&skip)))
-        })?;
-        timed(timings, "doctests (cargo test --doc)", || {
-            crate::util::run(cargo().args(["test", "--workspace", "--locked", "--doc"]))
-        })?;
-    } else {
+    if !nextest {
         eprintln!("xtask: cargo-nextest is not installed; running the tests with cargo test");
-        timed(timings, "tests (cargo test)", || {
-            crate::util::run(cargo().args(cargo_test_args(&skip)))
-        })?;
+    }
+    for selection in SELECTIONS {
+        if nextest {
+            timed(timings, &format!("tests, {} (cargo nextest)", selection.name), || {
+                crate::util::run(cargo().args(nextest_args(&selection, &skip)))
+            })?;
+            timed(timings, &format!("doctests, {} (cargo test --doc)", selection.name), || {
+                let mut args = vec!["test".to_owned(), "--locked".to_owned(), "--doc".to_owned()];
+                args.extend(selection.args());
+                crate::util::run(cargo().args(args))
+            })?;
+        } else {
+            timed(timings, &format!("tests, {} (cargo test)", selection.name), || {
+                crate::util::run(cargo().args(cargo_test_args(&selection, &skip)))
+            })?;
+        }
     }
     eprintln!("\nxtask: ignored tests that ran (CI provides what they need):");
     for test in &ran {
@@ -130,12 +152,47 @@ pub(crate) fn run(timings: &mut Vec<Timing>) -> Result<()> {
     Ok(())
 }
 
-/// nextest: every test, the ignored ones included, except those in `skip`.
-fn nextest_args(skip: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> =
-        ["nextest", "run", "--workspace", "--locked", "--run-ignored", "all", "--no-fail-fast"]
-            .map(str::to_owned)
-            .to_vec();
+/// The packages of one cargo invocation of the suite.
+struct Selection {
+    /// For the timings.
+    name: &'static str,
+    /// Only these packages (`-p`), or every other package of the workspace.
+    packages: &'static [&'static str],
+    rest: bool,
+}
+
+/// The packages built without the faces' features: none of the features
+/// `notifications` or `metrics` is turned on by anything they depend on.
+const ENGINE_PACKAGES: [&str; 2] = ["leakwatch-core", "leakwatch-probe"];
+
+/// The engine's crates on their own, then the rest of the workspace.
+const SELECTIONS: [Selection; 2] = [
+    Selection { name: "core and probe", packages: &ENGINE_PACKAGES, rest: false },
+    Selection { name: "the rest", packages: &ENGINE_PACKAGES, rest: true },
+];
+
+impl Selection {
+    fn args(&self) -> Vec<String> {
+        let (all, each) = if self.rest {
+            (["--workspace"].as_slice(), "--exclude")
+        } else {
+            ([].as_slice(), "-p")
+        };
+        let mut args: Vec<String> = all.iter().map(|s| (*s).to_owned()).collect();
+        for package in self.packages {
+            args.push(each.to_owned());
+            args.push((*package).to_owned());
+        }
+        args
+    }
+}
+
+/// nextest: every test of `selection`, the ignored ones included, except those
+/// in `skip`.
+fn nextest_args(selection: &Selection, skip: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["nextest", "run"].map(str::to_owned).to_vec();
+    args.extend(selection.args());
+    args.extend(["--locked", "--run-ignored", "all", "--no-fail-fast"].map(str::to_owned));
     if !skip.is_empty() {
         let names: Vec<String> = skip.iter().map(|name| format!("test(/(^|::){name}$/)")).collect();
         args.push("-E".to_owned());
@@ -146,9 +203,10 @@ fn nextest_args(skip: &[&str]) -> Vec<String> {
 
 /// cargo test: the same selection through libtest's flags (`--skip` matches a
 /// substring of the test's path, and the names here are whole function names).
-fn cargo_test_args(skip: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> =
-        ["test", "--workspace", "--locked", "--", "--include-ignored"].map(str::to_owned).to_vec();
+fn cargo_test_args(selection: &Selection, skip: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["test".to_owned()];
+    args.extend(selection.args());
+    args.extend(["--locked", "--", "--include-ignored"].map(str::to_owned));
     for name in skip {
         args.push("--skip".to_owned());
         args.push((*name).to_owned());
@@ -280,6 +338,25 @@ fn provide_pidfds() -> Result<Option<String>> {
         .then(|| format!("Linux {} has no pidfd_open (5.3 or later)", release.trim())))
 }
 
+fn provide_descriptor_limit() -> Result<Option<String>> {
+    // The tests inherit xtask's hard limit; only root could raise it.
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .stdin(Stdio::null())
+        .output()
+        .context("could not run sh")?;
+    let hard = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    Ok(descriptor_limit_missing(&hard))
+}
+
+/// Why a hard descriptor limit of `hard` (as `ulimit -Hn` prints it) is not enough.
+fn descriptor_limit_missing(hard: &str) -> Option<String> {
+    let enough = hard == "unlimited" || hard.parse::<u64>().is_ok_and(|n| n >= DESCRIPTOR_LIMIT);
+    (!enough).then(|| {
+        format!("the hard descriptor limit here is {hard}, below {DESCRIPTOR_LIMIT} (`ulimit -Hn`)")
+    })
+}
+
 fn provide_init_reaper() -> Result<Option<String>> {
     // Orphan a `sleep` and see who adopts it: a subreaper above xtask (a service
     // manager, some container inits) takes orphans instead of pid 1.
@@ -344,11 +421,41 @@ mod tests {
     }
 
     #[test]
+    fn a_low_hard_descriptor_limit_leaves_the_ten_thousand_descriptor_test_ignored() {
+        assert_eq!(descriptor_limit_missing("20000"), None);
+        assert_eq!(descriptor_limit_missing("unlimited"), None);
+        let why = descriptor_limit_missing("4096").unwrap();
+        assert!(why.contains("4096") && why.contains("10200"), "{why}");
+        assert!(descriptor_limit_missing("").is_some());
+    }
+
+    #[test]
     fn skipped_tests_are_left_out_of_both_runners() {
-        let next = nextest_args(&["a_b", "c"]);
+        let next = nextest_args(&SELECTIONS[1], &["a_b", "c"]);
         assert_eq!(next.last().unwrap(), "not (test(/(^|::)a_b$/) | test(/(^|::)c$/))");
         assert!(next.contains(&"--run-ignored".to_owned()));
-        let plain = cargo_test_args(&["a_b"]);
+        let plain = cargo_test_args(&SELECTIONS[1], &["a_b"]);
         assert_eq!(plain[plain.len() - 3..], ["--include-ignored", "--skip", "a_b"]);
+    }
+
+    /// Issue 13: one `--workspace` invocation unified the core's features with
+    /// the CLI's, so its tests linked notify-rust and prometheus-client.
+    #[test]
+    fn the_engine_crates_are_tested_in_an_invocation_of_their_own() {
+        let [engine, rest] = &SELECTIONS;
+        assert_eq!(
+            engine.args(),
+            ["-p", "leakwatch-core", "-p", "leakwatch-probe"].map(str::to_owned)
+        );
+        assert_eq!(
+            rest.args(),
+            ["--workspace", "--exclude", "leakwatch-core", "--exclude", "leakwatch-probe"]
+                .map(str::to_owned)
+        );
+        let next = nextest_args(engine, &[]);
+        assert_eq!(next[..6], ["nextest", "run", "-p", "leakwatch-core", "-p", "leakwatch-probe"]);
+        assert!(!next.contains(&"--workspace".to_owned()), "{next:?}");
+        let plain = cargo_test_args(rest, &[]);
+        assert_eq!(plain[..2], ["test", "--workspace"]);
     }
 }
