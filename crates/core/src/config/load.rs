@@ -160,17 +160,3 @@ pub(super) fn resolve_dir(
     }
     directories::ProjectDirs::from("dev", "leakwatch", "Leakwatch").map(|dirs| from_project(&dirs))
 }
-
-pub(super) fn home_dir() -> Option<PathBuf> {
-    directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf())
-}
-
-/// `path` with the home directory shown as `~`, as people write it.
-pub(super) fn display_path(path: &Path) -> String {
-    if let Some(home) = home_dir().filter(|h| h.as_os_str().len() > 1)
-        && let Ok(rest) = path.strip_prefix(&home)
-    {
-        return Path::new("~").join(rest).display().to_string();
-    }
-    path.display().to_string()
-}

@@ -2,8 +2,9 @@
 //! parses as written and with every option turned on.
 
 use super::document::{join_key, key_at_line};
-use super::load::{home_dir, resolve_dir};
+use super::load::resolve_dir;
 use super::parser::{parse_health, parse_socket_addr};
+use super::schema::home_dir;
 use super::*;
 use crate::model::Severity;
 use leakwatch_probe::{FdClass, FdKind};
