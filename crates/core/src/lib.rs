@@ -11,14 +11,15 @@
 //! (`cargo xtask cycles`, run by `cargo xtask ci`, fails on a cycle):
 //!
 //! 1. foundation: `model` (processes, samples, events and their subject), `units`, `escape`, `private`,
-//!    `throttle`, `http`, `summary`, `tree`;
+//!    `throttle`, `http`, `summary`, `tree`, `owner` (the data directory's lock and
+//!    who holds it, which the state reports);
 //! 2. `config` (schema, parser, source, edit, form, and the rule vocabulary);
 //! 3. analysis: `trend`, `window`, `rules` (evaluation), `diagnose`, `orphans`;
 //! 4. `store`;
 //! 5. `actions` (kill, restart, service, locate), `proposal` (what Watch proposes);
 //! 6. `status` (the engine's state as data), `command` (what faces
 //!    ask the engine);
-//! 7. `engine` (with its autopilot), `api`, `attach`, `owner`, and the faces' optional
+//! 7. `engine` (with its autopilot), `api`, `attach`, and the faces' optional
 //!    parts: `metrics` (feature `metrics`) and the desktop notifier (feature
 //!    `notifications`), which the CLI and the app turn on.
 
