@@ -10,13 +10,15 @@
 //! doctests (which nextest does not run) by `cargo test --doc`; else under plain
 //! `cargo test`.
 //!
-//! It runs in two cargo invocations ([`SELECTIONS`]): the engine's crates
-//! (`leakwatch-core`, `leakwatch-probe`) on their own, then the rest. Cargo
-//! unifies features within one invocation, so with the CLI and the app in the
-//! same build the core's tests would be built with their `notifications` and
-//! `metrics` and link notify-rust's D-Bus stack and prometheus-client: the core
-//! would be tested as no bare user of it (the bench, a library user) builds it,
-//! and a `cfg(not(feature = …))` path would never run.
+//! All in one cargo invocation, so cargo unifies features across the workspace:
+//! the core's tests are built with the CLI's `notifications` and `metrics` (and
+//! link notify-rust and prometheus-client), which its metrics and notifier tests
+//! need anyway. Running the core's and the probe's tests in an invocation of
+//! their own, without them, was measured (issue 13, on the 2-core CI machine) to
+//! cost more than 90 s per run: the run phase alone went from 127 s in one pool
+//! to at least 170 s in two (98 s + 72 s), before the extra builds of the core
+//! (without its features, and again with them for the feature-gated tests).
+//! `cargo test -p leakwatch-core` builds them without.
 
 use crate::util::{cargo, ensure_debian_packages, workspace_root};
 use anyhow::{Context, Result, bail};
@@ -122,24 +124,18 @@ pub(crate) fn run(timings: &mut Vec<Timing>) -> Result<()> {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !nextest {
+    if nextest {
+        timed(timings, "tests (cargo nextest)", || {
+            crate::util::run(cargo().args(nextest_args(&skip)))
+        })?;
+        timed(timings, "doctests (cargo test --doc)", || {
+            crate::util::run(cargo().args(["test", "--workspace", "--locked", "--doc"]))
+        })?;
+    } else {
         eprintln!("xtask: cargo-nextest is not installed; running the tests with cargo test");
-    }
-    for selection in SELECTIONS {
-        if nextest {
-            timed(timings, &format!("tests, {} (cargo nextest)", selection.name), || {
-                crate::util::run(cargo().args(nextest_args(&selection, &skip)))
-            })?;
-            timed(timings, &format!("doctests, {} (cargo test --doc)", selection.name), || {
-                let mut args = vec!["test".to_owned(), "--locked".to_owned(), "--doc".to_owned()];
-                args.extend(selection.args());
-                crate::util::run(cargo().args(args))
-            })?;
-        } else {
-            timed(timings, &format!("tests, {} (cargo test)", selection.name), || {
-                crate::util::run(cargo().args(cargo_test_args(&selection, &skip)))
-            })?;
-        }
+        timed(timings, "tests (cargo test)", || {
+            crate::util::run(cargo().args(cargo_test_args(&skip)))
+        })?;
     }
     eprintln!("\nxtask: ignored tests that ran (CI provides what they need):");
     for test in &ran {
@@ -152,47 +148,12 @@ pub(crate) fn run(timings: &mut Vec<Timing>) -> Result<()> {
     Ok(())
 }
 
-/// The packages of one cargo invocation of the suite.
-struct Selection {
-    /// For the timings.
-    name: &'static str,
-    /// Only these packages (`-p`), or every other package of the workspace.
-    packages: &'static [&'static str],
-    rest: bool,
-}
-
-/// The packages built without the faces' features: none of the features
-/// `notifications` or `metrics` is turned on by anything they depend on.
-const ENGINE_PACKAGES: [&str; 2] = ["leakwatch-core", "leakwatch-probe"];
-
-/// The engine's crates on their own, then the rest of the workspace.
-const SELECTIONS: [Selection; 2] = [
-    Selection { name: "core and probe", packages: &ENGINE_PACKAGES, rest: false },
-    Selection { name: "the rest", packages: &ENGINE_PACKAGES, rest: true },
-];
-
-impl Selection {
-    fn args(&self) -> Vec<String> {
-        let (all, each) = if self.rest {
-            (["--workspace"].as_slice(), "--exclude")
-        } else {
-            ([].as_slice(), "-p")
-        };
-        let mut args: Vec<String> = all.iter().map(|s| (*s).to_owned()).collect();
-        for package in self.packages {
-            args.push(each.to_owned());
-            args.push((*package).to_owned());
-        }
-        args
-    }
-}
-
-/// nextest: every test of `selection`, the ignored ones included, except those
-/// in `skip`.
-fn nextest_args(selection: &Selection, skip: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["nextest", "run"].map(str::to_owned).to_vec();
-    args.extend(selection.args());
-    args.extend(["--locked", "--run-ignored", "all", "--no-fail-fast"].map(str::to_owned));
+/// nextest: every test, the ignored ones included, except those in `skip`.
+fn nextest_args(skip: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["nextest", "run", "--workspace", "--locked", "--run-ignored", "all", "--no-fail-fast"]
+            .map(str::to_owned)
+            .to_vec();
     if !skip.is_empty() {
         let names: Vec<String> = skip.iter().map(|name| format!("test(/(^|::){name}$/)")).collect();
         args.push("-E".to_owned());
@@ -203,10 +164,9 @@ fn nextest_args(selection: &Selection, skip: &[&str]) -> Vec<String> {
 
 /// cargo test: the same selection through libtest's flags (`--skip` matches a
 /// substring of the test's path, and the names here are whole function names).
-fn cargo_test_args(selection: &Selection, skip: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec!["test".to_owned()];
-    args.extend(selection.args());
-    args.extend(["--locked", "--", "--include-ignored"].map(str::to_owned));
+fn cargo_test_args(skip: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["test", "--workspace", "--locked", "--", "--include-ignored"].map(str::to_owned).to_vec();
     for name in skip {
         args.push("--skip".to_owned());
         args.push((*name).to_owned());
@@ -431,31 +391,10 @@ mod tests {
 
     #[test]
     fn skipped_tests_are_left_out_of_both_runners() {
-        let next = nextest_args(&SELECTIONS[1], &["a_b", "c"]);
+        let next = nextest_args(&["a_b", "c"]);
         assert_eq!(next.last().unwrap(), "not (test(/(^|::)a_b$/) | test(/(^|::)c$/))");
         assert!(next.contains(&"--run-ignored".to_owned()));
-        let plain = cargo_test_args(&SELECTIONS[1], &["a_b"]);
+        let plain = cargo_test_args(&["a_b"]);
         assert_eq!(plain[plain.len() - 3..], ["--include-ignored", "--skip", "a_b"]);
-    }
-
-    /// Issue 13: one `--workspace` invocation unified the core's features with
-    /// the CLI's, so its tests linked notify-rust and prometheus-client.
-    #[test]
-    fn the_engine_crates_are_tested_in_an_invocation_of_their_own() {
-        let [engine, rest] = &SELECTIONS;
-        assert_eq!(
-            engine.args(),
-            ["-p", "leakwatch-core", "-p", "leakwatch-probe"].map(str::to_owned)
-        );
-        assert_eq!(
-            rest.args(),
-            ["--workspace", "--exclude", "leakwatch-core", "--exclude", "leakwatch-probe"]
-                .map(str::to_owned)
-        );
-        let next = nextest_args(engine, &[]);
-        assert_eq!(next[..6], ["nextest", "run", "-p", "leakwatch-core", "-p", "leakwatch-probe"]);
-        assert!(!next.contains(&"--workspace".to_owned()), "{next:?}");
-        let plain = cargo_test_args(rest, &[]);
-        assert_eq!(plain[..2], ["test", "--workspace"]);
     }
 }
