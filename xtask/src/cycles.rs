@@ -17,6 +17,10 @@
 //! using its parent's own items, or a parent its children's, is no edge at either
 //! level. Code under `#[cfg(test)]` is left out: tests may reach across layers.
 //! Not seen: a name brought in by a glob (`use super::*`) and used bare.
+//!
+//! In `leakwatch-core` it also fails on an edge that climbs its documented layers
+//! ([`CORE_LAYERS`], the list of its `lib.rs`), and on a top-level module placed
+//! in none.
 
 use anyhow::{Context, Result, bail};
 use proc_macro2::{TokenStream, TokenTree};
@@ -56,6 +60,8 @@ pub(crate) fn run() -> Result<()> {
             }
         }
     }
+    let core = root.join("crates/core/src/lib.rs");
+    failures.extend(upward_edges(&graphs_of(&core)?[&Vec::new()], &CORE_LAYERS));
     if !failures.is_empty() {
         bail!(
             "module cycles (a module may only use modules below or beside it; see the \
@@ -65,6 +71,48 @@ pub(crate) fn run() -> Result<()> {
     }
     eprintln!("xtask cycles: no module cycles in {checked} crate roots");
     Ok(())
+}
+
+/// The core's layers, low to high, as its `lib.rs` and the README ("The core's
+/// layers") document them: a top-level module may use only modules of its own
+/// layer or below.
+const CORE_LAYERS: [&[&str]; 7] = [
+    &["model", "units", "escape", "private", "throttle", "http", "summary", "tree", "owner"],
+    &["config"],
+    &["trend", "window", "rules", "diagnose", "orphans"],
+    &["store"],
+    &["actions", "proposal"],
+    &["status", "command"],
+    &["engine", "api", "attach", "metrics", "notifier"],
+];
+
+/// Each edge of `graph` that climbs a layer, and each module in no layer.
+fn upward_edges(graph: &Graph, layers: &[&[&str]]) -> Vec<String> {
+    let layer = |module: &str| layers.iter().position(|l| l.contains(&module));
+    let mut found = Vec::new();
+    for node in &graph.nodes {
+        if layer(node).is_none() {
+            found.push(format!(
+                "crates/core: module `{node}` is in no layer: place it in the README's layers, \
+                 lib.rs's and CORE_LAYERS (xtask/src/cycles.rs)"
+            ));
+        }
+    }
+    for (from, targets) in &graph.edges {
+        for (to, file) in targets {
+            if let (Some(low), Some(high)) = (layer(from), layer(to))
+                && high > low
+            {
+                found.push(format!(
+                    "crates/core: {from} (layer {}) uses {to} (layer {}, above it) in {}",
+                    low + 1,
+                    high + 1,
+                    file.display()
+                ));
+            }
+        }
+    }
+    found
 }
 
 fn crate_dirs(root: &Path) -> Result<Vec<PathBuf>> {
@@ -750,6 +798,52 @@ mod tests {
             "config::rule → config::schema (in config/rule.rs) → config::rule (in \
              config/schema.rs)"
         );
+    }
+
+    /// Issue 13: `status` (layer 6) used `owner`, documented in layer 7, and
+    /// nothing checked the documented layers.
+    #[test]
+    fn a_use_of_a_layer_above_and_a_module_in_no_layer_are_named() {
+        let (_dir, lib) = fixture(&[
+            ("lib.rs", "pub mod model;\npub mod engine;\npub mod stray;\n"),
+            ("model.rs", "fn f() { crate::engine::tick() }\n"),
+            ("engine.rs", "pub fn tick() {}\nfn g() { let _ = crate::model::f; }\n"),
+            ("stray.rs", "\n"),
+        ]);
+        let graph = graph_of(&lib).unwrap();
+        let found = upward_edges(&graph, &[&["model"], &["engine"]]);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains("`stray` is in no layer"), "{found:?}");
+        assert_eq!(
+            found[1],
+            "crates/core: model (layer 1) uses engine (layer 2, above it) in model.rs"
+        );
+    }
+
+    /// The layers the check enforces are the ones core's `lib.rs` documents.
+    #[test]
+    fn the_core_layers_are_the_documented_ones() {
+        let lib = crate::util::workspace_root().join("crates/core/src/lib.rs");
+        let text = std::fs::read_to_string(&lib).unwrap();
+        let mut documented: Vec<String> = Vec::new();
+        for line in text.lines().filter_map(|l| l.strip_prefix("//!")) {
+            let line = line.trim();
+            if line.starts_with(|c: char| c.is_ascii_digit()) && line.contains(". ") {
+                documented.push(String::new());
+            }
+            if let Some(layer) = documented.last_mut() {
+                layer.push_str(line);
+                layer.push(' ');
+            }
+        }
+        assert_eq!(documented.len(), CORE_LAYERS.len(), "{documented:#?}");
+        for (layer, modules) in documented.iter().zip(CORE_LAYERS) {
+            for module in modules {
+                assert!(layer.contains(&format!("`{module}`")), "`{module}` not in: {layer}");
+            }
+        }
+        let graph = graph_of(&lib).unwrap();
+        assert!(upward_edges(&graph, &CORE_LAYERS).is_empty());
     }
 
     #[test]

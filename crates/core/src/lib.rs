@@ -8,7 +8,8 @@
 //!
 //! The modules form layers, low to high; a module uses only modules below it or
 //! beside it in its own layer, never above, and no two modules use each other
-//! (`cargo xtask cycles`, run by `cargo xtask ci`, fails on a cycle):
+//! (`cargo xtask cycles`, run by `cargo xtask ci`, fails on a cycle, and on a
+//! use of a module from a layer above, by the list below):
 //!
 //! 1. foundation: `model` (processes, samples, events and their subject), `units`, `escape`, `private`,
 //!    `throttle`, `http`, `summary`, `tree`, `owner` (the data directory's lock and
@@ -20,8 +21,8 @@
 //! 6. `status` (the engine's state as data), `command` (what faces
 //!    ask the engine);
 //! 7. `engine` (with its autopilot), `api`, `attach`, and the faces' optional
-//!    parts: `metrics` (feature `metrics`) and the desktop notifier (feature
-//!    `notifications`), which the CLI and the app turn on.
+//!    parts: `metrics` (feature `metrics`) and the desktop notifier, `notifier`
+//!    (feature `notifications`), which the CLI and the app turn on.
 
 pub mod actions;
 pub mod api;
