@@ -106,7 +106,7 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
     if args.only == [Section::Steady] {
         if !args.no_build {
-            util::run(util::cargo().args(["build", "--release", "-p", "leakwatch-bench"]))?;
+            util::run(util::cargo().args(BUILD_BENCH))?;
         }
         let mut out = String::new();
         let mut targets = Vec::new();
@@ -120,11 +120,14 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     }
     util::ensure_debian_packages(&["lsof", "procps"])?;
     if !args.no_build {
+        // Issue 13: cargo unifies features within one build, so a bench built
+        // together with the CLI linked the CLI's `notifications` and `metrics`
+        // (notify-rust's D-Bus stack, prometheus-client). On its own, it links
+        // neither, as the README says and a user's engine measures.
+        util::run(util::cargo().args(BUILD_BENCH))?;
         util::run(util::cargo().args([
             "build",
             "--release",
-            "-p",
-            "leakwatch-bench",
             "-p",
             "leakwatch",
             "-p",
@@ -167,6 +170,10 @@ pub(crate) fn run(args: &Args) -> Result<()> {
     print!("{out}");
     Ok(())
 }
+
+/// `leakwatch-bench` alone: in its own cargo invocation, so it gets only its own
+/// features of `leakwatch-core` (none), not the union with the CLI's.
+const BUILD_BENCH: [&str; 4] = ["build", "--release", "-p", "leakwatch-bench"];
 
 /// The release binaries the bench runs.
 #[derive(Debug)]

@@ -9,6 +9,16 @@
 //! binary in one pool, so a slow binary no longer holds the others up), with the
 //! doctests (which nextest does not run) by `cargo test --doc`; else under plain
 //! `cargo test`.
+//!
+//! All in one cargo invocation, so cargo unifies features across the workspace:
+//! the core's tests are built with the CLI's `notifications` and `metrics` (and
+//! link notify-rust and prometheus-client), which its metrics and notifier tests
+//! need anyway. Running the core's and the probe's tests in an invocation of
+//! their own, without them, was measured (issue 13, on the 2-core CI machine) to
+//! cost more than 90 s per run: the run phase alone went from 127 s in one pool
+//! to at least 170 s in two (98 s + 72 s), before the extra builds of the core
+//! (without its features, and again with them for the feature-gated tests).
+//! `cargo test -p leakwatch-core` builds them without.
 
 use crate::util::{cargo, ensure_debian_packages, workspace_root};
 use anyhow::{Context, Result, bail};
@@ -34,13 +44,21 @@ struct Prerequisite {
     provide: fn() -> Result<Option<String>>,
 }
 
-const PREREQUISITES: [Prerequisite; 5] = [
+const PREREQUISITES: [Prerequisite; 6] = [
     Prerequisite { key: "needs util-linux `script`", provide: provide_script },
     Prerequisite { key: "needs systemd-analyze", provide: provide_systemd_analyze },
     Prerequisite { key: "needs pid namespaces", provide: provide_pid_namespaces },
     Prerequisite { key: "needs pidfds", provide: provide_pidfds },
     Prerequisite { key: "needs orphans to go to pid 1", provide: provide_init_reaper },
+    Prerequisite {
+        key: "needs a descriptor limit of at least 10,200",
+        provide: provide_descriptor_limit,
+    },
 ];
+
+/// The descriptors `holds_ten_thousand_descriptors` needs (10,000 and some for the
+/// helper's own): its `lw-helper` raises its soft limit to the hard one.
+const DESCRIPTOR_LIMIT: u64 = 10_200;
 
 /// How long one step of CI took, for the summary.
 #[derive(Debug)]
@@ -280,6 +298,25 @@ fn provide_pidfds() -> Result<Option<String>> {
         .then(|| format!("Linux {} has no pidfd_open (5.3 or later)", release.trim())))
 }
 
+fn provide_descriptor_limit() -> Result<Option<String>> {
+    // The tests inherit xtask's hard limit; only root could raise it.
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -Hn"])
+        .stdin(Stdio::null())
+        .output()
+        .context("could not run sh")?;
+    let hard = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    Ok(descriptor_limit_missing(&hard))
+}
+
+/// Why a hard descriptor limit of `hard` (as `ulimit -Hn` prints it) is not enough.
+fn descriptor_limit_missing(hard: &str) -> Option<String> {
+    let enough = hard == "unlimited" || hard.parse::<u64>().is_ok_and(|n| n >= DESCRIPTOR_LIMIT);
+    (!enough).then(|| {
+        format!("the hard descriptor limit here is {hard}, below {DESCRIPTOR_LIMIT} (`ulimit -Hn`)")
+    })
+}
+
 fn provide_init_reaper() -> Result<Option<String>> {
     // Orphan a `sleep` and see who adopts it: a subreaper above xtask (a service
     // manager, some container inits) takes orphans instead of pid 1.
@@ -341,6 +378,15 @@ mod tests {
                 assert!(PREREQUISITES.iter().any(|p| test.reason.starts_with(p.key)), "{test:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_low_hard_descriptor_limit_leaves_the_ten_thousand_descriptor_test_ignored() {
+        assert_eq!(descriptor_limit_missing("20000"), None);
+        assert_eq!(descriptor_limit_missing("unlimited"), None);
+        let why = descriptor_limit_missing("4096").unwrap();
+        assert!(why.contains("4096") && why.contains("10200"), "{why}");
+        assert!(descriptor_limit_missing("").is_some());
     }
 
     #[test]

@@ -8,19 +8,21 @@
 //!
 //! The modules form layers, low to high; a module uses only modules below it or
 //! beside it in its own layer, never above, and no two modules use each other
-//! (`cargo xtask cycles`, run by `cargo xtask ci`, fails on a cycle):
+//! (`cargo xtask cycles`, run by `cargo xtask ci`, fails on a cycle, and on a
+//! use of a module from a layer above, by the list below):
 //!
 //! 1. foundation: `model` (processes, samples, events and their subject), `units`, `escape`, `private`,
-//!    `throttle`, `http`, `summary`, `tree`;
+//!    `throttle`, `http`, `summary`, `tree`, `owner` (the data directory's lock and
+//!    who holds it, which the state reports);
 //! 2. `config` (schema, parser, source, edit, form, and the rule vocabulary);
 //! 3. analysis: `trend`, `window`, `rules` (evaluation), `diagnose`, `orphans`;
 //! 4. `store`;
 //! 5. `actions` (kill, restart, service, locate), `proposal` (what Watch proposes);
 //! 6. `status` (the engine's state as data), `command` (what faces
 //!    ask the engine);
-//! 7. `engine` (with its autopilot), `api`, `attach`, `owner`, and the faces' optional
-//!    parts: `metrics` (feature `metrics`) and the desktop notifier (feature
-//!    `notifications`), which the CLI and the app turn on.
+//! 7. `engine` (with its autopilot), `api`, `attach`, and the faces' optional
+//!    parts: `metrics` (feature `metrics`) and the desktop notifier, `notifier`
+//!    (feature `notifications`), which the CLI and the app turn on.
 
 pub mod actions;
 pub mod api;

@@ -137,20 +137,6 @@ impl DataDirLock {
         Ok(Self { file, dir: dir.to_owned(), owner })
     }
 
-    /// Takes the lock on `dir`, waiting up to `timeout` for its owner to go away
-    /// (polling, so a face can give up or do other work meanwhile).
-    pub fn acquire_within(dir: &Path, face: Face, timeout: Duration) -> Result<Self, LockError> {
-        let start = std::time::Instant::now();
-        loop {
-            match Self::acquire(dir, face) {
-                Err(LockError::Held { .. }) if start.elapsed() < timeout => {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// The locked directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -21,8 +21,8 @@
 //!   peak total it saw (a leak shows at its peaks, and the store downsamples to
 //!   peaks too).
 //!
-//! So per-process memory is a constant (under 128 KiB, see
-//! [`SampleWindow::memory_bytes`]) and so is the trend's cost per tick: a
+//! So per-process memory is a constant (under 128 KiB, which the tests measure)
+//! and so is the trend's cost per tick: a
 //! sample folded in, the kept fit read, and a refit once per bucket width.
 //!
 //! The price: the window's oldest bucket may reach up to 1/[`FIT_BUCKETS`] of
@@ -410,8 +410,10 @@ impl SampleWindow {
         points
     }
 
-    /// Bytes this history holds, heap included: what the memory bound is about.
-    pub fn memory_bytes(&self) -> usize {
+    /// Bytes this history holds, heap included: what the memory bound is about
+    /// (the tests hold it to that bound).
+    #[cfg(test)]
+    fn memory_bytes(&self) -> usize {
         let last = self.last.as_ref().map_or(0, |s| {
             std::mem::size_of::<Sample>()
                 + s.kinds.len() * (std::mem::size_of::<(FdKind, u64)>() + 16)
@@ -429,7 +431,8 @@ impl SampleWindow {
     }
 
     /// The fit buckets held (at most [`FIT_BUCKETS`] + 1).
-    pub fn fit_buckets(&self) -> usize {
+    #[cfg(test)]
+    fn fit_buckets(&self) -> usize {
         self.fit.len()
     }
 }

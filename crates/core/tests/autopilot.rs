@@ -90,18 +90,19 @@ fn critical_target_is_restarted_until_the_breaker_trips() {
     // measurement); the breaker's window runs on the engine's clock.
     let started = Instant::now();
     let mut now = unix_millis(SystemTime::now());
-    let mut last_tick = 0;
     while started.elapsed() < Duration::from_secs(40) {
         now += 100;
         let status = fx.engine.tick_at(now);
+        // Issue 13: each tick's own events, all of them, rather than the
+        // status's last few diffed by timestamp (which drops events raised in
+        // the same millisecond as the last one seen, or beyond the few kept).
+        events.extend(fx.engine.take_events());
         let current = std::fs::read_to_string(&fx.pidfile).ok().and_then(|t| t.trim().parse().ok());
         if let Some(pid) = current
             && !fx.cleanup.1.contains(&pid)
         {
             fx.cleanup.1.push(pid);
         }
-        events.extend(status.recent_events.iter().filter(|e| e.at > last_tick).cloned());
-        last_tick = status.recent_events.last().map_or(last_tick, |e| e.at.max(last_tick));
         let tripped = events.iter().any(|e| e.message.contains("circuit breaker open"));
         if tripped && status.restarts.get("leaky") == Some(&2) {
             // Keep ticking a while: nothing more may be restarted.
@@ -109,12 +110,14 @@ fn critical_target_is_restarted_until_the_breaker_trips() {
                 std::thread::sleep(Duration::from_millis(100));
                 now += 100;
                 fx.engine.tick_at(now);
+                events.extend(fx.engine.take_events());
             }
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     let status = fx.engine.tick_at(now + 100);
+    events.extend(fx.engine.take_events());
     let restarted: Vec<_> =
         events.iter().filter(|e| e.message.contains("restarted automatically")).collect();
     assert_eq!(restarted.len(), 2, "{events:#?}");
@@ -174,7 +177,7 @@ fn a_restart_in_flight_at_shutdown_keeps_its_snapshot() {
     for _ in 0..50 {
         now += 100;
         let status = fx.engine.tick_at(now);
-        began = status.recent_events.iter().any(|e| e.message.starts_with("automatic restart:"));
+        began = fx.engine.take_events().iter().any(|e| e.message.starts_with("automatic restart:"));
         if began {
             // Not collected by a tick: only `finish` can save its outcome.
             assert_eq!(status.restarts.get("leaky"), None, "{:?}", status.restarts);

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use leakwatch_core::actions::kill::Guard;
+use leakwatch_core::config::protect_match;
 use leakwatch_core::engine::{Command, Engine, EngineOptions};
 use leakwatch_core::notifier::NullNotifier;
 use leakwatch_core::{Config, ConfigSource};
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Issue 13: two protect-list matchers existed, and the tested one
-/// (`Config::is_protected`) was not the one the kill guard used
+/// (`Config::is_protected`, since removed) was not the one the kill guard used
 /// (`Guard::protect_match`), so a change to one would silently leave signals
 /// following the other. Now the guard asks the config's `protect_match`: for a
 /// real `lw-helper`, every way a pattern can match (the process name, argv[0]
@@ -41,7 +42,7 @@ fn the_kill_guard_refuses_exactly_what_the_config_protects() {
         let text = format!("protect = [{pattern:?}]\n");
         let config = Config::parse(&text, Path::new("/tmp/config.toml")).unwrap();
         assert_eq!(
-            config.is_protected(&info.name, Some(&argv0)),
+            protect_match(&config.protect, &info.name, Some(&argv0)).is_some(),
             protected,
             "config, pattern {pattern}"
         );

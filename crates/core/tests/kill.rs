@@ -129,19 +129,44 @@ fn term_handler_gets_its_grace_and_exits() {
     assert_all_gone(&report);
 }
 
+/// CLOCK_MONOTONIC now: the clock of `lw-helper`'s `term-log` (and of `Instant`).
+fn monotonic() -> Duration {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap();
+    Duration::new(u64::try_from(now.tv_sec()).unwrap(), u32::try_from(now.tv_nsec()).unwrap())
+}
+
+/// Issue 13: this test bounded the run by `grace * 2 + 5 s` with a grace of
+/// 500 ms, a bound a second grace fits in many times over, so it could not fail
+/// on what it claimed. Now the child logs every SIGTERM it outlives (`term-log`)
+/// and the grace is long enough to tell one from two: the run must have sent
+/// SIGTERM first, waited the grace, and SIGKILLed without a second grace (the
+/// rest of the run takes milliseconds; a second grace would add four seconds).
 #[test]
 fn ignoring_sigterm_gets_killed_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("terms");
     let mut h = Helper::spawn().unwrap();
-    let child = h.pids("spawn 1 ignore-term")[0];
+    let child = h.pids(&format!("spawn 1 term-log {}", log.display()))[0];
     let mut probe = probe();
-    let grace = Duration::from_millis(500);
+    let grace = Duration::from_secs(4);
     let plan = kill::plan(&mut probe, &[child], grace, &Guard::default()).unwrap();
+    let began = monotonic();
     let report = kill::execute(&mut probe, &plan, &Guard::default());
     assert_eq!(outcome(&report, child), Outcome::Killed, "{report:#?}");
-    assert!(report.elapsed >= grace, "{:?}", report.elapsed);
-    // One process that already sat out a grace does not get a second one.
-    assert!(report.elapsed < grace * 2 + Duration::from_secs(5), "{:?}", report.elapsed);
     assert_all_gone(&report);
+    let terms: Vec<Duration> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|line| Duration::from_nanos(line.strip_prefix("term ").unwrap().parse().unwrap()))
+        .collect();
+    // Step 2's SIGTERM, and maybe step 3's (the SIGKILL may come before the
+    // process runs its handler for that one): never more.
+    assert!((1..=2).contains(&terms.len()), "{terms:?}");
+    // SIGTERM came first, at once; it did not end the process...
+    assert!(terms[0] >= began && terms[0] - began < grace, "{:?}", terms[0] - began);
+    // ... which sat out its whole grace before being killed, and only one.
+    assert!(report.elapsed >= grace, "{:?}", report.elapsed);
+    assert!(report.elapsed < grace * 2, "a second grace: {:?}", report.elapsed);
 }
 
 #[test]

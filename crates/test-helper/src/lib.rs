@@ -34,7 +34,7 @@
 //! | `no-cloexec` (children spawned later inherit every held fd) | fds changed |
 //! | `count` | `KIND=N`... then `leaked= leaking= leak-errors= http= total=` |
 //! | `leak KIND[:PATH] EVERY_MS` / `stop-leak` / `close-leaked` | — / leaked fds held / closed |
-//! | `ignore-term` / `term-marker PATH` / `term-delay MS` | — |
+//! | `ignore-term` / `term-marker PATH` / `term-delay MS` / `term-log PATH` | — |
 //! | `spawn N [CMD [; CMD]...]` | child pids |
 //! | `tree DEPTH WIDTH [ignore-term]` | all descendant pids |
 //! | `fork-every MS [MAX] [ignore-term]` | — (children start in the background) |
@@ -49,7 +49,9 @@
 //! and `unix` open two fds per unit. If opening fails part-way, what was opened is
 //! kept and the error says how many. `term-marker PATH`: on SIGTERM, write
 //! `terminated <pid>` to PATH and exit 0, after sleeping MS milliseconds if
-//! `term-delay MS` was given (a clean-up that takes a while). Children of `spawn` and `tree` run with
+//! `term-delay MS` was given (a clean-up that takes a while). `term-log PATH`: on
+//! each SIGTERM, append `term <ns>` (CLOCK_MONOTONIC, the clock of `Instant`) to
+//! PATH and keep running. Children of `spawn` and `tree` run with
 //! `--stay`, so they outlive a SIGKILLed parent; `tree ... ignore-term` makes every
 //! member, this helper included, ignore SIGTERM. `fork-every` starts one such
 //! `--stay` child every MS milliseconds from a background thread, at most MAX

@@ -206,18 +206,38 @@ fn files_dirs_devices_and_shm_show_in_proc() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-#[test]
-fn holds_ten_thousand_descriptors() {
-    let mut h = Helper::spawn().unwrap();
-    let pid = h.pid();
+/// The helper's "Max open files" soft and hard limits, as /proc prints them.
+fn open_files_limits(pid: u32) -> (String, String) {
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
     let nums: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
-    assert_eq!(nums[0], nums[1], "soft limit raised to the hard one: {line}");
-    if nums[0].parse::<u64>().is_ok_and(|soft| soft < 10_200) {
-        eprintln!("skipping the 10,000-fd part: {line}");
-        return;
-    }
+    (nums[0].to_owned(), nums[1].to_owned())
+}
+
+#[test]
+fn raises_its_descriptor_limit_to_the_hard_one() {
+    let h = Helper::spawn().unwrap();
+    let (soft, hard) = open_files_limits(h.pid());
+    assert_eq!(soft, hard, "soft limit raised to the hard one");
+}
+
+/// Issue 13: this was the tail of the test above and returned early (passing)
+/// when the limit was too low, so a machine that could not run it reported it as
+/// passed. Now it is ignored with its prerequisite, which `cargo xtask ci`
+/// checks (a hard limit of at least 10,200: the helper raises its soft limit to
+/// it) before running it.
+#[test]
+#[ignore = "needs a descriptor limit of at least 10,200 (`ulimit -Hn`)"]
+fn holds_ten_thousand_descriptors() {
+    let mut h = Helper::spawn().unwrap();
+    let pid = h.pid();
+    let (soft, _) = open_files_limits(pid);
+    // Under `--include-ignored` on a machine without the prerequisite: fail, and
+    // say why, rather than fail on an `open` part-way.
+    assert!(
+        soft == "unlimited" || soft.parse::<u64>().is_ok_and(|soft| soft >= 10_200),
+        "the helper's descriptor limit is {soft}, below 10,200"
+    );
     assert_eq!(h.ok("open pipe 4000"), ["8000"]);
     assert_eq!(h.ok("open eventfd 2000"), ["2000"]);
     assert!(links(pid).len() >= 10_000);

@@ -3,8 +3,7 @@
 //! readers (durations, numbers, regexes, sizes) the parser builds on. Only
 //! this way does every semantic error carry the line of the key that caused it.
 
-use super::load::home_dir;
-use super::schema::{ConfigError, MAX_CONFIG_BYTES, MAX_REGEX_BYTES, parse_duration};
+use super::schema::{ConfigError, MAX_CONFIG_BYTES, MAX_REGEX_BYTES, home_dir, parse_duration};
 use super::suggest::did_you_mean;
 use regex::Regex;
 use std::collections::BTreeMap;

@@ -131,12 +131,6 @@ impl Config {
             .cloned()
             .collect()
     }
-
-    /// Whether a process with this name and argv\[0\] is on the `protect` list
-    /// (argv\[0\] is tried whole and by its last path component).
-    pub fn is_protected(&self, name: &str, argv0: Option<&str>) -> bool {
-        protect_match(&self.protect, name, argv0).is_some()
-    }
 }
 
 /// The first of the `protect` patterns that matches a process with this name and
@@ -165,18 +159,4 @@ pub(super) fn resolve_dir(
         return Some(PathBuf::from(value));
     }
     directories::ProjectDirs::from("dev", "leakwatch", "Leakwatch").map(|dirs| from_project(&dirs))
-}
-
-pub(super) fn home_dir() -> Option<PathBuf> {
-    directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf())
-}
-
-/// `path` with the home directory shown as `~`, as people write it.
-pub(super) fn display_path(path: &Path) -> String {
-    if let Some(home) = home_dir().filter(|h| h.as_os_str().len() > 1)
-        && let Ok(rest) = path.strip_prefix(&home)
-    {
-        return Path::new("~").join(rest).display().to_string();
-    }
-    path.display().to_string()
 }

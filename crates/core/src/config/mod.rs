@@ -36,5 +36,8 @@ mod tests;
 
 pub use document::parse_bytes;
 pub use load::protect_match;
-pub use rule::{Direction, Metric, PathGlob, RuleSpec, Threshold, builtin_rules};
+pub use rule::{
+    DEFAULT_COOLDOWN, DEFAULT_SAMPLES, Direction, Metric, PathGlob, RuleMap, RuleSpec, Threshold,
+    builtin_rules,
+};
 pub use schema::*;

@@ -5,11 +5,12 @@
 use super::document::{
     Doc, Item, Table, describe, integer, parse_bytes, parse_percent, positive_number,
 };
-use super::rule::{Direction, Metric, RuleSpec, Threshold};
+use super::rule::{
+    DEFAULT_COOLDOWN, DEFAULT_SAMPLES, Direction, Metric, RuleMap, RuleSpec, Threshold,
+};
 use super::schema::{
-    AutoRestart, Config, ConfigError, DEFAULT_COOLDOWN, DEFAULT_GRACE, DEFAULT_HEALTH_TIMEOUT,
-    DEFAULT_SAMPLES, Defaults, Health, MAX_TARGETS, MIN_INTERVAL, OrphansConfig, Restart, RuleMap,
-    Selector, Target, parse_duration,
+    AutoRestart, Config, ConfigError, DEFAULT_GRACE, DEFAULT_HEALTH_TIMEOUT, Defaults, Health,
+    MAX_TARGETS, MIN_INTERVAL, OrphansConfig, Restart, Selector, Target, parse_duration,
 };
 use crate::model::Severity;
 use std::collections::{BTreeMap, HashMap};

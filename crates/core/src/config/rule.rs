@@ -3,12 +3,21 @@
 //! the config is where rules are written; evaluating them is `crate::rules`'s
 //! job, a layer above, so the two never import each other both ways.
 
-use super::schema::{DEFAULT_COOLDOWN, DEFAULT_SAMPLES, RuleMap};
 use super::suggest::{did_you_mean, target_metric_names};
 use globset::{Glob, GlobMatcher};
 use leakwatch_probe::{FdClass, FdKind};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
+
+/// Default number of consecutive samples before a rule fires or clears.
+pub const DEFAULT_SAMPLES: u32 = 2;
+/// Default time between reminders of a raised rule.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30 * 60);
+
+/// Rules by metric key ([`Metric::key`](super::Metric::key)); `None` is a rule turned off with
+/// `key = false`, which hides an inherited rule of the same key.
+pub type RuleMap = BTreeMap<String, Option<RuleSpec>>;
 
 /// What a rule measures.
 #[derive(Debug, Clone)]
@@ -146,12 +155,6 @@ impl Metric {
             Metric::Eta => Direction::Below,
             _ => Direction::Above,
         }
-    }
-
-    /// Whether the metric counts descriptors (so a percentage of the limit means
-    /// something).
-    pub const fn counts_descriptors(&self) -> bool {
-        matches!(self, Metric::Fds | Metric::Kind(_) | Metric::Class(_) | Metric::Path(_))
     }
 }
 

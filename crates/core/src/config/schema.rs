@@ -3,8 +3,7 @@
 //! limits, and the error that names file, line and key. Kept apart from the
 //! parser so the engine and the actions depend on the data, not on TOML.
 
-use super::load::display_path;
-use super::rule::{RuleSpec, builtin_rules};
+use super::rule::{RuleMap, RuleSpec, builtin_rules};
 use crate::model::Severity;
 use regex::Regex;
 use std::collections::BTreeMap;
@@ -23,10 +22,6 @@ pub const DATA_DIR_ENV: &str = "LEAKWATCH_DATA_DIR";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(2);
 /// Default trend window.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30 * 60);
-/// Default number of consecutive samples before a rule fires or clears.
-pub const DEFAULT_SAMPLES: u32 = 2;
-/// Default time between reminders of a raised rule.
-pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30 * 60);
 /// Default time a restarted command gets to become healthy.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default wait between SIGTERM and the next step of the escalation.
@@ -91,10 +86,6 @@ pub struct Config {
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: MetricsConfig,
 }
-
-/// Rules by metric key ([`Metric::key`](super::Metric::key)); `None` is a rule turned off with
-/// `key = false`, which hides an inherited rule of the same key.
-pub type RuleMap = BTreeMap<String, Option<RuleSpec>>;
 
 /// `[defaults]`: what every target inherits.
 #[derive(Debug, Clone)]
@@ -324,4 +315,18 @@ impl ConfigError {
         out.push_str(&self.message);
         out
     }
+}
+
+pub(super) fn home_dir() -> Option<PathBuf> {
+    directories::BaseDirs::new().map(|b| b.home_dir().to_path_buf())
+}
+
+/// `path` with the home directory shown as `~`, as people write it.
+pub(super) fn display_path(path: &Path) -> String {
+    if let Some(home) = home_dir().filter(|h| h.as_os_str().len() > 1)
+        && let Ok(rest) = path.strip_prefix(&home)
+    {
+        return Path::new("~").join(rest).display().to_string();
+    }
+    path.display().to_string()
 }

@@ -47,11 +47,6 @@ impl ConfigSource {
         }
     }
 
-    /// Whether the user named the file (so a missing one is an error).
-    pub fn is_named(&self) -> bool {
-        matches!(self, Self::Named(_))
-    }
-
     /// Reads the configuration: `Ok(None)` when the default file does not exist
     /// (automatic mode); a named file that does not exist is an error naming it.
     pub fn load(&self) -> Result<Option<Config>, ConfigError> {

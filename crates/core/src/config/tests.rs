@@ -2,8 +2,9 @@
 //! parses as written and with every option turned on.
 
 use super::document::{join_key, key_at_line};
-use super::load::{home_dir, resolve_dir};
+use super::load::resolve_dir;
 use super::parser::{parse_health, parse_socket_addr};
+use super::schema::home_dir;
 use super::*;
 use crate::model::Severity;
 use leakwatch_probe::{FdClass, FdKind};
@@ -534,9 +535,11 @@ fn health_and_addresses() {
 #[test]
 fn protect_matches_name_and_argv0() {
     let config = parse("protect = [\"^sshd$\", \"^launchd$\"]\n").unwrap();
-    assert!(config.is_protected("sshd", None));
-    assert!(config.is_protected("sshd-session", Some("/usr/sbin/sshd")));
-    assert!(!config.is_protected("sshd-session", Some("/usr/sbin/sshd-session")));
+    let protected =
+        |name: &str, argv0: Option<&str>| protect_match(&config.protect, name, argv0).is_some();
+    assert!(protected("sshd", None));
+    assert!(protected("sshd-session", Some("/usr/sbin/sshd")));
+    assert!(!protected("sshd-session", Some("/usr/sbin/sshd-session")));
 }
 
 #[test]

@@ -29,11 +29,6 @@ impl Store {
         self.retention
     }
 
-    /// Sets the retention [`Store::prune`] applies (from the configuration, say).
-    pub fn set_retention(&mut self, retention: Retention) {
-        self.retention = retention;
-    }
-
     /// Applies the [`Retention`] as of `now`: downsamples, expires, deletes empty
     /// ended series, then gives freed pages back to the file system. Meant to run
     /// every hour or so; each run only has the newly aged rows to merge.

@@ -90,8 +90,9 @@ impl Store {
         })
     }
 
-    /// Records one sample.
-    pub fn record_sample(&self, id: SeriesId, sample: &Sample) -> Result<(), StoreError> {
+    /// Records one sample (the tests' shorthand for [`Store::record_samples`]).
+    #[cfg(test)]
+    pub(crate) fn record_sample(&self, id: SeriesId, sample: &Sample) -> Result<(), StoreError> {
         self.insert_samples(&mut std::iter::once((id, sample)))
     }
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 const HELP: &str = "open KIND [PATH] [N] | close KIND [N|all] | count | \
     no-cloexec | leak KIND[:PATH] EVERY_MS | stop-leak | close-leaked | ignore-term | term-marker PATH | \
-    term-delay MS | \
+    term-delay MS | term-log PATH | \
     spawn N [CMD [; CMD]...] | tree DEPTH WIDTH [ignore-term] | \
     fork-every MS [MAX] [ignore-term] | double-fork [tcp-listen PORT] | \
     serve-http [PORT] | pid | nofile SOFT_LIMIT | exit [CODE] | sleep-forever | detach | help";
@@ -156,6 +156,13 @@ impl State {
                 }
                 let path = std::path::absolute(args.join(" ")).map_err(|e| e.to_string())?;
                 signals::term_marker(&path).map(|()| String::new())
+            }
+            "term-log" => {
+                if args.is_empty() {
+                    return Err("usage: term-log PATH".to_owned());
+                }
+                let path = std::path::absolute(args.join(" ")).map_err(|e| e.to_string())?;
+                signals::term_log(&path).map(|()| String::new())
             }
             "term-delay" => match args {
                 [ms] => {
