@@ -71,7 +71,12 @@ fn scan(engine: &mut Engine, now: UnixMillis) -> Arc<Status> {
 fn lineage_marks_parent_died_rules_fire_and_idle_trees_are_offered() {
     let dir = TempDir::new().unwrap();
     let config = dir.path().join("config.toml");
-    let reaping = "[orphans]\nidle_reap_after = \"1s\"\n\
+    // Reaping on, and every process protected. The engine reaps the whole
+    // machine's idle orphan trees, not the test's: unprotected, this test took
+    // down every idle orphan of the user running it (other tests' helpers, a
+    // developer's own detached jobs). It checks what is offered; the guard
+    // refuses the signals.
+    let reaping = "protect = [\".*\"]\n[orphans]\nidle_reap_after = \"1s\"\n\
                    [orphans.rules]\ncount = { warn = 1, samples = 1 }\n";
     std::fs::write(&config, reaping).unwrap();
     let notifier = Arc::new(CapturingNotifier::default());
@@ -150,6 +155,23 @@ fn lineage_marks_parent_died_rules_fire_and_idle_trees_are_offered() {
         }
     }
     assert!(offered, "{:#?}", engine.orphans());
+    // The reaper thread reports; protected, nothing was signalled.
+    let mut reaped = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while reaped.is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        now += 100;
+        engine.tick_at(now);
+        reaped = engine.take_events().into_iter().find(|e| {
+            e.message.starts_with("orphans: reaped")
+                || e.message.contains("reaping idle trees failed")
+        });
+    }
+    let reaped = reaped.expect("the reaper never reported");
+    assert!(reaped.message.contains("protected process(es) left alone"), "{}", reaped.message);
+    for &kid in &kids {
+        assert!(start_time(kid).is_some(), "orphan {kid} was signalled despite protect");
+    }
 
     // Reaping is opt-in: without idle_reap_after nothing is offered.
     std::fs::write(&config, "[orphans]\n").unwrap();
