@@ -453,7 +453,7 @@ describe('orphans', () => {
 describe('settings', () => {
   it('saves the general settings and shows a refused value inline', async () => {
     const { backend } = await show(leakingStatus(), {
-      settingsError: { kind: 'invalid_settings', message: 'the poll interval must be at least 1 second' },
+      settingsError: { kind: 'invalid_settings', message: 'the poll interval must be at least 1 second', field: null },
     });
     await fireEvent.click(screen.getByTestId('settings-button'));
     const interval = await screen.findByLabelText('interval in seconds');
