@@ -229,10 +229,11 @@ export function formatDown(t: TargetStatus, now: number): string {
   return t.down_since != null ? `${t.reason}, since ${formatClock(t.down_since, now)}` : t.reason;
 }
 
-/** A row's name without its pid: automatic rows carry `name[pid]` for the
- * engine's bookkeeping, and the pid is shown beside the name already. */
+/** A row's name without its pid (shown beside it already), from the row's
+ * typed fields, never read out of its display `name` (`web[4321]`): the
+ * configured target, else (a top holder in automatic mode) its process's name. */
 export function rowName(t: TargetStatus): string {
-  return t.instance != null ? t.name.replace(new RegExp(`\\[${t.instance}\\]$`), '') : t.name;
+  return t.target ?? t.process?.name ?? t.name;
 }
 
 /** The orphan trees "select all" and the tray's clean-up take: never one
