@@ -148,6 +148,8 @@ mod bindings {
         leakwatch_core::model::Event::export_all(&cfg)?;
         leakwatch_core::actions::kill::KillPlan::export_all(&cfg)?;
         leakwatch_core::actions::kill::KillReport::export_all(&cfg)?;
+        // Not in any exported type: the UI words outcomes keyed by it.
+        leakwatch_core::actions::kill::OutcomeKind::export_all(&cfg)?;
         leakwatch_core::actions::restart::RestartReport::export_all(&cfg)?;
         leakwatch_core::orphans::OrphanTree::export_all(&cfg)?;
         leakwatch_probe::ProcessId::export_all(&cfg)?;

@@ -21,14 +21,15 @@ use std::sync::Arc;
 pub type OnClick = Arc<dyn Fn(Option<Subject>) + Send + Sync>;
 
 /// Where a click on a notification about `subject` opens the popover: the
-/// row of a target (or of a top holder: rows are named by the subject's label),
-/// the orphan list, else the overview.
+/// row of a target or of a top holder (by the subject's typed name and pid, as
+/// the row carries them), the orphan list, else the overview.
 pub fn view_of(subject: Option<&Subject>) -> crate::popover::View {
     use crate::popover::View;
     match subject {
-        Some(row @ (Subject::Target { .. } | Subject::Process { .. })) => {
-            View::Target(row.to_string())
+        Some(Subject::Target { name, instance }) => {
+            View::Target { target: Some(name.clone()), instance: *instance }
         }
+        Some(Subject::Process { pid, .. }) => View::Target { target: None, instance: Some(*pid) },
         Some(Subject::Orphans) => View::Orphans,
         Some(Subject::Leakwatch) | None => View::Overview,
     }
@@ -267,10 +268,15 @@ mod tests {
     fn a_click_opens_what_the_notification_is_about() {
         use crate::popover::View;
         // Issue 13: by the typed subject; "orphans" was once a target name too.
+        // And the row by its target and instance, not by a `web[7]` label the
+        // UI matched against row names (which a target named `web[7]` has too).
         let web = Subject::Target { name: "web".to_owned(), instance: Some(7) };
-        assert_eq!(view_of(Some(&web)), View::Target("web[7]".to_owned()));
+        assert_eq!(
+            view_of(Some(&web)),
+            View::Target { target: Some("web".to_owned()), instance: Some(7) }
+        );
         let holder = Subject::Process { name: "python3".to_owned(), pid: 9 };
-        assert_eq!(view_of(Some(&holder)), View::Target("python3[9]".to_owned()));
+        assert_eq!(view_of(Some(&holder)), View::Target { target: None, instance: Some(9) });
         assert_eq!(view_of(Some(&Subject::Orphans)), View::Orphans);
         assert_eq!(view_of(Some(&Subject::Leakwatch)), View::Overview);
         assert_eq!(view_of(None), View::Overview);

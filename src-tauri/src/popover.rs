@@ -24,13 +24,23 @@ const BLUR_DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Where the popover opens: the UI reads this from the URL's hash at start, and
 /// from the `leakwatch-navigate` event when it is already open.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS))]
-#[serde(tag = "view", content = "target", rename_all = "snake_case")]
+#[serde(tag = "view", rename_all = "snake_case")]
 pub enum View {
     Overview,
-    Target(String),
-    Restart(String),
+    /// A row, by the typed fields a status row carries (never its display
+    /// name, which faces do not parse): a configured target's (`instance` set
+    /// when the target matched several processes), or in automatic mode a top
+    /// holder's (no `target`, `instance` its pid).
+    Target {
+        target: Option<String>,
+        instance: Option<u32>,
+    },
+    /// A configured target's restart (all its processes).
+    Restart {
+        target: String,
+    },
     Orphans,
     /// The orphan list with every tree chosen and the clean-up's confirmation
     /// open (the tray's "Clean up N orphans"); nothing is signalled until the
@@ -40,6 +50,11 @@ pub enum View {
 }
 
 impl View {
+    /// The view of `row`, by its target and instance.
+    pub fn row(row: &leakwatch_core::status::TargetStatus) -> Self {
+        View::Target { target: row.target.clone(), instance: row.instance }
+    }
+
     /// The hash route: `#/target/copilot`.
     pub fn route(&self) -> String {
         let enc = |s: &str| {
@@ -53,9 +68,13 @@ impl View {
                 .collect::<String>()
         };
         match self {
-            View::Overview => "#/".to_owned(),
-            View::Target(t) => format!("#/target/{}", enc(t)),
-            View::Restart(t) => format!("#/restart/{}", enc(t)),
+            View::Overview | View::Target { target: None, instance: None } => "#/".to_owned(),
+            View::Target { target: Some(t), instance: None } => format!("#/target/{}", enc(t)),
+            View::Target { target: Some(t), instance: Some(pid) } => {
+                format!("#/target/{}/{pid}", enc(t))
+            }
+            View::Target { target: None, instance: Some(pid) } => format!("#/process/{pid}"),
+            View::Restart { target } => format!("#/restart/{}", enc(target)),
             View::Orphans => "#/orphans".to_owned(),
             View::Cleanup => "#/cleanup".to_owned(),
             View::Settings => "#/settings".to_owned(),
@@ -310,7 +329,13 @@ mod tests {
     #[test]
     fn routes_escape_target_names() {
         assert_eq!(View::Overview.route(), "#/");
-        assert_eq!(View::Target("web ui/1".to_owned()).route(), "#/target/web%20ui%2F1");
+        let target =
+            |t: Option<&str>, instance| View::Target { target: t.map(str::to_owned), instance };
+        assert_eq!(target(Some("web ui/1"), None).route(), "#/target/web%20ui%2F1");
+        // Issue 13: a row is its target and instance, not a `name[pid]` label.
+        assert_eq!(target(Some("web[7]"), Some(8)).route(), "#/target/web%5B7%5D/8");
+        assert_eq!(target(None, Some(9)).route(), "#/process/9");
+        assert_eq!(View::Restart { target: "a b".to_owned() }.route(), "#/restart/a%20b");
         assert_eq!(View::Orphans.route(), "#/orphans");
         assert_eq!(View::Cleanup.route(), "#/cleanup");
     }

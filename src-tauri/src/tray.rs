@@ -91,9 +91,12 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         ids::QUIT => app.exit(0),
         other => {
             if let Some(target) = other.strip_prefix(ids::RESTART) {
-                popover::open(app, &View::Restart(target.to_owned()));
-            } else if let Some(target) = other.strip_prefix(ids::TARGET).filter(|t| !t.is_empty()) {
-                popover::open(app, &View::Target(target.to_owned()));
+                popover::open(app, &View::Restart { target: target.to_owned() });
+            } else if let Some(row) = other.strip_prefix(ids::TARGET) {
+                // The row's view, as the menu wrote it (an empty one: no row).
+                if let Ok(view) = serde_json::from_str::<View>(row) {
+                    popover::open(app, &view);
+                }
             }
         }
     }

@@ -6,7 +6,8 @@
 use leakwatch_core::model::{Severity, UnixMillis};
 use leakwatch_core::status::{Status, TargetState, TargetStatus};
 
-/// Menu item ids (prefixes carry a target's name after the colon).
+/// Menu item ids (a row's carries its view, a restart's the target's name,
+/// after the colon).
 pub mod ids {
     pub const TARGET: &str = "target:";
     pub const RESTART: &str = "restart:";
@@ -16,6 +17,14 @@ pub mod ids {
     pub const RESUME: &str = "resume";
     pub const AUTOSTART: &str = "autostart";
     pub const QUIT: &str = "quit";
+}
+
+/// A row's menu id: [`ids::TARGET`] and the row's view (its target and
+/// instance) as JSON, which the click reads back: never the row's name, which
+/// faces do not parse.
+pub fn row_id(row: &TargetStatus) -> String {
+    let view = serde_json::to_string(&crate::popover::View::row(row)).unwrap_or_default();
+    format!("{}{view}", ids::TARGET)
 }
 
 /// The icon variant: the worst severity.
@@ -69,7 +78,7 @@ pub fn model(status: &Status, inputs: &Inputs) -> TrayModel {
         entries.push(item("target:", "No targets watched".to_owned(), false));
     }
     for target in &status.targets {
-        entries.push(item(&format!("{}{}", ids::TARGET, target.name), target_label(target), true));
+        entries.push(item(&row_id(target), target_label(target), true));
     }
     // One item per target, however many processes (rows) it matched.
     let mut restarts: Vec<&str> = Vec::new();
@@ -381,5 +390,36 @@ mod tests {
             .collect();
         assert_eq!(restarts, [format!("{}worker", ids::RESTART)]);
         assert_eq!(bytes_text(340_000_000), "340 MB");
+    }
+
+    /// Issue 13: a row's item carried the row's name (`worker[124]`), which
+    /// the popover matched against row names; it carries the row's target and
+    /// instance, read back as the view to open.
+    #[test]
+    fn a_rows_item_opens_that_row_by_target_and_instance() {
+        use crate::popover::View;
+        let mut row = target("worker[124]", Severity::Ok, &[(FdKind::Unix, 3)]);
+        row.target = Some("worker".to_owned());
+        row.instance = Some(124);
+        let mut holder = target("python3[9]", Severity::Ok, &[(FdKind::Unix, 3)]);
+        holder.target = None;
+        holder.instance = Some(9);
+        let status = Status { targets: vec![row, holder], ..Status::default() };
+        let views: Vec<View> = model(&status, &Inputs::default())
+            .entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Item { id, .. } => id.strip_prefix(ids::TARGET),
+                _ => None,
+            })
+            .map(|json| serde_json::from_str(json).unwrap())
+            .collect();
+        assert_eq!(
+            views,
+            [
+                View::Target { target: Some("worker".to_owned()), instance: Some(124) },
+                View::Target { target: None, instance: Some(9) },
+            ]
+        );
     }
 }

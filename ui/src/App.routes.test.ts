@@ -20,7 +20,7 @@ afterEach(cleanup);
 
 function status(): Status {
   const s = demoStatus();
-  s.targets[1] = { ...s.targets[1], name: 'web ui/1' };
+  s.targets[1] = { ...s.targets[1], name: 'web ui/1', target: 'web ui/1' };
   return s;
 }
 
@@ -97,7 +97,7 @@ describe('routes at start', () => {
 
 describe('routes by event', () => {
   const views = {
-    target: { view: 'target', target: 'web ui/1' },
+    target: { view: 'target', target: 'web ui/1', instance: null },
     restart: { view: 'restart', target: 'copilot' },
     orphans: { view: 'orphans' },
     cleanup: { view: 'cleanup' },
@@ -116,11 +116,55 @@ describe('routes by event', () => {
   it('leaves settings for a target, and acts again on the same route', async () => {
     const backend = await open('#/settings');
     await screen.findByTestId('settings-done');
-    backend.emitNavigate({ view: 'target', target: 'copilot' });
+    backend.emitNavigate({ view: 'target', target: 'copilot', instance: null });
     await waitFor(() => expect(expanded('copilot')).toBe(true));
     expect(screen.queryByTestId('settings-done')).toBeNull();
     scrolled = [];
-    backend.emitNavigate({ view: 'target', target: 'copilot' });
+    backend.emitNavigate({ view: 'target', target: 'copilot', instance: null });
     await waitFor(() => expect(scrolled).toContain(row('copilot')));
+  });
+});
+
+// Issue 13: rows were matched by the route's label against their names, so a
+// notification about one process of a target that matched several (`web[124]`)
+// opened whichever row had that name. They are matched by target and instance.
+describe('routes to one process of a target', () => {
+  function workers(): Status {
+    const s = demoStatus();
+    const [first] = s.targets;
+    s.targets = [
+      { ...first, name: 'worker[123]', target: 'worker', instance: 123, process: { ...first.process!, pid: 123 } },
+      { ...first, name: 'worker[124]', target: 'worker', instance: 124, process: { ...first.process!, pid: 124 } },
+      { ...first, name: 'python3[9]', target: null, instance: 9, restartable: false, process: { ...first.process!, pid: 9, name: 'python3' } },
+    ];
+    return s;
+  }
+
+  async function openOn(hash: string) {
+    const backend = new FakeBackend({ status: workers() });
+    render(App, { props: { backend, hash } });
+    await screen.findByText(/Leakwatch: CPU/);
+    return backend;
+  }
+
+  it('opens the row of that pid, not its sibling', async () => {
+    await openOn('#/target/worker/124');
+    await waitFor(() => expect(expanded('worker[124]')).toBe(true));
+    expect(expanded('worker[123]')).toBe(false);
+  });
+
+  it('opens a top holder by its pid', async () => {
+    const backend = await openOn('#/');
+    backend.emitNavigate({ view: 'target', target: null, instance: 9 });
+    await waitFor(() => expect(expanded('python3[9]')).toBe(true));
+    expect(expanded('worker[123]')).toBe(false);
+    expect(within(row('python3[9]')).getByTestId('row-name').textContent).toMatch(/^python3,/);
+  });
+
+  it('asks once to restart a target that matched several processes', async () => {
+    const backend = await openOn('#/restart/worker');
+    const dialogs = await screen.findAllByRole('dialog');
+    expect(dialogs).toHaveLength(1);
+    expect(backend.callsTo('planRestart')).toEqual([['worker']]);
   });
 });

@@ -306,6 +306,36 @@ describe('updates', () => {
     expect(backend.callsTo('getStatus')).toHaveLength(1);
   });
 
+  // Issue 13: the app sent a tick's status and its events from two tasks; when
+  // the status came first, the row listed the tick's events from it and again
+  // as they arrived.
+  it('lists an event once when its status arrived before it', async () => {
+    const { backend } = await show(leakingStatus());
+    const button = within(row('copilot')).getAllByRole('button')[0];
+    await fireEvent.keyDown(button, { key: 'Enter' });
+    const next = leakingStatus();
+    next.at += 2000;
+    next.tick += 1;
+    const raised = { ...next.recent_events[0], at: next.at, message: 'copilot: 9500 descriptors' };
+    next.recent_events.push(raised);
+    backend.emitStatus(next);
+    backend.emitEvent(raised);
+    const listed = () =>
+      [...within(row('copilot')).getByLabelText('recent events').querySelectorAll('li')].map((li) => li.textContent ?? '');
+    await waitFor(() => expect(listed().some((t) => t.includes('9500 descriptors'))).toBe(true));
+    expect(listed().filter((t) => t.includes('9500 descriptors'))).toHaveLength(1);
+    // In the engine's order too: the event first, then its status.
+    const later = leakingStatus();
+    later.at += 4000;
+    later.tick += 2;
+    const again = { ...raised, at: later.at, message: 'copilot: 9600 descriptors' };
+    later.recent_events.push(raised, again);
+    backend.emitEvent(again);
+    backend.emitStatus(later);
+    await waitFor(() => expect(listed().filter((t) => t.includes('9600 descriptors'))).toHaveLength(1));
+    expect(listed().filter((t) => t.includes('9500 descriptors'))).toHaveLength(1);
+  });
+
   it('measures its own CPU over a second, not between two statuses milliseconds apart', async () => {
     const { backend } = await show(leakingStatus());
     // A rescan right after an action: 40 ms of CPU (four clock ticks) 10 ms later
@@ -453,7 +483,7 @@ describe('orphans', () => {
 describe('settings', () => {
   it('saves the general settings and shows a refused value inline', async () => {
     const { backend } = await show(leakingStatus(), {
-      settingsError: { kind: 'invalid_settings', message: 'the poll interval must be at least 1 second' },
+      settingsError: { kind: 'invalid_settings', message: 'the poll interval must be at least 1 second', field: null },
     });
     await fireEvent.click(screen.getByTestId('settings-button'));
     const interval = await screen.findByLabelText('interval in seconds');

@@ -156,7 +156,7 @@ fn unanswered(named: &str, error: &ClientError) -> Status {
     Status {
         at: crate::model::unix_millis(std::time::SystemTime::now()),
         problems: vec![crate::status::Problem {
-            what: "engine".to_owned(),
+            what: crate::status::Affected::Engine,
             message: format!("{named} owns the data directory but does not answer: {error}"),
             fix: "Leakwatch attaches to it as soon as it answers, and takes over when it stops; \
                   see `leakwatch doctor`"

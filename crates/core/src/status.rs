@@ -55,12 +55,32 @@ pub struct Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Problem {
-    /// What is affected: `history`, `probe`.
-    pub what: String,
+    /// What is affected.
+    pub what: Affected,
     /// What went wrong, with the file or call that failed.
     pub message: String,
     /// What a person can do about it.
     pub fix: String,
+}
+
+/// The part of Leakwatch a [`Problem`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+#[serde(rename_all = "snake_case")]
+pub enum Affected {
+    /// The configuration could not be loaded.
+    Config,
+    /// The history (the data directory's database) cannot be opened or written.
+    History,
+    /// The process interface (`/proc`, libproc) cannot be used.
+    Probe,
+    /// The engine: it could not start, or the one owning the data directory
+    /// does not answer.
+    Engine,
+    /// A part this version does not know (a newer engine's, read back through
+    /// the local API).
+    #[serde(other)]
+    Other,
 }
 
 impl Status {
@@ -408,5 +428,26 @@ mod tests {
         let top = TopKind::pick(&counts, &slopes).unwrap();
         assert_eq!(top, TopKind { kind: FdKind::Unix, count: 2000, slope_per_hour: None });
         assert_eq!(TopKind::pick(&BTreeMap::new(), &BTreeMap::new()), None);
+    }
+
+    /// Issue 13: a problem's `what` was a bare string any caller could spell
+    /// its own way. It is a fixed set, with the words faces already read, and
+    /// a part a newer engine names reads as `other` rather than failing the
+    /// whole status.
+    #[test]
+    fn a_problems_part_is_one_of_a_fixed_set_with_its_words_kept() {
+        let words = [
+            (Affected::Config, "config"),
+            (Affected::History, "history"),
+            (Affected::Probe, "probe"),
+            (Affected::Engine, "engine"),
+        ];
+        for (part, word) in words {
+            assert_eq!(serde_json::to_value(part).unwrap(), serde_json::json!(word));
+            assert_eq!(serde_json::from_value::<Affected>(serde_json::json!(word)).unwrap(), part);
+        }
+        let newer: Problem =
+            serde_json::from_str(r#"{"what":"gpu","message":"m","fix":"f"}"#).unwrap();
+        assert_eq!(newer.what, Affected::Other);
     }
 }

@@ -13,7 +13,7 @@ use leakwatch_core::engine::{Engine, EngineError, EngineHandle, EngineOptions};
 use leakwatch_core::model::{Severity, unix_millis};
 use leakwatch_core::notifier::NullNotifier;
 use leakwatch_core::owner::Face;
-use leakwatch_core::status::Status;
+use leakwatch_core::status::{Affected, Status};
 use leakwatch_core::store::StoreError;
 use leakwatch_test_helper::wait_until;
 use std::path::PathBuf;
@@ -144,7 +144,7 @@ fn an_unopenable_history_leaves_the_engine_running_without_one() {
     ] {
         let status = engine.tick();
         assert_eq!(status.problems.len(), 1, "{:?}", status.problems);
-        assert_eq!(status.problems[0].what, "history");
+        assert_eq!(status.problems[0].what, Affected::History);
         assert!(status.problems[0].message.contains("leakwatch"), "{:?}", status.problems[0]);
         assert!(!status.problems[0].fix.is_empty());
         assert!(status.history_error.is_some());
@@ -174,7 +174,7 @@ async fn an_engine_that_cannot_start_is_retried_and_says_why_meanwhile() {
     );
     let mut statuses = handle.status();
     let failing = wait_for(&mut statuses, |s| !s.problems.is_empty()).await;
-    assert_eq!(failing.problems[0].what, "history");
+    assert_eq!(failing.problems[0].what, Affected::History);
     assert!(failing.problems[0].message.contains("not mounted yet"), "{:?}", failing.problems);
     assert_eq!(failing.worst(), Severity::Warning);
     let running = wait_for(&mut statuses, |s| s.tick > 0 && s.problems.is_empty()).await;

@@ -29,6 +29,8 @@ message: string,
  * Whether a desktop notification was shown for it. Only rule changes and
  * actions notify, and not a rule raised again within its cooldown, nor
  * while alerts are paused or notifications are off (or the notification
- * service failed). The history does not keep it: read back, it is false.
+ * service failed). The history keeps it (schema 2); events recorded
+ * before schema 2, or sent without it by an older engine, read as not
+ * notified.
  */
 notified: boolean, };

@@ -4,4 +4,4 @@
  * Where the popover opens: the UI reads this from the URL's hash at start, and
  * from the `leakwatch-navigate` event when it is already open.
  */
-export type View = { "view": "overview" } | { "view": "target", "target": string } | { "view": "restart", "target": string } | { "view": "orphans" } | { "view": "cleanup" } | { "view": "settings" };
+export type View = { "view": "overview" } | { "view": "target", target: string | null, instance: number | null, } | { "view": "restart", target: string, } | { "view": "orphans" } | { "view": "cleanup" } | { "view": "settings" };

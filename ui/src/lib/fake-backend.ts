@@ -3,6 +3,7 @@
 // push `status` events.
 import type { Backend, Unlisten } from './backend';
 import type { ActionPlan } from '../bindings/ActionPlan';
+import type { AppError } from '../bindings/AppError';
 import type { Event } from '../bindings/Event';
 import type { KillReport } from '../bindings/KillReport';
 import type { Locator } from '../bindings/Locator';
@@ -26,10 +27,10 @@ export interface FakeOptions {
   status: Status;
   tree?: TreeRow[];
   settings?: Settings;
-  /** Makes saveSettings refuse with this `{kind, message}`. */
-  settingsError?: { kind: string; message: string } | null;
-  /** Makes saveTarget refuse with this `{kind, message, field}`. */
-  targetError?: { kind: string; message: string; field: string | null } | null;
+  /** Makes saveSettings refuse with this error. */
+  settingsError?: AppError | null;
+  /** Makes saveTarget refuse with this error. */
+  targetError?: AppError | null;
   restartPlan?: ActionPlan;
   cleanupPlan?: (roots: ProcessId[]) => ActionPlan;
   cleanupReport?: (roots: ProcessId[]) => KillReport;

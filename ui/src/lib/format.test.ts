@@ -184,7 +184,11 @@ describe('issue 12: one number format, urgency, selection, words', () => {
 
   it('outcomes in plain words; automatic rows named without their pid', () => {
     expect(formatOutcome('exited_after_term')).toBe('stopped on SIGTERM');
-    expect(rowName({ ...healthyTarget(), name: 'node[4242]', instance: 4242 })).toBe('node');
+    // Issue 13: from the typed fields, never by cutting `[pid]` off the name.
+    const holder = healthyTarget();
+    const node = { ...holder, name: 'node[4242]', target: null, instance: 4242, process: { ...holder.process!, name: 'node', pid: 4242 } };
+    expect(rowName(node)).toBe('node');
+    expect(rowName({ ...holder, name: 'web[7][8]', target: 'web[7]', instance: 8 })).toBe('web[7]');
   });
 
   // issue 13: reasons arrive as enums (kill::Refusal, kill::Survival), not sentences.

@@ -3,6 +3,7 @@ import type { FdClass } from '../bindings/FdClass';
 import type { FdKind } from '../bindings/FdKind';
 import { CLASSES, KINDS, KIND_CLASS, KIND_NOUNS } from '../bindings/kinds';
 import type { OrphanTree } from '../bindings/OrphanTree';
+import type { OutcomeKind } from '../bindings/OutcomeKind';
 import type { PathGroup } from '../bindings/PathGroup';
 import type { ProcessOutcome } from '../bindings/ProcessOutcome';
 import type { Refusal } from '../bindings/Refusal';
@@ -228,10 +229,11 @@ export function formatDown(t: TargetStatus, now: number): string {
   return t.down_since != null ? `${t.reason}, since ${formatClock(t.down_since, now)}` : t.reason;
 }
 
-/** A row's name without its pid: automatic rows carry `name[pid]` for the
- * engine's bookkeeping, and the pid is shown beside the name already. */
+/** A row's name without its pid (shown beside it already), from the row's
+ * typed fields, never read out of its display `name` (`web[4321]`): the
+ * configured target, else (a top holder in automatic mode) its process's name. */
 export function rowName(t: TargetStatus): string {
-  return t.instance != null ? t.name.replace(new RegExp(`\\[${t.instance}\\]$`), '') : t.name;
+  return t.target ?? t.process?.name ?? t.name;
 }
 
 /** The orphan trees "select all" and the tray's clean-up take: never one
@@ -270,17 +272,21 @@ export function targetLimit(t: TargetStatus): number | null {
   return t.sample?.limit ?? t.limit?.soft ?? null;
 }
 
-const OUTCOME_WORDS: Record<string, string> = {
+/** Every outcome the engine reports (the generated `OutcomeKind`: a new one
+ * fails the type check here until it has words). */
+const OUTCOME_WORDS: Readonly<Record<OutcomeKind, string>> = {
   exited_after_term: 'stopped on SIGTERM',
   killed: 'killed (SIGKILL)',
   already_gone: 'already gone',
   identity_changed: 'pid reused by another process: left alone',
   protected: 'protected: left alone',
+  survived: 'survived',
 };
 
-/** Plain words for an outcome: "stopped on SIGTERM", not "exited after term". */
-export function formatOutcome(outcome: string): string {
-  return OUTCOME_WORDS[outcome] ?? outcome.replace(/_/g, ' ');
+/** Plain words for an outcome: "stopped on SIGTERM", not "exited after term".
+ * A newer engine's outcome, unknown here, is shown as its name in words. */
+export function formatOutcome(outcome: OutcomeKind): string {
+  return OUTCOME_WORDS[outcome] ?? String(outcome).replace(/_/g, ' ');
 }
 
 /** Why a process was left alone (kill::Refusal), in plain words. */

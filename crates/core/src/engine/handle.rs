@@ -5,7 +5,7 @@ use super::{Command, Engine, EngineError};
 use crate::config::Config;
 use crate::model::{Event, unix_millis};
 use crate::owner::LockError;
-use crate::status::{Problem, Status};
+use crate::status::{Affected, Problem, Status};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -136,15 +136,16 @@ impl EngineHandle {
                         }
                     }
                     Ok(Err(error)) => (error.what(), error.to_string()),
-                    Err(panicked) => {
-                        ("engine", format!("the engine panicked while starting: {panicked}"))
-                    }
+                    Err(panicked) => (
+                        Affected::Engine,
+                        format!("the engine panicked while starting: {panicked}"),
+                    ),
                 };
                 tracing::error!("the engine could not start: {error}");
                 let status = Status {
                     at: unix_millis(SystemTime::now()),
                     problems: vec![Problem {
-                        what: what.to_owned(),
+                        what,
                         message: format!("watching nothing: {error}"),
                         fix: format!(
                             "Leakwatch retries every {}; see `leakwatch doctor`",

@@ -41,7 +41,7 @@ use crate::notifier::Notifier;
 use crate::orphans::{IdleTracker, Lineage, OrphanTree};
 use crate::owner::{DataDirLock, Face, LockError};
 use crate::rules::RuleState;
-use crate::status::{Problem, RuleStatus};
+use crate::status::{Affected, Problem, RuleStatus};
 use crate::store::{Store, StoreError};
 use crate::throttle::Throttle;
 use autopilot::Autopilot;
@@ -106,13 +106,13 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    /// What failed, as [`Problem::what`] names it: `config`, `history`, `probe`.
-    pub fn what(&self) -> &'static str {
+    /// What failed, as [`Problem::what`] names it.
+    pub fn what(&self) -> Affected {
         match self {
-            EngineError::Config(_) => "config",
-            EngineError::Store(_) => "history",
-            EngineError::Probe(_) => "probe",
-            EngineError::Locked(_) => "engine",
+            EngineError::Config(_) => Affected::Config,
+            EngineError::Store(_) => Affected::History,
+            EngineError::Probe(_) => Affected::Probe,
+            EngineError::Locked(_) => Affected::Engine,
         }
     }
 }
@@ -288,7 +288,7 @@ impl Engine {
                 let message = format!("running without history: {error}");
                 notes.push(message.clone());
                 let problem = Problem {
-                    what: "history".to_owned(),
+                    what: Affected::History,
                     message: message.clone(),
                     fix: format!(
                         "make {} writable (or set LEAKWATCH_DATA_DIR), then restart Leakwatch",

@@ -100,10 +100,18 @@ impl Manager {
     }
 }
 
+/// What `daemon install | uninstall` did; `action` in `--json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Action {
+    Install,
+    Uninstall,
+}
+
 /// What was (or, with `--dry-run`, would be) done.
 #[derive(Debug, Serialize)]
 struct Report {
-    action: &'static str,
+    action: Action,
     manager: Manager,
     file: PathBuf,
     /// The file written (install only).
@@ -153,7 +161,7 @@ pub(crate) fn install(args: &InstallArgs, json: bool) -> anyhow::Result<String> 
             .with_context(|| format!("{} was written, but loading it failed", file.display()))?;
     }
     let report = Report {
-        action: "install",
+        action: Action::Install,
         manager,
         file,
         contents: Some(contents),
@@ -185,7 +193,7 @@ pub(crate) fn uninstall(args: &UninstallArgs, json: bool) -> anyhow::Result<Stri
         Vec::new()
     };
     let report = Report {
-        action: "uninstall",
+        action: Action::Uninstall,
         manager,
         file,
         contents: None,
@@ -210,11 +218,13 @@ fn render(report: &Report, json: bool) -> anyhow::Result<String> {
     let mut out = String::new();
     let verb = if report.dry_run { "would run" } else { "ran" };
     match (report.action, report.dry_run, report.commands.is_empty()) {
-        ("uninstall", _, true) => out.push_str(&format!("not installed ({file} does not exist)\n")),
-        ("uninstall", false, false) => out.push_str(&format!("removed {file}\n")),
-        ("uninstall", true, false) => out.push_str(&format!("would remove {file}\n")),
-        (_, false, _) => out.push_str(&format!("installed {file}\n")),
-        (_, true, _) => {
+        (Action::Uninstall, _, true) => {
+            out.push_str(&format!("not installed ({file} does not exist)\n"));
+        }
+        (Action::Uninstall, false, false) => out.push_str(&format!("removed {file}\n")),
+        (Action::Uninstall, true, false) => out.push_str(&format!("would remove {file}\n")),
+        (Action::Install, false, _) => out.push_str(&format!("installed {file}\n")),
+        (Action::Install, true, _) => {
             out.push_str(&format!("would write {file}:\n\n"));
             out.push_str(report.contents.as_deref().unwrap_or_default());
             out.push('\n');
@@ -350,6 +360,30 @@ fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Issue 13: the report's action was a bare string, and the text output
+    /// took any action that was not the word "uninstall" for an install. It
+    /// is a fixed set, with the JSON words kept.
+    #[test]
+    fn reports_say_their_action_in_json_and_in_words() {
+        let report = |action, dry_run, commands: &[&str]| Report {
+            action,
+            manager: Manager::Systemd,
+            file: PathBuf::from("/u/leakwatch.service"),
+            contents: (action == Action::Install).then(|| "[Unit]".to_owned()),
+            commands: commands.iter().map(|c| (*c).to_owned()).collect(),
+            dry_run,
+        };
+        let json = |r: &Report| serde_json::to_value(r).unwrap()["action"].clone();
+        assert_eq!(json(&report(Action::Install, false, &[])), "install");
+        assert_eq!(json(&report(Action::Uninstall, false, &[])), "uninstall");
+        let text = |r: Report| render(&r, false).unwrap();
+        assert!(text(report(Action::Install, false, &["x"])).starts_with("installed /u/"));
+        assert!(text(report(Action::Install, true, &["x"])).starts_with("would write /u/"));
+        assert!(text(report(Action::Uninstall, false, &["x"])).starts_with("removed /u/"));
+        assert!(text(report(Action::Uninstall, true, &["x"])).starts_with("would remove /u/"));
+        assert!(text(report(Action::Uninstall, true, &[])).starts_with("not installed"));
+    }
 
     #[test]
     fn unit_words_are_quoted_for_systemd() {
