@@ -4,7 +4,9 @@
 
 use leakwatch_app::state::{AppState, Paths};
 use leakwatch_core::ConfigSource;
+use leakwatch_core::engine::{Engine, EngineError, EngineHandle, EngineOptions};
 use leakwatch_core::notifier::{CapturingNotifier, Notifier, NullNotifier};
+use leakwatch_core::owner::Face;
 use leakwatch_test_helper::{Helper, wait_until};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -471,6 +473,34 @@ fn actions_work_on_the_last_good_config_while_the_file_is_broken() {
     let _ = std::fs::remove_file(&pidfile);
 }
 
+/// The config file and history an app and a daemon share in `dir`.
+fn shared_paths(dir: &std::path::Path) -> Paths {
+    Paths {
+        config: ConfigSource::Default(Some(dir.join("config.toml"))),
+        store: Some(dir.join("data/history.sqlite3")),
+    }
+}
+
+/// A daemon's engine in this process, owning the data directory of `paths`
+/// (so an app started on them attaches to it), opened by `open`.
+fn start_daemon(
+    paths: &Paths,
+    interval: Option<Duration>,
+    open: fn(EngineOptions, Face) -> Result<Engine, EngineError>,
+) -> EngineHandle {
+    let options = EngineOptions {
+        config: paths.config.clone(),
+        store_path: paths.store.clone(),
+        notifier: Arc::new(NullNotifier),
+        interval,
+    };
+    tauri::async_runtime::block_on(async move {
+        open(options, leakwatch_core::owner::Face::Daemon)
+            .map(leakwatch_core::engine::Engine::spawn)
+    })
+    .expect("the daemon's engine")
+}
+
 /// Issue 13: an app attached to the daemon (which owns the data directory) read
 /// the config file for its actions, so one started while the file was broken
 /// had no config to act on, and every action failed with the file's error,
@@ -478,8 +508,6 @@ fn actions_work_on_the_last_good_config_while_the_file_is_broken() {
 /// the daemon has in force, served by the daemon's local API.
 #[test]
 fn an_app_attached_to_the_daemon_acts_on_the_daemons_config_while_the_file_is_broken() {
-    use leakwatch_core::engine::{Engine, EngineOptions};
-    use leakwatch_core::owner::Face;
     let helper = Helper::spawn_with(&["--exec", "open epoll 3"]).expect("lw-helper");
     let pid = helper.pid();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -491,20 +519,8 @@ fn an_app_attached_to_the_daemon_acts_on_the_daemons_config_while_the_file_is_br
         format!("{}\n[watch.restart]\ncommand = [\"true\"]\n", helper_config(&pidfile)),
     )
     .expect("config");
-    let paths = Paths {
-        config: ConfigSource::Default(Some(config_path.clone())),
-        store: Some(dir.path().join("data/history.sqlite3")),
-    };
-    let daemon_options = EngineOptions {
-        config: paths.config.clone(),
-        store_path: paths.store.clone(),
-        notifier: Arc::new(NullNotifier),
-        interval: None,
-    };
-    let daemon = tauri::async_runtime::block_on(async move {
-        Engine::new_as(daemon_options, Face::Daemon).map(Engine::spawn)
-    })
-    .expect("the daemon's engine");
+    let paths = shared_paths(dir.path());
+    let daemon = start_daemon(&paths, None, Engine::new_as);
     let mut daemon_status = daemon.status();
     let ticked = wait_until(Duration::from_secs(20), || {
         daemon_status.borrow_and_update().targets.iter().any(|t| t.process.is_some())
@@ -673,27 +689,14 @@ fn an_app_started_on_a_broken_file_refuses_actions_with_the_config_error() {
 /// list holds.
 #[test]
 fn an_app_attached_to_a_daemon_started_on_a_broken_file_refuses_actions() {
-    use leakwatch_core::engine::{Command, Engine, EngineOptions};
-    use leakwatch_core::owner::Face;
+    use leakwatch_core::engine::Command;
     let (helper, orphan) = lw_helper_orphan();
     let roots = root_of(orphan);
     let dir = tempfile::tempdir().expect("tempdir");
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, BROKEN_PROTECTING_LW_HELPER).expect("config");
-    let paths = Paths {
-        config: ConfigSource::Default(Some(config_path.clone())),
-        store: Some(dir.path().join("data/history.sqlite3")),
-    };
-    let daemon_options = EngineOptions {
-        config: paths.config.clone(),
-        store_path: paths.store.clone(),
-        notifier: Arc::new(NullNotifier),
-        interval: Some(Duration::from_millis(200)),
-    };
-    let daemon = tauri::async_runtime::block_on(async move {
-        Engine::new_lenient_as(daemon_options, Face::Daemon).map(Engine::spawn)
-    })
-    .expect("the daemon's engine");
+    let paths = shared_paths(dir.path());
+    let daemon = start_daemon(&paths, Some(Duration::from_millis(200)), Engine::new_lenient_as);
 
     let f = start_in(dir, paths, Arc::new(NullNotifier));
     // The stream's config line, had there been one, comes before any status.
