@@ -755,17 +755,33 @@ mod tests {
         (Engine { status, events, commands, config, store: None }, status_tx, command_rx)
     }
 
+    /// `engine` served on a socket in a new directory: the directory (kept
+    /// while the test runs), the socket, and the server's task.
+    fn served(engine: Engine) -> (tempfile::TempDir, PathBuf, tokio::task::JoinHandle<()>) {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = socket_path(dir.path());
+        let listener = SameUserListener::bind(&socket).unwrap();
+        let server = tokio::spawn(serve(listener, engine));
+        (dir, socket, server)
+    }
+
+    /// The stream's next item, which must come within 30 s.
+    async fn next_item(subscription: &mut Subscription) -> StreamItem {
+        tokio::time::timeout(Duration::from_secs(30), subscription.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+
     /// A stream further behind than the engine's event channel holds skipped the
     /// events it lost and went on, so its client took what came for all of
     /// them. It ends instead, as for a client that stops reading.
     #[tokio::test]
     async fn a_stream_that_falls_behind_the_events_ends_rather_than_skip_some() {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = socket_path(dir.path());
-        let listener = SameUserListener::bind(&socket).unwrap();
         let (engine, _status_tx, _commands) = engine();
         let events = engine.events.clone();
-        let server = tokio::spawn(serve(listener, engine));
+        let (_dir, socket, server) = served(engine);
         let mut subscription = subscribe(&socket).await.unwrap();
         let first = subscription.next().await.unwrap().unwrap();
         assert!(matches!(first, StreamItem::Status(_)), "{first:?}");
@@ -786,17 +802,11 @@ mod tests {
     /// before).
     #[tokio::test]
     async fn a_ticks_events_reach_the_stream_before_its_status() {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = socket_path(dir.path());
-        let listener = SameUserListener::bind(&socket).unwrap();
         let (engine, status_tx, _commands) = engine();
         let events = engine.events.clone();
-        let server = tokio::spawn(serve(listener, engine));
+        let (_dir, socket, server) = served(engine);
         let mut subscription = subscribe(&socket).await.unwrap();
-        let next = async |s: &mut Subscription| {
-            tokio::time::timeout(Duration::from_secs(30), s.next()).await.unwrap().unwrap().unwrap()
-        };
-        assert!(matches!(next(&mut subscription).await, StreamItem::Status(s) if s.tick == 7));
+        assert!(matches!(next_item(&mut subscription).await, StreamItem::Status(s) if s.tick == 7));
         for tick in 8..208 {
             let mut event = hello(1)[0].clone();
             event.message = format!("tick {tick}");
@@ -805,12 +815,12 @@ mod tests {
             // it is scheduled late on a loaded machine.
             events.send(Arc::from([event])).unwrap();
             status_tx.send(Arc::new(Status { tick, ..Status::default() })).unwrap();
-            match next(&mut subscription).await {
+            match next_item(&mut subscription).await {
                 StreamItem::Events(e) if e.len() == 1 && e[0].message == format!("tick {tick}") => {
                 }
                 other => panic!("tick {tick}: {other:?} came before the tick's events"),
             }
-            let status = next(&mut subscription).await;
+            let status = next_item(&mut subscription).await;
             assert!(matches!(&status, StreamItem::Status(s) if s.tick == tick), "{status:?}");
         }
         server.abort();
@@ -845,20 +855,17 @@ mod tests {
         );
 
         let mut subscription = subscribe(&socket).await.unwrap();
-        let next = async |s: &mut Subscription| {
-            tokio::time::timeout(Duration::from_secs(30), s.next()).await.unwrap().unwrap().unwrap()
-        };
-        assert!(matches!(next(&mut subscription).await, StreamItem::Config(c) if c == served));
-        assert!(matches!(next(&mut subscription).await, StreamItem::Status(s) if s.tick == 7));
+        assert!(matches!(next_item(&mut subscription).await, StreamItem::Config(c) if c == served));
+        assert!(matches!(next_item(&mut subscription).await, StreamItem::Status(s) if s.tick == 7));
         let reloaded = good.replace("web", "api");
         config_tx.send_replace(Some(Arc::new(Config::parse(&reloaded, &path).unwrap())));
         assert!(matches!(
-            next(&mut subscription).await,
+            next_item(&mut subscription).await,
             StreamItem::Config(c) if c.text.as_deref() == Some(reloaded.as_str())
         ));
         // Automatic mode: no file, no text; the face parses the defaults.
         config_tx.send_replace(Some(Arc::new(Config::default())));
-        let StreamItem::Config(automatic) = next(&mut subscription).await else { panic!() };
+        let StreamItem::Config(automatic) = next_item(&mut subscription).await else { panic!() };
         assert_eq!(automatic, ConfigText { path: None, text: None });
         assert!(automatic.parse().unwrap().watch.is_empty());
         server.abort();
@@ -898,12 +905,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn api_stream_sends_statuses_and_events_as_they_happen() {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-        let dir = tempfile::tempdir().unwrap();
-        let socket = socket_path(dir.path());
-        let listener = SameUserListener::bind(&socket).unwrap();
         let (engine, status_tx, _commands) = engine();
         let events = engine.events.clone();
-        let server = tokio::spawn(serve(listener, engine));
+        let (_dir, socket, server) = served(engine);
         let mut stream = tokio::net::UnixStream::connect(&socket).await.unwrap();
         stream.write_all(b"GET /v1/stream HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
         let mut lines = BufReader::new(stream).lines();
@@ -921,23 +925,17 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn client_subscription_reads_typed_statuses_and_events_and_sends_commands() {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = socket_path(dir.path());
-        let listener = SameUserListener::bind(&socket).unwrap();
         let (engine, status_tx, mut commands) = engine();
         let events = engine.events.clone();
-        let server = tokio::spawn(serve(listener, engine));
+        let (_dir, socket, server) = served(engine);
         assert_eq!(status(&socket).await.unwrap().tick, 7);
         let mut subscription = subscribe(&socket).await.unwrap();
-        let next = async |s: &mut Subscription| {
-            tokio::time::timeout(Duration::from_secs(30), s.next()).await.unwrap().unwrap().unwrap()
-        };
-        assert!(matches!(next(&mut subscription).await, StreamItem::Status(s) if s.tick == 7));
+        assert!(matches!(next_item(&mut subscription).await, StreamItem::Status(s) if s.tick == 7));
         status_tx.send(Arc::new(Status { tick: 8, ..Status::default() })).unwrap();
-        assert!(matches!(next(&mut subscription).await, StreamItem::Status(s) if s.tick == 8));
+        assert!(matches!(next_item(&mut subscription).await, StreamItem::Status(s) if s.tick == 8));
         events.send(hello(2)).unwrap();
         assert!(matches!(
-            next(&mut subscription).await,
+            next_item(&mut subscription).await,
             StreamItem::Events(e) if e.len() == 2 && e[1].message == "hello 1"
         ));
         send_command(&socket, Command::PauseAlerts(Some(Duration::from_secs(90)))).await.unwrap();
@@ -959,11 +957,8 @@ mod tests {
     async fn api_baseline_route_waits_for_the_engines_answer_and_maps_its_errors() {
         use crate::diagnose::{Mark, MarkError};
         use leakwatch_probe::{ProcessId, StartTime};
-        let dir = tempfile::tempdir().unwrap();
-        let socket = socket_path(dir.path());
-        let listener = SameUserListener::bind(&socket).unwrap();
         let (engine, _status_tx, mut commands) = engine();
-        let server = tokio::spawn(serve(listener, engine));
+        let (_dir, socket, server) = served(engine);
         // A stand-in engine: marks `web`, knows nothing else.
         let answering = tokio::spawn(async move {
             while let Some(command) = commands.recv().await {
