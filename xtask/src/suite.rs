@@ -300,13 +300,7 @@ fn provide_pidfds() -> Result<Option<String>> {
 
 fn provide_descriptor_limit() -> Result<Option<String>> {
     // The tests inherit xtask's hard limit; only root could raise it.
-    let out = Command::new("sh")
-        .args(["-c", "ulimit -Hn"])
-        .stdin(Stdio::null())
-        .output()
-        .context("could not run sh")?;
-    let hard = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    Ok(descriptor_limit_missing(&hard))
+    Ok(descriptor_limit_missing(&shell_output("ulimit -Hn")?))
 }
 
 /// Why a hard descriptor limit of `hard` (as `ulimit -Hn` prints it) is not enough.
@@ -317,15 +311,20 @@ fn descriptor_limit_missing(hard: &str) -> Option<String> {
     })
 }
 
-fn provide_init_reaper() -> Result<Option<String>> {
-    // Orphan a `sleep` and see who adopts it: a subreaper above xtask (a service
-    // manager, some container inits) takes orphans instead of pid 1.
+/// What `sh -c script` prints, trimmed.
+fn shell_output(script: &str) -> Result<String> {
     let out = Command::new("sh")
-        .args(["-c", "sleep 30 >/dev/null 2>&1 & echo $!"])
+        .args(["-c", script])
         .stdin(Stdio::null())
         .output()
         .context("could not run sh")?;
-    let pid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn provide_init_reaper() -> Result<Option<String>> {
+    // Orphan a `sleep` and see who adopts it: a subreaper above xtask (a service
+    // manager, some container inits) takes orphans instead of pid 1.
+    let pid = shell_output("sleep 30 >/dev/null 2>&1 & echo $!")?;
     let mut parent = None;
     for _ in 0..50 {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
