@@ -82,7 +82,7 @@ const CORE_LAYERS: [&[&str]; 7] = [
     &["trend", "window", "rules", "diagnose", "orphans"],
     &["store"],
     &["actions", "proposal"],
-    &["status", "command"],
+    &["status", "command", "relay"],
     &["engine", "api", "attach", "metrics", "notifier"],
 ];
 

@@ -362,10 +362,10 @@ impl hyper::body::Body for ChannelBody {
 }
 
 fn stream(engine: &Engine) -> Response<Body> {
+    use crate::relay::{Relay, Update};
     use http_body_util::BodyExt;
     let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BACKLOG);
-    let mut status = engine.status.clone();
-    let mut events = engine.events.subscribe();
+    let mut relay = Relay::new(engine.status.clone(), engine.events.subscribe());
     let mut config = engine.config.clone();
     tokio::spawn(async move {
         let line = |key: &str, value: &dyn erased::Json| -> Option<Bytes> {
@@ -382,57 +382,44 @@ fn stream(engine: &Engine) -> Response<Body> {
         {
             return;
         }
-        let first = status.borrow_and_update().clone();
-        // Lines to send before waiting again: a tick's events come before its
-        // status, so a status may bring the events queued ahead of it.
-        let mut pending: std::collections::VecDeque<Bytes> =
-            line("status", &*first).into_iter().collect();
+        let first = relay.current_status();
+        let mut pending = line("status", &*first);
         // An engine that publishes no config (a test's) still streams the rest.
         let mut config_open = true;
         loop {
-            while let Some(bytes) = pending.pop_front() {
+            if let Some(bytes) = pending.take() {
                 // Full (a client not reading) or closed: drop the client.
                 if tx.try_send(bytes).is_err() {
                     return;
                 }
             }
-            // Biased, events first: the engine sends a tick's events before
-            // its status, and a random pick among ready branches sent the
-            // status first now and then, so an attached `watch` printed those
-            // events with the next tick (issue 13).
             tokio::select! {
-                biased;
-                raised = events.recv() => match raised {
+                // In the engine's order, a tick's events before its status
+                // (issue 13: an unbiased select sent the status first now and
+                // then, and an attached `watch` printed those events late).
+                update = relay.next() => match update {
                     // One line per tick, however many it raised: the backlog
                     // counts lines, and a large tick is not a slow client.
-                    Ok(raised) => pending.extend(line("events", &&*raised)),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => return lost(missed),
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                changed = status.changed() => {
-                    if changed.is_err() { return; }
-                    // Events sent after the poll above found none, but before
-                    // this status: still ahead of it.
-                    loop {
-                        match events.try_recv() {
-                            Ok(raised) => pending.extend(line("events", &&*raised)),
-                            Err(broadcast::error::TryRecvError::Empty) => break,
-                            Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                                return lost(missed);
-                            }
-                            Err(broadcast::error::TryRecvError::Closed) => return,
-                        }
+                    Some(Update::Events(raised)) => pending = line("events", &&*raised),
+                    Some(Update::Status(current)) => pending = line("status", &*current),
+                    // Events lost: a client must not take the rest for all
+                    // of them. Dropped, as a client that stops reading is; it
+                    // knows, and subscribes again.
+                    Some(Update::Lagged(missed)) => {
+                        tracing::warn!(
+                            "local API: a stream fell {missed} ticks' events behind: dropped"
+                        );
+                        return;
                     }
-                    let current = status.borrow_and_update().clone();
-                    pending.extend(line("status", &*current));
-                }
+                    None => return,
+                },
                 changed = config.changed(), if config_open => {
                     if changed.is_err() {
                         config_open = false;
                         continue;
                     }
                     let current = config.borrow_and_update().as_deref().map(ConfigText::of);
-                    pending.extend(current.and_then(|c| line("config", &c)));
+                    pending = current.and_then(|c| line("config", &c));
                 }
                 () = tx.closed() => return,
             }
@@ -443,13 +430,6 @@ fn stream(engine: &Engine) -> Response<Body> {
         .headers_mut()
         .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-ndjson"));
     response
-}
-
-/// A stream lost some of the engine's events: a client must not take the rest
-/// for all of them. It is dropped, as a client that stops reading is; it
-/// knows, and subscribes again.
-fn lost(missed: u64) {
-    tracing::warn!("local API: a stream fell {missed} ticks' events behind: dropped");
 }
 
 /// Serialising either a status or an event through one closure.

@@ -19,7 +19,7 @@
 //! 4. `store`;
 //! 5. `actions` (kill, restart, service, locate), `proposal` (what Watch proposes);
 //! 6. `status` (the engine's state as data), `command` (what faces
-//!    ask the engine);
+//!    ask the engine), `relay` (its statuses and events in the engine's order);
 //! 7. `engine` (with its autopilot), `api`, `attach`, and the faces' optional
 //!    parts: `metrics` (feature `metrics`) and the desktop notifier, `notifier`
 //!    (feature `notifications`), which the CLI and the app turn on.
@@ -41,6 +41,7 @@ pub mod orphans;
 pub mod owner;
 pub mod private;
 pub mod proposal;
+pub mod relay;
 pub mod rules;
 pub mod status;
 pub mod store;

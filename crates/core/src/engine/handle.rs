@@ -5,6 +5,7 @@ use super::{Command, Engine, EngineError};
 use crate::config::Config;
 use crate::model::{Event, unix_millis};
 use crate::owner::LockError;
+use crate::relay::Update;
 use crate::status::{Affected, Problem, Status};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -166,8 +167,7 @@ impl EngineHandle {
                 }
             };
             let inner = engine.spawn();
-            let mut statuses = inner.status();
-            let mut inner_events = inner.events();
+            let mut updates = crate::relay::Relay::new(inner.status(), inner.events());
             let mut inner_listen = inner.metrics_listen();
             let _ = listen_tx.send(*inner_listen.borrow_and_update());
             let mut inner_config = inner.config();
@@ -187,23 +187,12 @@ impl EngineHandle {
                         if changed.is_err() { break }
                         config_tx.send_replace(inner_config.borrow_and_update().clone());
                     }
-                    changed = statuses.changed() => {
-                        if changed.is_err() { break }
-                        // The tick's events before its status, as the engine sent them.
-                        loop {
-                            match inner_events.try_recv() {
-                                Ok(raised) => { let _ = events.send(raised); }
-                                Err(broadcast::error::TryRecvError::Lagged(missed)) => lost(missed),
-                                Err(_) => break,
-                            }
-                        }
-                        let status = statuses.borrow_and_update().clone();
-                        let _ = status_tx.send(status);
-                    }
-                    raised = inner_events.recv() => match raised {
-                        Ok(raised) => { let _ = events.send(raised); }
-                        Err(broadcast::error::RecvError::Lagged(missed)) => lost(missed),
-                        Err(broadcast::error::RecvError::Closed) => break,
+                    // The tick's events before its status, as the engine sent them.
+                    update = updates.next() => match update {
+                        Some(Update::Events(raised)) => { let _ = events.send(raised); }
+                        Some(Update::Status(status)) => { let _ = status_tx.send(status); }
+                        Some(Update::Lagged(missed)) => lost(missed),
+                        None => break,
                     },
                     command = command_rx.recv() => match command {
                         Some(command) => inner.send(command),
