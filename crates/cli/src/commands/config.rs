@@ -9,7 +9,7 @@ use leakwatch_core::config::Config;
 use leakwatch_core::config_edit::{self, Locator, NewTarget};
 use std::path::PathBuf;
 
-/// Write, check or locate the config file.
+/// Write, check, locate or show the config file, and the config in force.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     #[command(subcommand)]
